@@ -1,0 +1,42 @@
+"""Errors meant for people: each names the thing that is wrong and the fix.
+
+The CLI turns every `ToolkitError` into one line on stderr and exit code 2.
+"""
+
+
+class ToolkitError(Exception):
+    """Base class of the toolkit's user-facing errors."""
+
+
+class ConfigError(ToolkitError, ValueError):
+    """A recipe or option has an unknown key, a wrong type or a value out of range."""
+
+
+class UnsupportedArchitectureError(ToolkitError, ValueError):
+    """The base model's architecture is not in the family table."""
+
+
+class CheckpointError(ToolkitError):
+    """A checkpoint is missing, corrupted, or was grafted on another base model."""
+
+
+class DataError(ToolkitError, ValueError):
+    """An input data file has a malformed line or row (the message names file and line)."""
+
+
+def check_choice(key: str, value, allowed) -> None:
+    """Raise ConfigError unless `value` is one of `allowed`, naming the key and the choices."""
+    if value not in allowed:
+        choices = ", ".join(repr(a) for a in allowed)
+        raise ConfigError(f"{key}={value!r} is not allowed; choose one of {choices}")
+
+
+def check_range(key: str, value, *, low=None, high=None, low_open=False) -> None:
+    """Raise ConfigError unless low <= value <= high (low < value when low_open)."""
+    too_low = low is not None and (value <= low if low_open else value < low)
+    too_high = high is not None and value > high
+    if too_low or too_high:
+        lo = "" if low is None else (f"> {low}" if low_open else f">= {low}")
+        hi = "" if high is None else f"<= {high}"
+        bounds = " and ".join(b for b in (lo, hi) if b)
+        raise ConfigError(f"{key}={value!r} is out of range; it must be {bounds}")
