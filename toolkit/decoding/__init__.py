@@ -1,0 +1,21 @@
+"""Pure, batched decoding math (SPEC sections 2-5). Imports torch only.
+
+Shapes: B batch rows, N early layers, V vocabulary, K = SLED's evolution_scale, G temperatures.
+"""
+
+from toolkit.decoding.dola import dola_contrast, layer_divergences
+from toolkit.decoding.sled import SledResult, sled_details, sled_evolve
+from toolkit.decoding.temperature import apply_temperature, sample_tokens, temperature_log_probs
+from toolkit.decoding.top_n_sigma import top_n_sigma
+
+__all__ = [
+    "SledResult",
+    "apply_temperature",
+    "dola_contrast",
+    "layer_divergences",
+    "sample_tokens",
+    "sled_details",
+    "sled_evolve",
+    "temperature_log_probs",
+    "top_n_sigma",
+]

@@ -1,0 +1,60 @@
+"""The literal SPEC section 2 formulation of SLED, kept for checking and benchmarking only.
+
+`sled_evolve_naive` builds the (N, K, V) gradient tensor `P[n] - e_i` row by row and takes
+torch.nn.functional.cosine_similarity with D = Z - z over the vocabulary, as the reference code
+does. It is written independently of `toolkit.decoding.sled` (no shared helpers) so the tests can
+compare the two, and it costs O(N * K * V) memory: use `sled_evolve` for real work.
+Finite inputs only (the reference code has no -inf handling).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+
+def _naive_row(z, early, rate, scale, lower_bound, op_T):
+    vocab = z.shape[-1]
+    p = torch.softmax(z, dim=-1)
+    topk = torch.topk(p, scale).indices
+    diff = early - z
+    probs = torch.softmax(early, dim=-1)
+    grads = probs.unsqueeze(1) - torch.eye(vocab, dtype=torch.float32)[topk].unsqueeze(0)
+    cos = F.cosine_similarity(grads, diff.unsqueeze(1), dim=-1)
+    m = torch.relu(cos) ** 2
+    sums = m.sum(1)
+    for n in range(m.shape[0]):
+        if sums[n] != 0:
+            m[n] = m[n] / sums[n]
+    weights = sums / sums.sum() if sums.sum() != 0 else sums
+    latent = torch.zeros(vocab, dtype=torch.float32)
+    latent[topk] = (weights.unsqueeze(1) * m).sum(0)
+    for t in range(op_T):
+        z = z - rate * (1 - t / op_T) * (torch.softmax(z, dim=-1) - latent)
+    out = torch.full((vocab,), float(lower_bound), dtype=torch.float32)
+    out[topk] = z[topk]
+    return out
+
+
+def sled_evolve_naive(
+    final_logits: torch.Tensor,
+    early_logits: torch.Tensor,
+    *,
+    evolution_rate: float,
+    evolution_scale: int,
+    evolution_lower_bound: float = -1000.0,
+    op_T: int = 1,
+) -> torch.Tensor:
+    """SLED as SPEC writes it: final (B, V), early (B, N, V) -> (B, V) float32, CPU, one row at a time."""
+    rows = [
+        _naive_row(
+            final_logits[b].float().cpu(),
+            early_logits[b].float().cpu(),
+            evolution_rate,
+            evolution_scale,
+            evolution_lower_bound,
+            op_T,
+        )
+        for b in range(final_logits.shape[0])
+    ]
+    return torch.stack(rows)

@@ -1,0 +1,55 @@
+"""Top-n-sigma filtering (SPEC section 4).
+
+Per row, over the finite logits only: M = max, sigma = population standard deviation (float32);
+token i is kept iff logit_i >= M - n * sigma, the others become -inf. A row with n <= 0 (or NaN)
+or fewer than two finite logits is returned unchanged. The kept set does not depend on
+temperature. The statistics are computed on the row divided by a power of two, which is exact,
+so the comparison is the plain float32 one while huge logits cannot overflow the variance.
+"""
+
+from __future__ import annotations
+
+import torch
+
+
+def _per_row_n(n, batch: int, device: torch.device) -> torch.Tensor:
+    if isinstance(n, torch.Tensor):
+        if n.dim() == 0:
+            n = n.reshape(1)
+        if n.dim() != 1 or n.shape[0] not in (1, batch):
+            raise ValueError(
+                f"n must be a float or a tensor of shape (B,)=({batch},); "
+                f"got shape {tuple(n.shape)}"
+            )
+        return n.to(device=device, dtype=torch.float32).unsqueeze(-1)
+    if isinstance(n, bool) or not isinstance(n, (int, float)):
+        raise ValueError(f"n must be a float or a tensor of shape (B,); got {n!r}")
+    return torch.full((1, 1), float(n), dtype=torch.float32, device=device)
+
+
+def _power_of_two_scale(values: torch.Tensor) -> torch.Tensor:
+    """2**e >= max |values| per row (1 for rows below 1): dividing by it is exact."""
+    biggest = values.abs().amax(-1, keepdim=True)
+    _, exponent = torch.frexp(biggest)
+    return torch.ldexp(torch.ones_like(biggest), exponent.clamp_min(0))
+
+
+def top_n_sigma(logits: torch.Tensor, n) -> torch.Tensor:
+    """Keep logits >= max - n * sigma per row: (B, V), n float or (B,) -> (B, V) same dtype."""
+    if logits.dim() != 2:
+        raise ValueError(f"logits must have shape (B, V); got {tuple(logits.shape)}")
+    if not logits.is_floating_point():
+        raise ValueError(f"logits must be a floating-point tensor; got {logits.dtype}")
+    n = _per_row_n(n, logits.shape[0], logits.device)
+    x = logits.float()
+    finite = torch.isfinite(x)
+    count = finite.sum(-1, keepdim=True)
+    x = torch.where(finite, x, torch.zeros_like(x))
+    x = x / _power_of_two_scale(x)
+    mean = x.sum(-1, keepdim=True) / count.clamp_min(1)
+    spread = torch.where(finite, x - mean, torch.zeros_like(x))
+    sigma = (spread.square().sum(-1, keepdim=True) / count.clamp_min(1)).sqrt()
+    top = torch.where(finite, x, torch.full_like(x, float("-inf"))).amax(-1, keepdim=True)
+    keep = finite & (x >= top - n * sigma)
+    active = (n > 0) & (count >= 2)
+    return logits.masked_fill(active & ~keep, float("-inf"))
