@@ -1,0 +1,105 @@
+"""`run_eval(model, config)`: score or generate with every decoding mode, write the results.
+
+Writes `results.json` (settings, totals per mode, per-item results, skipped rows) and
+`report.md` (+ `report.png` when matplotlib is importable) under `config.output_dir`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+from typing import Any
+
+from toolkit.errors import ConfigError
+from toolkit.eval import factor, generation, truthfulqa
+from toolkit.eval.config import SCORING_TASKS, EvalConfig
+from toolkit.eval.data import BadRows
+from toolkit.eval.report import write_report
+from toolkit.eval.scoring import ScoreSettings, score_pairs
+
+SCORING = {"truthfulqa": truthfulqa, "factor": factor}
+
+
+def score_settings(config: EvalConfig) -> ScoreSettings:
+    op_t, low, log_softmax = config.sled_setting()
+    return ScoreSettings(
+        evolution_rate=config.sled_evolution_rate, evolution_scale=config.sled_evolution_scale,
+        op_T=op_t, lower_bound=low, sled_log_softmax=log_softmax,
+        relative_top=config.relative_top(), relative_top_value=config.dola_relative_top_value,
+    )
+
+
+def _item_pairs(task: str, item: dict[str, Any], config: EvalConfig) -> list[tuple[str, str]]:
+    if task == "truthfulqa":
+        return truthfulqa.pairs(item, config.prompt_template)
+    return factor.pairs(item)
+
+
+def _run_scoring(am: Any, config: EvalConfig, bad: BadRows) -> tuple[list, dict, dict]:
+    module = SCORING[config.task]
+    items = module.load(config.data_path, bad, config.limit)
+    modes = config.active_modes
+    per_item = [_item_pairs(config.task, it, config) for it in items]
+    flat = [p for pairs in per_item for p in pairs]
+    settings = score_settings(config)
+    scores = score_pairs(am, flat, modes, settings, config.batch_size, config.padding_side,
+                         config.progress)
+    records = [_record(it) for it in items]
+    totals: dict[str, dict[str, float]] = {}
+    for mode in modes:
+        start = 0
+        for rec, it, pairs in zip(records, items, per_item):
+            rec[mode] = module.item_result(it, scores[mode][start : start + len(pairs)])
+            start += len(pairs)
+        totals[mode] = {m: sum(r[mode][m] for r in records) / len(records)
+                        for m in module.METRICS}
+    return records, totals, dataclasses.asdict(settings)
+
+
+def _run_generation(am: Any, config: EvalConfig, bad: BadRows) -> tuple[list, dict, dict]:
+    items = generation.load(config.task, config.data_path, bad, config.limit)
+    records = [_record(it) for it in items]
+    totals, decodings = {}, {}
+    for mode in config.active_modes:
+        results, totals[mode] = generation.run_mode(am, config.task, items, mode, config)
+        decodings[mode] = dataclasses.asdict(generation.mode_decoding(config.decoding, mode))
+        for rec, res in zip(records, results):
+            rec[mode] = res
+    return records, totals, decodings
+
+
+def _record(item: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in item.items() if k in ("line", "question", "prefix", "completion",
+                                                   "gold", "best")}
+
+
+def _require_augmented(model: Any) -> Any:
+    if not all(hasattr(model, a) for a in ("base", "tap", "tokenizer", "generate")):
+        raise ConfigError(
+            f"run_eval needs an AugmentedModel (got {type(model).__name__}); graft the base "
+            "model first with AugmentedModel.graft(model, tokenizer=...)"
+        )
+    if model.tokenizer is None:
+        raise ConfigError("the AugmentedModel has no tokenizer; pass tokenizer= when grafting")
+    return model
+
+
+def run_eval(model: Any, config: EvalConfig) -> dict[str, Any]:
+    """Evaluate every configured decoding mode on `config.data_path`; returns the results."""
+    am = _require_augmented(model)
+    bad = BadRows(config.on_bad_row)
+    runner = _run_scoring if config.task in SCORING_TASKS else _run_generation
+    records, totals, settings = runner(am, config, bad)
+    result = {
+        "task": config.task, "data_path": str(config.data_path), "modes": list(totals),
+        "num_items": len(records), "settings": settings, "totals": totals,
+        "skipped_rows": bad.skipped, "items": records,
+    }
+    out = Path(config.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    metrics = list(next(iter(totals.values())))
+    result["files"] = [str(p) for p in write_report(result, out, metrics)]
+    result["files"].append(str(out / "results.json"))
+    (out / "results.json").write_text(json.dumps(result, indent=1), encoding="utf-8")
+    return result

@@ -1,0 +1,158 @@
+"""Teacher-forced answer scoring for greedy, DoLa and SLED (SPEC sections 2-3).
+
+A (prompt, continuation) pair is scored as the sum, over the continuation's tokens, of a value
+at the token: greedy = log-softmax log-prob of the final layer; DoLa = the contrast
+log_softmax(z_L) - log_softmax(z_j) with the premature layer j chosen per position by JSD, and
+tokens outside the relative-top set valued `relative_top_value` (the reference's -1000, not
+-inf, so sums stay finite; relative_top 0 disables the filter); SLED = every position evolved
+independently by `sled_evolve`, then the raw evolved value or its log_softmax (per task).
+
+Several pairs share one forward pass (right or left padded, position ids from the mask, so
+padding never changes a score); all modes are computed from that same pass.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import torch
+from tqdm.auto import tqdm
+
+from toolkit.decoding import dola_contrast, layer_divergences, sled_evolve
+from toolkit.errors import DataError
+
+
+@dataclass
+class ScoreSettings:
+    """Numbers the DoLa and SLED values need (see EvalConfig for their task defaults)."""
+
+    evolution_rate: float = 2.0
+    evolution_scale: int = 10
+    op_T: int = 1
+    lower_bound: float = -1000.0
+    sled_log_softmax: bool = True
+    relative_top: float = 0.1
+    relative_top_value: float = -1000.0
+
+
+def encode_pair(tokenizer: Any, prompt: str, continuation: str) -> tuple[list[int], int]:
+    """Token ids of prompt + continuation and the index of the first continuation token.
+
+    Like the reference, the whole text is tokenized and the prompt's own tokenization is its
+    prefix; when the two disagree at the boundary (a merge across it), the continuation is
+    tokenized on its own and appended, so the scored tokens are exactly the continuation's.
+    """
+    prefix = tokenizer(prompt)["input_ids"]
+    full = tokenizer(prompt + continuation)["input_ids"]
+    if len(full) > len(prefix) and full[: len(prefix)] == prefix:
+        return list(full), len(prefix)
+    cont = tokenizer(continuation, add_special_tokens=False)["input_ids"]
+    if not cont:
+        raise DataError(f"continuation {continuation!r} has no tokens; it cannot be scored")
+    return list(prefix) + list(cont), len(prefix)
+
+
+def greedy_values(final: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """log softmax(final)[target] per row: final (M,V), targets (M,) -> (M,)."""
+    return final.float().log_softmax(-1).gather(-1, targets[:, None])[:, 0]
+
+
+def dola_values(
+    final: torch.Tensor, early: torch.Tensor, targets: torch.Tensor, s: ScoreSettings
+) -> torch.Tensor:
+    """DoLa contrast at the target; filtered tokens get `relative_top_value`."""
+    final, early = final.float(), early.float()
+    if s.relative_top > 0:
+        contrast, _ = dola_contrast(final, early, relative_top=s.relative_top)
+        contrast = contrast.masked_fill(contrast == -torch.inf, s.relative_top_value)
+    else:
+        chosen = layer_divergences(final, early).argmax(-1)
+        premature = early[torch.arange(len(chosen), device=early.device), chosen]
+        contrast = final.log_softmax(-1) - premature.log_softmax(-1)
+    return contrast.gather(-1, targets[:, None])[:, 0]
+
+
+def sled_values(
+    final: torch.Tensor, early: torch.Tensor, targets: torch.Tensor, s: ScoreSettings
+) -> torch.Tensor:
+    """SLED-evolved value (raw, or log_softmax of the evolved logits) at the target."""
+    evolved = sled_evolve(
+        final.float(), early.float(), evolution_rate=s.evolution_rate,
+        evolution_scale=min(s.evolution_scale, final.shape[-1]),
+        evolution_lower_bound=s.lower_bound, op_T=s.op_T,
+    )
+    if s.sled_log_softmax:
+        evolved = evolved.log_softmax(-1)
+    return evolved.gather(-1, targets[:, None])[:, 0]
+
+
+def _pad(encoded: Sequence[tuple[list[int], int]], pad_id: int, side: str, device) -> dict:
+    """Padded inputs plus, per row, the positions predicting each answer token."""
+    width = max(len(ids) for ids, _ in encoded)
+    span = max(len(ids) - start for ids, start in encoded)
+    input_ids = torch.full((len(encoded), width), pad_id, dtype=torch.long)
+    mask = torch.zeros_like(input_ids)
+    positions = torch.zeros((len(encoded), span), dtype=torch.long)
+    targets = torch.zeros_like(positions)
+    valid = torch.zeros_like(positions, dtype=torch.bool)
+    for row, (ids, start) in enumerate(encoded):
+        offset = width - len(ids) if side == "left" else 0
+        input_ids[row, offset : offset + len(ids)] = torch.tensor(ids)
+        mask[row, offset : offset + len(ids)] = 1
+        n = len(ids) - start
+        positions[row] = offset + start - 1
+        positions[row, :n] = offset + torch.arange(start - 1, len(ids) - 1)
+        targets[row, :n] = torch.tensor(ids[start:])
+        valid[row, :n] = True
+    position_ids = (mask.cumsum(-1) - 1).clamp(min=0)
+    batch = dict(input_ids=input_ids, attention_mask=mask, position_ids=position_ids,
+                 positions=positions, targets=targets, valid=valid)
+    return {k: v.to(device) for k, v in batch.items()}
+
+
+@torch.no_grad()
+def score_batch(
+    am: Any, encoded: Sequence[tuple[list[int], int]], modes: Sequence[str],
+    settings: ScoreSettings, padding_side: str = "right",
+) -> dict[str, list[float]]:
+    """Scores of a few encoded pairs in one forward pass, for every mode."""
+    base, tap = am.base, am.tap
+    device = base.get_input_embeddings().weight.device
+    pad_id = am.tokenizer.pad_token_id if am.tokenizer.pad_token_id is not None else 0
+    b = _pad(encoded, pad_id, padding_side, device)
+    width = b["input_ids"].shape[1]
+    keep = width - int(b["positions"].min())
+    with tap.capture(last_only=False):
+        out = base(input_ids=b["input_ids"], attention_mask=b["attention_mask"],
+                   position_ids=b["position_ids"], logits_to_keep=keep, use_cache=False)
+        rows = torch.arange(len(encoded), device=device)[:, None]
+        final = out.logits[rows, b["positions"] - (width - keep)]
+        early = tap.early_logits(positions=b["positions"]) if set(modes) - {"greedy"} else None
+    valid, targets = b["valid"], b["targets"][b["valid"]]
+    values = {"greedy": lambda: greedy_values(final[valid], targets),
+              "dola": lambda: dola_values(final[valid], early[valid], targets, settings),
+              "sled": lambda: sled_values(final[valid], early[valid], targets, settings)}
+    lengths = valid.sum(-1).tolist()
+    result = {}
+    for mode in modes:
+        per_token = values[mode]().double().cpu().split(lengths)
+        result[mode] = [float(t.sum()) for t in per_token]
+    return result
+
+
+def score_pairs(
+    am: Any, pairs: Sequence[tuple[str, str]], modes: Sequence[str], settings: ScoreSettings,
+    batch_size: int = 8, padding_side: str = "right", progress: bool = False,
+) -> dict[str, list[float]]:
+    """Score every (prompt, continuation) pair in every mode; batches group similar lengths."""
+    encoded = [encode_pair(am.tokenizer, p, c) for p, c in pairs]
+    order = sorted(range(len(encoded)), key=lambda i: len(encoded[i][0]))
+    scores: dict[str, list[float]] = {m: [0.0] * len(encoded) for m in modes}
+    chunks = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+    for chunk in tqdm(chunks, desc="scoring", disable=not progress):
+        got = score_batch(am, [encoded[i] for i in chunk], modes, settings, padding_side)
+        for mode in modes:
+            for i, value in zip(chunk, got[mode]):
+                scores[mode][i] = value
+    return scores
