@@ -1,0 +1,119 @@
+"""Typed configs of the LPO job (dataclasses that OmegaConf can use as schemas).
+
+Each one validates itself in `__post_init__`, so a bad value fails as soon as a recipe is turned
+into objects, naming the key and the allowed values.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+from toolkit.errors import ConfigError, check_choice, check_range
+
+REWARD_KINDS = ("exact_match", "repetition", "reward_model", "function")
+COLLECT_MODES = ("sequence", "token")
+LOSS_VARIANTS = ("tokens", "tokens_separate", "latent")
+STRATEGIES = ("auto", "ddp", "ddp_spawn", "fsdp")
+ACCELERATORS = ("auto", "cpu", "gpu", "cuda", "mps")
+PRECISIONS = ("32-true", "32", "16-mixed", "bf16-mixed", "bf16-true", "16-true", "64-true")
+
+
+@dataclass
+class RewardConfig:
+    """How a reply is scored.
+
+    exact_match: 1.0 when the reply's final answer (GSM8K `#### 42`, else the last number)
+    equals the prompt record's `answer_field`, else 0.0.
+    repetition: minus the number of repeated `ngram`-grams of reply tokens (fewest is best).
+    reward_model: the first logit of a local `AutoModelForSequenceClassification` directory.
+    function: a user function `module:function` called with (prompt, reply, record) -> float.
+    """
+
+    kind: str = "exact_match"
+    answer_field: str = "answer"
+    ngram: int = 3
+    model_path: Optional[str] = None
+    function: Optional[str] = None
+
+    def __post_init__(self) -> None:
+        check_choice("reward.kind", self.kind, REWARD_KINDS)
+        check_range("reward.ngram", self.ngram, low=1)
+        if self.kind == "reward_model" and not self.model_path:
+            raise ConfigError("reward.kind='reward_model' needs reward.model_path (a local dir)")
+        if self.kind == "function" and (not self.function or ":" not in self.function):
+            raise ConfigError(
+                f"reward.function={self.function!r} is not allowed; give 'module:function'"
+            )
+
+
+@dataclass
+class CollectConfig:
+    """Preference-data collection: N sampled replies per prompt, temperatures from the head."""
+
+    num_replies: int = 8
+    prompts_per_batch: int = 4
+    mode: str = "sequence"
+    max_new_tokens: int = 64
+    seed: int = 0
+    reward: RewardConfig = field(default_factory=RewardConfig)
+
+    def __post_init__(self) -> None:
+        check_range("collect.num_replies", self.num_replies, low=2)
+        check_range("collect.prompts_per_batch", self.prompts_per_batch, low=1)
+        check_choice("collect.mode", self.mode, COLLECT_MODES)
+        check_range("collect.max_new_tokens", self.max_new_tokens, low=1)
+
+
+@dataclass
+class TrainConfig:
+    """What the head is trained on: the LPO loss variant (SPEC 6) and its beta."""
+
+    loss: str = "tokens_separate"
+    beta: float = 1.0
+
+    def __post_init__(self) -> None:
+        check_choice("train.loss", self.loss, LOSS_VARIANTS)
+        check_range("train.beta", self.beta, low=0.0, low_open=True)
+
+
+@dataclass
+class TrainerConfig:
+    """Lightning Trainer settings plus the optimisation knobs of the head."""
+
+    accelerator: str = "auto"
+    devices: Any = 1
+    strategy: str = "auto"
+    precision: str = "32-true"
+    max_steps: int = -1
+    max_epochs: Optional[int] = 10
+    accumulate_grad_batches: int = 1
+    batch_size: int = 16
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    logger: bool = False
+    progress_bar: bool = False
+    log_every_n_steps: int = 10
+    checkpoint_dir: Optional[str] = None
+    ckpt_path: Optional[str] = None
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        check_choice("trainer.accelerator", self.accelerator, ACCELERATORS)
+        check_choice("trainer.strategy", self.strategy, STRATEGIES)
+        check_choice("trainer.precision", str(self.precision), PRECISIONS)
+        if not (self.devices == "auto" or (isinstance(self.devices, int) and self.devices >= 1)):
+            raise ConfigError(
+                f"trainer.devices={self.devices!r} is not allowed; give 'auto' or an int >= 1"
+            )
+        if self.max_steps != -1:
+            check_range("trainer.max_steps", self.max_steps, low=1)
+        if self.max_epochs is not None:
+            check_range("trainer.max_epochs", self.max_epochs, low=1)
+        if self.max_steps == -1 and self.max_epochs is None:
+            raise ConfigError("trainer.max_steps and trainer.max_epochs are both unset; set one")
+        check_range("trainer.accumulate_grad_batches", self.accumulate_grad_batches, low=1)
+        check_range("trainer.batch_size", self.batch_size, low=1)
+        check_range("trainer.lr", self.lr, low=0.0, low_open=True)
+        check_range("trainer.weight_decay", self.weight_decay, low=0.0)
+        check_range("trainer.log_every_n_steps", self.log_every_n_steps, low=1)

@@ -1,0 +1,138 @@
+"""LPO losses (SPEC section 6). Pure torch: no Lightning, no transformers.
+
+Shapes: B pairs, T reply positions, G grid temperatures. Head logits are (B, G) at sequence
+level (one temperature from the last prompt token) or (B, T, G) at token level. Masks are bool
+(B, T), True on real reply tokens. Per-temperature token log-probs `token_log_probs` (B, T, G)
+hold log P(y_t | tau) with tau = 0 as a log one-hot (0 or -inf), as
+`toolkit.decoding.temperature_log_probs` gives them.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import NamedTuple, Optional
+
+import torch
+import torch.nn.functional as F
+
+VARIANTS = ("tokens", "tokens_separate", "latent")
+
+
+class LossOutput(NamedTuple):
+    loss: torch.Tensor  # scalar, mean over pairs
+    margin: torch.Tensor  # (B,) the bracket inside sigma, before beta
+
+
+def temperature_log_prob(
+    head_logits: torch.Tensor, tau_index: torch.Tensor, mask: Optional[torch.Tensor] = None
+) -> torch.Tensor:
+    """log P(tau) of each reply: one term at sequence level, a masked sum at token level."""
+    log_p = torch.log_softmax(head_logits.float(), dim=-1)
+    if head_logits.dim() == 2:
+        index = tau_index if tau_index.dim() == 1 else tau_index[:, 0]
+        return log_p.gather(-1, index.long().unsqueeze(-1)).squeeze(-1)
+    picked = log_p.gather(-1, tau_index.long().clamp(min=0).unsqueeze(-1)).squeeze(-1)
+    if mask is None:
+        return picked.sum(-1)
+    return torch.where(mask, picked, torch.zeros_like(picked)).sum(-1)
+
+
+def latent_log_ratio(
+    head_logits: torch.Tensor, token_log_probs: torch.Tensor, mask: torch.Tensor
+) -> torch.Tensor:
+    """sum_t log [sum_tau P(y_t|tau) P(tau|h)] / [sum_tau P(y_t|tau) Pref(tau)], Pref uniform.
+
+    Sequence-level head logits (B, G) give the same P(tau|h) at every position.
+    """
+    lp = token_log_probs.float().masked_fill(~mask.unsqueeze(-1), 0.0)
+    log_p_tau = torch.log_softmax(head_logits.float(), dim=-1)
+    if log_p_tau.dim() == 2:
+        log_p_tau = log_p_tau.unsqueeze(1)
+    grid = token_log_probs.shape[-1]
+    policy = torch.logsumexp(lp + log_p_tau, dim=-1)
+    reference = torch.logsumexp(lp, dim=-1) - math.log(grid)
+    per_token = torch.where(mask, policy - reference, torch.zeros_like(policy))
+    return per_token.sum(-1)
+
+
+def word_token_term(
+    policy_c: torch.Tensor, ref_c: torch.Tensor, policy_r: torch.Tensor, ref_r: torch.Tensor
+) -> torch.Tensor:
+    """log P(y_c)/Pref(y_c) - log P(y_r)/Pref(y_r): exactly 0 when the LM is the reference."""
+    return (policy_c - ref_c) - (policy_r - ref_r)
+
+
+def preference_loss(margin: torch.Tensor, beta: float) -> LossOutput:
+    """-log sigma(beta * margin), averaged over pairs."""
+    return LossOutput(-F.logsigmoid(beta * margin).mean(), margin)
+
+
+def tokens_separate_loss(
+    head_c: torch.Tensor,
+    tau_c: torch.Tensor,
+    head_r: torch.Tensor,
+    tau_r: torch.Tensor,
+    beta: float,
+    mask_c: Optional[torch.Tensor] = None,
+    mask_r: Optional[torch.Tensor] = None,
+) -> LossOutput:
+    """-log sigma(beta * [log P(tau_c) - log P(tau_r)])."""
+    margin = temperature_log_prob(head_c, tau_c, mask_c) - temperature_log_prob(
+        head_r, tau_r, mask_r
+    )
+    return preference_loss(margin, beta)
+
+
+def tokens_loss(
+    head_c: torch.Tensor,
+    tau_c: torch.Tensor,
+    head_r: torch.Tensor,
+    tau_r: torch.Tensor,
+    beta: float,
+    words: tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor],
+    mask_c: Optional[torch.Tensor] = None,
+    mask_r: Optional[torch.Tensor] = None,
+) -> LossOutput:
+    """-log sigma(beta * [word-token log ratios + log P(tau_c) - log P(tau_r)]).
+
+    `words` = (policy log P(y_c), reference log P(y_c), policy log P(y_r), reference log P(y_r)),
+    per-sequence sums (B,). With a frozen LM policy and reference are the same tensors.
+    """
+    margin = (
+        word_token_term(*words)
+        + temperature_log_prob(head_c, tau_c, mask_c)
+        - temperature_log_prob(head_r, tau_r, mask_r)
+    )
+    return preference_loss(margin, beta)
+
+
+def latent_loss(
+    head_c: torch.Tensor,
+    lp_c: torch.Tensor,
+    mask_c: torch.Tensor,
+    head_r: torch.Tensor,
+    lp_r: torch.Tensor,
+    mask_r: torch.Tensor,
+    beta: float,
+) -> LossOutput:
+    """-log sigma(beta * [latent log ratio of y_c - latent log ratio of y_r])."""
+    margin = latent_log_ratio(head_c, lp_c, mask_c) - latent_log_ratio(head_r, lp_r, mask_r)
+    return preference_loss(margin, beta)
+
+
+def lpo_loss(
+    variant: str, beta: float, head_c: torch.Tensor, head_r: torch.Tensor, batch: dict
+) -> LossOutput:
+    """Dispatch on the variant with the tensors of a cached batch (see `toolkit.lpo.cache`)."""
+    masks = batch["chosen_mask"], batch["rejected_mask"]
+    taus = batch["chosen_tau"], batch["rejected_tau"]
+    if variant == "tokens_separate":
+        return tokens_separate_loss(head_c, taus[0], head_r, taus[1], beta, *masks)
+    if variant == "tokens":
+        word_c, word_r = batch["chosen_word_logp"], batch["rejected_word_logp"]
+        words = (word_c, word_c, word_r, word_r)
+        return tokens_loss(head_c, taus[0], head_r, taus[1], beta, words, *masks)
+    if variant == "latent":
+        lps = batch["chosen_lp"], batch["rejected_lp"]
+        return latent_loss(head_c, lps[0], masks[0], head_r, lps[1], masks[1], beta)
+    raise ValueError(f"unknown LPO loss variant {variant!r}; choose one of {VARIANTS}")

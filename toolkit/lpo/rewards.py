@@ -1,0 +1,137 @@
+"""Rewards that score sampled replies (SPEC 6): exact match, repetition, reward model, function.
+
+A reward is a callable `score(prompts, replies, records) -> list[float]` over a batch: the
+prompt texts, the reply texts and one record per reply (the prompt's input record plus
+`reply_ids` and `temperature_index`).
+"""
+
+from __future__ import annotations
+
+import importlib
+import re
+from collections import Counter
+from typing import Callable, Optional
+
+import torch
+
+from toolkit.errors import ConfigError, DataError
+from toolkit.lpo.config import RewardConfig
+
+Reward = Callable[[list, list, list], list]
+
+_GSM8K = re.compile(r"####\s*(-?[\d,]*\.?\d+)")
+_NUMBER = re.compile(r"-?\d[\d,]*\.?\d*|-?\.\d+")
+
+
+def _normalise_number(text: str) -> str:
+    text = text.replace(",", "").rstrip(".")
+    try:
+        value = float(text)
+    except ValueError:
+        return text.strip()
+    return str(int(value)) if value == int(value) else repr(value)
+
+
+def final_answer(text: str) -> Optional[str]:
+    """The GSM8K `#### 42` answer if present, else the last number in the text, else None."""
+    match = _GSM8K.search(text)
+    if match:
+        return _normalise_number(match.group(1))
+    numbers = _NUMBER.findall(text)
+    return _normalise_number(numbers[-1]) if numbers else None
+
+
+def exact_match(reply: str, answer) -> float:
+    """1.0 when the reply's final answer equals the reference answer, else 0.0."""
+    reference = final_answer(str(answer))
+    if reference is None:
+        reference = str(answer).strip()
+    return float(final_answer(reply) == reference)
+
+
+def repeated_ngrams(tokens, n: int = 3) -> int:
+    """How many n-grams of the sequence are repeats of an earlier one."""
+    grams = Counter(tuple(tokens[i : i + n]) for i in range(len(tokens) - n + 1))
+    return sum(count - 1 for count in grams.values())
+
+
+def load_function(spec: str) -> Callable:
+    """Import a user function given as 'module:function'."""
+    module_name, _, name = spec.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise ConfigError(f"reward.function={spec!r}: cannot import {module_name!r} ({exc})") from exc
+    fn = getattr(module, name, None)
+    if not callable(fn):
+        raise ConfigError(f"reward.function={spec!r}: {module_name!r} has no function {name!r}")
+    return fn
+
+
+def _exact_match_reward(field_name: str) -> Reward:
+    def score(prompts, replies, records):
+        scores = []
+        for reply, record in zip(replies, records):
+            if field_name not in record:
+                raise DataError(
+                    f"prompt {record.get('id')!r} has no {field_name!r} field, which the "
+                    "exact_match reward needs; add it or change reward.answer_field"
+                )
+            scores.append(exact_match(reply, record[field_name]))
+        return scores
+
+    return score
+
+
+def _repetition_reward(n: int) -> Reward:
+    def score(prompts, replies, records):
+        return [-float(repeated_ngrams(list(r["reply_ids"]), n)) for r in records]
+
+    return score
+
+
+def _function_reward(spec: str) -> Reward:
+    fn = load_function(spec)
+
+    def score(prompts, replies, records):
+        return [float(fn(p, y, r)) for p, y, r in zip(prompts, replies, records)]
+
+    return score
+
+
+def _reward_model(path: str, batch_size: int = 16) -> Reward:
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(path)
+        model = AutoModelForSequenceClassification.from_pretrained(path).eval()
+    except OSError as exc:
+        raise ConfigError(
+            f"reward.model_path={path!r} is not a local sequence-classification model ({exc})"
+        ) from exc
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    model.config.pad_token_id = tokenizer.pad_token_id
+
+    @torch.no_grad()
+    def score(prompts, replies, records):
+        out = []
+        for i in range(0, len(replies), batch_size):
+            texts = [p + y for p, y in zip(prompts[i : i + batch_size], replies[i : i + batch_size])]
+            enc = tokenizer(texts, return_tensors="pt", padding=True)
+            enc = {k: v.to(model.device) for k, v in enc.items()}
+            out.extend(model(**enc).logits[:, 0].float().tolist())
+        return out
+
+    return score
+
+
+def build_reward(config: RewardConfig) -> Reward:
+    """The batch scorer the config names."""
+    if config.kind == "exact_match":
+        return _exact_match_reward(config.answer_field)
+    if config.kind == "repetition":
+        return _repetition_reward(config.ngram)
+    if config.kind == "function":
+        return _function_reward(config.function)
+    return _reward_model(config.model_path)
