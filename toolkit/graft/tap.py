@@ -1,0 +1,158 @@
+"""Early-exit tap: forward hooks that capture candidate layers' hidden states (SPEC section 1).
+
+`hidden_states[0]` is the input of decoder layer 0 (embeddings, after any embedding scale),
+`hidden_states[l]` the output of decoder layer l-1 (before the final norm); layer L (the
+number of decoder layers) stands for the model's own final logits. Hooks live only inside
+`capture()`; every forward pass overwrites what was captured, so during `generate()` the tap
+holds the prefill and then one new position per step.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any, Optional
+
+import torch
+from torch import Tensor, nn
+
+from toolkit.errors import ConfigError
+from toolkit.graft.families import ModelParts, resolve
+from toolkit.graft.layers import candidate_layers
+
+
+class EarlyExitTap:
+    """Capture candidate layers of `model` and turn them into early-exit logits.
+
+    `layers`: 'all' | 'low' | 'high' | list of indices in 0..L (see `candidate_layers`).
+    `early_exit_norm`: apply the model's final norm to early layers before lm_head (the
+    reference SLED/DoLa code does not; layer L is always normed, as the model itself does).
+    """
+
+    def __init__(self, model: nn.Module, layers: Any = "all", early_exit_norm: bool = False):
+        self.model = model
+        self.parts: ModelParts = resolve(model)
+        self.early_exit_norm = bool(early_exit_norm)
+        self.candidate_layers: list[int] = candidate_layers(
+            layers, self.parts.num_layers, self.parts.tied
+        )
+        self._states: dict[int, Tensor] = {}
+        self._final: Optional[Tensor] = None
+        self._last_only = True
+        self._handles: list[Any] = []
+
+    @property
+    def num_layers(self) -> int:
+        return self.parts.num_layers
+
+    @contextmanager
+    def capture(self, last_only: bool = True) -> Iterator[EarlyExitTap]:
+        """Install the hooks for the duration of the block (not re-entrant).
+
+        `last_only=True` keeps only the newest position of each forward pass (B,N,d);
+        `last_only=False` keeps every position (B,T,N,d). What was captured stays readable after
+        the block until the next `capture()`.
+        """
+        if self._handles:
+            raise RuntimeError("EarlyExitTap.capture() is already active; do not nest it")
+        self._last_only = last_only
+        self._states, self._final = {}, None
+        self._install()
+        try:
+            yield self
+        finally:
+            for handle in self._handles:
+                handle.remove()
+            self._handles = []
+
+    def _install(self) -> None:
+        layers = self.parts.layers
+        for layer in self.candidate_layers:
+            if layer == 0:
+                hook = layers[0].register_forward_pre_hook(self._pre_hook_layer0, with_kwargs=True)
+            elif layer < self.num_layers:
+                hook = layers[layer - 1].register_forward_hook(self._output_hook(layer))
+            else:
+                continue
+            self._handles.append(hook)
+        self._handles.append(self.parts.norm.register_forward_hook(self._final_hook))
+
+    def _keep(self, hidden: Tensor) -> Tensor:
+        hidden = hidden.detach()
+        return hidden[:, -1] if self._last_only else hidden
+
+    def _pre_hook_layer0(self, module: nn.Module, args: tuple, kwargs: dict) -> None:
+        hidden = args[0] if args else kwargs["hidden_states"]
+        self._states[0] = self._keep(hidden)
+
+    def _output_hook(self, layer: int):
+        def hook(module: nn.Module, args: tuple, output: Any) -> None:
+            hidden = output[0] if isinstance(output, (tuple, list)) else output
+            self._states[layer] = self._keep(hidden)
+
+        return hook
+
+    def _final_hook(self, module: nn.Module, args: tuple, output: Tensor) -> None:
+        self._final = self._keep(output)
+
+    def final_hidden(self) -> Tensor:
+        """The final-norm output of the last forward pass: (B,d) last_only, else (B,T,d)."""
+        if self._final is None:
+            raise RuntimeError("nothing captured yet; run the model inside `tap.capture()`")
+        return self._final
+
+    def early_logits(self, positions: Optional[Tensor] = None) -> Tensor:
+        """Logits of every candidate layer, in `candidate_layers` order, for the last forward.
+
+        last_only: (B,N,V), all N rows through lm_head in one matmul. Otherwise (B,T,N,V), or
+        (B,P,N,V) for `positions` (B,P) long.
+        """
+        if positions is not None and self._last_only:
+            raise ConfigError(
+                "early_logits(positions=...) needs every position; use tap.capture(last_only=False)"
+            )
+        final = self._select(self.final_hidden(), positions)
+        device = self._head_device(final)
+        early_at = [i for i, layer in enumerate(self.candidate_layers) if layer < self.num_layers]
+        early = [self._select(self._states[self.candidate_layers[i]], positions) for i in early_at]
+        if len(early_at) == len(self.candidate_layers):
+            return self.project(torch.stack([h.to(device) for h in early], dim=-2))
+        hidden = final.to(device).unsqueeze(-2).repeat_interleave(len(self.candidate_layers), -2)
+        if early:
+            stacked = torch.stack([h.to(device) for h in early], dim=-2)
+            hidden[..., early_at, :] = self._norm(stacked) if self.early_exit_norm else stacked
+        return self._unembed(hidden)
+
+    @staticmethod
+    def _select(hidden: Tensor, positions: Optional[Tensor]) -> Tensor:
+        """(B,T,d) -> (B,P,d) at `positions` (B,P); unchanged when positions is None."""
+        if positions is None:
+            return hidden
+        rows = torch.arange(hidden.shape[0], device=hidden.device).unsqueeze(1)
+        return hidden[rows, positions.to(hidden.device)]
+
+    def project(self, hidden: Tensor) -> Tensor:
+        """Early-exit logits of hidden states (...,d): final norm if `early_exit_norm`, then
+        lm_head and the architecture's soft-cap, on lm_head's device."""
+        if self.early_exit_norm:
+            hidden = self._norm(hidden)
+        return self._unembed(hidden)
+
+    def _norm(self, hidden: Tensor) -> Tensor:
+        device = hidden.device
+        return self.parts.norm(hidden.to(_device_of(self.parts.norm, hidden))).to(device)
+
+    def _head_device(self, hidden: Tensor) -> torch.device:
+        return _device_of(self.parts.lm_head, hidden)
+
+    def _unembed(self, hidden: Tensor) -> Tensor:
+        logits = self.parts.lm_head(hidden.to(self._head_device(hidden)))
+        cap = self.parts.softcap
+        if cap is not None:
+            logits = torch.tanh(logits / cap) * cap
+        return logits
+
+
+def _device_of(module: nn.Module, fallback: Tensor) -> torch.device:
+    param = next(module.parameters(), None)
+    return fallback.device if param is None or param.device.type == "meta" else param.device
