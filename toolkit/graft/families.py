@@ -10,7 +10,7 @@ names the text-config attribute holding the final-logit soft-cap (if any). Embed
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import NamedTuple, Optional
+from typing import NamedTuple
 
 from torch import nn
 
@@ -22,7 +22,7 @@ class Family(NamedTuple):
 
     layers: str = "layers"
     norm: str = "norm"
-    softcap: Optional[str] = None
+    softcap: str | None = None
 
 
 FAMILIES: dict[str, Family] = {
@@ -45,7 +45,7 @@ class ModelParts:
     layers: nn.ModuleList
     norm: nn.Module
     lm_head: nn.Module
-    softcap: Optional[float]
+    softcap: float | None
     tied: bool
     num_layers: int
     model_type: str

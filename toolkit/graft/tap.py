@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any, Optional
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -37,7 +37,7 @@ class EarlyExitTap:
             layers, self.parts.num_layers, self.parts.tied
         )
         self._states: dict[int, Tensor] = {}
-        self._final: Optional[Tensor] = None
+        self._final: Tensor | None = None
         self._last_only = True
         self._handles: list[Any] = []
 
@@ -101,7 +101,7 @@ class EarlyExitTap:
             raise RuntimeError("nothing captured yet; run the model inside `tap.capture()`")
         return self._final
 
-    def early_logits(self, positions: Optional[Tensor] = None) -> Tensor:
+    def early_logits(self, positions: Tensor | None = None) -> Tensor:
         """Logits of every candidate layer, in `candidate_layers` order, for the last forward.
 
         last_only: (B,N,V), all N rows through lm_head in one matmul. Otherwise (B,T,N,V), or
@@ -124,7 +124,7 @@ class EarlyExitTap:
         return self._unembed(hidden)
 
     @staticmethod
-    def _select(hidden: Tensor, positions: Optional[Tensor]) -> Tensor:
+    def _select(hidden: Tensor, positions: Tensor | None) -> Tensor:
         """(B,T,d) -> (B,P,d) at `positions` (B,P); unchanged when positions is None."""
         if positions is None:
             return hidden
