@@ -1,0 +1,1 @@
+"""The command line: `surgery` / `python cli.py` with subcommands driven by recipe files."""

@@ -1,0 +1,57 @@
+"""One function per subcommand; each takes a validated `Recipe`."""
+
+from __future__ import annotations
+
+from toolkit.cli import predict
+from toolkit.cli.checks import parallel
+from toolkit.recipes.models import load_model
+from toolkit.recipes.schema import Recipe
+
+
+def cmd_graft(recipe: Recipe) -> None:
+    model = load_model(recipe.model, recipe.graft)
+    path = model.save_pretrained(recipe.output_dir)
+    print(f"saved augmented checkpoint to {path or recipe.output_dir}")
+
+
+def cmd_generate(recipe: Recipe) -> None:
+    gen = recipe.generate
+    if gen.input:
+        records = predict.read_prompt_records(gen.input, gen.prompt_field)
+    else:
+        records = [{gen.prompt_field: p} for p in gen.prompts]
+    model = load_model(recipe.model, recipe.graft)
+    prompts = [r[gen.prompt_field] for r in records]
+    if parallel(recipe):
+        written = predict.predict_parallel(
+            model,
+            records,
+            gen.prompt_field,
+            recipe.decoding,
+            gen.batch_size,
+            recipe.trainer,
+            gen.output,
+        )
+        if written is not None:
+            print(f"wrote {len(records)} completions to {written}")
+        return
+    if len(prompts) == 1:
+        texts = [_stream_one(model, prompts[0], recipe)]
+    else:
+        texts = predict.complete(model, prompts, recipe.decoding, gen.batch_size)
+        if not gen.output:
+            for prompt, text in zip(prompts, texts, strict=True):
+                print(f"--- {prompt!r}\n{text}")
+    if gen.output:
+        path = predict.write_jsonl(
+            gen.output, [dict(r, completion=t) for r, t in zip(records, texts, strict=True)]
+        )
+        print(f"wrote {len(records)} completions to {path}")
+
+
+def _stream_one(model, prompt: str, recipe: Recipe) -> str:
+    from transformers import TextStreamer
+
+    streamer = TextStreamer(model.tokenizer, skip_prompt=True, skip_special_tokens=True)
+    print(prompt, end="", flush=True)
+    return predict.complete(model, [prompt], recipe.decoding, 1, streamer=streamer)[0]

@@ -1,0 +1,119 @@
+"""`surgery` / `python cli.py`: SUBCOMMAND RECIPE.yaml [key=value ...].
+
+Every `ToolkitError` becomes one line on stderr (`error: ...`) and exit code 2; recipe problems
+are found before any model loads.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import textwrap
+from collections.abc import Callable, Sequence
+
+from toolkit.errors import ToolkitError
+
+EPILOG = """\
+overrides are OmegaConf dotlist items, applied after the YAML file, e.g.
+  decoding.sled.enabled=true decoding.sled.evolution_scale=20 run_name=try2
+  generate.prompts='[Once upon a time]'
+--print-config shows the resolved recipe and exits without loading anything."""
+
+# name -> (one-line summary, longer description)
+SUBCOMMANDS = {
+    "graft": (
+        "graft the tap and an untrained head onto a base model and save the checkpoint",
+        "Loads model.path (or model.tiny), grafts with the `graft` section and writes an "
+        "augmented checkpoint (head.safetensors + augment_config.json + tokenizer) to "
+        "output_dir.",
+    ),
+    "collect": (
+        "sample replies and write LPO preference pairs (JSONL)",
+        "Samples `collect.num_replies` replies per prompt with head-drawn temperatures, scores "
+        "them with the `reward` section and writes chosen/rejected pairs to data.pairs. Prompts "
+        "come from data.prompts (JSONL) or, when unset, the built-in synthetic task. Rerunning "
+        "resumes: prompts already done are skipped.",
+    ),
+    "train": (
+        "train the adaptive-temperature head on LPO pairs with Lightning",
+        "Trains only the head on data.pairs with the `train` (loss, optimiser) and `trainer` "
+        "(devices, strategy, precision, steps) sections, then exports the checkpoint to "
+        "output_dir.",
+    ),
+    "generate": (
+        "generate completions with the recipe's decoding options",
+        "Reads generate.prompts (inline list) or generate.input (JSONL with a prompt field), "
+        "decodes with the `decoding` section and writes generate.output (JSONL, input order). "
+        "Without an output file the completions go to the terminal; a single prompt streams. "
+        "With trainer.devices > 1 the prompts are sharded over processes.",
+    ),
+    "eval": (
+        "score decoding modes on a local dataset (TruthfulQA, FACTOR, GSM8K, ...)",
+        "Runs the `eval` section (task, data_path, modes) and writes per-item and total results "
+        "as JSON plus a Markdown report to eval.output_dir.",
+    ),
+    "bench": (
+        "time decoding modes side by side (ms/token, memory)",
+        "Runs the `bench` section on the model (model.random_shape benchmarks random weights of "
+        "a named shape without any checkpoint) and writes a table, JSON and a plot.",
+    ),
+    "run": (
+        "the whole pipeline: graft -> collect -> train -> save -> reload -> generate",
+        "Runs every step from one recipe, reloads the saved checkpoint from output_dir and "
+        "generates samples with the recipe's decoding options; on the synthetic task it also "
+        "prints the learned temperature per prompt kind.",
+    ),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="surgery",
+        description="Graft SLED, DoLa, top-n-sigma and an adaptive-temperature head onto "
+        "Hugging Face causal LMs, driven by recipe YAML files.",
+        epilog="run `surgery SUBCOMMAND --help` for the options of one subcommand",
+    )
+    subparsers = parser.add_subparsers(dest="command", metavar="SUBCOMMAND", required=True)
+    for name, (summary, description) in SUBCOMMANDS.items():
+        sub = subparsers.add_parser(
+            name,
+            help=summary,
+            description=f"{summary}.\n\n{textwrap.fill(description, 88)}",
+            epilog=EPILOG,
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
+        sub.add_argument(
+            "recipe", metavar="RECIPE.yaml", help="recipe file, e.g. recipes/quickstart.yaml"
+        )
+        sub.add_argument("overrides", nargs="*", metavar="key=value", help="recipe overrides")
+        sub.add_argument(
+            "--print-config", action="store_true", help="print the resolved recipe and exit"
+        )
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of `surgery` and `cli.py`; returns the process exit code."""
+    args = build_parser().parse_args(argv)
+    try:
+        return _dispatch(args)
+    except ToolkitError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+
+
+def _dispatch(args: argparse.Namespace) -> int:
+    from toolkit.cli.checks import preflight
+    from toolkit.recipes.load import merged_config, resolved_yaml, to_recipe
+
+    config = merged_config(args.recipe, args.overrides)
+    recipe = to_recipe(config)
+    if args.print_config:
+        print(resolved_yaml(config), end="")
+        return 0
+    preflight(args.command, recipe)
+    from toolkit.cli import commands
+
+    command: Callable = getattr(commands, f"cmd_{args.command}")
+    command(recipe)
+    return 0

@@ -1,0 +1,170 @@
+"""Batched generation, single-process or data-parallel through Lightning's predict loop.
+
+With several processes every rank generates its shard of the prompts and writes its own part
+file; rank 0 merges the parts into one JSONL in input order.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+from lightning.pytorch.callbacks import BasePredictionWriter
+from torch.utils.data import DataLoader
+
+from toolkit.errors import DataError
+from toolkit.options import DecodingConfig
+
+
+def read_prompt_records(path: str | Path, field: str) -> list[dict]:
+    """One dict per line of a JSONL file; each must hold a string under `field`."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"prompt file not found: {path}")
+    records = []
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as err:
+            raise DataError(f"{path}:{number}: invalid JSON ({err.msg})") from None
+        if not isinstance(record, dict) or not isinstance(record.get(field), str):
+            raise DataError(f"{path}:{number}: no string field {field!r} in this line")
+        records.append(record)
+    if not records:
+        raise DataError(f"{path} holds no prompts")
+    return records
+
+
+def write_jsonl(path: str | Path, records: Sequence[dict]) -> Path:
+    """Write records atomically (temp file in the same folder, then rename)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, tmp = tempfile.mkstemp(prefix=f".{path.name}-", dir=path.parent)
+    with os.fdopen(handle, "w", encoding="utf-8") as out:
+        for record in records:
+            out.write(json.dumps(record, ensure_ascii=False) + "\n")
+    os.replace(tmp, path)
+    return path
+
+
+def complete(
+    model: Any,
+    prompts: Sequence[str],
+    decoding: DecodingConfig,
+    batch_size: int,
+    streamer: Any = None,
+    device: torch.device | None = None,
+) -> list[str]:
+    """The generated continuation (prompt excluded) of every prompt, in order."""
+    tokenizer = model.tokenizer
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    tokenizer.padding_side = "left"
+    device = device or model.base.get_output_embeddings().weight.device
+    texts: list[str] = []
+    for start in range(0, len(prompts), batch_size):
+        batch = tokenizer(
+            list(prompts[start : start + batch_size]), return_tensors="pt", padding=True
+        )
+        input_ids = batch["input_ids"].to(device)
+        with torch.no_grad():
+            out = model.generate(
+                input_ids, batch["attention_mask"].to(device), decoding=decoding, streamer=streamer
+            )
+        texts += tokenizer.batch_decode(out[:, input_ids.shape[1] :], skip_special_tokens=True)
+    return texts
+
+
+def predict_parallel(
+    model: Any,
+    records: Sequence[dict],
+    prompt_field: str,
+    decoding: DecodingConfig,
+    batch_size: int,
+    trainer_config: Any,
+    output: str | Path,
+) -> Path | None:
+    """Shard `records` over the trainer's processes; rank 0 writes `output` (None elsewhere)."""
+    output = Path(output)
+    parts = output.parent / f".{output.name}.parts"
+    trainer = L.Trainer(
+        accelerator=trainer_config.accelerator,
+        devices=trainer_config.devices,
+        strategy=trainer_config.strategy,
+        precision=trainer_config.precision,
+        logger=False,
+        enable_progress_bar=False,
+        enable_checkpointing=False,
+        enable_model_summary=False,
+        callbacks=[_PartWriter(parts)],
+    )
+    indexed = [(i, r[prompt_field]) for i, r in enumerate(records)]
+    loader = DataLoader(indexed, batch_size=batch_size, shuffle=False, collate_fn=_collate)
+    trainer.predict(_Predictor(model, decoding, batch_size), loader, return_predictions=False)
+    trainer.strategy.barrier()
+    if not trainer.is_global_zero:
+        return None
+    completions = _merge_parts(parts, trainer.world_size)
+    merged = [dict(r, completion=completions[i]) for i, r in enumerate(records)]
+    return write_jsonl(output, merged)
+
+
+def _collate(items: list[tuple[int, str]]) -> tuple[list[int], list[str]]:
+    return [i for i, _ in items], [p for _, p in items]
+
+
+def _merge_parts(parts: Path, world_size: int) -> dict[int, str]:
+    completions: dict[int, str] = {}
+    for rank in range(world_size):
+        part = parts / f"rank{rank}.jsonl"
+        for line in part.read_text(encoding="utf-8").splitlines():
+            row = json.loads(line)
+            completions[row["index"]] = row["completion"]
+        part.unlink()
+    parts.rmdir()
+    return completions
+
+
+class _Predictor(L.LightningModule):
+    """Wraps the AugmentedModel; predict_step turns a batch of prompts into completions."""
+
+    def __init__(self, model: Any, decoding: DecodingConfig, batch_size: int) -> None:
+        super().__init__()
+        self.model = model
+        self.decoding = decoding
+        self.batch_size = batch_size
+
+    def predict_step(self, batch: tuple[list[int], list[str]], batch_idx: int) -> list[dict]:
+        indices, prompts = batch
+        texts = complete(self.model, prompts, self.decoding, self.batch_size, device=self.device)
+        return [{"index": i, "completion": t} for i, t in zip(indices, texts, strict=True)]
+
+
+class _PartWriter(BasePredictionWriter):
+    """Appends each batch's completions to this rank's part file."""
+
+    def __init__(self, parts: Path) -> None:
+        super().__init__(write_interval="batch")
+        self.parts = parts
+
+    def on_predict_start(self, trainer, pl_module) -> None:
+        self.parts.mkdir(parents=True, exist_ok=True)
+        self._file(trainer).write_text("", encoding="utf-8")
+
+    def write_on_batch_end(
+        self, trainer, pl_module, prediction, batch_indices, batch, batch_idx, dataloader_idx
+    ) -> None:
+        with self._file(trainer).open("a", encoding="utf-8") as out:
+            for row in prediction:
+                out.write(json.dumps(row, ensure_ascii=False) + "\n")
+
+    def _file(self, trainer) -> Path:
+        return self.parts / f"rank{trainer.global_rank}.jsonl"

@@ -1,0 +1,170 @@
+"""Load a recipe: schema <- YAML file <- `key=value` overrides, then typed objects.
+
+Every OmegaConf error is turned into one `ConfigError` line that names the key, where it came
+from (the file and line, or the command line) and the fix.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import re
+import typing
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import yaml
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import (
+    ConfigKeyError,
+    InterpolationResolutionError,
+    MissingMandatoryValue,
+    OmegaConfBaseException,
+    ValidationError,
+)
+
+from toolkit.errors import ConfigError
+from toolkit.recipes.schema import Recipe
+
+
+def load_recipe(path: str | Path, overrides: Sequence[str] = ()) -> Recipe:
+    """The typed `Recipe` from a YAML file and `key=value` overrides (later ones win)."""
+    return to_recipe(merged_config(path, overrides))
+
+
+def merged_config(path: str | Path, overrides: Sequence[str] = ()) -> DictConfig:
+    """The merged (not yet resolved) OmegaConf tree; raises ConfigError on any problem."""
+    path = Path(path)
+    schema = OmegaConf.structured(Recipe)
+    with _translated(f"recipe {path}", path):
+        merged = OmegaConf.merge(schema, _read_yaml(path))
+    with _translated("the command line"):
+        return OmegaConf.merge(merged, OmegaConf.from_dotlist(_check_dotlist(overrides)))
+
+
+def to_recipe(config: DictConfig) -> Recipe:
+    """Resolve interpolations and build the dataclasses (runs every section's checks)."""
+    with _translated("recipe"):
+        return OmegaConf.to_object(config)
+
+
+def resolved_yaml(config: DictConfig) -> str:
+    """The recipe as YAML with every `${...}` resolved (for `--print-config`)."""
+    with _translated("recipe"):
+        return OmegaConf.to_yaml(config, resolve=True)
+
+
+def _read_yaml(path: Path) -> DictConfig:
+    if not path.is_file():
+        hint = " (it is a directory)" if path.is_dir() else ""
+        raise ConfigError(f"recipe file not found: {path}{hint}; give the path to a .yaml recipe")
+    try:
+        loaded = OmegaConf.load(path)
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
+        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+        raise ConfigError(f"malformed YAML in {where}: {problem}") from None
+    if not isinstance(loaded, DictConfig):
+        raise ConfigError(f"{path} must hold a mapping of recipe keys at the top level, not a list")
+    return loaded
+
+
+def _check_dotlist(overrides: Sequence[str]) -> list[str]:
+    for item in overrides:
+        if "=" not in item or item.startswith("="):
+            raise ConfigError(
+                f"override {item!r} is not key=value; e.g. decoding.sled.enabled=true"
+            )
+    return list(overrides)
+
+
+class _translated:
+    """Context manager: OmegaConf errors -> one-line ConfigError naming key and source."""
+
+    def __init__(self, source: str, path: Path | None = None) -> None:
+        self.source = source
+        self.path = path
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind, err, tb) -> bool:
+        if err is None or not isinstance(err, OmegaConfBaseException):
+            return False
+        raise ConfigError(self._message(err)) from None
+
+    def _message(self, err: OmegaConfBaseException) -> str:
+        key = getattr(err, "full_key", None) or ""
+        text = (getattr(err, "msg", None) or str(err)).splitlines()[0]
+        if isinstance(err, ConfigKeyError) and key:
+            return f"unknown key '{key}' in {self._where(key)}; {_suggest(key)}"
+        if isinstance(err, MissingMandatoryValue):
+            return f"{key} has no value in {self.source}; set it, e.g. {key}=..."
+        if isinstance(err, InterpolationResolutionError):
+            return f"cannot resolve {key} in {self.source}: {text}"
+        if isinstance(err, ValidationError) and key:
+            got = re.search(r"Value '(.*?)'", text)
+            value = f" got {got.group(1)!r};" if got else ""
+            tp = _field_type(key)
+            hint = f", e.g. {key}='[a, b]'" if typing.get_origin(tp) is list else ""
+            return f"wrong type for {key} in {self._where(key)}:{value} expected {_type_name(tp)}{hint}"
+        return f"invalid {self.source}: {text}"
+
+    def _where(self, key: str) -> str:
+        if self.path is None:
+            return self.source
+        leaf = re.sub(r"\[\d+\]$", "", key).split(".")[-1]
+        pattern = re.compile(rf"^\s*{re.escape(leaf)}\s*:")
+        for number, line in enumerate(self.path.read_text().splitlines(), start=1):
+            if pattern.match(line):
+                return f"{self.path}:{number}"
+        return self.source
+
+
+def _schema_at(parts: Sequence[str]) -> Any:
+    """The dataclass reached by following `parts` from Recipe (None when not a dataclass)."""
+    cls: Any = Recipe
+    for part in parts:
+        if not dataclasses.is_dataclass(cls):
+            return None
+        cls = typing.get_type_hints(cls).get(part)
+    return cls
+
+
+def _field_type(key: str) -> Any:
+    parts = re.sub(r"\[\d+\]", "", key).split(".")
+    tp = _schema_at(parts)
+    if re.search(r"\[\d+\]$", key) and typing.get_args(tp):
+        return typing.get_args(tp)[0]
+    return tp
+
+
+def _type_name(tp: Any) -> str:
+    args = typing.get_args(tp)
+    origin = typing.get_origin(tp)
+    if origin is typing.Union:
+        names = [_type_name(a) for a in args if a is not type(None)]
+        return " or ".join(names) + (" or null" if type(None) in args else "")
+    if origin is list:
+        return f"a list of {_type_name(args[0])}" if args else "a list"
+    if tp is Any or tp is None:
+        return "a value"
+    if dataclasses.is_dataclass(tp):
+        return f"a mapping of {tp.__name__} keys"
+    return getattr(tp, "__name__", str(tp))
+
+
+def _suggest(key: str) -> str:
+    parts = key.split(".")
+    parent, leaf = parts[:-1], parts[-1]
+    schema = _schema_at(parent)
+    if not dataclasses.is_dataclass(schema):
+        return "check the spelling against the recipe reference"
+    valid = [f.name for f in dataclasses.fields(schema)]
+    prefix = ".".join(parent) + "." if parent else ""
+    close = difflib.get_close_matches(leaf, valid, n=1, cutoff=0.5)
+    if close:
+        return f"did you mean '{prefix}{close[0]}'?"
+    return f"valid keys here: {', '.join(prefix + v for v in valid)}"

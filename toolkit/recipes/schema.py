@@ -1,0 +1,122 @@
+"""The recipe schema: one typed dataclass per section, composed into `Recipe`.
+
+OmegaConf uses these dataclasses as structured-config schemas, so an unknown key or a value of
+the wrong type is rejected while the YAML is merged, and every section's `__post_init__` checks
+ranges when the recipe is turned into objects: all before any model loads.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Optional
+
+from toolkit.errors import ConfigError, check_choice, check_range
+from toolkit.eval.config import EvalConfig
+from toolkit.lpo.config import CollectConfig, TrainConfig, TrainerConfig
+from toolkit.options import DecodingConfig, GraftConfig
+
+DTYPES = ("auto", "float32", "float16", "bfloat16")
+
+
+@dataclass
+class ModelConfig:
+    """Where the model comes from: exactly one of `path`, `tiny` or `random_shape`.
+
+    path: a local directory, either a Hugging Face causal LM (config.json + weights) that gets
+        grafted, or an augmented checkpoint (augment_config.json) that is loaded as saved.
+    tiny: a family name ('llama', ...) for the built-in tiny seeded model (no download).
+    random_shape: a named shape with random weights (benchmarks only), e.g. 'llama-7b'.
+    """
+
+    path: Optional[str] = None
+    tiny: Optional[str] = None
+    random_shape: Optional[str] = None
+    seed: int = 0
+    dtype: str = "auto"
+    device_map: Optional[str] = None
+
+    def __post_init__(self) -> None:
+        check_choice("model.dtype", self.dtype, DTYPES)
+
+    def check_source(self) -> None:
+        """Raise ConfigError unless exactly one model source is set."""
+        sources = {k: getattr(self, k) for k in ("path", "tiny", "random_shape")}
+        given = [k for k, v in sources.items() if v not in (None, "")]
+        if len(given) != 1:
+            named = ", ".join(f"model.{k}" for k in given) if given else "none of them"
+            raise ConfigError(
+                "set exactly one of model.path, model.tiny, model.random_shape "
+                f"(got {named}); e.g. model.path=/path/to/model"
+            )
+
+
+@dataclass
+class SyntheticConfig:
+    """Sizes of the built-in synthetic LPO task (used when `data.prompts` is not set)."""
+
+    train_prompts: int = 64
+    eval_prompts: int = 32
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        check_range("data.synthetic.train_prompts", self.train_prompts, low=1)
+        check_range("data.synthetic.eval_prompts", self.eval_prompts, low=1)
+
+
+@dataclass
+class DataConfig:
+    """LPO data: prompts in (a JSONL file, or the synthetic task when unset), pairs out.
+
+    prompts: JSONL, one object per line with `prompt_field` (and the reward's answer field);
+    pairs: the preference-pair JSONL that `collect` writes and `train` reads.
+    """
+
+    prompts: Optional[str] = None
+    prompt_field: str = "prompt"
+    pairs: str = "${output_dir}/pairs.jsonl"
+    synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)
+
+
+@dataclass
+class GenerateConfig:
+    """What `generate` reads and writes.
+
+    prompts: prompts given inline (e.g. `generate.prompts='[Hello]'` on the command line);
+    input: a JSONL file with one object per line holding `prompt_field`;
+    output: JSONL written in input order (one object per prompt, with `completion` added);
+        when unset, completions are printed to the terminal (a single prompt streams).
+    """
+
+    prompts: list[str] = field(default_factory=list)
+    input: Optional[str] = None
+    prompt_field: str = "prompt"
+    output: Optional[str] = None
+    batch_size: int = 8
+
+    def __post_init__(self) -> None:
+        check_range("generate.batch_size", self.batch_size, low=1)
+        if self.prompts and self.input:
+            raise ConfigError(
+                "generate.prompts and generate.input are both set; give prompts inline or "
+                "a JSONL file, not both"
+            )
+
+
+@dataclass
+class Recipe:
+    """A whole recipe. Every section has defaults, so a YAML file names only what it changes."""
+
+    run_name: str = "run"
+    output_dir: str = "checkpoints/${run_name}"
+    model: ModelConfig = field(default_factory=ModelConfig)
+    graft: GraftConfig = field(default_factory=GraftConfig)
+    decoding: DecodingConfig = field(default_factory=DecodingConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    collect: CollectConfig = field(default_factory=CollectConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    generate: GenerateConfig = field(default_factory=GenerateConfig)
+    eval: EvalConfig = field(default_factory=lambda: EvalConfig(output_dir="${output_dir}/eval"))
+
+    def __post_init__(self) -> None:
+        self.model.check_source()
