@@ -8,7 +8,7 @@ when the model writes it. Commas are dropped; a trailing '.' is not part of the 
 from __future__ import annotations
 
 import re
-from typing import Any, Optional
+from typing import Any
 
 _NUMBER = re.compile(r"-?\d+\.?\d*")
 _GOLD = re.compile(r"####\s*(-?[0-9.,]+)")
@@ -22,7 +22,7 @@ def truncate(text: str, stops: tuple[str, ...] = STOP_STRINGS) -> str:
     return text[:cut]
 
 
-def _canonical(number: str) -> Optional[str]:
+def _canonical(number: str) -> str | None:
     number = number.replace(",", "").rstrip(".")
     try:
         value = float(number)
@@ -40,7 +40,7 @@ def gold_number(answer: str) -> str:
     return number
 
 
-def extract_number(completion: str) -> Optional[str]:
+def extract_number(completion: str) -> str | None:
     """The model's numeric answer, canonical ('18.0' -> '18'), or None."""
     hashes = _GOLD.search(completion)
     if hashes:
@@ -65,7 +65,7 @@ def gold_yes_no(answer: Any) -> bool:
     raise ValueError(f"answer {answer!r} is not yes/no or true/false")
 
 
-def extract_yes_no(completion: str) -> Optional[bool]:
+def extract_yes_no(completion: str) -> bool | None:
     """First yes/no word after the trigger (or in the whole text without one), else None."""
     text = completion.lower()
     head, trigger, tail = text.partition(TRIGGER)

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import csv
 import json
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator, Optional
+from typing import Any
 
 from toolkit.errors import DataError
 
@@ -83,7 +84,7 @@ def parse_rows(
     path: str | Path,
     parse: Callable[[Any], Any],
     bad: BadRows,
-    limit: Optional[int] = None,
+    limit: int | None = None,
 ) -> list[Any]:
     """Apply `parse` (raising ValueError with a reason on a bad row) to each row, up to `limit`."""
     items = []

@@ -8,7 +8,8 @@ any contradiction's: the reference counts a tie as correct (`if true < false: wr
 from __future__ import annotations
 
 import re
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from toolkit.errors import DataError
 from toolkit.eval.data import BadRows, csv_columns, csv_rows, parse_rows
@@ -37,7 +38,7 @@ def load(path: str, bad: BadRows, limit: int | None = None) -> list[dict[str, An
         if not completion:
             raise ValueError("empty completion")
         contradictions = [(row.get(c) or "").strip() for c in columns]
-        empty = [c for c, text in zip(columns, contradictions) if not text]
+        empty = [c for c, text in zip(columns, contradictions, strict=True) if not text]
         if empty:
             raise ValueError(f"empty {', '.join(empty)}")
         return {"prefix": prefix, "completion": completion, "contradictions": contradictions}

@@ -8,7 +8,8 @@ generated in batches through `AugmentedModel.generate`.
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import torch
 from tqdm.auto import tqdm
@@ -115,10 +116,8 @@ def item_result(task: str, item: dict[str, Any], reply: str) -> dict[str, Any]:
     text = answers.truncate(reply)
     if task == "repetition":
         return {"reply": reply}
-    if task == "gsm8k":
-        predicted = answers.extract_number(text)
-    else:
-        predicted = answers.extract_yes_no(text)
+    extract = answers.extract_number if task == "gsm8k" else answers.extract_yes_no
+    predicted = extract(text)
     return {"reply": reply, "predicted": predicted, "gold": item["gold"],
             "accuracy": float(predicted is not None and predicted == item["gold"])}
 
@@ -131,7 +130,7 @@ def run_mode(
     prompts = [prompt_of(task, it, config.prompt_template) for it in items]
     replies = generate_all(am, prompts, decoding, config.batch_size, config.progress,
                            desc=f"{task} {mode}")
-    results = [item_result(task, it, text) for it, (text, _) in zip(items, replies)]
+    results = [item_result(task, it, text) for it, (text, _) in zip(items, replies, strict=True)]
     totals = repetition_metrics([ids for _, ids in replies])
     if task != "repetition":
         totals["accuracy"] = sum(r["accuracy"] for r in results) / len(results)

@@ -7,7 +7,7 @@ an n-gram seen earlier in it, i.e. 1 - unique/total; averaged over generations.
 
 from __future__ import annotations
 
-from typing import Hashable, Sequence
+from collections.abc import Hashable, Sequence
 
 ORDERS = (1, 2, 3, 4)
 

@@ -49,7 +49,7 @@ def _run_scoring(am: Any, config: EvalConfig, bad: BadRows) -> tuple[list, dict,
     totals: dict[str, dict[str, float]] = {}
     for mode in modes:
         start = 0
-        for rec, it, pairs in zip(records, items, per_item):
+        for rec, it, pairs in zip(records, items, per_item, strict=True):
             rec[mode] = module.item_result(it, scores[mode][start : start + len(pairs)])
             start += len(pairs)
         totals[mode] = {m: sum(r[mode][m] for r in records) / len(records)
@@ -64,7 +64,7 @@ def _run_generation(am: Any, config: EvalConfig, bad: BadRows) -> tuple[list, di
     for mode in config.active_modes:
         results, totals[mode] = generation.run_mode(am, config.task, items, mode, config)
         decodings[mode] = dataclasses.asdict(generation.mode_decoding(config.decoding, mode))
-        for rec, res in zip(records, results):
+        for rec, res in zip(records, results, strict=True):
             rec[mode] = res
     return records, totals, decodings
 

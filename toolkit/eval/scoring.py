@@ -13,8 +13,9 @@ padding never changes a score); all modes are computed from that same pass.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 
 import torch
 from tqdm.auto import tqdm
@@ -153,6 +154,6 @@ def score_pairs(
     for chunk in tqdm(chunks, desc="scoring", disable=not progress):
         got = score_batch(am, [encoded[i] for i in chunk], modes, settings, padding_side)
         for mode in modes:
-            for i, value in zip(chunk, got[mode]):
+            for i, value in zip(chunk, got[mode], strict=True):
                 scores[mode][i] = value
     return scores

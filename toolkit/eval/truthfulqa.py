@@ -8,7 +8,8 @@ Answers are split on ';' and stripped, and a final '.' is added where missing (t
 from __future__ import annotations
 
 import math
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from toolkit.eval.data import BadRows, csv_rows, parse_rows
 

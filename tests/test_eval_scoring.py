@@ -1,0 +1,97 @@
+"""Teacher-forced scoring on the tiny Llama: batched == unbatched (both paddings), and each
+mode equals a direct computation from the model's own `output_hidden_states`."""
+
+import pytest
+import torch
+
+from toolkit.decoding import dola_contrast, layer_divergences, sled_evolve
+from toolkit.eval.scoring import ScoreSettings, encode_pair, score_pairs
+from toolkit.graft import AugmentedModel
+
+PAIRS = [
+    ("Q: What is the capital of France?\nA:", " Paris."),
+    ("Q: Is the sky green?\nA:", " No, the sky is blue on a clear day."),
+    ("Q: Name a color.\nA:", " Red."),
+    ("The cat sat on", " the mat."),
+    ("Q: Why?\nA:", " Because it is."),
+]
+# K = V (300) evolves every token of the tiny vocabulary, so no score sits at the lower bound.
+TFQA = ScoreSettings(evolution_rate=2.5, evolution_scale=300, op_T=10, lower_bound=-100.0,
+                     sled_log_softmax=False, relative_top=0.0)
+FACTOR = ScoreSettings(evolution_rate=2.0, evolution_scale=10, op_T=1, lower_bound=-2500.0,
+                       sled_log_softmax=True, relative_top=0.1)
+
+
+@pytest.fixture(scope="module")
+def am(tiny_llama_dir):
+    return AugmentedModel.graft(str(tiny_llama_dir))
+
+
+def _direct(am, prompt, continuation):
+    """(final logits (P,V), early logits (P,N,V), targets (P,)) from output_hidden_states."""
+    ids, start = encode_pair(am.tokenizer, prompt, continuation)
+    x = torch.tensor([ids])
+    rows = slice(start - 1, len(ids) - 1)
+    lm_head = am.base.get_output_embeddings()
+    with torch.no_grad():
+        out = am.base(x, output_hidden_states=True)
+        early = torch.stack([lm_head(out.hidden_states[layer][0, rows])
+                             for layer in am.tap.candidate_layers], dim=1)
+    final = out.logits[0, rows]
+    return final, early, torch.tensor(ids[start:])
+
+
+def test_encoding_scores_exactly_the_continuation(am):
+    for prompt, continuation in PAIRS:
+        ids, start = encode_pair(am.tokenizer, prompt, continuation)
+        assert am.tokenizer.decode(ids[start:]) == continuation
+        assert ids[:start] == am.tokenizer(prompt)["input_ids"]
+
+
+def test_greedy_is_the_sum_of_model_log_probs(am):
+    got = score_pairs(am, PAIRS, ["greedy"], TFQA, batch_size=4)["greedy"]
+    for (prompt, continuation), value in zip(PAIRS, got, strict=True):
+        final, _, targets = _direct(am, prompt, continuation)
+        expected = final.log_softmax(-1)[torch.arange(len(targets)), targets].sum()
+        assert value == pytest.approx(float(expected), abs=1e-4)
+    assert all(v < 0 for v in got)
+
+
+@pytest.mark.parametrize("settings", [TFQA, FACTOR], ids=["truthfulqa", "factor"])
+def test_sled_is_sled_evolve_on_output_hidden_states(am, settings):
+    got = score_pairs(am, PAIRS, ["sled"], settings, batch_size=3)["sled"]
+    for (prompt, continuation), value in zip(PAIRS, got, strict=True):
+        final, early, targets = _direct(am, prompt, continuation)
+        evolved = sled_evolve(final, early, evolution_rate=settings.evolution_rate,
+                              evolution_scale=settings.evolution_scale,
+                              evolution_lower_bound=settings.lower_bound, op_T=settings.op_T)
+        if settings.sled_log_softmax:
+            evolved = evolved.log_softmax(-1)
+        expected = evolved[torch.arange(len(targets)), targets].sum()
+        assert value == pytest.approx(float(expected), rel=1e-6, abs=1e-3)
+    assert len(set(got)) == len(got)
+
+
+@pytest.mark.parametrize("settings", [TFQA, FACTOR], ids=["no-filter", "relative-top"])
+def test_dola_matches_direct_contrast(am, settings):
+    got = score_pairs(am, PAIRS, ["dola"], settings, batch_size=2)["dola"]
+    for (prompt, continuation), value in zip(PAIRS, got, strict=True):
+        final, early, targets = _direct(am, prompt, continuation)
+        if settings.relative_top > 0:
+            contrast, _ = dola_contrast(final, early, relative_top=settings.relative_top)
+            contrast = torch.where(contrast == -torch.inf, settings.relative_top_value, contrast)
+        else:
+            j = layer_divergences(final, early).argmax(-1)
+            contrast = final.log_softmax(-1) - early[torch.arange(len(j)), j].log_softmax(-1)
+        expected = contrast[torch.arange(len(targets)), targets].sum()
+        assert value == pytest.approx(float(expected), rel=1e-6, abs=1e-3)
+
+
+@pytest.mark.parametrize("side", ["right", "left"])
+def test_batched_equals_unbatched(am, side):
+    modes = ["greedy", "dola", "sled"]
+    single = score_pairs(am, PAIRS, modes, FACTOR, batch_size=1)
+    batched = score_pairs(am, PAIRS, modes, FACTOR, batch_size=5, padding_side=side)
+    for mode in modes:
+        assert batched[mode] == pytest.approx(single[mode], abs=1e-3)
+    assert len(set(single["greedy"])) == len(PAIRS)

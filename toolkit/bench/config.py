@@ -1,0 +1,60 @@
+"""`BenchConfig`: what `run_bench` times (an OmegaConf structured schema)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from toolkit.errors import ConfigError, check_choice, check_range
+
+# `sled` expands to one mode per K in `sled_ks` (sled_k10, sled_k50, ...); greedy and the
+# compute floor are always measured, since every ratio is taken against them.
+MODE_CHOICES = ("greedy", "floor", "sled", "dola", "top_n_sigma", "adaptive", "composed")
+
+
+@dataclass
+class BenchConfig:
+    """Side-by-side timing of decoding modes through `AugmentedModel.generate`.
+
+    Every repeat runs every (batch size, mode) once, the mode order rotating from repeat to
+    repeat; the reported numbers are medians over `repeats` after `warmup` untimed rounds.
+    Prefill = time to the first new token; decode = per-token time of the remaining tokens.
+    """
+
+    batch_sizes: list[int] = field(default_factory=lambda: [1, 8])
+    prompt_len: int = 32
+    new_tokens: int = 32
+    repeats: int = 5
+    warmup: int = 1
+    modes: list[str] = field(default_factory=list)
+    sled_ks: list[int] = field(default_factory=lambda: [10, 50])
+    evolution_rate: float = 2.0
+    top_n_sigma: float = 1.0
+    seed: int = 0
+    output_dir: str = "bench_out"
+    plot: bool = True
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        if not self.batch_sizes:
+            raise ConfigError("bench.batch_sizes is empty; give at least one batch size, e.g. [1, 8]")
+        for b in self.batch_sizes:
+            check_range("bench.batch_sizes", b, low=1)
+        check_range("bench.prompt_len", self.prompt_len, low=1)
+        check_range("bench.new_tokens", self.new_tokens, low=2)
+        check_range("bench.repeats", self.repeats, low=1)
+        check_range("bench.warmup", self.warmup, low=0)
+        for mode in self.modes:
+            check_choice("bench.modes", mode, MODE_CHOICES)
+        for k in self.sled_ks:
+            check_range("bench.sled_ks", k, low=1)
+        check_range("bench.evolution_rate", self.evolution_rate, low=0.0, low_open=True)
+
+    def mode_names(self) -> list[str]:
+        """Concrete mode names in measuring order (greedy and floor first)."""
+        chosen = list(self.modes) or list(MODE_CHOICES)
+        names = ["greedy", "floor"]
+        for mode in MODE_CHOICES[2:]:
+            if mode not in chosen:
+                continue
+            names += [f"sled_k{k}" for k in self.sled_ks] if mode == "sled" else [mode]
+        return names

@@ -1,0 +1,159 @@
+"""`run_bench(model, config)`: every decoding mode timed side by side in one run.
+
+Modes go through `AugmentedModel.generate`, except the compute floor, which is greedy decoding
+of the base model's `generate()` under the tap with a `FloorProcessor` (the extra lm_head
+projection of the candidate layers, discarded). Rounds are interleaved: every repeat runs each
+(batch size, mode) once, the mode order rotated by one per repeat, so slow drifts of a shared
+machine hit every mode alike; medians over repeats are reported.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import statistics
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from tqdm.auto import tqdm
+from transformers import LogitsProcessorList
+
+from toolkit.bench.config import BenchConfig
+from toolkit.bench.measure import FloorProcessor, PeakMemory, StepTimer
+from toolkit.bench.table import markdown_table, plot
+from toolkit.errors import ConfigError
+from toolkit.options import DecodingConfig, with_overrides
+
+
+def mode_decoding(name: str, config: BenchConfig) -> DecodingConfig:
+    """The decoding config of a bench mode (the floor decodes greedily)."""
+    base = DecodingConfig(max_new_tokens=config.new_tokens, seed=config.seed)
+    sled = {"enabled": True, "evolution_rate": config.evolution_rate}
+    composed_k = config.sled_ks[0] if config.sled_ks else 10
+    if name.startswith("sled_k"):
+        return with_overrides(base, sled=dict(sled, evolution_scale=int(name[6:])))
+    table: dict[str, dict[str, Any]] = {
+        "greedy": {}, "floor": {}, "dola": dict(dola=True),
+        "top_n_sigma": dict(top_n_sigma=config.top_n_sigma, do_sample=True),
+        "adaptive": dict(adaptive_temperature="token", do_sample=True),
+        "composed": dict(sled=dict(sled, evolution_scale=composed_k),
+                         top_n_sigma=config.top_n_sigma, adaptive_temperature="token",
+                         do_sample=True),
+    }
+    return with_overrides(base, **table[name])
+
+
+def _generate(am: Any, name: str, decoding: DecodingConfig, ids: torch.Tensor,
+              mask: torch.Tensor, timer: StepTimer) -> None:
+    if name != "floor":
+        am.generate(ids, attention_mask=mask, decoding=decoding, streamer=timer)
+        return
+    processors = LogitsProcessorList([FloorProcessor(am.tap)])
+    with torch.no_grad(), am.tap.capture(last_only=True):
+        am.base.generate(ids, attention_mask=mask, logits_processor=processors,
+                         do_sample=False, max_new_tokens=decoding.max_new_tokens,
+                         streamer=timer)
+
+
+def _measure(am: Any, name: str, decoding: DecodingConfig, ids: torch.Tensor,
+             memory: PeakMemory) -> dict[str, float]:
+    timer = StepTimer(ids.device)
+    mask = torch.ones_like(ids)
+    memory.start()
+    start = time.perf_counter()
+    _generate(am, name, decoding, ids, mask, timer)
+    peak = memory.stop()
+    prefill, decode, steps = timer.timings(start)
+    return {"prefill_ms": prefill, "decode_ms_per_token": decode, "new_tokens": steps,
+            "peak_bytes": peak}
+
+
+def _prompts(am: Any, config: BenchConfig, device: torch.device) -> dict[int, torch.Tensor]:
+    generator = torch.Generator().manual_seed(config.seed)
+    vocab = am.vocab_size
+    return {b: torch.randint(1, vocab, (b, config.prompt_len), generator=generator).to(device)
+            for b in config.batch_sizes}
+
+
+def _schedule(config: BenchConfig, names: list[str]) -> list[tuple[int, int, str]]:
+    """(repeat, batch, mode) in run order; negative repeats are the untimed warm-up."""
+    order = []
+    for r in range(-config.warmup, config.repeats):
+        for b in config.batch_sizes:
+            shift = r % len(names)
+            order += [(r, b, m) for m in names[shift:] + names[:shift]]
+    return order
+
+
+def _summarise(samples: dict, config: BenchConfig, names: list[str]) -> list[dict[str, Any]]:
+    rows = []
+    for b in config.batch_sizes:
+        med = {m: {k: statistics.median(s[k] for s in samples[(b, m)])
+                   for k in ("prefill_ms", "decode_ms_per_token", "new_tokens")}
+               for m in names}
+        for m in names:
+            decode = med[m]["decode_ms_per_token"]
+            rows.append({
+                "mode": m, "batch": b, "prefill_ms": med[m]["prefill_ms"],
+                "decode_ms_per_token": decode, "tokens_per_s": b * 1e3 / decode,
+                "new_tokens": med[m]["new_tokens"],
+                "ratio_to_greedy": decode / med["greedy"]["decode_ms_per_token"],
+                "ratio_to_floor": decode / med["floor"]["decode_ms_per_token"],
+                "peak_mb": max(s["peak_bytes"] for s in samples[(b, m)]) / 2**20,
+            })
+    return rows
+
+
+def _model_info(am: Any) -> dict[str, Any]:
+    cfg = am.base.config.get_text_config()
+    return {"model_type": cfg.model_type, "hidden_size": cfg.hidden_size,
+            "num_layers": cfg.num_hidden_layers, "vocab_size": am.vocab_size,
+            "candidate_layers": len(am.tap.candidate_layers), "dtype": str(am.base.dtype),
+            "device": str(am.base.device)}
+
+
+def run_bench(model: Any, config: BenchConfig) -> dict[str, Any]:
+    """Time every mode of `config` on `model` (an AugmentedModel); write JSON, table, plot."""
+    if not all(hasattr(model, a) for a in ("base", "tap", "generate", "vocab_size")):
+        raise ConfigError(f"run_bench needs an AugmentedModel (got {type(model).__name__}); "
+                          "graft the base model first with AugmentedModel.graft(model)")
+    names = config.mode_names()
+    decodings = {m: mode_decoding(m, config) for m in names}
+    device = model.base.device
+    prompts = _prompts(model, config, device)
+    memory = PeakMemory(device)
+    schedule = _schedule(config, names)
+    samples: dict[tuple[int, str], list[dict[str, float]]] = {(b, m): [] for b in
+                                                              config.batch_sizes for m in names}
+    for r, b, m in tqdm(schedule, desc="bench", disable=not config.progress):
+        sample = _measure(model, m, decodings[m], prompts[b], memory)
+        if r >= 0:
+            samples[(b, m)].append(sample)
+    result = {
+        "config": dataclasses.asdict(config), "model": _model_info(model),
+        "torch_threads": torch.get_num_threads(), "memory_method": memory.method,
+        "rows": _summarise(samples, config, names),
+        "schedule": [{"repeat": r, "batch": b, "mode": m} for r, b, m in schedule],
+        "samples": [{"batch": b, "mode": m, **s} for (b, m), ss in samples.items() for s in ss],
+    }
+    _write(result, config)
+    return result
+
+
+def _write(result: dict[str, Any], config: BenchConfig) -> None:
+    out = Path(config.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    table = markdown_table(result)
+    print(table)
+    result["files"] = [str(out / "bench.json"), str(out / "bench.md")]
+    if config.plot:
+        png = plot(result, out / "bench.png")
+        result["plot_note"] = f"plot: {png}" if png else (
+            "no plot: matplotlib is not installed (`pip install matplotlib` for bench.png)")
+        if png:
+            result["files"].append(str(png))
+    (out / "bench.md").write_text(table + "\n" + result.get("plot_note", "") + "\n",
+                                  encoding="utf-8")
+    (out / "bench.json").write_text(json.dumps(result, indent=1), encoding="utf-8")

@@ -1,0 +1,55 @@
+"""The bench's printed / Markdown table and its optional plot (matplotlib is optional)."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+from typing import Any
+
+COLUMNS = [("mode", "{}"), ("batch", "{}"), ("prefill_ms", "{:.1f}"),
+           ("decode_ms_per_token", "{:.2f}"), ("tokens_per_s", "{:.1f}"),
+           ("ratio_to_greedy", "{:.2f}x"), ("ratio_to_floor", "{:.2f}x"), ("peak_mb", "{:.1f}")]
+HEADERS = ["mode", "batch", "prefill ms", "decode ms/token", "tokens/s", "vs greedy",
+           "vs floor", "peak MB"]
+
+
+def markdown_table(result: dict[str, Any]) -> str:
+    """One row per (batch, mode), medians over repeats; a header line names the setting."""
+    info, cfg = result["model"], result["config"]
+    lines = [
+        f"{info['model_type']} d={info['hidden_size']} layers={info['num_layers']} "
+        f"V={info['vocab_size']} N={info['candidate_layers']} candidate layers, "
+        f"{info['dtype']} on {info['device']}, {result['torch_threads']} torch threads; "
+        f"prompt {cfg['prompt_len']} tokens, {cfg['new_tokens']} new tokens, median of "
+        f"{cfg['repeats']} interleaved repeats after {cfg['warmup']} warm-up; "
+        f"memory: {result['memory_method']}",
+        "",
+        "| " + " | ".join(HEADERS) + " |",
+        "|---|" + "---:|" * (len(HEADERS) - 1),
+    ]
+    for row in result["rows"]:
+        lines.append("| " + " | ".join(fmt.format(row[k]) for k, fmt in COLUMNS) + " |")
+    return "\n".join(lines)
+
+
+def plot(result: dict[str, Any], path: Path) -> Path | None:
+    """Bars of decode ms/token per mode, one group per batch size; None without matplotlib."""
+    if importlib.util.find_spec("matplotlib") is None:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    batches = sorted({r["batch"] for r in result["rows"]})
+    fig, axes = plt.subplots(1, len(batches), figsize=(5 * len(batches), 3.5), squeeze=False)
+    for ax, b in zip(axes[0], batches, strict=True):
+        rows = [r for r in result["rows"] if r["batch"] == b]
+        ax.bar([r["mode"] for r in rows], [r["decode_ms_per_token"] for r in rows])
+        ax.set_title(f"batch {b}")
+        ax.set_ylabel("decode ms/token")
+        ax.tick_params(axis="x", rotation=45)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path
