@@ -59,12 +59,16 @@ def apply_temperature(logits: torch.Tensor, temperature) -> torch.Tensor:
     """logits / temperature per row: (B, V), float or (B,) -> (B, V) in logits' dtype.
 
     Rows with temperature 0 become 0 at the argmax and -inf elsewhere. Negative temperatures raise.
+    A finite logit stays finite: a quotient beyond the dtype's range (fp16 logits at a low
+    temperature) is clamped to its largest finite magnitude.
     """
     _check_logits(logits)
     t = _row_temperatures(temperature, logits.shape[0], logits.device)
     x = logits.float()
     greedy = t == 0
     scaled = x / torch.where(greedy, torch.ones_like(t), t)
+    top = torch.finfo(logits.dtype).max
+    scaled = torch.where(torch.isfinite(x), scaled.clamp(-top, top), scaled)
     return torch.where(greedy, _greedy_rows(x), scaled).to(logits.dtype)
 
 

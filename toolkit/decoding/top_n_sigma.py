@@ -3,8 +3,9 @@
 Per row, over the finite logits only: M = max, sigma = population standard deviation (float32);
 token i is kept iff logit_i >= M - n * sigma, the others become -inf. A row with n <= 0 (or NaN)
 or fewer than two finite logits is returned unchanged. The kept set does not depend on
-temperature. The statistics are computed on the row divided by a power of two, which is exact,
-so the comparison is the plain float32 one while huge logits cannot overflow the variance.
+temperature. The statistics are computed on the row divided by a power of two (exact), so the
+comparison is the plain float32 one while huge or tiny logits cannot overflow or underflow the
+variance.
 """
 
 from __future__ import annotations
@@ -28,10 +29,11 @@ def _per_row_n(n, batch: int, device: torch.device) -> torch.Tensor:
 
 
 def _power_of_two_scale(values: torch.Tensor) -> torch.Tensor:
-    """2**e >= max |values| per row (1 for rows below 1): dividing by it is exact."""
+    """2**e with max |values| in [2**(e-1), 2**e) per row (1 for a zero row): dividing by a power
+    of two is exact, and brings the row's largest value into [0.5, 1)."""
     biggest = values.abs().amax(-1, keepdim=True)
     _, exponent = torch.frexp(biggest)
-    return torch.ldexp(torch.ones_like(biggest), exponent.clamp_min(0))
+    return torch.ldexp(torch.ones_like(biggest), exponent)
 
 
 def top_n_sigma(logits: torch.Tensor, n) -> torch.Tensor:
