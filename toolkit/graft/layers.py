@@ -18,11 +18,19 @@ def candidate_layers(spec: Any, num_layers: int, tied: bool, key: str = "layers"
     the model's own final logits). `key` names the option in error messages.
     """
     if spec is None or spec == "all":
-        return list(range(1 if tied else 0, num_layers))
-    if isinstance(spec, str):
+        layers = list(range(1 if tied else 0, num_layers))
+    elif isinstance(spec, str):
         check_choice(key, spec, LAYER_BUCKETS + ("a list of layer indices",))
-        return _bucket(spec, num_layers, tied)
-    return _explicit(key, spec, num_layers)
+        layers = _bucket(spec, num_layers, tied)
+    else:
+        return _explicit(key, spec, num_layers)
+    if not layers:
+        kind = "tied-embedding " if tied else ""
+        raise ConfigError(
+            f"{key}={spec!r} selects no layer of this {num_layers}-layer {kind}model; "
+            f"give an explicit list of layer indices in 0..{num_layers}"
+        )
+    return layers
 
 
 def _bucket(spec: str, num_layers: int, tied: bool) -> list[int]:
