@@ -1,0 +1,69 @@
+"""run_bench on the tiny random shape: every mode timed, ratios consistent, JSON written,
+interleaving covers every mode in every repeat."""
+
+import json
+import math
+
+import pytest
+import torch
+
+from toolkit.bench import BenchConfig, random_model, run_bench
+from toolkit.bench.shapes import shape_config
+from toolkit.errors import ConfigError
+from toolkit.graft import AugmentedModel
+
+MODES = ["greedy", "floor", "sled_k5", "sled_k20", "dola", "top_n_sigma", "adaptive", "composed"]
+
+
+def test_shapes():
+    cfg = shape_config("llama-d512")
+    assert (cfg.hidden_size, cfg.num_hidden_layers, cfg.vocab_size) == (512, 16, 32000)
+    assert (cfg.num_attention_heads, cfg.num_key_value_heads, cfg.intermediate_size) == (8, 8,
+                                                                                          1376)
+    assert shape_config("llama-3-8b").vocab_size == 128256
+    a, b = random_model("tiny", seed=3), random_model("tiny", seed=3)
+    assert all(torch.equal(x, y) for x, y in zip(a.parameters(), b.parameters(), strict=True))
+    assert not torch.equal(a.lm_head.weight, random_model("tiny", seed=4).lm_head.weight)
+    assert random_model("tiny", dtype="bfloat16").dtype == torch.bfloat16
+    with pytest.raises(ConfigError, match="llama-d512"):
+        random_model("llama-13b")
+
+
+def test_bench_config_validation():
+    assert BenchConfig(sled_ks=[5, 20]).mode_names() == MODES
+    assert BenchConfig(modes=["dola"]).mode_names() == ["greedy", "floor", "dola"]
+    for bad in (dict(new_tokens=1), dict(batch_sizes=[]), dict(modes=["beam"]), dict(repeats=0)):
+        with pytest.raises(ConfigError):
+            BenchConfig(**bad)
+
+
+def test_run_bench_tiny(tmp_path):
+    am = AugmentedModel.graft(random_model("tiny", seed=0))
+    cfg = BenchConfig(batch_sizes=[1, 2], prompt_len=4, new_tokens=3, repeats=2, warmup=1,
+                      sled_ks=[5, 20], output_dir=str(tmp_path / "bench"), progress=False)
+    result = run_bench(am, cfg)
+    rows = {(r["batch"], r["mode"]): r for r in result["rows"]}
+    assert set(rows) == {(b, m) for b in (1, 2) for m in MODES}
+    for (b, _), row in rows.items():
+        for key in ("prefill_ms", "decode_ms_per_token", "tokens_per_s"):
+            assert math.isfinite(row[key]) and row[key] > 0
+        assert row["new_tokens"] == 3 and row["peak_mb"] >= 0
+        greedy, floor = rows[(b, "greedy")], rows[(b, "floor")]
+        assert row["ratio_to_greedy"] == pytest.approx(
+            row["decode_ms_per_token"] / greedy["decode_ms_per_token"])
+        assert row["ratio_to_floor"] == pytest.approx(
+            row["decode_ms_per_token"] / floor["decode_ms_per_token"])
+        assert row["tokens_per_s"] == pytest.approx(b * 1000 / row["decode_ms_per_token"])
+    assert rows[(1, "greedy")]["ratio_to_greedy"] == 1.0
+    schedule = result["schedule"]
+    for r in (-1, 0, 1):
+        for b in (1, 2):
+            order = [s["mode"] for s in schedule if s["repeat"] == r and s["batch"] == b]
+            assert sorted(order) == sorted(MODES)
+    firsts = {s["mode"] for s in schedule if s["batch"] == 1 and
+              [x for x in schedule if x["repeat"] == s["repeat"] and x["batch"] == 1][0] is s}
+    assert len(firsts) == 3  # the order rotates from repeat to repeat
+    saved = json.loads((tmp_path / "bench" / "bench.json").read_text())
+    assert saved["rows"] == result["rows"] and len(saved["samples"]) == 2 * 2 * len(MODES)
+    table = (tmp_path / "bench" / "bench.md").read_text()
+    assert "| sled_k20 | 2 |" in table and "vs floor" in table
