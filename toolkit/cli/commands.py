@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from toolkit.cli import predict
+from toolkit.cli import lpo, predict
 from toolkit.cli.checks import parallel
 from toolkit.recipes.models import load_model
 from toolkit.recipes.schema import Recipe
@@ -55,3 +55,34 @@ def _stream_one(model, prompt: str, recipe: Recipe) -> str:
     streamer = TextStreamer(model.tokenizer, skip_prompt=True, skip_special_tokens=True)
     print(prompt, end="", flush=True)
     return predict.complete(model, [prompt], recipe.decoding, 1, streamer=streamer)[0]
+
+
+def cmd_collect(recipe: Recipe) -> None:
+    model = load_model(recipe.model, recipe.graft)
+    lpo.collect(model, recipe)
+
+
+def cmd_train(recipe: Recipe) -> None:
+    model = load_model(recipe.model, recipe.graft)
+    lpo.train(model, recipe)
+
+
+def cmd_run(recipe: Recipe) -> None:
+    lpo.run_pipeline(recipe)
+
+
+def cmd_eval(recipe: Recipe) -> None:
+    from toolkit.eval.run import run_eval
+
+    result = run_eval(load_model(recipe.model, recipe.graft), recipe.eval)
+    print(f"wrote {result['num_items']} scored items to {recipe.eval.output_dir}")
+    for mode, totals in result["totals"].items():
+        figures = ", ".join(f"{k} {v:.4f}" for k, v in totals.items() if isinstance(v, float))
+        print(f"  {mode}: {figures}")
+
+
+def cmd_bench(recipe: Recipe) -> None:
+    from toolkit.bench.run import run_bench
+
+    run_bench(load_model(recipe.model, recipe.graft), recipe.bench)
+    print(f"wrote the benchmark table, JSON and plot to {recipe.bench.output_dir}")

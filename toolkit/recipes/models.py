@@ -122,7 +122,9 @@ def _load_local(path: Path, config: ModelConfig, graft: GraftConfig | None) -> A
 
     base = AutoModelForCausalLM.from_pretrained(path, dtype=dtype, device_map=config.device_map)
     tokenizer = AutoTokenizer.from_pretrained(path)
-    return AugmentedModel.graft(base.eval(), graft or GraftConfig(), tokenizer=tokenizer)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(config.seed)
+        return AugmentedModel.graft(base.eval(), graft or GraftConfig(), tokenizer=tokenizer)
 
 
 def _random_model(config: ModelConfig, graft: GraftConfig | None) -> Any:
@@ -132,4 +134,6 @@ def _random_model(config: ModelConfig, graft: GraftConfig | None) -> Any:
     dtype = torch.float32 if config.dtype == "auto" else torch_dtype(config.dtype)
     device = config.device_map if config.device_map not in (None, "auto") else "cpu"
     base = random_model(config.random_shape, dtype, device, config.seed)
-    return AugmentedModel.graft(base, graft or GraftConfig())
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(config.seed)
+        return AugmentedModel.graft(base, graft or GraftConfig())

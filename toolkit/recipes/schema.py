@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Optional
 
+from toolkit.bench.config import BenchConfig
 from toolkit.errors import ConfigError, check_choice, check_range
 from toolkit.eval.config import EvalConfig
 from toolkit.lpo.config import CollectConfig, TrainConfig, TrainerConfig
@@ -56,9 +57,11 @@ class SyntheticConfig:
 
     train_prompts: int = 64
     eval_prompts: int = 32
+    prompt_length: int = 6
     seed: int = 0
 
     def __post_init__(self) -> None:
+        check_range("data.synthetic.prompt_length", self.prompt_length, low=2)
         check_range("data.synthetic.train_prompts", self.train_prompts, low=1)
         check_range("data.synthetic.eval_prompts", self.eval_prompts, low=1)
 
@@ -68,12 +71,15 @@ class DataConfig:
     """LPO data: prompts in (a JSONL file, or the synthetic task when unset), pairs out.
 
     prompts: JSONL, one object per line with `prompt_field` (and the reward's answer field);
+    template: optional prompt template filled from each line's fields, e.g.
+        'Q: {question}\nA:' (when unset the prompt is the `prompt_field` text);
     pairs: the preference-pair JSONL that `collect` writes and `train` reads.
     """
 
     prompts: Optional[str] = None
     prompt_field: str = "prompt"
-    pairs: str = "${output_dir}/pairs.jsonl"
+    template: Optional[str] = None
+    pairs: str = "${work_dir}/pairs.jsonl"
     synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)
 
 
@@ -104,10 +110,15 @@ class GenerateConfig:
 
 @dataclass
 class Recipe:
-    """A whole recipe. Every section has defaults, so a YAML file names only what it changes."""
+    """A whole recipe. Every section has defaults, so a YAML file names only what it changes.
+
+    output_dir holds the augmented checkpoint only (saving replaces the directory as a whole);
+    work_dir holds everything else a run writes: pairs, feature cache, eval and bench reports.
+    """
 
     run_name: str = "run"
     output_dir: str = "checkpoints/${run_name}"
+    work_dir: str = "runs/${run_name}"
     model: ModelConfig = field(default_factory=ModelConfig)
     graft: GraftConfig = field(default_factory=GraftConfig)
     decoding: DecodingConfig = field(default_factory=DecodingConfig)
@@ -116,7 +127,8 @@ class Recipe:
     train: TrainConfig = field(default_factory=TrainConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     generate: GenerateConfig = field(default_factory=GenerateConfig)
-    eval: EvalConfig = field(default_factory=lambda: EvalConfig(output_dir="${output_dir}/eval"))
+    eval: EvalConfig = field(default_factory=lambda: EvalConfig(output_dir="${work_dir}/eval"))
+    bench: BenchConfig = field(default_factory=lambda: BenchConfig(output_dir="${work_dir}/bench"))
 
     def __post_init__(self) -> None:
         self.model.check_source()

@@ -1,0 +1,166 @@
+"""The LPO steps of the CLI: collect, train, and the whole `run` pipeline.
+
+Prompts come from `data.prompts` (JSONL) or, when it is unset, the built-in synthetic task
+(`toolkit.lpo.synthetic`), whose reward knows the right temperature per prompt kind.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from lightning.pytorch.utilities import rank_zero_only
+
+from toolkit.cli.predict import read_prompt_records
+from toolkit.errors import DataError
+from toolkit.lpo import synthetic
+from toolkit.lpo.collect import collect_pairs
+from toolkit.lpo.train import train_head
+from toolkit.recipes.models import load_model
+from toolkit.recipes.schema import Recipe
+
+say = rank_zero_only(print)
+
+
+def prompts_and_reward(model: Any, recipe: Recipe, split: str = "train") -> tuple[list, Any]:
+    """(prompt records, reward override or None) for collection or evaluation."""
+    data = recipe.data
+    if data.prompts is None:
+        size = data.synthetic.train_prompts if split == "train" else data.synthetic.eval_prompts
+        seed = data.synthetic.seed + (1 if split == "train" else 2)
+        records = synthetic.make_prompts(
+            model, size, seed, data.synthetic.prompt_length, recipe.collect.max_new_tokens
+        )
+        return records, synthetic.SyntheticReward(model)
+    rows = read_prompt_records(data.prompts, data.prompt_field)
+    records = []
+    for number, row in enumerate(rows, start=1):
+        try:
+            prompt = data.template.format(**row) if data.template else row[data.prompt_field]
+        except (KeyError, IndexError) as err:
+            raise DataError(
+                f"{data.prompts}: prompt {number} has no field {err} that data.template uses"
+            ) from None
+        records.append({**row, "prompt": prompt})
+    return records, None
+
+
+def collect(model: Any, recipe: Recipe) -> Any:
+    """Collect the pairs into data.pairs (resumable) and report the counts."""
+    records, reward = prompts_and_reward(model, recipe)
+    stats = collect_pairs(model, records, recipe.collect, recipe.data.pairs, reward=reward)
+    say(
+        f"collected {stats.pairs} pairs from {stats.prompts - stats.skipped} prompts "
+        f"({stats.dropped} dropped: all rewards equal; {stats.skipped} done earlier) "
+        f"in {stats.seconds:.1f}s -> {recipe.data.pairs}"
+    )
+    return stats
+
+
+def train(model: Any, recipe: Recipe) -> Any:
+    """Train the head on data.pairs and export the checkpoint to output_dir."""
+    result = train_head(
+        model,
+        recipe.data.pairs,
+        recipe.train,
+        recipe.trainer,
+        recipe.output_dir,
+        progress=recipe.trainer.progress_bar,
+    )
+    if result.losses:
+        say(
+            f"trained the head ({recipe.train.loss}): loss {result.losses[0]:.4f} -> "
+            f"{result.losses[-1]:.4f} in {result.steps} steps, {result.seconds:.1f}s"
+        )
+    say(f"checkpoint: {result.out_dir}")
+    return result
+
+
+def run_pipeline(recipe: Recipe) -> None:
+    """graft -> collect -> train -> save -> reload -> generate, reporting each step."""
+    from toolkit.graft.augmented import AugmentedModel
+
+    model = load_model(recipe.model, recipe.graft)
+    head = model.graft_config.head
+    say(
+        f"[1/5] grafted {model.parts.model_type} ({model.parts.num_layers} layers): "
+        f"tap on {len(model.tap.candidate_layers)} layers, {head.level}-level head over "
+        f"temperatures {list(head.temperatures)}"
+    )
+    say("[2/5] collecting preference pairs")
+    collect(model, recipe)
+    say("[3/5] training the head")
+    result = train(model, recipe)
+    if not result.is_global_zero:
+        return
+    reloaded = AugmentedModel.from_pretrained(recipe.output_dir)
+    say(f"[4/5] reloaded the checkpoint from {result.out_dir}")
+    if recipe.data.prompts is None:
+        _synthetic_report(reloaded, recipe)
+    else:
+        _text_samples(reloaded, recipe)
+
+
+def _synthetic_report(model: Any, recipe: Recipe) -> None:
+    records, _ = prompts_and_reward(model, recipe, split="eval")
+    report = synthetic.evaluate_head(model, records, seed=recipe.data.synthetic.seed)
+    say("[5/5] learned temperature per prompt kind (held-out prompts, argmax of the head):")
+    for kind, counts in report["choices"].items():
+        shares = ", ".join(f"tau={t}: {n}" for t, n in counts.items())
+        say(f"  {kind:8s} {shares}")
+    rewards = report["rewards"]
+    fixed = {k: v["all"] for k, v in rewards.items() if k != "head"}
+    best = max(fixed, key=fixed.get)
+    say(
+        f"  mean reward: head {rewards['head']['all']:.3f} vs best fixed temperature "
+        f"{best} {fixed[best]:.3f}"
+    )
+    _synthetic_samples(model, records, recipe)
+
+
+def _synthetic_samples(model: Any, records: list, recipe: Recipe) -> None:
+    import torch
+
+    picks = [next(r for r in records if r["kind"] == kind) for kind in synthetic.KINDS]
+    ids = torch.tensor([r["prompt_ids"] for r in picks])
+    out = model.generate(ids, decoding=recipe.decoding, return_records=True)
+    say(f"samples ({_describe(recipe)}):")
+    new = out.sequences[:, ids.shape[1] :].tolist()
+    for i, record in enumerate(picks):
+        same = synthetic.match_fraction(new[i], record["greedy_ids"])
+        tau = _first_temperature(out, i)
+        text = model.tokenizer.decode(new[i], skip_special_tokens=True)
+        say(f"  [{record['kind']}] tau={tau} matches greedy {same:.0%}: {text!r}")
+
+
+def _text_samples(model: Any, recipe: Recipe) -> None:
+    from toolkit.cli.predict import complete
+
+    prompts = recipe.generate.prompts or [
+        r["prompt"] for r in prompts_and_reward(model, recipe)[0][:2]
+    ]
+    say(f"[5/5] samples ({_describe(recipe)}):")
+    for prompt, text in zip(
+        prompts, complete(model, prompts, recipe.decoding, recipe.generate.batch_size), strict=True
+    ):
+        say(f"  {prompt!r} -> {text!r}")
+
+
+def _first_temperature(out: Any, row: int) -> str:
+    if out.temperature is None:
+        return "fixed"
+    return f"{float(out.temperature[row, 0]):g}"
+
+
+def _describe(recipe: Recipe) -> str:
+    d = recipe.decoding
+    parts = []
+    if d.sled.enabled:
+        parts.append(f"SLED alpha={d.sled.evolution_rate:g} K={d.sled.evolution_scale}")
+    if d.dola.enabled:
+        parts.append("DoLa")
+    if d.top_n_sigma.enabled:
+        parts.append(f"top-n-sigma n={d.top_n_sigma.n:g}")
+    if d.adaptive_temperature.mode != "off":
+        parts.append(f"adaptive temperature ({d.adaptive_temperature.mode})")
+    parts.append("sampling" if d.do_sample else "greedy")
+    return " + ".join(parts)
