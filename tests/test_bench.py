@@ -25,6 +25,7 @@ def test_shapes():
     assert all(torch.equal(x, y) for x, y in zip(a.parameters(), b.parameters(), strict=True))
     assert not torch.equal(a.lm_head.weight, random_model("tiny", seed=4).lm_head.weight)
     assert random_model("tiny", dtype="bfloat16").dtype == torch.bfloat16
+    assert random_model("tiny", dtype="auto").dtype == torch.float32
     with pytest.raises(ConfigError, match="llama-d512"):
         random_model("llama-13b")
 

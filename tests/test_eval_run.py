@@ -46,7 +46,7 @@ def test_truthfulqa_run_writes_consistent_results(am, tmp_path):
     saved = json.loads((tmp_path / "out" / "results.json").read_text())
     for mode in result["modes"]:
         per_item = [item[mode] for item in saved["items"]]
-        for res, item in zip(per_item, saved["items"], strict=True):
+        for res in per_item:
             assert len(res["scores_true"]) == 2
             again = mc_metrics(res["scores_true"], res["scores_false"], 0)
             assert {k: res[k] for k in again} == pytest.approx(again)

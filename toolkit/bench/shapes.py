@@ -34,10 +34,15 @@ def shape_config(shape: str) -> LlamaConfig:
 
 def random_model(shape: str, dtype: str | torch.dtype = "float32", device: str = "cpu",
                  seed: int = 0) -> LlamaForCausalLM:
-    """A LlamaForCausalLM of the named shape with seeded random weights, built on `device`."""
+    """A LlamaForCausalLM of the named shape with seeded random weights, built on `device`.
+
+    dtype "auto" is bfloat16 on CUDA and float32 elsewhere.
+    """
+    if dtype == "auto":
+        dtype = "bfloat16" if str(device).startswith("cuda") else "float32"
     if isinstance(dtype, str):
         if dtype not in DTYPES:
-            raise ConfigError(f"dtype={dtype!r} is not allowed; choose one of {', '.join(DTYPES)}")
+            raise ConfigError(f"dtype={dtype!r} is not allowed; choose auto, {', '.join(DTYPES)}")
         dtype = DTYPES[dtype]
     config = shape_config(shape)
     torch.manual_seed(seed)

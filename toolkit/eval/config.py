@@ -6,6 +6,9 @@ op_T=1, lower bound -2500 and log_softmax of the evolved logits. DoLa's relative
 off for TruthfulQA MC (the reference `tfqa_mc_eval.py` default `--relative_top 0.0`) and 0.1 for
 FACTOR; filtered tokens score `dola_relative_top_value` (-1000, the reference value) instead of
 -inf, so sums stay finite.
+
+DoLa and SLED scoring use the model's grafted candidate layers (`graft.layers`: 'all' by
+default; the DoLa paper contrasts with the 'high' bucket on TruthfulQA).
 """
 
 from __future__ import annotations
