@@ -242,3 +242,22 @@ def test_project_moves_hidden_to_lm_head_device(tiny_model_dir):
     moved = tap.project(hidden)
     assert moved.device.type == "cuda"
     torch.testing.assert_close(moved.cpu(), expected, atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_early_logits_with_layers_and_lm_head_on_different_devices(tiny_model_dir):
+    path = tiny_model_dir("llama")
+    device_map = {
+        "model.embed_tokens": "cpu",
+        "model.layers": "cpu",
+        "model.rotary_emb": "cpu",
+        "model.norm": 0,
+        "lm_head": 0,
+    }
+    split = AutoModelForCausalLM.from_pretrained(path, device_map=device_map).eval()
+    model, tok = load(tiny_model_dir, "llama")
+    _, _, expected = full_capture(model, tok, layers=[0, 2, L], early_exit_norm=True)
+    _, _, early = full_capture(split, tok, layers=[0, 2, L], early_exit_norm=True)
+    assert early.device.type == "cuda"
+    torch.testing.assert_close(early.cpu(), expected, atol=1e-4, rtol=1e-4)

@@ -79,7 +79,10 @@ class EarlyExitTap:
 
     def _keep(self, hidden: Tensor) -> Tensor:
         hidden = hidden.detach()
-        return hidden[:, -1] if self._last_only else hidden
+        if not self._last_only:
+            return hidden
+        # After a prefill, copy the newest row so the whole (B,T,d) tensor can be freed.
+        return hidden[:, -1].clone() if hidden.shape[1] > 1 else hidden[:, -1]
 
     def _pre_hook_layer0(self, module: nn.Module, args: tuple, kwargs: dict) -> None:
         hidden = args[0] if args else kwargs["hidden_states"]
