@@ -1,6 +1,7 @@
 """run_bench on the tiny random shape: every mode timed, ratios consistent, JSON written,
 interleaving covers every mode in every repeat."""
 
+import importlib.util
 import json
 import math
 
@@ -68,3 +69,7 @@ def test_run_bench_tiny(tmp_path):
     assert saved["rows"] == result["rows"] and len(saved["samples"]) == 2 * 2 * len(MODES)
     table = (tmp_path / "bench" / "bench.md").read_text()
     assert "| sled_k20 | 2 |" in table and "vs floor" in table
+    if importlib.util.find_spec("matplotlib") is None:
+        assert "no plot: matplotlib is not installed" in table
+    else:
+        assert (tmp_path / "bench" / "bench.png").stat().st_size > 0

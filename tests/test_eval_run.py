@@ -1,5 +1,6 @@
 """run_eval end to end on the tiny Llama with small synthetic files in each format."""
 
+import importlib.util
 import json
 
 import pytest
@@ -56,6 +57,10 @@ def test_truthfulqa_run_writes_consistent_results(am, tmp_path):
             assert 0.0 <= mean <= 1.0
     report = (tmp_path / "out" / "report.md").read_text()
     assert "| MC2 |" in report and "| metric | greedy | dola | sled |" in report
+    if importlib.util.find_spec("matplotlib") is None:
+        assert "No PNG chart: matplotlib is not installed" in report
+    else:
+        assert (tmp_path / "out" / "report.png").stat().st_size > 0
 
 
 def test_truthfulqa_bad_row_is_rejected_by_default(am, tmp_path):

@@ -13,6 +13,7 @@ padding never changes a score); all modes are computed from that same pass.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -124,12 +125,13 @@ def score_batch(
     b = _pad(encoded, pad_id, padding_side, device)
     width = b["input_ids"].shape[1]
     keep = width - int(b["positions"].min())
-    with tap.capture(last_only=False):
+    needs_early = bool(set(modes) - {"greedy"})
+    with tap.capture(last_only=False) if needs_early else contextlib.nullcontext():
         out = base(input_ids=b["input_ids"], attention_mask=b["attention_mask"],
                    position_ids=b["position_ids"], logits_to_keep=keep, use_cache=False)
         rows = torch.arange(len(encoded), device=device)[:, None]
         final = out.logits[rows, b["positions"] - (width - keep)]
-        early = tap.early_logits(positions=b["positions"]) if set(modes) - {"greedy"} else None
+        early = tap.early_logits(positions=b["positions"]) if needs_early else None
     valid, targets = b["valid"], b["targets"][b["valid"]]
     values = {"greedy": lambda: greedy_values(final[valid], targets),
               "dola": lambda: dola_values(final[valid], early[valid], targets, settings),
