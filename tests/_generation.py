@@ -1,0 +1,67 @@
+"""Helpers for the generation tests: a left-padded prompt batch and a cache-free reference loop."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+
+from toolkit.graft import AugmentedModel
+from toolkit.options import GraftConfig, HeadConfig
+
+PROMPTS = [
+    "The quick brown fox jumps",
+    "What is the capital of France? The capital",
+    "Two",
+]
+FAMILIES = ("llama", "gemma", "gemma2", "mixtral")
+
+
+def small_graft(**head) -> GraftConfig:
+    """A graft config with a small head, so tests stay fast."""
+    return GraftConfig(head=HeadConfig(**{"hidden_size": 16, **head}))
+
+
+def graft(directory, **head) -> AugmentedModel:
+    return AugmentedModel.graft(str(directory), small_graft(**head))
+
+
+def prompt_batch(tokenizer, prompts=PROMPTS) -> tuple[torch.Tensor, torch.Tensor]:
+    """(input_ids, attention_mask), left padded; rows have different lengths."""
+    enc = tokenizer(list(prompts), return_tensors="pt", padding=True)
+    assert tokenizer.padding_side == "left"
+    assert len(set(enc["attention_mask"].sum(1).tolist())) == len(prompts)
+    return enc["input_ids"], enc["attention_mask"]
+
+
+def early_logits(model, hidden_states, layers: list[int]) -> torch.Tensor:
+    """(B, N, V) lm_head(hidden_states[l][:, -1]) for each layer, with the final soft-cap."""
+    rows = torch.stack([hidden_states[layer][:, -1] for layer in layers], dim=1)
+    logits = model.get_output_embeddings()(rows).float()
+    cap = getattr(model.config.get_text_config(), "final_logit_softcapping", None)
+    return torch.tanh(logits / cap) * cap if cap else logits
+
+
+Pick = Callable[[torch.Tensor, tuple], torch.Tensor]
+
+
+@torch.no_grad()
+def reference_generate(model, input_ids, attention_mask, steps: int, pick: Pick) -> torch.Tensor:
+    """Generate `steps` tokens without a KV cache: every step runs the full model with
+    output_hidden_states on the whole sequence; `pick(final_logits (B,V), hidden_states)`
+    returns the next tokens. Rows after eos get pad tokens, as in transformers."""
+    config = model.generation_config
+    ids, mask = input_ids.clone(), attention_mask.clone()
+    unfinished = torch.ones(ids.shape[0], dtype=torch.bool)
+    for _ in range(steps):
+        positions = (mask.cumsum(-1) - 1).masked_fill(mask == 0, 0)
+        out = model(ids, attention_mask=mask, position_ids=positions, output_hidden_states=True,
+                    use_cache=False)
+        tokens = pick(out.logits[:, -1].float(), out.hidden_states)
+        tokens = torch.where(unfinished, tokens, torch.full_like(tokens, config.pad_token_id))
+        unfinished &= tokens != config.eos_token_id
+        ids = torch.cat([ids, tokens[:, None]], dim=1)
+        mask = torch.cat([mask, torch.ones_like(mask[:, :1])], dim=1)
+        if not unfinished.any():
+            break
+    return ids

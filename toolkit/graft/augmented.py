@@ -1,0 +1,310 @@
+"""AugmentedModel: a frozen Hugging Face causal LM with an early-exit tap and an adaptive head.
+
+Generation runs through the base model's own `generate()` (KV cache, left padding, stopping
+criteria, streamers) with a `LogitsProcessorList` built here in the composition order:
+SLED or DoLa on the raw logits -> repetition penalty -> temperature (fixed or adaptive) ->
+top-n-sigma -> top-k -> top-p -> sample (or argmax when do_sample is off).
+transformers' own temperature/top-k/top-p/repetition warpers are switched off so they neither
+run twice nor change that order.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from transformers import (
+    AutoModelForCausalLM,
+    AutoTokenizer,
+    LogitsProcessorList,
+    PreTrainedModel,
+    RepetitionPenaltyLogitsProcessor,
+    TemperatureLogitsWarper,
+    TopKLogitsWarper,
+    TopPLogitsWarper,
+)
+
+from toolkit.errors import CheckpointError, ConfigError
+from toolkit.graft import checkpoint
+from toolkit.graft.families import resolve
+from toolkit.graft.head import AdaptiveDecoderHead
+from toolkit.graft.layers import candidate_layers
+from toolkit.graft.processors import (
+    AdaptiveTemperatureLogitsProcessor,
+    DolaLogitsProcessor,
+    SledLogitsProcessor,
+    TemperatureLogitsProcessor,
+    TopNSigmaLogitsProcessor,
+)
+from toolkit.graft.records import AugmentedOutput, reply_mask, stack_steps
+from toolkit.graft.tap import EarlyExitTap
+from toolkit.options import DecodingConfig, GraftConfig, HeadConfig, with_overrides
+
+# generate() kwargs that switch off transformers' own warpers when sampling (its defaults would
+# add top_k=50); its repetition penalty applies in greedy mode too, so it is always switched off.
+_HF_WARPERS_OFF = dict(temperature=1.0, top_k=0, top_p=1.0)
+
+
+@dataclass
+class _Plan:
+    """The processors of one generate() call and the tap they read (None: no hooks at all)."""
+
+    processors: LogitsProcessorList = field(default_factory=LogitsProcessorList)
+    tap: EarlyExitTap | None = None
+    method: Any | None = None
+    adaptive: AdaptiveTemperatureLogitsProcessor | None = None
+
+
+class AugmentedModel:
+    """A frozen causal LM plus the grafted tap and AdaptiveDecoder head (see DESIGN.md)."""
+
+    def __init__(self, base: PreTrainedModel, graft_config: GraftConfig, tokenizer=None,
+                 decoding: DecodingConfig | None = None, base_reference: str | None = None):
+        self.base = base.requires_grad_(False).eval()
+        self.tokenizer = tokenizer
+        self.graft_config = graft_config
+        self.decoding = decoding or DecodingConfig()
+        self.parts = resolve(base)
+        self.tap = EarlyExitTap(base, layers=graft_config.layers,
+                                early_exit_norm=graft_config.early_exit_norm)
+        d_model = base.config.get_text_config().hidden_size
+        self.head = AdaptiveDecoderHead(d_model, graft_config.head).to(self.head_device)
+        self.base_reference = (checkpoint.base_reference(base) if base_reference is None
+                               else base_reference)
+
+    @classmethod
+    def graft(cls, base: PreTrainedModel | str | Path, config: GraftConfig | None = None,
+              tokenizer=None) -> AugmentedModel:
+        """Wrap `base` (a model, or a local directory to load it and its tokenizer from)."""
+        if isinstance(base, (str, Path)):
+            reference = _reference_of(str(base))
+            base, loaded_tokenizer = _load_base(base)
+            tokenizer = tokenizer or loaded_tokenizer
+        else:
+            reference = checkpoint.base_reference(base)
+        return cls(base, config or GraftConfig(), tokenizer, base_reference=reference)
+
+    @property
+    def head_device(self) -> torch.device:
+        """The head and tap live where lm_head is (the last shard under device_map)."""
+        return self.parts.lm_head.weight.device
+
+    @property
+    def vocab_size(self) -> int:
+        return self.parts.lm_head.weight.shape[0]
+
+    def generate(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
+                 *, decoding: DecodingConfig | None = None, return_records: bool = False,
+                 streamer=None, **decoding_overrides) -> torch.Tensor | AugmentedOutput:
+        """Generate with the base model's `generate()` and this model's processors.
+
+        `decoding` (default: `self.decoding`) with `decoding_overrides` applied through
+        `toolkit.options.with_overrides`. eos and pad come from the base's generation_config
+        (else the tokenizer). `seed` seeds torch's global RNG before sampling and the adaptive
+        head's own generator, so seeded runs repeat. `top_k=None` means no top-k filter.
+        Returns the sequences (B, T_prompt + T_new), or an `AugmentedOutput` with per-step
+        records when `return_records` (rows that finished early keep being recorded; see its
+        `reply_mask`).
+        """
+        options = with_overrides(decoding or self.decoding, **decoding_overrides)
+        self._validate(options)
+        device = self.base.device
+        input_ids = input_ids.to(device)
+        if attention_mask is None:
+            attention_mask = torch.ones_like(input_ids)
+        attention_mask = attention_mask.to(device)
+        self.head.to(self.head_device)
+        plan = self._plan(options, attention_mask, return_records)
+        if options.seed is not None:
+            torch.manual_seed(options.seed)
+        capture = plan.tap.capture(last_only=True) if plan.tap else contextlib.nullcontext()
+        with torch.no_grad(), capture:
+            sequences = self.base.generate(
+                input_ids, attention_mask=attention_mask, logits_processor=plan.processors,
+                streamer=streamer, **self._generation_kwargs(options))
+        if not return_records:
+            return sequences
+        return self._records(sequences, input_ids.shape[1], plan)
+
+    def _validate(self, options: DecodingConfig) -> None:
+        if options.sled.enabled and options.sled.evolution_scale > self.vocab_size:
+            raise ConfigError(
+                f"sled.evolution_scale={options.sled.evolution_scale} is larger than the "
+                f"vocabulary ({self.vocab_size} tokens); choose a value in 1..{self.vocab_size}"
+            )
+
+    def _plan(self, options: DecodingConfig, attention_mask: torch.Tensor,
+              record: bool) -> _Plan:
+        plan = _Plan()
+        if options.sled.enabled or options.dola.enabled:
+            method_options = options.sled if options.sled.enabled else options.dola
+            plan.tap = self._tap_for(method_options.layers)
+            kind = SledLogitsProcessor if options.sled.enabled else DolaLogitsProcessor
+            plan.method = kind(plan.tap, method_options, record=record)
+            plan.processors.append(plan.method)
+        if options.repetition_penalty != 1.0:
+            padding = (attention_mask != 0).int().argmax(dim=1)
+            plan.processors.append(RepetitionPenaltyLogitsProcessor(
+                options.repetition_penalty, prompt_ignore_length=padding))
+        self._add_temperature(plan, options)
+        if options.do_sample:
+            if options.top_n_sigma.enabled:
+                plan.processors.append(TopNSigmaLogitsProcessor(options.top_n_sigma.n))
+            if options.top_k is not None:
+                plan.processors.append(TopKLogitsWarper(options.top_k))
+            if options.top_p < 1.0:
+                plan.processors.append(TopPLogitsWarper(options.top_p))
+        return plan
+
+    def _add_temperature(self, plan: _Plan, options: DecodingConfig) -> None:
+        adaptive = options.adaptive_temperature
+        if adaptive.mode != "off":
+            plan.tap = plan.tap or self._tap_for(None, final_only=True)
+            generator = None
+            if options.seed is not None and adaptive.choice == "sample":
+                generator = torch.Generator(device=self.head_device).manual_seed(options.seed)
+            plan.adaptive = AdaptiveTemperatureLogitsProcessor(
+                plan.tap, self.head, per_token=adaptive.mode == "token",
+                sample=adaptive.choice == "sample", generator=generator)
+            plan.processors.append(plan.adaptive)
+        elif options.do_sample and options.temperature == 0.0:
+            plan.processors.append(TemperatureLogitsProcessor(0.0))
+        elif options.do_sample and options.temperature != 1.0:
+            plan.processors.append(TemperatureLogitsWarper(options.temperature))
+
+    def _tap_for(self, layers: Any, final_only: bool = False) -> EarlyExitTap:
+        """The graft's tap, or one that hooks only what this call needs: the final norm alone
+        (layer L) for the adaptive head, or the method's own candidate layers."""
+        if final_only:
+            layers = [self.parts.num_layers]
+        elif layers is None:
+            return self.tap
+        wanted = candidate_layers(layers, self.parts.num_layers, self.parts.tied)
+        if wanted == self.tap.candidate_layers:
+            return self.tap
+        return EarlyExitTap(self.base, layers=wanted,
+                            early_exit_norm=self.graft_config.early_exit_norm)
+
+    def _generation_kwargs(self, options: DecodingConfig) -> dict[str, Any]:
+        kwargs: dict[str, Any] = dict(repetition_penalty=1.0, do_sample=options.do_sample,
+                                      max_new_tokens=options.max_new_tokens)
+        if options.do_sample:
+            kwargs.update(_HF_WARPERS_OFF)
+        config, tok = self.base.generation_config, self.tokenizer
+        if config.pad_token_id is None and tok is not None and tok.pad_token_id is not None:
+            kwargs["pad_token_id"] = tok.pad_token_id
+        if config.eos_token_id is None and tok is not None and tok.eos_token_id is not None:
+            kwargs["eos_token_id"] = tok.eos_token_id
+        return kwargs
+
+    def _eos_ids(self) -> list[int]:
+        eos = self.base.generation_config.eos_token_id
+        if eos is None and self.tokenizer is not None:
+            eos = self.tokenizer.eos_token_id
+        if eos is None:
+            return []
+        return [int(e) for e in eos] if isinstance(eos, (list, tuple)) else [int(eos)]
+
+    def _records(self, sequences: torch.Tensor, prompt_length: int, plan: _Plan) -> AugmentedOutput:
+        replies = sequences[:, prompt_length:]
+        steps = replies.shape[1]
+        out = AugmentedOutput(sequences=sequences, reply_mask=reply_mask(replies, self._eos_ids()))
+        if plan.adaptive is not None:
+            out.temperature_index = stack_steps(plan.adaptive.records, steps)
+            out.temperature = self.head.temperatures[out.temperature_index].float()
+        if isinstance(plan.method, SledLogitsProcessor):
+            out.sled_layer_weights = stack_steps(plan.method.records, steps)
+        if isinstance(plan.method, DolaLogitsProcessor):
+            out.dola_layer = stack_steps(plan.method.records, steps)
+        if plan.method is not None:
+            out.layers = plan.method.layers
+        return out
+
+    @torch.no_grad()
+    def head_features(self, input_ids: torch.Tensor,
+                      attention_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, T, d) final-norm hidden states of every position, from one frozen forward pass,
+        on the head's device and in its dtype (the head's input, e.g. for LPO's feature cache)."""
+        device = self.base.device
+        mask = None if attention_mask is None else attention_mask.to(device)
+        out = self.parts.decoder(input_ids=input_ids.to(device), attention_mask=mask,
+                                 use_cache=False)
+        weight = next(self.head.parameters())
+        return out.last_hidden_state.to(device=weight.device, dtype=weight.dtype)
+
+    def save_pretrained(self, directory, self_contained: bool = False) -> Path:
+        """Write head, configs and tokenizer (and the base, if `self_contained`) atomically."""
+        return checkpoint.save(
+            directory, base=self.base, base_reference=self.base_reference, head=self.head,
+            tokenizer=self.tokenizer, graft_config=self.graft_config, decoding=self.decoding,
+            self_contained=self_contained)
+
+    @classmethod
+    def from_pretrained(cls, directory, device_map=None, dtype=None,
+                        base: PreTrainedModel | str | Path | None = None) -> AugmentedModel:
+        """Load a checkpoint in one call: the base (from `directory/base`, the saved reference,
+        or `base` when given), the head (strict key and shape check) and the tokenizer.
+
+        `device_map` ("auto", a dict, ...) and `dtype` go to transformers' `from_pretrained`;
+        the head and the tap follow lm_head's device.
+        """
+        ckpt = checkpoint.read(directory)
+        base_tokenizer = None
+        if base is None or isinstance(base, (str, Path)):
+            source = ckpt.base_path if base is None else str(base)
+            owner = ckpt.directory if base is None else None
+            base, base_tokenizer = _load_base(source, device_map, dtype, owner=owner)
+            reference = _reference_of(source)
+        else:
+            reference = checkpoint.base_reference(base)
+        checkpoint.check_fingerprint(ckpt, base.config, reference or "the given base model")
+        tokenizer = (AutoTokenizer.from_pretrained(str(ckpt.directory)) if ckpt.has_tokenizer
+                     else base_tokenizer)
+        model = cls(base, _graft_config(ckpt.config["graft"]), tokenizer,
+                    decoding=with_overrides(None, **ckpt.config["decoding"]),
+                    base_reference=reference)
+        checkpoint.load_head(model.head, ckpt)
+        return model
+
+
+def _graft_config(data: dict[str, Any]) -> GraftConfig:
+    return GraftConfig(**{**data, "head": HeadConfig(**data["head"])})
+
+
+def _reference_of(source: str) -> str:
+    return str(Path(source).resolve()) if Path(source).is_dir() else source
+
+
+def _is_local(source: str) -> bool:
+    path = Path(source)
+    return path.exists() or path.is_absolute() or source.startswith(".") or source.count("/") > 1
+
+
+def _load_base(source, device_map=None, dtype=None, owner: Path | None = None):
+    """Load a base model, and its tokenizer if one is saved beside it, from a directory (or,
+    for a reference that is not a local path, a Hub id)."""
+    source = str(source)
+    if _is_local(source) and not Path(source).is_dir():
+        prefix = f"checkpoint {owner} refers to a base model at {source}, but " if owner else ""
+        raise CheckpointError(
+            f"{prefix}no model directory exists at {Path(source).resolve()}; check the path, pass "
+            "base=... to from_pretrained, or save with self_contained=True so the checkpoint "
+            "carries its base"
+        )
+    kwargs = {"device_map": device_map} if device_map is not None else {}
+    if dtype is not None:
+        kwargs["dtype"] = dtype
+    try:
+        model = AutoModelForCausalLM.from_pretrained(source, **kwargs)
+    except (OSError, ValueError, RuntimeError) as err:
+        raise CheckpointError(
+            f"cannot load the base model from {source} ({err}); its files are missing or "
+            "corrupted: restore them, or save the checkpoint again"
+        ) from err
+    tokenizer = None
+    if Path(source, "tokenizer.json").is_file() or Path(source, "tokenizer_config.json").is_file():
+        tokenizer = AutoTokenizer.from_pretrained(source)
+    return model.eval(), tokenizer

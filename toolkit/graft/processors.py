@@ -1,0 +1,154 @@
+"""transformers `LogitsProcessor`s for SLED, DoLa, top-n-sigma and (adaptive) temperature.
+
+`TopNSigmaLogitsProcessor` needs nothing else and works with any model's `generate()`. SLED,
+DoLa and the adaptive temperature read the newest position from an `EarlyExitTap`, so the
+`generate()` call must run inside `tap.capture(last_only=True)`:
+
+    tap = EarlyExitTap(model, layers="all")
+    with tap.capture(last_only=True):
+        model.generate(ids, logits_processor=LogitsProcessorList(
+            [SledLogitsProcessor(tap, SledOptions(enabled=True))]))
+
+With `record=True` a processor keeps one (B, ...) tensor per step in `self.records`.
+"""
+
+from __future__ import annotations
+
+import torch
+from transformers import LogitsProcessor
+
+from toolkit.decoding import (
+    apply_temperature,
+    dola_contrast,
+    sled_details,
+    sled_evolve,
+    top_n_sigma,
+)
+from toolkit.errors import ConfigError
+from toolkit.graft.layers import candidate_layers
+from toolkit.options import DolaOptions, SledOptions
+
+
+class TopNSigmaLogitsProcessor(LogitsProcessor):
+    """Keep tokens whose logit is >= max - n * std (SPEC section 4); the rest become -inf."""
+
+    def __init__(self, n: float = 1.0):
+        self.n = float(n)
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.Tensor) -> torch.Tensor:
+        return top_n_sigma(scores, self.n)
+
+
+class TemperatureLogitsProcessor(LogitsProcessor):
+    """Divide by a fixed temperature; temperature 0 makes each row one-hot on its argmax."""
+
+    def __init__(self, temperature: float):
+        self.temperature = float(temperature)
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.Tensor) -> torch.Tensor:
+        return apply_temperature(scores, self.temperature)
+
+
+class _TapProcessor(LogitsProcessor):
+    """Shared part of the processors that read the tap's early logits of the newest position.
+
+    The method's candidate layers are the tap's; `options.layers`, when set, must name the
+    same layers (build the tap with them).
+    """
+
+    def __init__(self, tap, options, key: str, record: bool = False):
+        self.tap = tap
+        self.options = options
+        self.record = record
+        self.records: list[torch.Tensor] = []
+        if options.layers is not None:
+            wanted = candidate_layers(options.layers, tap.num_layers, tap.parts.tied, key=key)
+            if wanted != list(tap.candidate_layers):
+                raise ConfigError(
+                    f"{key}={options.layers!r} selects layers {wanted}, but the tap captures "
+                    f"{list(tap.candidate_layers)}; build the tap with layers={wanted}"
+                )
+
+    @property
+    def layers(self) -> list[int]:
+        return list(self.tap.candidate_layers)
+
+    def _early(self, scores: torch.Tensor) -> torch.Tensor:
+        return self.tap.early_logits().to(device=scores.device, dtype=scores.dtype)
+
+
+class SledLogitsProcessor(_TapProcessor):
+    """SLED (SPEC section 2) on the raw logits, over all of the tap's candidate layers.
+
+    Records (with `record=True`): per-layer weights (B, N) per step.
+    """
+
+    def __init__(self, tap, options: SledOptions | None = None, record: bool = False):
+        super().__init__(tap, options or SledOptions(enabled=True), "sled.layers", record)
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.Tensor) -> torch.Tensor:
+        o = self.options
+        kwargs = dict(
+            evolution_rate=o.evolution_rate,
+            evolution_scale=o.evolution_scale,
+            evolution_lower_bound=o.evolution_lower_bound,
+            op_T=o.op_T,
+        )
+        early = self._early(scores)
+        if not self.record:
+            return sled_evolve(scores, early, **kwargs)
+        result = sled_details(scores, early, **kwargs)
+        self.records.append(result.layer_weights)
+        return result.logits
+
+
+class DolaLogitsProcessor(_TapProcessor):
+    """DoLa (SPEC section 3): contrast the final logits with the most distant candidate layer.
+
+    Records (with `record=True`): the chosen layer number (B,) per step.
+    """
+
+    def __init__(self, tap, options: DolaOptions | None = None, record: bool = False):
+        super().__init__(tap, options or DolaOptions(enabled=True), "dola.layers", record)
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.Tensor) -> torch.Tensor:
+        logits, chosen = dola_contrast(
+            scores, self._early(scores), relative_top=self.options.relative_top
+        )
+        if self.record:
+            layers = torch.as_tensor(self.layers, device=chosen.device)
+            self.records.append(layers[chosen])
+        return logits
+
+
+class AdaptiveTemperatureLogitsProcessor(LogitsProcessor):
+    """Temperature chosen by the AdaptiveDecoder head from the final-norm hidden state.
+
+    `per_token=False` (sequence level): chosen once, at the first step, from the last prompt
+    token, and kept for the whole reply. `per_token=True`: chosen anew at every step.
+    `sample=True` draws the grid index from the head's distribution with `generator`.
+    Records: grid indices (B,) per step in `self.records` (always kept; they are tiny).
+    """
+
+    def __init__(self, tap, head, *, per_token: bool, sample: bool = False,
+                 generator: torch.Generator | None = None):
+        self.tap = tap
+        self.head = head
+        self.per_token = per_token
+        self.sample = sample
+        self.generator = generator
+        self.records: list[torch.Tensor] = []
+        self._index: torch.Tensor | None = None
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.Tensor) -> torch.Tensor:
+        if self._index is None or self.per_token:
+            self._index = self._choose()
+        self.records.append(self._index)
+        temperature = self.head.temperatures[self._index].to(scores.device)
+        return apply_temperature(scores, temperature)
+
+    def _choose(self) -> torch.Tensor:
+        weight = next(self.head.parameters())
+        hidden = self.tap.final_hidden().to(device=weight.device, dtype=weight.dtype)
+        with torch.no_grad():
+            return self.head.choose(hidden, sample=self.sample, generator=self.generator)

@@ -1,0 +1,53 @@
+"""What `AugmentedModel.generate(..., return_records=True)` returns, and the reply mask.
+
+Records hold one entry per generation step and batch row. transformers keeps stepping every row
+until all rows are done (a finished row gets pad tokens), so the steps after a row's eos are
+recorded as well; `reply_mask` marks the real reply tokens (up to and including the first eos)
+so callers can drop the rest.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+
+
+@dataclass
+class AugmentedOutput:
+    """Generated ids plus per-step records (a field is None when its feature was off).
+
+    - `sequences` (B, T_prompt + T_new): prompt and reply, as transformers returns them.
+    - `reply_mask` (B, T_new) bool: True on the reply's real tokens, up to and including eos.
+    - `temperature_index` (B, T_new) long: grid index of the adaptive temperature per step.
+    - `temperature` (B, T_new) float: the temperature value used at each step.
+    - `sled_layer_weights` (B, T_new, N) float: SLED's per-layer weights over `layers`.
+    - `dola_layer` (B, T_new) long: the layer DoLa contrasted with (a layer number, not an index).
+    - `layers`: the candidate layer numbers of SLED or DoLa (None when both are off).
+    """
+
+    sequences: torch.Tensor
+    reply_mask: torch.Tensor
+    temperature_index: torch.Tensor | None = None
+    temperature: torch.Tensor | None = None
+    sled_layer_weights: torch.Tensor | None = None
+    dola_layer: torch.Tensor | None = None
+    layers: list[int] | None = None
+
+
+def reply_mask(replies: torch.Tensor, eos_token_ids: Sequence[int] | None) -> torch.Tensor:
+    """(B, T_new) bool: True up to and including the first eos of each row (all True without eos)."""
+    if not eos_token_ids:
+        return torch.ones_like(replies, dtype=torch.bool)
+    eos = torch.as_tensor(list(eos_token_ids), device=replies.device)
+    is_eos = torch.isin(replies, eos).long()
+    eos_before = torch.cumsum(is_eos, dim=1) - is_eos
+    return eos_before == 0
+
+
+def stack_steps(steps: list[torch.Tensor], num_steps: int) -> torch.Tensor | None:
+    """Stack per-step (B, ...) records into (B, T, ...), keeping the first `num_steps` steps."""
+    if not steps:
+        return None
+    return torch.stack(steps[:num_steps], dim=1)
