@@ -27,8 +27,11 @@ def prompts_and_reward(model: Any, recipe: Recipe, split: str = "train") -> tupl
     if data.prompts is None:
         size = data.synthetic.train_prompts if split == "train" else data.synthetic.eval_prompts
         seed = data.synthetic.seed + (1 if split == "train" else 2)
+        length = data.synthetic.prompt_length
+        markers = synthetic.pick_markers(model, length, seed=data.synthetic.seed)
         records = synthetic.make_prompts(
-            model, size, seed, data.synthetic.prompt_length, recipe.collect.max_new_tokens
+            model, size, seed, markers, prompt_length=length,
+            max_new_tokens=recipe.collect.max_new_tokens,
         )
         return records, synthetic.SyntheticReward(model)
     rows = read_prompt_records(data.prompts, data.prompt_field)

@@ -1,0 +1,260 @@
+"""The command line: help, --print-config, one-line errors before any model loads, and the
+subcommands on the tiny model (graft, generate, eval, bench; the quickstart `run` is slow)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from toolkit.cli.main import SUBCOMMANDS, main
+from toolkit.graft.augmented import AugmentedModel
+
+ROOT = Path(__file__).parent.parent
+
+
+@pytest.fixture
+def recipe(tmp_path, tiny_llama_dir) -> Path:
+    path = tmp_path / "recipe.yaml"
+    path.write_text(
+        f"run_name: t\noutput_dir: {tmp_path}/out\nwork_dir: {tmp_path}/work\n"
+        f"model:\n  path: {tiny_llama_dir}\ngraft:\n  head:\n    hidden_size: 16\n"
+        "decoding:\n  max_new_tokens: 6\n"
+    )
+    return path
+
+
+@pytest.fixture
+def no_model_load(monkeypatch):
+    """Any attempt to load weights fails the test."""
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("a model was loaded")
+
+    monkeypatch.setattr("toolkit.recipes.models._load_local", refuse)
+    monkeypatch.setattr("toolkit.recipes.models._random_model", refuse)
+
+
+def run_main(capsys, *argv) -> tuple[int, str, str]:
+    code = main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.mark.parametrize("name", list(SUBCOMMANDS))
+def test_help_of_every_subcommand(capsys, name):
+    with pytest.raises(SystemExit) as info:
+        main([name, "--help"])
+    assert info.value.code == 0
+    out = capsys.readouterr().out
+    assert SUBCOMMANDS[name][0] in out and "--print-config" in out and "key=value" in out
+
+
+def test_print_config_resolves_and_loads_nothing(capsys, recipe, no_model_load, tmp_path):
+    code, out, err = run_main(
+        capsys, "graft", recipe, "run_name=x", "output_dir=o/${run_name}", "--print-config"
+    )
+    assert (code, err) == (0, "")
+    assert "output_dir: o/x\n" in out and "evolution_scale: 10" in out and "${" not in out
+
+
+def gpt2_dir(tmp_path: Path) -> Path:
+    from transformers import GPT2Config
+
+    path = tmp_path / "gpt2"
+    GPT2Config(n_layer=2, n_embd=32, n_head=2, vocab_size=300).save_pretrained(path)
+    return path
+
+
+ERRORS = {
+    "unknown key": (
+        ["decoding.sled.evolution_sacle=5"],
+        "did you mean 'decoding.sled.evolution_scale'",
+    ),
+    "wrong type": (["decoding.max_new_tokens=lots"], "wrong type for decoding.max_new_tokens"),
+    "out of range": (["decoding.top_p=1.5"], "top_p=1.5 is out of range"),
+    "missing model dir": (
+        ["model.path=/no/such/model"],
+        "model.path='/no/such/model' is not a directory",
+    ),
+    "no config.json": (["model.path={tmp}"], "has no config.json"),
+    "unsupported architecture": (["model.path={gpt2}"], "model_type 'gpt2' is not supported"),
+    "random shape outside bench": (
+        ["model.path=null", "model.random_shape=tiny"],
+        "for bench only",
+    ),
+    "no prompts": ([], "no prompts"),
+    "missing input file": (["generate.input={tmp}/none.jsonl"], "generate.input="),
+    "parallel without output": (
+        ["generate.prompts=[a]", "trainer.devices=2"],
+        "set generate.output",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(ERRORS))
+def test_errors_are_one_line_exit_2_before_loading(capsys, recipe, tmp_path, no_model_load, case):
+    overrides, expected = ERRORS[case]
+    subs = {"tmp": tmp_path, "gpt2": gpt2_dir(tmp_path) if "gpt2" in str(overrides) else ""}
+    code, out, err = run_main(capsys, "generate", recipe, *[o.format(**subs) for o in overrides])
+    assert code == 2
+    assert err.startswith("error: ") and err.count("\n") == 1, err
+    assert expected in err
+    assert not (tmp_path / "out").exists()
+
+
+def test_missing_recipe_and_missing_pairs(capsys, recipe, tmp_path, no_model_load):
+    code, _, err = run_main(capsys, "graft", tmp_path / "nope.yaml")
+    assert code == 2 and "recipe file not found" in err and err.count("\n") == 1
+    code, _, err = run_main(capsys, "train", recipe)
+    assert code == 2 and "data.pairs=" in err and "run `collect` first" in err
+
+
+def test_subprocess_error_and_console_script(recipe):
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    bad = subprocess.run(
+        [sys.executable, "cli.py", "graft", str(recipe), "graft.layer=all"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env=env,
+    )
+    assert bad.returncode == 2 and bad.stdout == ""
+    assert (
+        bad.stderr
+        == "error: unknown key 'graft.layer' in the command line; did you mean 'graft.layers'?\n"
+    )
+    ok = subprocess.run(["surgery", "run", "--help"], capture_output=True, text=True, env=env)
+    assert ok.returncode == 0 and SUBCOMMANDS["run"][0] in ok.stdout
+
+
+def reference_completions(checkpoint: Path, prompts: list[str], max_new_tokens: int) -> list[str]:
+    model = AugmentedModel.from_pretrained(checkpoint)
+    tok = model.tokenizer
+    out = []
+    for prompt in prompts:
+        ids = tok(prompt, return_tensors="pt")["input_ids"]
+        seq = model.generate(ids, max_new_tokens=max_new_tokens)
+        out.append(tok.decode(seq[0, ids.shape[1] :], skip_special_tokens=True))
+    return out
+
+
+def test_graft_then_generate_from_the_checkpoint(capsys, recipe, tmp_path):
+    code, out, _ = run_main(capsys, "graft", recipe)
+    ckpt = tmp_path / "out"
+    assert code == 0 and str(ckpt) in out
+    assert {"augment_config.json", "head.safetensors"} <= {p.name for p in ckpt.iterdir()}
+    prompts = ["Hello there", "The cat sat on", "1 2 3"]
+    source = tmp_path / "in.jsonl"
+    source.write_text(
+        "".join(json.dumps({"id": i, "text": p}) + "\n" for i, p in enumerate(prompts))
+    )
+    target = tmp_path / "gen.jsonl"
+    code, out, _ = run_main(
+        capsys,
+        "generate",
+        recipe,
+        f"model.path={ckpt}",
+        f"generate.input={source}",
+        "generate.prompt_field=text",
+        f"generate.output={target}",
+        "generate.batch_size=2",
+    )
+    assert code == 0 and f"wrote 3 completions to {target}" in out
+    rows = [json.loads(line) for line in target.read_text().splitlines()]
+    assert [(r["id"], r["text"]) for r in rows] == list(enumerate(prompts))
+    assert [r["completion"] for r in rows] == reference_completions(ckpt, prompts, 6)
+    assert all(r["completion"] for r in rows)
+
+
+def test_single_prompt_streams_to_the_terminal(capsys, recipe, tiny_llama_dir):
+    code, out, _ = run_main(
+        capsys,
+        "generate",
+        recipe,
+        "generate.prompts=[Once upon a time]",
+        "decoding.sled.enabled=true",
+        "decoding.sled.evolution_scale=5",
+    )
+    assert code == 0
+    model = AugmentedModel.graft(tiny_llama_dir)
+    ids = model.tokenizer("Once upon a time", return_tensors="pt")["input_ids"]
+    sled = model.generate(ids, max_new_tokens=6, sled={"enabled": True, "evolution_scale": 5})
+    expected = model.tokenizer.decode(sled[0, ids.shape[1] :], skip_special_tokens=True)
+    assert out == f"Once upon a time{expected}\n"
+
+
+def test_bench_on_a_random_shape(capsys, recipe, tmp_path):
+    code, out, _ = run_main(
+        capsys,
+        "bench",
+        recipe,
+        "model.path=null",
+        "model.random_shape=tiny",
+        "bench.batch_sizes=[1]",
+        "bench.prompt_len=4",
+        "bench.new_tokens=2",
+        "bench.repeats=1",
+        "bench.warmup=0",
+        "bench.modes=[greedy]",
+        "bench.plot=false",
+        "bench.progress=false",
+    )
+    assert code == 0
+    result = json.loads((tmp_path / "work" / "bench" / "bench.json").read_text())
+    assert result
+    assert "greedy" in out
+
+
+def test_eval_on_a_gsm8k_file(capsys, recipe, tmp_path):
+    data = tmp_path / "gsm8k.jsonl"
+    rows = [{"question": "1+1?", "answer": "so #### 2"}, {"question": "2+2?", "answer": "#### 4"}]
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    code, out, _ = run_main(
+        capsys,
+        "eval",
+        recipe,
+        "eval.task=gsm8k",
+        f"eval.data_path={data}",
+        "eval.modes=[greedy]",
+        "eval.progress=false",
+    )
+    assert code == 0 and "wrote 2 scored items" in out
+    result = json.loads((tmp_path / "work" / "eval" / "results.json").read_text())
+    assert result["num_items"] == 2 and list(result["totals"]) == ["greedy"]
+
+
+@pytest.mark.slow
+def test_quickstart_run_end_to_end(capsys, tmp_path, monkeypatch):
+    monkeypatch.setenv("SURGERY_CACHE", str(tmp_path / "cache"))
+    code, out, _ = run_main(
+        capsys,
+        "run",
+        ROOT / "recipes" / "quickstart.yaml",
+        f"output_dir={tmp_path}/ckpt",
+        f"work_dir={tmp_path}/work",
+        "data.synthetic.train_prompts=48",
+        "data.synthetic.eval_prompts=8",
+        "collect.num_replies=4",
+        "trainer.max_epochs=3",
+    )
+    assert code == 0
+    for step in (
+        "[1/5] grafted llama",
+        "collected",
+        "trained the head",
+        "[4/5] reloaded",
+        "learned temperature per prompt kind",
+        "[exact]",
+        "[diverse]",
+    ):
+        assert step in out
+    assert f"checkpoint: {tmp_path}/ckpt" in out
+    reloaded = AugmentedModel.from_pretrained(tmp_path / "ckpt")
+    last = list(reloaded.head.parameters())[-1]
+    assert last.abs().sum() > 0, "the zero-initialised last layer was trained"
+    assert (tmp_path / "work" / "pairs.jsonl").stat().st_size > 0
