@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 import torch
-
 from _generation import graft, prompt_batch
+
 from toolkit.graft.records import reply_mask
 
 NEW = 6

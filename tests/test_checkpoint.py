@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 import torch
+from _generation import graft, prompt_batch
 from safetensors import safe_open
 
-from _generation import graft, prompt_batch
 from toolkit import AugmentedModel, __version__
 from toolkit.errors import CheckpointError
 from toolkit.graft import checkpoint
@@ -80,6 +80,10 @@ def test_self_contained_survives_deleting_the_base(tmp_path):
     assert torch.equal(loaded.generate(ids, mask, sled=True, max_new_tokens=NEW), expected)
     with pytest.raises(CheckpointError, match="refers to a base model at .*base-model.*self_contained=True"):
         AugmentedModel.from_pretrained(head_only)
+    weights = full / "base" / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:1000])
+    with pytest.raises(CheckpointError, match="cannot load the base model from .*full/base.*corrupted"):
+        AugmentedModel.from_pretrained(full)
 
 
 def test_overwrite_is_atomic_and_failures_leave_nothing(trained, tmp_path, monkeypatch):
@@ -148,3 +152,47 @@ def test_missing_keys_and_unreferable_base(trained, tmp_path):
     in_memory = AugmentedModel.graft(build_tiny_model("llama"))
     with pytest.raises(CheckpointError, match="self_contained=True"):
         in_memory.save_pretrained(tmp_path / "nope")
+
+
+def test_dtype_and_device_map_pass_through(trained, tmp_path):
+    target = trained.save_pretrained(tmp_path / "ckpt")
+    loaded = AugmentedModel.from_pretrained(target, device_map={"": "cpu"}, dtype=torch.bfloat16)
+    assert loaded.base.dtype == torch.bfloat16 and loaded.head.mlp[0].weight.dtype == torch.float32
+    ids, mask = prompt_batch(loaded.tokenizer)
+    out = loaded.generate(ids, mask, sled=True, adaptive_temperature="token", do_sample=True,
+                          seed=0, max_new_tokens=NEW, return_records=True)
+    assert torch.isfinite(out.sled_layer_weights).all()
+    assert out.sequences.shape == (3, ids.shape[1] + NEW)
+    assert ((out.sequences >= 0) & (out.sequences < 300)).all()
+
+
+def _split_map(num_layers: int) -> dict:
+    half = num_layers // 2
+    device_map = {"model.embed_tokens": 0, "model.rotary_emb": 0, "model.norm": 1, "lm_head": 1}
+    device_map.update({f"model.layers.{i}": 0 if i < half else 1 for i in range(num_layers)})
+    return device_map
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_device_map_generation_equals_single_device(trained, tmp_path):
+    """device_map='auto' (or, with two GPUs, a split across both) generates what one device does;
+    head and tap follow lm_head."""
+    target = trained.save_pretrained(tmp_path / "ckpt")
+    single = AugmentedModel.from_pretrained(target, device_map={"": 0})
+    split = torch.cuda.device_count() >= 2
+    sharded = AugmentedModel.from_pretrained(target, device_map=_split_map(4) if split else "auto")
+    lm_head = sharded.parts.lm_head.weight.device
+    assert next(sharded.head.parameters()).device == lm_head
+    if split:
+        assert lm_head == torch.device("cuda", 1)
+    ids, mask = prompt_batch(single.tokenizer)
+    for kwargs in ({}, {"sled": True}, {"dola": True},
+                   {"adaptive_temperature": {"mode": "token", "choice": "sample"},
+                    "do_sample": True, "seed": 1, "top_n_sigma": 1.0}):
+        a = single.generate(ids, mask, max_new_tokens=NEW, **kwargs)
+        b = sharded.generate(ids, mask, max_new_tokens=NEW, **kwargs)
+        assert torch.equal(a.cpu(), b.cpu()), kwargs
+    features = sharded.head_features(ids, mask)
+    assert features.device == lm_head
+    assert torch.allclose(features.cpu(), single.head_features(ids, mask).cpu(), atol=1e-5)

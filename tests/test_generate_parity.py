@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 import torch
+from _generation import FAMILIES, graft, prompt_batch, reference_generate
 from transformers import LogitsProcessorList
 from transformers.generation.streamers import BaseStreamer
 
-from _generation import FAMILIES, graft, prompt_batch, reference_generate
 from toolkit.decoding import top_n_sigma
 from toolkit.errors import ConfigError
 from toolkit.graft import TopNSigmaLogitsProcessor

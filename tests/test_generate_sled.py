@@ -5,12 +5,19 @@ from __future__ import annotations
 
 import pytest
 import torch
-from transformers import LogitsProcessorList
+from _generation import (
+    FAMILIES,
+    early_logits,
+    graft,
+    prompt_batch,
+    reference_generate,
+    small_graft,
+)
+from transformers import AutoModelForCausalLM, AutoTokenizer, LogitsProcessorList
 
-from _generation import FAMILIES, early_logits, graft, prompt_batch, reference_generate
 from toolkit.decoding import dola_contrast, sled_details, sled_evolve
 from toolkit.errors import ConfigError
-from toolkit.graft import SledLogitsProcessor
+from toolkit.graft import AugmentedModel, SledLogitsProcessor
 from toolkit.graft.tap import EarlyExitTap
 from toolkit.options import SledOptions
 
@@ -91,3 +98,20 @@ def test_sled_processor_on_plain_model(tiny_llama_dir):
     assert torch.equal(got, expected)
     with pytest.raises(ConfigError, match=r"sled.layers='low'.*build the tap"):
         SledLogitsProcessor(tap, SledOptions(enabled=True, layers="low"))
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_bf16_sled_generation_on_gpu(tiny_llama_dir):
+    base = AutoModelForCausalLM.from_pretrained(tiny_llama_dir, dtype=torch.bfloat16).to("cuda")
+    model = AugmentedModel.graft(base, small_graft(), tokenizer=AutoTokenizer.from_pretrained(tiny_llama_dir))
+    ids, mask = prompt_batch(model.tokenizer)
+    out = model.generate(ids, mask, sled={"enabled": True, **SLED}, max_new_tokens=NEW,
+                         return_records=True)
+    assert out.sequences.device.type == "cuda"
+    assert torch.isfinite(out.sled_layer_weights).all()
+    sums = out.sled_layer_weights.sum(-1)
+    assert torch.all(((sums - 1).abs() < 1e-3) | (sums == 0))
+    sampled = model.generate(ids, mask, sled=True, do_sample=True, seed=0, top_n_sigma=1.0,
+                             max_new_tokens=NEW)
+    assert ((sampled >= 0) & (sampled < 300)).all()

@@ -17,7 +17,6 @@ from typing import Any
 
 import torch
 from transformers import (
-    AutoModelForCausalLM,
     AutoTokenizer,
     LogitsProcessorList,
     PreTrainedModel,
@@ -27,7 +26,7 @@ from transformers import (
     TopPLogitsWarper,
 )
 
-from toolkit.errors import CheckpointError, ConfigError
+from toolkit.errors import ConfigError
 from toolkit.graft import checkpoint
 from toolkit.graft.families import resolve
 from toolkit.graft.head import AdaptiveDecoderHead
@@ -80,8 +79,8 @@ class AugmentedModel:
               tokenizer=None) -> AugmentedModel:
         """Wrap `base` (a model, or a local directory to load it and its tokenizer from)."""
         if isinstance(base, (str, Path)):
-            reference = _reference_of(str(base))
-            base, loaded_tokenizer = _load_base(base)
+            reference = checkpoint.reference_of(str(base))
+            base, loaded_tokenizer = checkpoint.load_base(base)
             tokenizer = tokenizer or loaded_tokenizer
         else:
             reference = checkpoint.base_reference(base)
@@ -256,8 +255,8 @@ class AugmentedModel:
         if base is None or isinstance(base, (str, Path)):
             source = ckpt.base_path if base is None else str(base)
             owner = ckpt.directory if base is None else None
-            base, base_tokenizer = _load_base(source, device_map, dtype, owner=owner)
-            reference = _reference_of(source)
+            base, base_tokenizer = checkpoint.load_base(source, device_map, dtype, owner=owner)
+            reference = checkpoint.reference_of(source)
         else:
             reference = checkpoint.base_reference(base)
         checkpoint.check_fingerprint(ckpt, base.config, reference or "the given base model")
@@ -272,39 +271,3 @@ class AugmentedModel:
 
 def _graft_config(data: dict[str, Any]) -> GraftConfig:
     return GraftConfig(**{**data, "head": HeadConfig(**data["head"])})
-
-
-def _reference_of(source: str) -> str:
-    return str(Path(source).resolve()) if Path(source).is_dir() else source
-
-
-def _is_local(source: str) -> bool:
-    path = Path(source)
-    return path.exists() or path.is_absolute() or source.startswith(".") or source.count("/") > 1
-
-
-def _load_base(source, device_map=None, dtype=None, owner: Path | None = None):
-    """Load a base model, and its tokenizer if one is saved beside it, from a directory (or,
-    for a reference that is not a local path, a Hub id)."""
-    source = str(source)
-    if _is_local(source) and not Path(source).is_dir():
-        prefix = f"checkpoint {owner} refers to a base model at {source}, but " if owner else ""
-        raise CheckpointError(
-            f"{prefix}no model directory exists at {Path(source).resolve()}; check the path, pass "
-            "base=... to from_pretrained, or save with self_contained=True so the checkpoint "
-            "carries its base"
-        )
-    kwargs = {"device_map": device_map} if device_map is not None else {}
-    if dtype is not None:
-        kwargs["dtype"] = dtype
-    try:
-        model = AutoModelForCausalLM.from_pretrained(source, **kwargs)
-    except (OSError, ValueError, RuntimeError) as err:
-        raise CheckpointError(
-            f"cannot load the base model from {source} ({err}); its files are missing or "
-            "corrupted: restore them, or save the checkpoint again"
-        ) from err
-    tokenizer = None
-    if Path(source, "tokenizer.json").is_file() or Path(source, "tokenizer_config.json").is_file():
-        tokenizer = AutoTokenizer.from_pretrained(source)
-    return model.eval(), tokenizer

@@ -26,6 +26,7 @@ from typing import Any
 import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
+from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from toolkit import __version__
 from toolkit.errors import CheckpointError
@@ -75,8 +76,12 @@ class Checkpoint:
 
     @property
     def has_tokenizer(self) -> bool:
-        return any((self.directory / f).is_file()
-                   for f in ("tokenizer.json", "tokenizer_config.json"))
+        return has_tokenizer(self.directory)
+
+
+def has_tokenizer(directory) -> bool:
+    """Whether tokenizer files were saved in `directory`."""
+    return any(Path(directory, f).is_file() for f in ("tokenizer.json", "tokenizer_config.json"))
 
 
 def save(directory, *, base, base_reference: str, head, tokenizer, graft_config, decoding,
@@ -230,3 +235,38 @@ def load_head(head, checkpoint: Checkpoint) -> None:
             f"{CONFIG_FILE} does not match the weights, save the checkpoint again"
         )
     head.load_state_dict(state, strict=True)
+
+
+def reference_of(source: str) -> str:
+    """The absolute path of a local directory; anything else (a Hub id) as given."""
+    return str(Path(source).resolve()) if Path(source).is_dir() else source
+
+
+def _is_local(source: str) -> bool:
+    path = Path(source)
+    return path.exists() or path.is_absolute() or source.startswith(".") or source.count("/") > 1
+
+
+def load_base(source, device_map=None, dtype=None, owner: Path | None = None):
+    """Load a base model, and its tokenizer if one is saved beside it, from a directory (or,
+    for a reference that is not a local path, a Hub id)."""
+    source = str(source)
+    if _is_local(source) and not Path(source).is_dir():
+        prefix = f"checkpoint {owner} refers to a base model at {source}, but " if owner else ""
+        raise CheckpointError(
+            f"{prefix}no model directory exists at {Path(source).resolve()}; check the path, pass "
+            "base=... to from_pretrained, or save with self_contained=True so the checkpoint "
+            "carries its base"
+        )
+    kwargs = {"device_map": device_map} if device_map is not None else {}
+    if dtype is not None:
+        kwargs["dtype"] = dtype
+    try:
+        model = AutoModelForCausalLM.from_pretrained(source, **kwargs)
+    except (OSError, ValueError, RuntimeError, SafetensorError) as err:
+        raise CheckpointError(
+            f"cannot load the base model from {source} ({err}); its files are missing or "
+            "corrupted: restore them, or save the checkpoint again"
+        ) from err
+    tokenizer = AutoTokenizer.from_pretrained(source) if has_tokenizer(source) else None
+    return model.eval(), tokenizer
