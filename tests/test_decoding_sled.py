@@ -254,3 +254,39 @@ def test_bad_hyperparameters(kwargs, match):
 def test_bad_shapes(final, early, match):
     with pytest.raises(ValueError, match=match):
         sled_evolve(torch.zeros(final), torch.zeros(early), evolution_rate=2.0, evolution_scale=1)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_every_function_on_cuda_matches_cpu():
+    from toolkit.decoding import (
+        apply_temperature,
+        dola_contrast,
+        sample_tokens,
+        temperature_log_probs,
+        top_n_sigma,
+    )
+
+    gen = torch.Generator().manual_seed(12)
+    final = torch.randn(3, 500, generator=gen) * 3
+    early = torch.randn(3, 6, 500, generator=gen) * 3
+    final[0, 7] = early[1, 2, 9] = -INF
+    cuda = [final.cuda(), early.cuda()]
+    kw = dict(evolution_rate=2.0, evolution_scale=20, op_T=3)
+    assert torch.allclose(
+        sled_evolve(*cuda, **kw).cpu(), sled_evolve(final, early, **kw), atol=1e-5
+    )
+    out, chosen = dola_contrast(*cuda)
+    ref_out, ref_chosen = dola_contrast(final, early)
+    assert torch.equal(chosen.cpu(), ref_chosen)
+    assert torch.allclose(out.cpu(), ref_out, atol=1e-5)
+    n = torch.tensor([1.0, 0.0, 2.0])
+    assert torch.equal(top_n_sigma(cuda[0], n.cuda()).cpu(), top_n_sigma(final, n))
+    t = torch.tensor([0.0, 0.5, 1.0])
+    scaled = apply_temperature(cuda[0], t.cuda())
+    assert torch.allclose(scaled.cpu(), apply_temperature(final, t))
+    tokens = sample_tokens(scaled, generator=torch.Generator("cuda").manual_seed(0))
+    assert tokens.device.type == "cuda" and tokens[0] == final[0].argmax()
+    grid = torch.tensor([0.0, 0.3, 1.0])
+    lp = temperature_log_probs(cuda[0], tokens, grid.cuda())
+    assert torch.allclose(lp.cpu(), temperature_log_probs(final, tokens.cpu(), grid), atol=1e-5)

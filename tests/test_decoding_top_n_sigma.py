@@ -105,8 +105,9 @@ def test_properties(data):
             assert torch.equal(out[b], x[b])
         elif finite[b].any():
             assert kept[b, x[b].float().masked_fill(~finite[b], -INF).argmax()]
-    moderate = x.float().abs().masked_fill(~finite, 0).amax() < 1e15
-    if moderate:
+    magnitudes = x.float().abs()[finite]
+    # The plain float32 formula overflows or underflows the variance outside this range.
+    if ((magnitudes == 0) | ((magnitudes > 1e-15) & (magnitudes < 1e15))).all():
         plain = torch.stack([_plain_top_n_sigma(x[b].float(), n[b].item()) for b in range(batch)])
         assert torch.equal(kept, torch.isfinite(plain))
 

@@ -70,7 +70,7 @@ def dola_contrast(
     _check(final_logits, early_logits, relative_top)
     chosen = layer_divergences(final_logits, early_logits).argmax(-1)
     log_final = torch.log_softmax(final_logits.float().clamp_min(_LOWEST), dim=-1)
-    premature = early_logits[torch.arange(early_logits.shape[0]), chosen]
+    premature = early_logits[torch.arange(early_logits.shape[0], device=chosen.device), chosen]
     log_premature = torch.log_softmax(premature.float().clamp_min(_LOWEST), dim=-1)
     threshold = log_final.amax(-1, keepdim=True) + math.log(relative_top)
     keep = log_final >= threshold

@@ -19,7 +19,7 @@ def _naive_row(z, early, rate, scale, lower_bound, op_T):
     topk = torch.topk(p, scale).indices
     diff = early - z
     probs = torch.softmax(early, dim=-1)
-    grads = probs.unsqueeze(1) - torch.eye(vocab, dtype=torch.float32)[topk].unsqueeze(0)
+    grads = probs.unsqueeze(1) - F.one_hot(topk, vocab).to(torch.float32).unsqueeze(0)
     cos = F.cosine_similarity(grads, diff.unsqueeze(1), dim=-1)
     m = torch.relu(cos) ** 2
     sums = m.sum(1)
