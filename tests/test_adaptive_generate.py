@@ -7,6 +7,7 @@ import torch
 from _generation import graft, prompt_batch
 
 from toolkit.graft.records import reply_mask
+from toolkit.graft.tap import EarlyExitTap
 
 NEW = 6
 
@@ -98,3 +99,21 @@ def test_generation_records_rows_after_eos(tiny_llama_dir):
     assert out.temperature_index.shape == replies.shape
     assert out.reply_mask[0].tolist() == [True] + [False] * (replies.shape[1] - 1)
     assert out.reply_mask[1:, 0].all()
+
+
+def test_hooks_only_what_each_feature_needs(model, monkeypatch):
+    """Adaptive alone hooks only the final norm (layer L); SLED hooks its own layers."""
+    captured = []
+    original = EarlyExitTap.capture
+
+    def spy(self, *args, **kwargs):
+        captured.append(list(self.candidate_layers))
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(EarlyExitTap, "capture", spy)
+    ids, mask = prompt_batch(model.tokenizer)
+    model.generate(ids, mask, adaptive_temperature="token", max_new_tokens=2)
+    model.generate(ids, mask, sled={"enabled": True, "layers": "low"}, max_new_tokens=2)
+    model.generate(ids, mask, dola=True, adaptive_temperature="sequence", max_new_tokens=2)
+    model.generate(ids, mask, top_n_sigma=1.0, do_sample=True, max_new_tokens=2)
+    assert captured == [[4], [0], [0, 1, 2, 3]]
