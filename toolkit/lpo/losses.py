@@ -10,7 +10,7 @@ hold log P(y_t | tau) with tau = 0 as a log one-hot (0 or -inf), as
 from __future__ import annotations
 
 import math
-from typing import NamedTuple, Optional
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -24,7 +24,7 @@ class LossOutput(NamedTuple):
 
 
 def temperature_log_prob(
-    head_logits: torch.Tensor, tau_index: torch.Tensor, mask: Optional[torch.Tensor] = None
+    head_logits: torch.Tensor, tau_index: torch.Tensor, mask: torch.Tensor | None = None
 ) -> torch.Tensor:
     """log P(tau) of each reply: one term at sequence level, a masked sum at token level."""
     log_p = torch.log_softmax(head_logits.float(), dim=-1)
@@ -73,8 +73,8 @@ def tokens_separate_loss(
     head_r: torch.Tensor,
     tau_r: torch.Tensor,
     beta: float,
-    mask_c: Optional[torch.Tensor] = None,
-    mask_r: Optional[torch.Tensor] = None,
+    mask_c: torch.Tensor | None = None,
+    mask_r: torch.Tensor | None = None,
 ) -> LossOutput:
     """-log sigma(beta * [log P(tau_c) - log P(tau_r)])."""
     margin = temperature_log_prob(head_c, tau_c, mask_c) - temperature_log_prob(
@@ -90,8 +90,8 @@ def tokens_loss(
     tau_r: torch.Tensor,
     beta: float,
     words: tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor],
-    mask_c: Optional[torch.Tensor] = None,
-    mask_r: Optional[torch.Tensor] = None,
+    mask_c: torch.Tensor | None = None,
+    mask_r: torch.Tensor | None = None,
 ) -> LossOutput:
     """-log sigma(beta * [word-token log ratios + log P(tau_c) - log P(tau_r)]).
 

@@ -12,7 +12,6 @@ import os
 import random
 import warnings
 from pathlib import Path
-from typing import Optional
 
 from toolkit.errors import DataError
 
@@ -61,7 +60,7 @@ def load_prompts(path) -> list[dict]:
     return records
 
 
-def select_pair(rewards: list[float], rng: random.Random) -> Optional[tuple[int, int]]:
+def select_pair(rewards: list[float], rng: random.Random) -> tuple[int, int] | None:
     """(chosen, rejected) = (a best, a worst) reply, ties broken by `rng`; None if all equal."""
     best, worst = max(rewards), min(rewards)
     if best == worst:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import importlib
 import re
 from collections import Counter
-from typing import Callable, Optional
+from collections.abc import Callable
 
 import torch
 
@@ -32,7 +32,7 @@ def _normalise_number(text: str) -> str:
     return str(int(value)) if value == int(value) else repr(value)
 
 
-def final_answer(text: str) -> Optional[str]:
+def final_answer(text: str) -> str | None:
     """The GSM8K `#### 42` answer if present, else the last number in the text, else None."""
     match = _GSM8K.search(text)
     if match:
@@ -71,7 +71,7 @@ def load_function(spec: str) -> Callable:
 def _exact_match_reward(field_name: str) -> Reward:
     def score(prompts, replies, records):
         scores = []
-        for reply, record in zip(replies, records):
+        for reply, record in zip(replies, records, strict=True):
             if field_name not in record:
                 raise DataError(
                     f"prompt {record.get('id')!r} has no {field_name!r} field, which the "
@@ -94,7 +94,7 @@ def _function_reward(spec: str) -> Reward:
     fn = load_function(spec)
 
     def score(prompts, replies, records):
-        return [float(fn(p, y, r)) for p, y, r in zip(prompts, replies, records)]
+        return [float(fn(p, y, r)) for p, y, r in zip(prompts, replies, records, strict=True)]
 
     return score
 
@@ -117,7 +117,8 @@ def _reward_model(path: str, batch_size: int = 16) -> Reward:
     def score(prompts, replies, records):
         out = []
         for i in range(0, len(replies), batch_size):
-            texts = [p + y for p, y in zip(prompts[i : i + batch_size], replies[i : i + batch_size])]
+            pairs = zip(prompts[i : i + batch_size], replies[i : i + batch_size], strict=True)
+            texts = [p + y for p, y in pairs]
             enc = tokenizer(texts, return_tensors="pt", padding=True)
             enc = {k: v.to(model.device) for k, v in enc.items()}
             out.extend(model(**enc).logits[:, 0].float().tolist())

@@ -1,0 +1,193 @@
+"""Preference-data collection (SPEC 6): N replies per prompt with temperatures from the head.
+
+Prompts are split into fixed chunks of `prompts_per_batch`; all N replies of a chunk's prompts
+come from one `AugmentedModel.generate` call seeded by (seed, chunk number), and the pair of a
+prompt is picked with a generator seeded by (seed, prompt id). So a rerun after an interruption
+(which skips prompts already written) produces byte-identical lines to an uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from tqdm.auto import tqdm
+
+from toolkit.errors import DataError
+from toolkit.lpo import pairs
+from toolkit.lpo.config import CollectConfig
+from toolkit.lpo.rewards import Reward, build_reward
+from toolkit.options import AdaptiveOptions, DecodingConfig
+
+
+@dataclass
+class CollectStats:
+    """What one `collect_pairs` call did (counts of this run, plus prompts skipped as done)."""
+
+    prompts: int
+    skipped: int
+    pairs: int
+    dropped: int
+    replies: int
+    seconds: float
+
+
+def _prompt_records(prompts) -> list[dict]:
+    if isinstance(prompts, (str, Path)):
+        return pairs.load_prompts(prompts)
+    records = []
+    for i, obj in enumerate(prompts):
+        records.append(pairs.parse_prompt(obj, "prompts", i + 1))
+    if len({r["id"] for r in records}) != len(records):
+        raise DataError("prompts: prompt ids repeat; give each prompt a distinct 'id'")
+    return records
+
+
+def _prompt_ids(model, record: dict) -> list[int]:
+    if "prompt_ids" in record:
+        return [int(i) for i in record["prompt_ids"]]
+    if model.tokenizer is None:
+        raise DataError(f"prompt {record['id']!r} is text but the model has no tokenizer")
+    return list(model.tokenizer(record["prompt"])["input_ids"])
+
+
+def _left_pad(rows: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    width = max(len(r) for r in rows)
+    ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(rows), width), dtype=torch.long)
+    for i, row in enumerate(rows):
+        ids[i, width - len(row) :] = torch.tensor(row)
+        mask[i, width - len(row) :] = 1
+    return ids, mask
+
+
+def _pad_id(model) -> int:
+    tok = model.tokenizer
+    if tok is not None and tok.pad_token_id is not None:
+        return int(tok.pad_token_id)
+    pad = model.base.generation_config.pad_token_id
+    return 0 if pad is None else int(pad)
+
+
+def _decode(model, ids: list[int]) -> str:
+    if model.tokenizer is None:
+        return ""
+    return model.tokenizer.decode(ids, skip_special_tokens=True)
+
+
+def _sample_chunk(model, chunk: list[dict], config: CollectConfig, chunk_no: int) -> list[list[dict]]:
+    """Per prompt of the chunk, its N replies as {reply_ids, temperature_index, text}."""
+    rows = [_prompt_ids(model, r) for r in chunk for _ in range(config.num_replies)]
+    input_ids, attention_mask = _left_pad(rows, _pad_id(model))
+    decoding = DecodingConfig(
+        do_sample=True,
+        adaptive_temperature=AdaptiveOptions(mode=config.mode, choice="sample"),
+        max_new_tokens=config.max_new_tokens,
+        seed=(config.seed * 1_000_003 + chunk_no) % 2**31,
+    )
+    out = model.generate(input_ids, attention_mask, decoding=decoding, return_records=True)
+    replies = out.sequences[:, input_ids.shape[1] :].cpu()
+    keep = out.reply_mask.cpu()
+    taus = out.temperature_index.cpu()
+    samples = []
+    for row in range(replies.shape[0]):
+        ids = replies[row][keep[row]].tolist()
+        tau = taus[row][keep[row]].tolist()
+        samples.append({"reply_ids": ids, "temperature_index": tau, "text": _decode(model, ids)})
+    n = config.num_replies
+    return [samples[i * n : (i + 1) * n] for i in range(len(chunk))]
+
+
+def _pair_record(model, record, replies, rewards, chosen, rejected, config, chunk_no) -> dict:
+    c, r = replies[chosen], replies[rejected]
+    return {
+        "id": record["id"],
+        "prompt": record.get("prompt") or _decode(model, _prompt_ids(model, record)),
+        "prompt_ids": _prompt_ids(model, record),
+        "chosen": c["text"],
+        "rejected": r["text"],
+        "chosen_ids": c["reply_ids"],
+        "rejected_ids": r["reply_ids"],
+        "chosen_tau": c["temperature_index"],
+        "rejected_tau": r["temperature_index"],
+        "chosen_reward": rewards[chosen],
+        "rejected_reward": rewards[rejected],
+        "rewards": rewards,
+        "metadata": {
+            "mode": config.mode,
+            "temperatures": [float(t) for t in model.head.temperatures.tolist()],
+            "num_replies": config.num_replies,
+            "seed": config.seed,
+            "chunk": chunk_no,
+        },
+    }
+
+
+def _score(reward, model, todo: list[dict], replies: list[list[dict]]) -> list[list[float]]:
+    prompts, texts, records = [], [], []
+    for record, group in zip(todo, replies, strict=True):
+        text = record.get("prompt") or _decode(model, _prompt_ids(model, record))
+        for reply in group:
+            prompts.append(text)
+            texts.append(reply["text"])
+            records.append({**record, **reply})
+    flat = reward(prompts, texts, records)
+    n = len(replies[0]) if replies else 0
+    return [list(map(float, flat[i * n : (i + 1) * n])) for i in range(len(todo))]
+
+
+def _write_prompt(model, record, group, scores, config, chunk_no, handles) -> int:
+    """Append the prompt's pair (returns 1) or record it as dropped (returns 0)."""
+    pick = pairs.select_pair(scores, random.Random(f"{config.seed}:{record['id']}"))
+    if pick is None:
+        pairs.append_record(handles[1], {"id": record["id"], "reward": scores[0]})
+        return 0
+    line = _pair_record(model, record, group, scores, *pick, config, chunk_no)
+    pairs.append_record(handles[0], line)
+    return 1
+
+
+def collect_pairs(
+    model, prompts: str | Path | list, config: CollectConfig, out_path,
+    reward: Reward | None = None, progress: bool = True,
+) -> CollectStats:
+    """Sample, score and pair replies for every prompt not yet in `out_path`; append the pairs.
+
+    `prompts`: a JSONL path or a list of records with 'prompt' (text) or 'prompt_ids', an
+    optional 'id' (default: the position) and any fields the reward reads. Prompts whose
+    rewards are all equal are dropped and listed in `<out_path>.dropped.jsonl`. `reward`, a
+    batch scorer (see `toolkit.lpo.rewards`), replaces the one `config.reward` names.
+    """
+    start = time.perf_counter()
+    records = _prompt_records(prompts)
+    reward = reward or build_reward(config.reward)
+    out_path = Path(out_path)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    for path in (out_path, pairs.dropped_path(out_path)):
+        pairs.repair_tail(path)
+    done = pairs.done_ids(out_path)
+    stats = CollectStats(len(records), sum(r["id"] in done for r in records), 0, 0, 0, 0.0)
+    size = config.prompts_per_batch
+    bar = tqdm(total=len(records), initial=stats.skipped, disable=not progress,
+               desc="collect", unit="prompt")
+    with open(out_path, "ab") as pair_fh, open(pairs.dropped_path(out_path), "ab") as drop_fh, bar:
+        handles = (pair_fh, drop_fh)
+        for chunk_no in range(0, (len(records) + size - 1) // size):
+            chunk = records[chunk_no * size : (chunk_no + 1) * size]
+            wanted = [i for i, r in enumerate(chunk) if r["id"] not in done]
+            if not wanted:
+                continue
+            sampled = _sample_chunk(model, chunk, config, chunk_no)
+            todo, replies = [chunk[i] for i in wanted], [sampled[i] for i in wanted]
+            stats.replies += len(sampled) * config.num_replies
+            scores = _score(reward, model, todo, replies)
+            for record, group, values in zip(todo, replies, scores, strict=True):
+                written = _write_prompt(model, record, group, values, config, chunk_no, handles)
+                stats.pairs += written
+                stats.dropped += 1 - written
+                bar.update(1)
+    stats.seconds = time.perf_counter() - start
+    return stats

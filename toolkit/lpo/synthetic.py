@@ -1,0 +1,263 @@
+"""A synthetic LPO task where the right temperature is known (the quickstart's training task).
+
+Prompts are random token ids ending in a marker token that names their kind:
+- "exact" prompts are rewarded for reproducing the prompt's greedy reply (the fraction of
+  reply positions equal to it), so temperature 0 is best;
+- "diverse" prompts are rewarded for unpredictable tokens: 1 - exp(-mean surprisal) of the
+  reply under the frozen model, which grows with the temperature, so a high temperature is
+  best. (The tiny model's greedy replies already repeat few tokens, so a distinct-token ratio
+  saturates near 1 for every temperature above 0.4 and cannot tell 0.4 from 1.0.)
+`run_synthetic` runs collect -> feature cache -> train -> evaluate on a tiny random Llama and
+returns the figures; `python -m toolkit.lpo.synthetic OUT_DIR` prints them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from toolkit.lpo.collect import CollectStats, collect_pairs
+from toolkit.lpo.config import CollectConfig, TrainConfig, TrainerConfig
+from toolkit.lpo.train import train_head
+from toolkit.options import GraftConfig, HeadConfig
+
+KINDS = ("exact", "diverse")
+FIRST_BODY_TOKEN = 3  # after the special tokens <pad>, <s>, </s>
+
+
+def _stack(prompts: list[dict]) -> torch.Tensor:
+    lengths = {len(p["prompt_ids"]) for p in prompts}
+    if len(lengths) != 1:
+        raise ValueError("synthetic prompts must all have the same length")
+    return torch.tensor([p["prompt_ids"] for p in prompts])
+
+
+def _replies(output, prompt_length: int) -> list[list[int]]:
+    replies = output.sequences[:, prompt_length:].cpu()
+    mask = output.reply_mask.cpu()
+    return [replies[i][mask[i]].tolist() for i in range(replies.shape[0])]
+
+
+@torch.no_grad()
+def pick_markers(model, prompt_length: int = 6, samples: int = 16, seed: int = 0) -> dict:
+    """The two marker tokens whose last-position hidden states are easiest to tell apart.
+
+    A random model mixes the context into the last hidden state, so most token pairs are
+    hard to separate there; this picks the pair with the largest squared distance between
+    mean states over the sum of their spreads, on `samples` random bodies.
+    """
+    vocab = model.vocab_size
+    gen = torch.Generator().manual_seed(seed)
+    body = torch.randint(FIRST_BODY_TOKEN, vocab, (samples, prompt_length - 1), generator=gen)
+    candidates = torch.arange(FIRST_BODY_TOKEN, vocab)
+    ids = torch.cat([body.repeat(len(candidates), 1),
+                     candidates.repeat_interleave(samples)[:, None]], dim=1)
+    hidden = model.head_features(ids)[:, -1].float().cpu()
+    hidden = hidden.reshape(len(candidates), samples, -1)
+    mean, spread = hidden.mean(1), hidden.var(1).sum(-1)
+    score = torch.cdist(mean, mean) ** 2 / (spread[:, None] + spread[None, :])
+    score.fill_diagonal_(0.0)
+    best = int(score.argmax())
+    return {"exact": int(candidates[best // len(candidates)]),
+            "diverse": int(candidates[best % len(candidates)])}
+
+
+def make_prompts(model, n: int, seed: int, markers: dict, prompt_length: int = 6,
+                 max_new_tokens: int = 12) -> list[dict]:
+    """n prompts, kinds alternating, each with its greedy reply (computed once, here)."""
+    gen = torch.Generator().manual_seed(seed)
+    allowed = torch.tensor([t for t in range(FIRST_BODY_TOKEN, model.vocab_size)
+                            if t not in markers.values()])
+    body = allowed[torch.randint(len(allowed), (n, prompt_length - 1), generator=gen)]
+    kinds = [KINDS[i % 2] for i in range(n)]
+    ids = torch.cat([body, torch.tensor([[markers[k]] for k in kinds])], dim=1)
+    greedy = model.generate(ids, do_sample=False, max_new_tokens=max_new_tokens,
+                            return_records=True)
+    return [
+        {"id": f"s{seed}-{i}", "prompt_ids": ids[i].tolist(), "kind": kinds[i],
+         "greedy_ids": reply, "max_new_tokens": max_new_tokens}
+        for i, reply in enumerate(_replies(greedy, prompt_length))
+    ]
+
+
+def match_fraction(reply_ids: list[int], greedy_ids: list[int]) -> float:
+    """Fraction of the greedy reply's positions that the reply reproduces."""
+    return sum(a == b for a, b in zip(reply_ids, greedy_ids, strict=False)) / max(len(greedy_ids), 1)
+
+
+class SyntheticReward:
+    """The task's batch reward (see `toolkit.lpo.rewards`): exact prompts score
+    `match_fraction`; diverse prompts score 1 - exp(-mean surprisal) of the reply under the
+    frozen model at temperature 1 (in [0, 1), higher for less predictable tokens)."""
+
+    def __init__(self, model):
+        self.model = model
+
+    @torch.no_grad()
+    def surprisal(self, records: list[dict]) -> list[float]:
+        rows = [list(r["prompt_ids"]) + list(r["reply_ids"]) for r in records]
+        width = max(len(r) for r in rows)
+        ids = torch.tensor([r + [0] * (width - len(r)) for r in rows])
+        logits = self.model.base(input_ids=ids.to(self.model.base.device)).logits.float().cpu()
+        logp = torch.log_softmax(logits[:, :-1], -1).gather(-1, ids[:, 1:, None]).squeeze(-1)
+        out = []
+        for i, record in enumerate(records):
+            start, n = len(record["prompt_ids"]) - 1, len(record["reply_ids"])
+            out.append(-logp[i, start : start + n].mean().item() if n else 0.0)
+        return out
+
+    def __call__(self, prompts, replies, records) -> list[float]:
+        scores = [0.0] * len(records)
+        diverse = [i for i, r in enumerate(records) if r["kind"] == "diverse"]
+        if diverse:
+            nll = self.surprisal([records[i] for i in diverse])
+            for i, value in zip(diverse, nll, strict=True):
+                scores[i] = 1.0 - math.exp(-value)
+        for i, record in enumerate(records):
+            if record["kind"] == "exact":
+                scores[i] = match_fraction(record["reply_ids"], record["greedy_ids"])
+        return scores
+
+
+def _mean_rewards(scorer, prompts: list[dict], replies: list[list[int]]) -> dict[str, float]:
+    records = [{**p, "reply_ids": ids} for p, ids in zip(prompts, replies, strict=True)]
+    values = scorer(None, None, records)
+    out = {}
+    for kind in KINDS:
+        mine = [v for v, p in zip(values, prompts, strict=True) if p["kind"] == kind]
+        out[kind] = sum(mine) / max(len(mine), 1)
+    out["all"] = sum(values) / max(len(values), 1)
+    return out
+
+
+@torch.no_grad()
+def evaluate_head(model, prompts: list[dict], seed: int = 0) -> dict:
+    """Per-kind argmax temperatures of the head, and mean rewards of the head's replies vs
+    replies at every fixed grid temperature (same prompts, same seed)."""
+    ids = _stack(prompts)
+    grid = [float(t) for t in model.head.temperatures.tolist()]
+    hidden = model.head_features(ids)[:, -1]
+    chosen = [grid[i] for i in model.head.choose(hidden).tolist()]
+    choices = {k: Counter(t for t, p in zip(chosen, prompts, strict=True) if p["kind"] == k) for k in KINDS}
+    n_new = prompts[0]["max_new_tokens"]
+    level = model.graft_config.head.level
+    head_out = model.generate(ids, do_sample=True, max_new_tokens=n_new, seed=seed,
+                              adaptive_temperature={"mode": level, "choice": "argmax"},
+                              return_records=True)
+    scorer = SyntheticReward(model)
+    rewards = {"head": _mean_rewards(scorer, prompts, _replies(head_out, ids.shape[1]))}
+    for tau in grid:
+        out = model.generate(ids, do_sample=tau > 0, temperature=tau if tau > 0 else 1.0,
+                             max_new_tokens=n_new, seed=seed, return_records=True)
+        rewards[f"{tau:g}"] = _mean_rewards(scorer, prompts, _replies(out, ids.shape[1]))
+    counts = {k: sum(c.values()) for k, c in choices.items()}
+    return {
+        "choices": {k: {f"{t:g}": n for t, n in sorted(c.items())} for k, c in choices.items()},
+        "exact_at_zero": choices["exact"][0.0] / max(counts["exact"], 1),
+        "diverse_at_high": sum(n for t, n in choices["diverse"].items() if t >= 0.8)
+        / max(counts["diverse"], 1),
+        "rewards": rewards,
+    }
+
+
+def build_task_model(base_dir, level: str = "sequence", head_hidden: int = 64, seed: int = 0):
+    """The tiny random Llama of `toolkit.testing`, saved to `base_dir`, with a fresh small head."""
+    from toolkit.graft.augmented import AugmentedModel
+    from toolkit.testing import save_tiny
+
+    base_dir = Path(base_dir)
+    if not (base_dir / "config.json").exists():
+        save_tiny(base_dir, "llama", seed)
+    config = GraftConfig(head=HeadConfig(hidden_size=head_hidden, level=level))
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return AugmentedModel.graft(base_dir, config)
+
+
+@dataclass
+class SyntheticTask:
+    """A prepared task: the model, its held-out prompts and the collected pairs."""
+
+    model: object
+    eval_set: list
+    pairs_path: Path
+    stats: CollectStats
+    initial_head: dict
+
+
+def prepare_task(out_dir, *, level: str = "sequence", train_prompts: int = 256,
+                 eval_prompts: int = 64, num_replies: int = 8, max_new_tokens: int = 12,
+                 head_hidden: int = 64, seed: int = 0, progress: bool = False) -> SyntheticTask:
+    """Build the tiny model and the prompts; collect the pairs into `out_dir/pairs.jsonl`."""
+    out_dir = Path(out_dir).resolve()
+    model = build_task_model(out_dir / "base", level, head_hidden, seed)
+    markers = pick_markers(model, seed=seed)
+    train_set = make_prompts(model, train_prompts, seed + 1, markers, max_new_tokens=max_new_tokens)
+    eval_set = make_prompts(model, eval_prompts, seed + 2, markers, max_new_tokens=max_new_tokens)
+    collect = CollectConfig(num_replies=num_replies, prompts_per_batch=64, mode=level,
+                            max_new_tokens=max_new_tokens, seed=seed)
+    stats = collect_pairs(model, train_set, collect, out_dir / "pairs.jsonl",
+                          reward=SyntheticReward(model), progress=progress)
+    initial = {k: v.clone() for k, v in model.head.state_dict().items()}
+    return SyntheticTask(model, eval_set, out_dir / "pairs.jsonl", stats, initial)
+
+
+def train_and_evaluate(task: SyntheticTask, out_dir, *, loss: str = "tokens_separate",
+                       max_epochs: int = 5, batch_size: int = 16, lr: float = 1e-3,
+                       weight_decay: float = 0.0, beta: float = 1.0, seed: int = 0,
+                       progress: bool = False) -> dict:
+    """Train the task's head from its initial weights with `loss`, export, and evaluate."""
+    task.model.head.load_state_dict(task.initial_head)
+    trainer = TrainerConfig(accelerator="cpu", max_epochs=max_epochs, batch_size=batch_size,
+                            lr=lr, weight_decay=weight_decay, seed=seed, progress_bar=progress)
+    result = train_head(task.model, task.pairs_path, TrainConfig(loss=loss, beta=beta), trainer,
+                        out_dir, progress=progress)
+    return {
+        "loss": loss, "level": task.model.graft_config.head.level,
+        "pairs": task.stats.pairs, "dropped": task.stats.dropped,
+        "losses": result.losses, "steps": result.steps, "train_seconds": result.seconds,
+        "checkpoint": str(result.out_dir),
+        "after": evaluate_head(task.model, task.eval_set, seed=seed),
+    }
+
+
+def run_synthetic(out_dir, *, loss: str = "tokens_separate", level: str = "sequence",
+                  seed: int = 0, progress: bool = False, **sizes) -> dict:
+    """collect -> cache -> train -> evaluate on the tiny model; figures also in figures.json.
+
+    `sizes`: keyword arguments of `prepare_task` and `train_and_evaluate`.
+    """
+    out_dir = Path(out_dir).resolve()
+    prep = {k: sizes.pop(k) for k in list(sizes) if k in _PREPARE_KEYS}
+    task = prepare_task(out_dir, level=level, seed=seed, progress=progress, **prep)
+    before = evaluate_head(task.model, task.eval_set, seed=seed)
+    figures = train_and_evaluate(task, out_dir / "checkpoint", loss=loss, seed=seed,
+                                 progress=progress, **sizes)
+    figures["before"] = before
+    (out_dir / "figures.json").write_text(json.dumps(figures, indent=2))
+    return figures
+
+
+_PREPARE_KEYS = ("train_prompts", "eval_prompts", "num_replies", "max_new_tokens", "head_hidden")
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description="LPO on the synthetic task with a tiny model")
+    parser.add_argument("out_dir")
+    parser.add_argument("--loss", default="tokens_separate")
+    parser.add_argument("--level", default="sequence")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    figures = run_synthetic(args.out_dir, loss=args.loss, level=args.level, seed=args.seed,
+                            progress=True)
+    print(json.dumps(figures["after"], indent=2))
+
+
+if __name__ == "__main__":
+    main()
