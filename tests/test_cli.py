@@ -258,3 +258,43 @@ def test_quickstart_run_end_to_end(capsys, tmp_path, monkeypatch):
     last = list(reloaded.head.parameters())[-1]
     assert last.abs().sum() > 0, "the zero-initialised last layer was trained"
     assert (tmp_path / "work" / "pairs.jsonl").stat().st_size > 0
+
+
+def test_bad_prompt_file_and_reward_model_dir(capsys, recipe, tmp_path, no_model_load):
+    source = tmp_path / "in.jsonl"
+    source.write_text('{"prompt": "ok"}\n{"prompt": \n')
+    code, _, err = run_main(capsys, "generate", recipe, f"generate.input={source}")
+    assert code == 2 and f"{source}:2: invalid JSON" in err and err.count("\n") == 1
+    code, _, err = run_main(
+        capsys,
+        "collect",
+        recipe,
+        "collect.reward.kind=reward_model",
+        f"collect.reward.model_path={tmp_path}/rm",
+    )
+    assert code == 2 and "collect.reward.model_path" in err
+
+
+def test_prompt_file_with_template(recipe, tmp_path):
+    from toolkit.cli.lpo import prompts_and_reward
+    from toolkit.errors import DataError
+    from toolkit.recipes import load_recipe
+
+    data = tmp_path / "gsm.jsonl"
+    data.write_text(
+        '{"question": "1+1?", "answer": "#### 2"}\n{"question": "2+3?", "answer": "5"}\n'
+    )
+    overrides = [
+        f"data.prompts={data}",
+        "data.prompt_field=question",
+        "data.template='Q: {question} A:'",
+    ]
+    records, reward = prompts_and_reward(None, load_recipe(recipe, overrides))
+    assert reward is None
+    assert [(r["prompt"], r["answer"]) for r in records] == [
+        ("Q: 1+1? A:", "#### 2"),
+        ("Q: 2+3? A:", "5"),
+    ]
+    broken = load_recipe(recipe, [*overrides[:2], "data.template='{missing}'"])
+    with pytest.raises(DataError, match="prompt 1 has no field 'missing'"):
+        prompts_and_reward(None, broken)

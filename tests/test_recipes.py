@@ -166,3 +166,12 @@ def test_sled_overrides_validate_like_the_dataclass(tmp_path_factory, scale, rat
         assert (sled.evolution_scale, sled.evolution_rate) == (scale, rate)
     else:
         assert "out of range" in error_of(path, overrides)
+
+
+def test_override_value_that_is_not_yaml(tiny_recipe):
+    message = error_of(tiny_recipe, ["data.template=Q: {question} A:"])
+    assert "not valid YAML; quote it" in message
+    assert (
+        load_recipe(tiny_recipe, ["data.template='Q: {question} A:'"]).data.template
+        == "Q: {question} A:"
+    )

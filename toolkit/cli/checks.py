@@ -18,8 +18,15 @@ def preflight(command: str, recipe: Recipe) -> None:
     check_model(recipe.model)
     if command == "generate":
         _check_generate(recipe)
-    if command in ("collect", "run") and recipe.data.prompts:
-        _need_file(recipe.data.prompts, "data.prompts")
+    if command in ("collect", "run"):
+        if recipe.data.prompts:
+            _need_file(recipe.data.prompts, "data.prompts")
+        reward = recipe.collect.reward
+        if reward.kind == "reward_model" and not Path(reward.model_path).is_dir():
+            raise DataError(
+                f"collect.reward.model_path={reward.model_path!r} is not a directory; point it "
+                "at a local AutoModelForSequenceClassification directory"
+            )
     if command == "train":
         _need_file(recipe.data.pairs, "data.pairs", hint="run `collect` first")
     if command == "eval":

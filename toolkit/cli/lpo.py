@@ -30,7 +30,11 @@ def prompts_and_reward(model: Any, recipe: Recipe, split: str = "train") -> tupl
         length = data.synthetic.prompt_length
         markers = synthetic.pick_markers(model, length, seed=data.synthetic.seed)
         records = synthetic.make_prompts(
-            model, size, seed, markers, prompt_length=length,
+            model,
+            size,
+            seed,
+            markers,
+            prompt_length=length,
             max_new_tokens=recipe.collect.max_new_tokens,
         )
         return records, synthetic.SyntheticReward(model)

@@ -40,7 +40,7 @@ def merged_config(path: str | Path, overrides: Sequence[str] = ()) -> DictConfig
     with _translated(f"recipe {path}", path):
         merged = OmegaConf.merge(schema, _read_yaml(path))
     with _translated("the command line"):
-        return OmegaConf.merge(merged, OmegaConf.from_dotlist(_check_dotlist(overrides)))
+        return OmegaConf.merge(merged, *_parse_overrides(overrides))
 
 
 def to_recipe(config: DictConfig) -> Recipe:
@@ -71,13 +71,21 @@ def _read_yaml(path: Path) -> DictConfig:
     return loaded
 
 
-def _check_dotlist(overrides: Sequence[str]) -> list[str]:
+def _parse_overrides(overrides: Sequence[str]) -> list[DictConfig]:
+    parsed = []
     for item in overrides:
         if "=" not in item or item.startswith("="):
             raise ConfigError(
                 f"override {item!r} is not key=value; e.g. decoding.sled.enabled=true"
             )
-    return list(overrides)
+        try:
+            parsed.append(OmegaConf.from_dotlist([item]))
+        except yaml.YAMLError:
+            key, _, value = item.partition("=")
+            raise ConfigError(
+                f"override {item!r}: the value is not valid YAML; quote it, e.g. {key}='{value}'"
+            ) from None
+    return parsed
 
 
 class _translated:
