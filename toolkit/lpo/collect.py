@@ -118,7 +118,7 @@ def _pair_record(model, record, replies, rewards, chosen, rejected, config, chun
         "rewards": rewards,
         "metadata": {
             "mode": config.mode,
-            "temperatures": [float(t) for t in model.head.temperatures.tolist()],
+            "temperatures": [float(t) for t in model.graft_config.head.temperatures],
             "num_replies": config.num_replies,
             "seed": config.seed,
             "chunk": chunk_no,
