@@ -27,12 +27,12 @@ def _cos(a, b):
 
 
 def _hand_sled(z, layers, k, alpha, op_t, lower=-1000.0):
-    """SPEC section 2 with plain Python floats, one row."""
+    """SPEC section 2 with plain Python floats, one row (D = 0 where the final logit is -inf)."""
     p = _softmax(z)
     topk = sorted(range(len(z)), key=lambda i: -p[i])[:k]
     ms = []
     for zn in layers:
-        d = [a - b for a, b in zip(zn, z, strict=True)]
+        d = [a - b if b > -INF else 0.0 for a, b in zip(zn, z, strict=True)]
         pn = _softmax(zn)
         grads = [[pn[j] - (1.0 if j == i else 0.0) for j in range(len(z))] for i in topk]
         m = [max(_cos(g, d), 0.0) ** 2 for g in grads]
@@ -114,6 +114,20 @@ def test_hand_derived_two_layers_decaying_rate():
         evolution_lower_bound=-50.0,
         op_T=3,
     )
+    assert result.logits[0].tolist() == pytest.approx(out, abs=1e-6)
+    assert result.latent[0].tolist() == pytest.approx(latent, abs=1e-6)
+    assert result.layer_weights[0].tolist() == pytest.approx(weights, abs=1e-6)
+
+
+def test_hand_derived_masked_final_token_has_no_contrast():
+    """A final logit of -inf: D is 0 there (its early logits only enter through P) and it stays -inf."""
+    z = [1.0, -INF, 0.5, -0.5]
+    layers = [[0.2, 6.0, 1.0, -0.3], [1.5, -2.0, 0.0, 0.4]]
+    out, latent, weights, topk = _hand_sled(z, layers, k=2, alpha=2.0, op_t=2)
+    result = sled_details(
+        torch.tensor([z]), torch.tensor([layers]), evolution_rate=2.0, evolution_scale=2, op_T=2
+    )
+    assert result.topk_indices[0].tolist() == topk == [0, 2]
     assert result.logits[0].tolist() == pytest.approx(out, abs=1e-6)
     assert result.latent[0].tolist() == pytest.approx(latent, abs=1e-6)
     assert result.layer_weights[0].tolist() == pytest.approx(weights, abs=1e-6)
