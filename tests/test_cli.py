@@ -148,6 +148,8 @@ def test_graft_then_generate_from_the_checkpoint(capsys, recipe, tmp_path):
     ckpt = tmp_path / "out"
     assert code == 0 and str(ckpt) in out
     assert {"augment_config.json", "head.safetensors"} <= {p.name for p in ckpt.iterdir()}
+    saved = json.loads((ckpt / "augment_config.json").read_text())
+    assert saved["decoding"]["max_new_tokens"] == 6 and saved["graft"]["head"]["hidden_size"] == 16
     prompts = ["Hello there", "The cat sat on", "1 2 3"]
     source = tmp_path / "in.jsonl"
     source.write_text(

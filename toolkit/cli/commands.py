@@ -10,8 +10,8 @@ from toolkit.recipes.schema import Recipe
 
 def cmd_graft(recipe: Recipe) -> None:
     model = load_model(recipe.model, recipe.graft)
-    path = model.save_pretrained(recipe.output_dir)
-    print(f"saved augmented checkpoint to {path or recipe.output_dir}")
+    model.decoding = recipe.decoding
+    print(f"saved augmented checkpoint to {model.save_pretrained(recipe.output_dir)}")
 
 
 def cmd_generate(recipe: Recipe) -> None:

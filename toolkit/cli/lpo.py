@@ -64,7 +64,9 @@ def collect(model: Any, recipe: Recipe) -> Any:
 
 
 def train(model: Any, recipe: Recipe) -> Any:
-    """Train the head on data.pairs and export the checkpoint to output_dir."""
+    """Train the head on data.pairs and export the checkpoint (with the recipe's decoding
+    options as its default) to output_dir."""
+    model.decoding = recipe.decoding
     result = train_head(
         model,
         recipe.data.pairs,
@@ -115,12 +117,8 @@ def _synthetic_report(model: Any, recipe: Recipe) -> None:
         shares = ", ".join(f"tau={t}: {n}" for t, n in counts.items())
         say(f"  {kind:8s} {shares}")
     rewards = report["rewards"]
-    fixed = {k: v["all"] for k, v in rewards.items() if k != "head"}
-    best = max(fixed, key=fixed.get)
-    say(
-        f"  mean reward: head {rewards['head']['all']:.3f} vs best fixed temperature "
-        f"{best} {fixed[best]:.3f}"
-    )
+    fixed = ", ".join(f"tau={k} {v['all']:.3f}" for k, v in rewards.items() if k != "head")
+    say(f"  mean reward: head {rewards['head']['all']:.3f}; fixed temperatures: {fixed}")
     _synthetic_samples(model, records, recipe)
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -68,6 +69,7 @@ def tiny_model_dir(family: str, seed: int = 0) -> Path:
     try:
         staging.rename(target)
     except OSError:
+        shutil.rmtree(staging, ignore_errors=True)
         if not (target / "config.json").is_file():
             raise
     return target
