@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -36,9 +37,9 @@ class TrainResult:
     is_global_zero: bool = True
 
 
-def make_trainer(config: TrainerConfig, root: Path) -> L.Trainer:
+def make_trainer(config: TrainerConfig, root: Path, callbacks: Sequence = ()) -> L.Trainer:
     """A Lightning Trainer from the config (own sampler: `use_distributed_sampler=False`)."""
-    callbacks = []
+    callbacks = list(callbacks)
     if config.checkpoint_dir:
         callbacks.append(ModelCheckpoint(dirpath=config.checkpoint_dir, save_last=True,
                                          every_n_epochs=1))
@@ -64,7 +65,7 @@ def make_trainer(config: TrainerConfig, root: Path) -> L.Trainer:
 
 
 def fit_head(model, cache_file, train_config: TrainConfig, trainer_config: TrainerConfig,
-             root: Path) -> tuple[L.Trainer, HeadLPOModule]:
+             root: Path, callbacks: Sequence = ()) -> tuple[L.Trainer, HeadLPOModule]:
     """Fit a copy of `model.head` on a cache file; returns the trainer and the module."""
     L.seed_everything(trainer_config.seed, workers=True, verbose=False)
     module = HeadLPOModule(copy.deepcopy(model.head), loss=train_config.loss,
@@ -72,7 +73,7 @@ def fit_head(model, cache_file, train_config: TrainConfig, trainer_config: Train
                            weight_decay=trainer_config.weight_decay,
                            level=model.graft_config.head.level)
     data = LPODataModule(cache_file, batch_size=trainer_config.batch_size, seed=trainer_config.seed)
-    trainer = make_trainer(trainer_config, root)
+    trainer = make_trainer(trainer_config, root, callbacks)
     trainer.fit(module, datamodule=data, ckpt_path=trainer_config.ckpt_path)
     return trainer, module
 
