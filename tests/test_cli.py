@@ -126,7 +126,7 @@ def test_subprocess_error_and_console_script(recipe):
     assert bad.returncode == 2 and bad.stdout == ""
     assert (
         bad.stderr
-        == "error: unknown key 'graft.layer' in the command line; did you mean 'graft.layers'?\n"
+        == "error: unknown key 'graft.layer' in override 'graft.layer=all'; did you mean 'graft.layers'?\n"
     )
     ok = subprocess.run(["surgery", "run", "--help"], capture_output=True, text=True, env=env)
     assert ok.returncode == 0 and SUBCOMMANDS["run"][0] in ok.stdout

@@ -103,7 +103,13 @@ def test_unknown_key_suggests_closest(tiny_recipe):
     message = error_of(tiny_recipe, ["decoding.sled.evolution_sacle=5"])
     assert "unknown key 'decoding.sled.evolution_sacle'" in message
     assert "did you mean 'decoding.sled.evolution_scale'" in message
-    assert "command line" in message
+    assert "in override 'decoding.sled.evolution_sacle=5'" in message
+
+
+def test_scalar_given_for_a_section(tiny_recipe):
+    assert "expected a mapping of SledOptions keys, got int" in error_of(
+        tiny_recipe, ["decoding.sled=3"]
+    )
 
 
 def test_unknown_key_in_yaml_names_file_and_line(tmp_path):

@@ -15,6 +15,7 @@ from toolkit.errors import DataError
 from toolkit.lpo import synthetic
 from toolkit.lpo.collect import collect_pairs
 from toolkit.lpo.train import train_head
+from toolkit.options import DecodingConfig
 from toolkit.recipes.models import load_model
 from toolkit.recipes.schema import Recipe
 
@@ -110,6 +111,9 @@ def run_pipeline(recipe: Recipe) -> None:
 
 
 def _synthetic_report(model: Any, recipe: Recipe) -> None:
+    # The task's greedy references and fixed-temperature baselines are defined on plain
+    # decoding, so evaluate with the default options rather than the checkpoint's saved ones.
+    model.decoding = DecodingConfig()
     records, _ = prompts_and_reward(model, recipe, split="eval")
     report = synthetic.evaluate_head(model, records, seed=recipe.data.synthetic.seed)
     say("[5/5] learned temperature per prompt kind (held-out prompts, argmax of the head):")

@@ -39,8 +39,10 @@ def merged_config(path: str | Path, overrides: Sequence[str] = ()) -> DictConfig
     schema = OmegaConf.structured(Recipe)
     with _translated(f"recipe {path}", path):
         merged = OmegaConf.merge(schema, _read_yaml(path))
-    with _translated("the command line"):
-        return OmegaConf.merge(merged, *_parse_overrides(overrides))
+    for item, parsed in zip(overrides, _parse_overrides(overrides), strict=True):
+        with _translated(f"override '{item}'"):
+            merged = OmegaConf.merge(merged, parsed)
+    return merged
 
 
 def to_recipe(config: DictConfig) -> Recipe:
@@ -118,6 +120,10 @@ class _translated:
             tp = _field_type(key)
             hint = f", e.g. {key}='[a, b]'" if typing.get_origin(tp) is list else ""
             return f"wrong type for {key} in {self._where(key)}:{value} expected {_type_name(tp)}{hint}"
+        section = re.search(r"(\w+) is not a subclass of (\w+)", text)
+        if section:
+            got, schema = section.groups()
+            return f"{self.source}: expected a mapping of {schema} keys, got {got}"
         return f"invalid {self.source}: {text}"
 
     def _where(self, key: str) -> str:
