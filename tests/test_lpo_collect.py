@@ -115,6 +115,9 @@ def test_bad_prompt_file_names_line(model, tmp_path):
     with pytest.raises(DataError, match=r"prompts.jsonl, line 2: missing field 'prompt'"):
         collect.collect_pairs(model, src, _config(), tmp_path / "out.jsonl", progress=False)
     src.write_text('{"prompt": "The quick"}\n{"prompt": "Two plus"}\n')
+    exact = _config(reward=RewardConfig(kind="exact_match"))
+    with pytest.raises(DataError, match="id '0'.*'answer' field"):
+        collect.collect_pairs(model, src, exact, tmp_path / "out.jsonl", progress=False)
 
     def by_sum(prompts, replies, records):
         return [float(sum(r["reply_ids"])) for r in records]

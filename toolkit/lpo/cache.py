@@ -65,31 +65,38 @@ def _right_pad(rows: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 @torch.no_grad()
+def _step_log_probs(model, ids, attn, positions, tokens, mask):
+    """(lp (B, T, G), word log-prob sums (B,)) from the final logits at `positions`.
+
+    Only the reply positions' logits are kept, on the model's device, before moving to CPU.
+    """
+    device = model.base.device
+    logits = model.base(input_ids=ids.to(device), attention_mask=attn.to(device)).logits
+    index = positions.to(logits.device)[..., None].expand(-1, -1, logits.shape[-1])
+    step_logits = logits.gather(1, index).float()
+    tokens = tokens.to(logits.device)
+    grid = model.head.temperatures.detach().float().to(logits.device)
+    lp = temperature_log_probs(step_logits, tokens, grid).cpu().masked_fill(~mask[..., None], 0.0)
+    word = torch.log_softmax(step_logits, -1).gather(-1, tokens[..., None]).squeeze(-1).cpu()
+    return lp, torch.where(mask, word, torch.zeros_like(word)).sum(-1)
+
+
+@torch.no_grad()
 def _side_features(model, batch: list[dict], side: str, width: int, level: str) -> dict:
     prompts = [p["prompt_ids"] for p in batch]
     replies = [p[f"{side}_ids"] for p in batch]
     ids, attn = _right_pad([a + b for a, b in zip(prompts, replies, strict=True)])
     hidden = model.head_features(ids, attn).cpu()
-    logits = model.base(input_ids=ids.to(model.base.device),
-                        attention_mask=attn.to(model.base.device)).logits.float().cpu()
     starts = torch.tensor([len(p) - 1 for p in prompts])
     positions = (starts[:, None] + torch.arange(width)[None, :]).clamp(max=ids.shape[1] - 1)
     lengths = torch.tensor([len(r) for r in replies])
     mask = torch.arange(width)[None, :] < lengths[:, None]
     tokens = ids.gather(1, (positions + 1).clamp(max=ids.shape[1] - 1)).masked_fill(~mask, 0)
-    step_logits = logits.gather(1, positions[..., None].expand(-1, -1, logits.shape[-1]))
-    grid = model.head.temperatures.detach().float().cpu()
-    lp = temperature_log_probs(step_logits, tokens, grid).masked_fill(~mask[..., None], 0.0)
-    word = torch.log_softmax(step_logits, -1).gather(-1, tokens[..., None]).squeeze(-1)
+    lp, word = _step_log_probs(model, ids, attn, positions, tokens, mask)
     tau = torch.zeros((len(batch), width), dtype=torch.long)
     for i, pair in enumerate(batch):
         tau[i, : len(pair[f"{side}_tau"])] = torch.tensor(pair[f"{side}_tau"], dtype=torch.long)
-    out = {
-        f"{side}_tau": tau,
-        f"{side}_mask": mask,
-        f"{side}_lp": lp,
-        f"{side}_word_logp": torch.where(mask, word, torch.zeros_like(word)).sum(-1),
-    }
+    out = {f"{side}_tau": tau, f"{side}_mask": mask, f"{side}_lp": lp, f"{side}_word_logp": word}
     if level == "token":
         out[f"{side}_h"] = hidden.gather(1, positions[..., None].expand(-1, -1, hidden.shape[-1]))
     elif side == "chosen":

@@ -139,6 +139,19 @@ def _score(reward, model, todo: list[dict], replies: list[list[dict]]) -> list[l
     return [list(map(float, flat[i * n : (i + 1) * n])) for i in range(len(todo))]
 
 
+def _check_answers(records: list[dict], config: CollectConfig) -> None:
+    """The exact_match reward needs every prompt's answer: fail before generating anything."""
+    field_name = config.reward.answer_field
+    if config.reward.kind != "exact_match":
+        return
+    missing = [r["id"] for r in records if field_name not in r]
+    if missing:
+        raise DataError(
+            f"{len(missing)} prompt(s) (first: id {missing[0]!r}) have no {field_name!r} field, "
+            "which reward.kind='exact_match' needs; add it or set reward.answer_field"
+        )
+
+
 def _write_prompt(model, record, group, scores, config, chunk_no, handles) -> int:
     """Append the prompt's pair (returns 1) or record it as dropped (returns 0)."""
     pick = pairs.select_pair(scores, random.Random(f"{config.seed}:{record['id']}"))
@@ -163,7 +176,9 @@ def collect_pairs(
     """
     start = time.perf_counter()
     records = _prompt_records(prompts)
-    reward = reward or build_reward(config.reward)
+    if reward is None:
+        _check_answers(records, config)
+        reward = build_reward(config.reward)
     out_path = Path(out_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     for path in (out_path, pairs.dropped_path(out_path)):
