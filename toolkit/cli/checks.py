@@ -52,6 +52,11 @@ def _check_generate(recipe: Recipe) -> None:
             raise ConfigError(
                 "generate with trainer.devices > 1 writes a file; set generate.output=out.jsonl"
             )
+        if recipe.trainer.strategy not in ("auto", "ddp"):
+            raise ConfigError(
+                f"generate shards prompts with trainer.strategy 'ddp' (or 'auto'), not "
+                f"{recipe.trainer.strategy!r}: every process loads its own copy of the model"
+            )
         if recipe.model.device_map:
             raise ConfigError(
                 "model.device_map shards one model over devices; with trainer.devices > 1 every "
