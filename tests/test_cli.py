@@ -93,6 +93,15 @@ ERRORS = {
         ["generate.prompts=[a]", "trainer.devices=2"],
         "set generate.output",
     ),
+    "parallel with spawn": (
+        [
+            "generate.prompts=[a]",
+            "generate.output=o.jsonl",
+            "trainer.devices=2",
+            "trainer.strategy=ddp_spawn",
+        ],
+        "not 'ddp_spawn'",
+    ),
 }
 
 
