@@ -141,6 +141,10 @@ class _Predictor(L.LightningModule):
         self.decoding = decoding
         self.batch_size = batch_size
 
+    def on_predict_start(self) -> None:
+        """Put this rank's copy of the model on this rank's device (a no-op on CPU)."""
+        self.model.base.to(self.device)
+
     def predict_step(self, batch: tuple[list[int], list[str]], batch_idx: int) -> list[dict]:
         indices, prompts = batch
         texts = complete(self.model, prompts, self.decoding, self.batch_size, device=self.device)
