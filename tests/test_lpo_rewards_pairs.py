@@ -136,6 +136,7 @@ def test_read_pairs_checks_fields(tmp_path):
         (lambda: TrainConfig(beta=0.0), "train.beta"),
         (lambda: TrainerConfig(strategy="deepspeed"), "trainer.strategy"),
         (lambda: TrainerConfig(devices=0), "trainer.devices"),
+        (lambda: TrainerConfig(devices=[]), "trainer.devices"),
         (lambda: TrainerConfig(max_steps=-1, max_epochs=None), "trainer.max_steps"),
         (lambda: TrainerConfig(precision="8-bit"), "trainer.precision"),
     ],
@@ -156,3 +157,5 @@ def test_configs_work_with_omegaconf():
     assert isinstance(cfg, CollectConfig) and cfg.reward.kind == "repetition"
     trainer = OmegaConf.to_object(OmegaConf.structured(TrainerConfig(strategy="ddp", devices=2)))
     assert trainer.devices == 2 and trainer.strategy == "ddp"
+    listed = OmegaConf.merge(OmegaConf.structured(TrainerConfig), {"devices": [0, 1]})
+    assert list(OmegaConf.to_object(listed).devices) == [0, 1]

@@ -19,6 +19,19 @@ ACCELERATORS = ("auto", "cpu", "gpu", "cuda", "mps")
 PRECISIONS = ("32-true", "32", "16-mixed", "bf16-mixed", "bf16-true", "16-true", "64-true")
 
 
+def _valid_devices(devices: Any) -> bool:
+    if devices == "auto":
+        return True
+    if isinstance(devices, bool):
+        return False
+    if isinstance(devices, int):
+        return devices >= 1
+    if isinstance(devices, (list, tuple)) or type(devices).__name__ == "ListConfig":
+        items = list(devices)
+        return bool(items) and all(isinstance(i, int) and i >= 0 for i in items)
+    return False
+
+
 @dataclass
 class RewardConfig:
     """How a reply is scored.
@@ -102,9 +115,10 @@ class TrainerConfig:
         check_choice("trainer.accelerator", self.accelerator, ACCELERATORS)
         check_choice("trainer.strategy", self.strategy, STRATEGIES)
         check_choice("trainer.precision", str(self.precision), PRECISIONS)
-        if not (self.devices == "auto" or (isinstance(self.devices, int) and self.devices >= 1)):
+        if not _valid_devices(self.devices):
             raise ConfigError(
-                f"trainer.devices={self.devices!r} is not allowed; give 'auto' or an int >= 1"
+                f"trainer.devices={self.devices!r} is not allowed; give 'auto', an int >= 1 "
+                "or a list of device indices"
             )
         if self.max_steps != -1:
             check_range("trainer.max_steps", self.max_steps, low=1)
