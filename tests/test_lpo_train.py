@@ -113,8 +113,12 @@ def test_train_head_exports_and_leaves_base_untouched(tiny_llama_dir, pairs_file
     model = _model(tiny_llama_dir, "token")
     before = {k: v.clone() for k, v in model.base.state_dict().items()}
     initial = {k: v.clone() for k, v in model.head.state_dict().items()}
-    result = train_head(model, pairs_file, TrainConfig(loss="latent"), _trainer(max_epochs=3),
-                        tmp_path / "run")
+    run = tmp_path / "run"
+    config = _trainer(max_epochs=3, logger=True, log_every_n_steps=1,
+                      checkpoint_dir=str(run / "lightning"))
+    result = train_head(model, pairs_file, TrainConfig(loss="latent"), config, run)
+    assert (run / "lightning" / "last.ckpt").exists()
+    assert list((run / "training").rglob("metrics.csv"))
     after = model.base.state_dict()
     assert all(torch.equal(before[k], after[k]) for k in before)
     assert result.steps == 12 and len(result.losses) == 12

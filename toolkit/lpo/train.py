@@ -10,6 +10,7 @@ paths; the cache is built by rank 0 before the launch and reused by the others.
 from __future__ import annotations
 
 import copy
+import os
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -78,22 +79,41 @@ def fit_head(model, cache_file, train_config: TrainConfig, trainer_config: Train
     return trainer, module
 
 
+def _save_keeping(model, out_dir: Path, keep: list) -> None:
+    """Save the AugmentedModel into `out_dir` (which the save replaces as a whole), keeping
+    the training folders (logs, Lightning checkpoints) that live inside it."""
+    moved = []
+    for i, path in enumerate(Path(p).resolve() for p in keep if p):
+        if path.exists() and out_dir in path.parents:
+            aside = out_dir.parent / f".{out_dir.name}.keep-{os.getpid()}-{i}"
+            os.rename(path, aside)
+            moved.append((aside, path))
+    try:
+        model.save_pretrained(out_dir)
+    finally:
+        for aside, path in moved:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            os.rename(aside, path)
+
+
 def train_head(model, pairs_path, train_config: TrainConfig, trainer_config: TrainerConfig,
                out_dir, progress: bool = False) -> TrainResult:
     """Train `model.head` on the pairs with LPO; export the AugmentedModel into `out_dir`.
 
-    On return `model.head` holds the trained weights (in every rank).
+    On return `model.head` holds the trained weights (in every rank). Logs go to
+    `out_dir/training`; folders inside `out_dir` (logs, `checkpoint_dir`) survive the export.
     """
     start = time.perf_counter()
     out_dir = Path(out_dir).resolve()
     cache_file = build_cache(model, pairs_path, progress=progress)
-    trainer, module = fit_head(model, cache_file, train_config, trainer_config, out_dir)
+    root = out_dir / "training"
+    trainer, module = fit_head(model, cache_file, train_config, trainer_config, root)
     state = trainer.strategy.lightning_module_state_dict()
     head_state = {k.removeprefix("head."): v for k, v in state.items() if k.startswith("head.")}
     if head_state:
         model.head.load_state_dict(head_state)
     if trainer.is_global_zero:
-        model.save_pretrained(out_dir)
+        _save_keeping(model, out_dir, [root, trainer_config.checkpoint_dir])
     last = Path(trainer_config.checkpoint_dir) / "last.ckpt" if trainer_config.checkpoint_dir else None
     return TrainResult(out_dir=out_dir, cache_file=Path(cache_file), losses=module.losses,
                        steps=trainer.global_step, seconds=time.perf_counter() - start,
