@@ -34,8 +34,11 @@ def preflight(command: str, recipe: Recipe) -> None:
 
 
 def parallel(recipe: Recipe) -> bool:
-    """Whether generation is sharded over several processes (trainer.devices > 1)."""
+    """Whether generation is sharded over several processes (trainer.devices > 1, or a list
+    of several device indices)."""
     devices = recipe.trainer.devices
+    if isinstance(devices, (list, tuple)):
+        return len(devices) > 1
     return isinstance(devices, int) and devices > 1
 
 
