@@ -29,6 +29,7 @@ from toolkit.options import GraftConfig, HeadConfig
 
 KINDS = ("exact", "diverse")
 FIRST_BODY_TOKEN = 3  # after the special tokens <pad>, <s>, </s>
+_PREPARE_KEYS = ("train_prompts", "eval_prompts", "num_replies", "max_new_tokens", "head_hidden")
 
 
 def _stack(prompts: list[dict]) -> torch.Tensor:
@@ -242,9 +243,6 @@ def run_synthetic(out_dir, *, loss: str = "tokens_separate", level: str = "seque
     figures["before"] = before
     (out_dir / "figures.json").write_text(json.dumps(figures, indent=2))
     return figures
-
-
-_PREPARE_KEYS = ("train_prompts", "eval_prompts", "num_replies", "max_new_tokens", "head_hidden")
 
 
 def main(argv=None) -> None:
