@@ -24,6 +24,8 @@ from dataclasses import dataclass
 
 import torch
 
+from toolkit.decoding.checks import check_layer_logits
+
 COSINE_EPS = 1e-8
 _LOWEST = torch.finfo(torch.float32).min
 
@@ -53,23 +55,7 @@ def check_sled_args(
     op_T: int,
 ) -> None:
     """Raise ValueError naming the argument when shapes or hyperparameters are unusable."""
-    if final_logits.dim() != 2:
-        raise ValueError(f"final_logits must have shape (B, V); got {tuple(final_logits.shape)}")
-    if early_logits.dim() != 3:
-        raise ValueError(f"early_logits must have shape (B, N, V); got {tuple(early_logits.shape)}")
-    if not (final_logits.is_floating_point() and early_logits.is_floating_point()):
-        raise ValueError(
-            f"final_logits and early_logits must be floating-point tensors; got "
-            f"{final_logits.dtype} and {early_logits.dtype}"
-        )
-    batch, vocab = final_logits.shape
-    if early_logits.shape[0] != batch or early_logits.shape[2] != vocab:
-        raise ValueError(
-            f"early_logits shape {tuple(early_logits.shape)} does not match final_logits "
-            f"{tuple(final_logits.shape)}: B and V must be equal (early_logits is (B, N, V))"
-        )
-    if early_logits.shape[1] == 0:
-        raise ValueError("early_logits has no layers (N = 0); give at least one early layer")
+    _, vocab = check_layer_logits(final_logits, early_logits)
     if isinstance(evolution_scale, bool) or not isinstance(evolution_scale, int):
         raise ValueError(f"evolution_scale must be an int; got {evolution_scale!r}")
     if not 1 <= evolution_scale <= vocab:
