@@ -112,7 +112,7 @@ def test_resume_after_interruption_matches_uninterrupted_run(model, tmp_path, mo
 def test_bad_prompt_file_names_line(model, tmp_path):
     src = tmp_path / "prompts.jsonl"
     src.write_text('{"prompt": "hello"}\n{"prompt": 3}\n')
-    with pytest.raises(DataError, match=r"prompts.jsonl, line 2: missing field 'prompt'"):
+    with pytest.raises(DataError, match=r"prompts.jsonl:2: missing field 'prompt'"):
         collect.collect_pairs(model, src, _config(), tmp_path / "out.jsonl", progress=False)
     src.write_text('{"prompt": "The quick"}\n{"prompt": "Two plus"}\n')
     exact = _config(reward=RewardConfig(kind="exact_match"))

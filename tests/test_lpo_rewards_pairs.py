@@ -84,10 +84,10 @@ def test_load_prompts_reports_bad_lines(tmp_path):
     assert [r["id"] for r in pairs.load_prompts(good)] == ["0", "x"]
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"prompt": "a"}\n{"prompt": "b"\n')
-    with pytest.raises(DataError, match=r"bad.jsonl, line 2: invalid JSON"):
+    with pytest.raises(DataError, match=r"bad.jsonl:2: invalid JSON"):
         pairs.load_prompts(bad)
     bad.write_text('{"prompt": "a"}\n{"text": "b"}\n')
-    with pytest.raises(DataError, match=r"line 2: missing field 'prompt'"):
+    with pytest.raises(DataError, match=r":2: missing field 'prompt'"):
         pairs.load_prompts(bad)
     bad.write_text('{"id": 1, "prompt": "a"}\n{"id": 1, "prompt": "b"}\n')
     with pytest.raises(DataError, match="repeats"):

@@ -18,6 +18,7 @@ from lightning.pytorch.callbacks import BasePredictionWriter
 from torch.utils.data import DataLoader
 
 from toolkit.errors import DataError
+from toolkit.jsonl import jsonl_values
 from toolkit.options import DecodingConfig
 
 
@@ -27,13 +28,7 @@ def read_prompt_records(path: str | Path, field: str) -> list[dict]:
     if not path.is_file():
         raise DataError(f"prompt file not found: {path}")
     records = []
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as err:
-            raise DataError(f"{path}:{number}: invalid JSON ({err.msg})") from None
+    for number, record in jsonl_values(path.read_text(encoding="utf-8").splitlines(), path):
         if not isinstance(record, dict) or not isinstance(record.get(field), str):
             raise DataError(f"{path}:{number}: no string field {field!r} in this line")
         records.append(record)

@@ -14,6 +14,7 @@ import warnings
 from pathlib import Path
 
 from toolkit.errors import DataError
+from toolkit.jsonl import jsonl_values
 
 PAIR_FIELDS = ("id", "prompt_ids", "chosen_ids", "rejected_ids", "chosen_tau", "rejected_tau")
 
@@ -26,7 +27,7 @@ def dropped_path(pairs_path) -> Path:
 
 def parse_prompt(obj, path, lineno: int) -> dict:
     """One prompt record, checked; `id` defaults to the 0-based position."""
-    where = f"{path}, line {lineno}"
+    where = f"{path}:{lineno}"
     if not isinstance(obj, dict):
         raise DataError(f"{where}: expected a JSON object with a 'prompt' field")
     has_text = isinstance(obj.get("prompt"), str)
@@ -45,16 +46,10 @@ def load_prompts(path) -> list[dict]:
     """Prompt records from a JSONL file; a bad line raises DataError naming file and line."""
     records, seen = [], set()
     with open(path, encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, start=1):
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise DataError(f"{path}, line {lineno}: invalid JSON ({exc.msg})") from exc
+        for lineno, obj in jsonl_values(fh, path):
             record = parse_prompt(obj, path, lineno)
             if record["id"] in seen:
-                raise DataError(f"{path}, line {lineno}: prompt id {record['id']!r} repeats")
+                raise DataError(f"{path}:{lineno}: prompt id {record['id']!r} repeats")
             seen.add(record["id"])
             records.append(record)
     return records
@@ -99,15 +94,7 @@ def read_records(path) -> list[dict]:
     complete, tail = _split_tail(path.read_bytes())
     if tail:
         warnings.warn(f"{path}: ignoring a torn last line ({len(tail)} bytes)", stacklevel=2)
-    records = []
-    for lineno, line in enumerate(complete.decode("utf-8").splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            records.append(json.loads(line))
-        except json.JSONDecodeError as exc:
-            raise DataError(f"{path}, line {lineno}: invalid JSON ({exc.msg})") from exc
-    return records
+    return [obj for _, obj in jsonl_values(complete.decode("utf-8").splitlines(), path)]
 
 
 def read_pairs(path) -> list[dict]:
