@@ -21,7 +21,6 @@ from toolkit.decoding import (
     apply_temperature,
     dola_contrast,
     sled_details,
-    sled_evolve,
     top_n_sigma,
 )
 from toolkit.errors import ConfigError
@@ -88,17 +87,16 @@ class SledLogitsProcessor(_TapProcessor):
 
     def __call__(self, input_ids: torch.LongTensor, scores: torch.Tensor) -> torch.Tensor:
         o = self.options
-        kwargs = dict(
+        result = sled_details(
+            scores,
+            self._early(scores),
             evolution_rate=o.evolution_rate,
             evolution_scale=o.evolution_scale,
             evolution_lower_bound=o.evolution_lower_bound,
             op_T=o.op_T,
         )
-        early = self._early(scores)
-        if not self.record:
-            return sled_evolve(scores, early, **kwargs)
-        result = sled_details(scores, early, **kwargs)
-        self.records.append(result.layer_weights)
+        if self.record:
+            self.records.append(result.layer_weights)
         return result.logits
 
 
