@@ -54,6 +54,17 @@ def logits(draw, shape, dtype=None, all_masked_rows=False):
     return values.to(dtype)
 
 
+@st.composite
+def layer_logits(draw):
+    """(final (B, V), early (B, N, V)) of one drawn dtype, B <= 3, N <= 4, V <= 12; early rows
+    may be fully masked."""
+    batch, layers, vocab = (draw(st.integers(1, n)) for n in (3, 4, 12))
+    dtype = draw(DTYPES)
+    final = draw(logits((batch, vocab), dtype))
+    early = draw(logits((batch, layers, vocab), dtype, all_masked_rows=True))
+    return final, early
+
+
 def rows_alone(fn, *batched):
     """fn applied to each row of the batched tensors alone, results stacked on dim 0."""
     outs = [fn(*(t[i : i + 1] for t in batched)) for i in range(batched[0].shape[0])]

@@ -6,7 +6,7 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
-from _hypothesis import DECODING, logits, rows_alone
+from _hypothesis import DECODING, layer_logits, rows_alone
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -112,10 +112,8 @@ def test_rows_are_independent():
 @given(data=st.data())
 @DECODING
 def test_properties(data):
-    batch, layers, vocab = (data.draw(st.integers(1, n)) for n in (3, 4, 12))
-    dtype = data.draw(st.sampled_from([torch.float32, torch.float16, torch.bfloat16]))
-    final = data.draw(logits((batch, vocab), dtype))
-    early = data.draw(logits((batch, layers, vocab), dtype, all_masked_rows=True))
+    final, early = data.draw(layer_logits())
+    (batch, layers, _), dtype = early.shape, final.dtype
     relative_top = data.draw(st.one_of(st.sampled_from([0.1, 1.0]), st.floats(0.001, 1.0)))
     out, chosen = dola_contrast(final, early, relative_top=relative_top)
     assert out.dtype == dtype and chosen.dtype == torch.long

@@ -5,7 +5,7 @@ import math
 
 import pytest
 import torch
-from _hypothesis import DECODING, logits, rows_alone
+from _hypothesis import DECODING, layer_logits, rows_alone
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -206,10 +206,8 @@ def test_rows_are_independent():
 @given(data=st.data())
 @DECODING
 def test_properties(data):
-    batch, layers, vocab = (data.draw(st.integers(1, n)) for n in (3, 4, 12))
-    dtype = data.draw(st.sampled_from([torch.float32, torch.float16, torch.bfloat16]))
-    final = data.draw(logits((batch, vocab), dtype))
-    early = data.draw(logits((batch, layers, vocab), dtype, all_masked_rows=True))
+    final, early = data.draw(layer_logits())
+    (batch, vocab), dtype = final.shape, final.dtype
     k = data.draw(st.integers(1, vocab))
     lower = data.draw(st.sampled_from([-1000.0, -2500.0, -INF]))
     result = sled_details(
