@@ -1,4 +1,4 @@
-"""DoLa (SPEC section 3): the reference's F.kl_div JSD, per-row layer choice, relative-top filter,
+"""DoLa (docs/methods.md section 3): the reference's F.kl_div JSD, per-row layer choice, relative-top filter,
 hand-derived values, -inf handling, properties, row independence, bad input."""
 
 import math

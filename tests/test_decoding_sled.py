@@ -1,4 +1,4 @@
-"""SLED (SPEC section 2): closed form vs the literal (N, K, V) formulation, hand-derived values,
+"""SLED (docs/methods.md section 2): closed form vs the literal (N, K, V) formulation, hand-derived values,
 -inf handling, properties, row independence, bad input."""
 
 import math
@@ -27,7 +27,7 @@ def _cos(a, b):
 
 
 def _hand_sled(z, layers, k, alpha, op_t, lower=-1000.0):
-    """SPEC section 2 with plain Python floats, one row (D = 0 where the final logit is -inf)."""
+    """docs/methods.md section 2 with plain Python floats, one row (D = 0 where the final logit is -inf)."""
     p = _softmax(z)
     topk = sorted(range(len(z)), key=lambda i: -p[i])[:k]
     ms = []

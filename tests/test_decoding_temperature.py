@@ -1,4 +1,4 @@
-"""Temperature, sampling and per-temperature log-probs (SPEC section 5): greedy rows, explicit
+"""Temperature, sampling and per-temperature log-probs (docs/methods.md section 5): greedy rows, explicit
 generators, values against log_softmax, properties, row independence, bad input."""
 
 import math

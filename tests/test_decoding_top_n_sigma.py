@@ -1,4 +1,4 @@
-"""Top-n-sigma (SPEC section 4): the SPEC check cases, temperature invariance, per-row n,
+"""Top-n-sigma (docs/methods.md section 4): the check cases, temperature invariance, per-row n,
 no-op rows, huge magnitudes, properties, row independence, bad input."""
 
 import math
@@ -13,7 +13,7 @@ from toolkit.decoding import apply_temperature, top_n_sigma
 
 INF = math.inf
 TEMPERATURES = [0.25, 1.0, 3.0, 10.0]
-SPEC_CASES = [
+CHECK_CASES = [
     (1.5, [4, -2.5, -3, 3.5, -1.5, -0.5, -3, 3.5], {0, 3, 7}),
     (1.5, [-INF, -INF, 0, 3.5, -3, -INF, -0.5, 3.5], {2, 3, 7}),
     (1.0, [0.7] * 8, set(range(8))),
@@ -27,7 +27,7 @@ def _kept(row):
 
 
 def _plain_top_n_sigma(x, n):
-    """SPEC section 4 written directly in float32 (no rescaling), one row."""
+    """docs/methods.md section 4 written directly in float32 (no rescaling), one row."""
     finite = x[torch.isfinite(x)]
     if n <= 0 or finite.numel() < 2:
         return x
@@ -36,7 +36,7 @@ def _plain_top_n_sigma(x, n):
 
 
 @pytest.mark.parametrize("temperature", TEMPERATURES)
-@pytest.mark.parametrize("n, row, kept", SPEC_CASES)
+@pytest.mark.parametrize("n, row, kept", CHECK_CASES)
 def test_spec_cases(n, row, kept, temperature):
     x = apply_temperature(torch.tensor([row], dtype=torch.float32), temperature)
     out = top_n_sigma(x, n)
@@ -45,10 +45,10 @@ def test_spec_cases(n, row, kept, temperature):
 
 
 def test_spec_cases_in_one_batch_with_per_row_n():
-    rows = [row for _, row, _ in SPEC_CASES[:4]]
-    n = torch.tensor([case[0] for case in SPEC_CASES[:4]])
+    rows = [row for _, row, _ in CHECK_CASES[:4]]
+    n = torch.tensor([case[0] for case in CHECK_CASES[:4]])
     out = top_n_sigma(torch.tensor(rows, dtype=torch.float32), n)
-    assert [_kept(r) for r in out] == [kept for _, _, kept in SPEC_CASES[:4]]
+    assert [_kept(r) for r in out] == [kept for _, _, kept in CHECK_CASES[:4]]
 
 
 def test_rows_without_filtering_are_unchanged():

@@ -1,4 +1,4 @@
-"""The head learns the synthetic task's known temperatures (SPEC 6 end to end, tiny Llama)."""
+"""The head learns the synthetic task's known temperatures (docs/methods.md section 6, end to end, tiny Llama)."""
 
 import json
 import math

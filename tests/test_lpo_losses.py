@@ -1,4 +1,4 @@
-"""LPO losses (SPEC 6) on hand-computed cases."""
+"""LPO losses (docs/methods.md section 6) on hand-computed cases."""
 
 import math
 

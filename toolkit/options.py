@@ -36,7 +36,7 @@ def check_layers(key: str, layers: Any) -> None:
 
 @dataclass
 class HeadConfig:
-    """AdaptiveDecoder head (SPEC section 5)."""
+    """AdaptiveDecoder head (docs/methods.md section 5)."""
 
     hidden_size: int = 2048
     temperatures: list[float] = field(default_factory=lambda: [0.0, 0.2, 0.4, 0.6, 0.8, 1.0])
@@ -65,7 +65,7 @@ class GraftConfig:
 
 @dataclass
 class SledOptions:
-    """SLED (SPEC section 2). `layers=None` uses the graft's candidate layers."""
+    """SLED (docs/methods.md section 2). `layers=None` uses the graft's candidate layers."""
 
     enabled: bool = False
     evolution_rate: float = 2.0
@@ -83,7 +83,7 @@ class SledOptions:
 
 @dataclass
 class DolaOptions:
-    """DoLa (SPEC section 3). `layers=None` uses the graft's candidate layers."""
+    """DoLa (docs/methods.md section 3). `layers=None` uses the graft's candidate layers."""
 
     enabled: bool = False
     relative_top: float = 0.1
@@ -96,7 +96,7 @@ class DolaOptions:
 
 @dataclass
 class TopNSigmaOptions:
-    """Top-n-sigma (SPEC section 4)."""
+    """Top-n-sigma (docs/methods.md section 4)."""
 
     enabled: bool = False
     n: float = 1.0

@@ -1,4 +1,4 @@
-"""Pure, batched decoding math (SPEC sections 2-5). Imports torch only.
+"""Pure, batched decoding math (docs/methods.md sections 2-5). Imports torch only.
 
 Shapes: B batch rows, N early layers, V vocabulary, K = SLED's evolution_scale, G temperatures.
 """

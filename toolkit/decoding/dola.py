@@ -1,4 +1,4 @@
-"""DoLa: contrast the final layer with one premature layer per row (SPEC section 3).
+"""DoLa: contrast the final layer with one premature layer per row (docs/methods.md section 3).
 
 Layer choice: for each candidate j, jsd_j = 0.5 * (KL(M || P_N) + KL(M || P_j)).mean over the
 vocabulary with M = (P_N + P_j) / 2, exactly what the reference code computes with F.kl_div; the

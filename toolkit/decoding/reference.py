@@ -1,4 +1,4 @@
-"""The literal SPEC section 2 formulation of SLED, kept for checking and benchmarking only.
+"""The literal formulation of SLED (docs/methods.md section 2), kept for checking and benchmarking only.
 
 `sled_evolve_naive` builds the (N, K, V) gradient tensor `P[n] - e_i` row by row and takes
 torch.nn.functional.cosine_similarity with D = Z - z over the vocabulary, as the reference code
@@ -45,7 +45,7 @@ def sled_evolve_naive(
     evolution_lower_bound: float = -1000.0,
     op_T: int = 1,
 ) -> torch.Tensor:
-    """SLED as SPEC writes it: final (B, V), early (B, N, V) -> (B, V) float32, CPU, one row at a time."""
+    """SLED as methods.md writes it: final (B, V), early (B, N, V) -> (B, V) float32, CPU, one row at a time."""
     rows = [
         _naive_row(
             final_logits[b].float().cpu(),

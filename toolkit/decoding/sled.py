@@ -1,4 +1,4 @@
-"""SLED: Self Logits Evolution Decoding (SPEC section 2), batched and in closed form.
+"""SLED: Self Logits Evolution Decoding (docs/methods.md section 2), batched and in closed form.
 
 The reference code builds the (N, K, V) tensor of KL gradients `P[n] - e_i` and takes its cosine
 with `D[n] = Z[n] - z` over the vocabulary. Here the cosine comes from per-layer reductions:
@@ -8,7 +8,7 @@ with `D[n] = Z[n] - z` over the vocabulary. Here the cosine comes from per-layer
 so the cost is O(N * V) and memory O(N * V), with torch's cosine_similarity semantics (each norm
 clamped at eps = 1e-8, so a zero D row gives cosine 0).
 
-Non-finite logits (SPEC: no NaN for rows where some logits are -inf):
+Non-finite logits (docs/methods.md section 2: no NaN for rows where some logits are -inf):
 - a final logit of -inf marks a token the final layer rules out: D is 0 on it (no contrast), it
   keeps -inf through the evolution, and it only enters the top-K when fewer than K tokens are finite;
 - an early logit of -inf is read as the lowest float32 value, i.e. the limit of a very negative
@@ -154,7 +154,7 @@ def sled_evolve(
 ) -> torch.Tensor:
     """Evolved logits (B, V) from final logits (B, V) and early-layer logits (B, N, V).
 
-    SPEC section 2: the top-K tokens get z - rate * (softmax(z) - P_lat) (op_T steps with a
+    docs/methods.md section 2: the top-K tokens get z - rate * (softmax(z) - P_lat) (op_T steps with a
     decaying rate); every other token gets `evolution_lower_bound`. Returns final_logits' dtype.
     """
     return sled_details(

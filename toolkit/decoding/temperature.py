@@ -1,4 +1,4 @@
-"""Temperature, sampling, and per-temperature token log-probabilities (SPEC section 5).
+"""Temperature, sampling, and per-temperature token log-probabilities (docs/methods.md section 5).
 
 Temperature 0 means greedy everywhere: the row becomes 0 at its argmax (first one on ties) and
 -inf elsewhere, a one-hot distribution after softmax; nothing is ever divided by zero.

@@ -1,4 +1,4 @@
-"""Top-n-sigma filtering (SPEC section 4).
+"""Top-n-sigma filtering (docs/methods.md section 4).
 
 Per row, over the finite logits only: M = max, sigma = population standard deviation (float32);
 token i is kept iff logit_i >= M - n * sigma, the others become -inf. A row with n <= 0 (or NaN)

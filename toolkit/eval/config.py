@@ -1,6 +1,6 @@
 """`EvalConfig`: what `run_eval` reads, scores and writes (an OmegaConf structured schema).
 
-Scoring settings left as `None` take the task's reference default (SPEC sections 2-3):
+Scoring settings left as `None` take the task's reference default (docs/methods.md sections 2-3):
 TruthfulQA MC scores SLED with op_T=10, lower bound -100 and the raw evolved value; FACTOR with
 op_T=1, lower bound -2500 and log_softmax of the evolved logits. DoLa's relative-top filter is
 off for TruthfulQA MC (the reference `tfqa_mc_eval.py` default `--relative_top 0.0`) and 0.1 for
@@ -48,7 +48,7 @@ QA_PRIMER = (
 TRUTHFULQA_TEMPLATE = QA_PRIMER + "Q: {question}\nA:"
 GENERATION_TEMPLATE = "Q: {question}\nA:"
 
-# (op_T, lower bound, log_softmax of evolved logits) per scoring task, SPEC section 2.
+# (op_T, lower bound, log_softmax of evolved logits) per scoring task, docs/methods.md section 2.
 SLED_TASK_SETTINGS = {"truthfulqa": (10, -100.0, False), "factor": (1, -2500.0, True)}
 DOLA_TASK_RELATIVE_TOP = {"truthfulqa": 0.0, "factor": 0.1}
 

@@ -1,4 +1,4 @@
-"""Teacher-forced answer scoring for greedy, DoLa and SLED (SPEC sections 2-3).
+"""Teacher-forced answer scoring for greedy, DoLa and SLED (docs/methods.md sections 2-3).
 
 A (prompt, continuation) pair is scored as the sum, over the continuation's tokens, of a value
 at the token: greedy = log-softmax log-prob of the final layer; DoLa = the contrast

@@ -1,4 +1,4 @@
-"""AdaptiveDecoder head: an MLP from the last hidden state to a temperature grid (SPEC section 5)."""
+"""AdaptiveDecoder head: an MLP from the last hidden state to a temperature grid (docs/methods.md section 5)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Candidate early-exit layers (SPEC section 1)."""
+"""Candidate early-exit layers (docs/methods.md section 1)."""
 
 from __future__ import annotations
 

@@ -29,7 +29,7 @@ from toolkit.options import DolaOptions, SledOptions
 
 
 class TopNSigmaLogitsProcessor(LogitsProcessor):
-    """Keep tokens whose logit is >= max - n * std (SPEC section 4); the rest become -inf."""
+    """Keep tokens whose logit is >= max - n * std (docs/methods.md section 4); the rest become -inf."""
 
     def __init__(self, n: float = 1.0):
         self.n = float(n)
@@ -77,7 +77,7 @@ class _TapProcessor(LogitsProcessor):
 
 
 class SledLogitsProcessor(_TapProcessor):
-    """SLED (SPEC section 2) on the raw logits, over all of the tap's candidate layers.
+    """SLED (docs/methods.md section 2) on the raw logits, over all of the tap's candidate layers.
 
     Records (with `record=True`): per-layer weights (B, N) per step.
     """
@@ -101,7 +101,7 @@ class SledLogitsProcessor(_TapProcessor):
 
 
 class DolaLogitsProcessor(_TapProcessor):
-    """DoLa (SPEC section 3): contrast the final logits with the most distant candidate layer.
+    """DoLa (docs/methods.md section 3): contrast the final logits with the most distant candidate layer.
 
     Records (with `record=True`): the chosen layer number (B,) per step.
     """

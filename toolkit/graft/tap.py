@@ -1,4 +1,4 @@
-"""Early-exit tap: forward hooks that capture candidate layers' hidden states (SPEC section 1).
+"""Early-exit tap: forward hooks that capture candidate layers' hidden states (docs/methods.md section 1).
 
 `hidden_states[0]` is the input of decoder layer 0 (embeddings, after any embedding scale),
 `hidden_states[l]` the output of decoder layer l-1 (before the final norm); layer L (the

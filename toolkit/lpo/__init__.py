@@ -1,4 +1,4 @@
-"""LPO (Latent Preference Optimization) for the AdaptiveDecoder head (SPEC section 6).
+"""LPO (Latent Preference Optimization) for the AdaptiveDecoder head (docs/methods.md section 6).
 
 collect (`collect.collect_pairs`) -> feature cache (`cache.build_cache`) -> Lightning training
 (`train.train_head`, `module.HeadLPOModule`) -> export into an AugmentedModel checkpoint.

@@ -1,4 +1,4 @@
-"""Frozen-LM feature cache for LPO (SPEC 6): the LM runs once per pair, training never runs it.
+"""Frozen-LM feature cache for LPO (docs/methods.md section 6): the LM runs once per pair, training never runs it.
 
 For every pair it stores what the head and the losses need:
 - sequence level: `prompt_h` (P, d), h at the last prompt token;

@@ -1,4 +1,4 @@
-"""Preference-data collection (SPEC 6): N replies per prompt with temperatures from the head.
+"""Preference-data collection (docs/methods.md section 6): N replies per prompt with temperatures from the head.
 
 Prompts are split into fixed chunks of `prompts_per_batch`; all N replies of a chunk's prompts
 come from one `AugmentedModel.generate` call seeded by (seed, chunk number), and the pair of a

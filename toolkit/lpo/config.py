@@ -80,7 +80,7 @@ class CollectConfig:
 
 @dataclass
 class TrainConfig:
-    """What the head is trained on: the LPO loss variant (SPEC 6) and its beta."""
+    """What the head is trained on: the LPO loss variant (docs/methods.md section 6) and its beta."""
 
     loss: str = "tokens_separate"
     beta: float = 1.0

@@ -1,4 +1,4 @@
-"""LPO losses (SPEC section 6). Pure torch: no Lightning, no transformers.
+"""LPO losses (docs/methods.md section 6). Pure torch: no Lightning, no transformers.
 
 Shapes: B pairs, T reply positions, G grid temperatures. Head logits are (B, G) at sequence
 level (one temperature from the last prompt token) or (B, T, G) at token level. Masks are bool

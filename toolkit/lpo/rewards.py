@@ -1,4 +1,4 @@
-"""Rewards that score sampled replies (SPEC 6): exact match, repetition, reward model, function.
+"""Rewards that score sampled replies (docs/methods.md section 6): exact match, repetition, reward model, function.
 
 A reward is a callable `score(prompts, replies, records) -> list[float]` over a batch: the
 prompt texts, the reply texts and one record per reply (the prompt's input record plus

@@ -57,7 +57,7 @@ FAMILIES = tuple(_FAMILIES)
 
 
 def tiny_config(family: str = "llama", seed: int = 0) -> PretrainedConfig:
-    """The tiny config of `family` (see NOTES.md): vocab 300, d=64, 4 layers, 4 heads, 2 kv heads.
+    """The tiny config of `family`: vocab 300, d=64, 4 layers, 4 heads, 2 kv heads.
 
     Special token ids match `build_tokenizer()`. `seed` does not change the config; it is
     accepted so that config and weights can be named by the same (family, seed) pair.
