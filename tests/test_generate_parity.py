@@ -89,7 +89,7 @@ def test_unknown_option_and_bad_scale_name_the_key(tiny_llama_dir):
     ids, mask = prompt_batch(model.tokenizer)
     with pytest.raises(ConfigError, match="sled.evolution_scale=301.*300"):
         model.generate(ids, mask, sled={"enabled": True, "evolution_scale": 301})
-    with pytest.raises(ConfigError, match="unknown decoding option 'topk'"):
+    with pytest.raises(ConfigError, match="unknown generate option 'topk'"):
         model.generate(ids, mask, topk=3)
 
 

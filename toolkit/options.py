@@ -157,7 +157,8 @@ def with_overrides(config: Optional[DecodingConfig] = None, **overrides: Any) ->
     """A copy of `config` (default: DecodingConfig()) with keyword overrides applied.
 
     Flat keys (`do_sample`, `temperature`, ...) replace values. A method key takes its options
-    object, a dict of its fields, or a shorthand: `sled=True`, `dola=True`,
+    object, a dict of its fields (enabled unless it holds `enabled: False`), or a shorthand:
+    `sled=True`, `dola=True`,
     `top_n_sigma=1.5` (enables it with n=1.5; `None`/`False` disables it),
     `adaptive_temperature="token"`. Unknown keys raise ConfigError naming the valid ones.
     """
@@ -173,12 +174,25 @@ def with_overrides(config: Optional[DecodingConfig] = None, **overrides: Any) ->
     return dataclasses.replace(config, **changes)
 
 
+def method_dict(key: str, value: dict[str, Any], current: Any = None) -> dict[str, Any]:
+    """A method's options given as a dict mean "enabled" unless the dict says `enabled: false`
+    (`sled={"evolution_rate": 2.5}` turns SLED on). `adaptive_temperature` has a `mode` instead:
+    a dict that leaves it "off" must name it."""
+    if key != "adaptive_temperature":
+        return {"enabled": True, **value}
+    if "mode" not in value and getattr(current, "mode", "off") == "off":
+        raise ConfigError(
+            f"adaptive_temperature={dict(value)!r} names no mode; add mode: sequence or token"
+        )
+    return dict(value)
+
+
 def _method_options(key: str, current: Any, value: Any) -> Any:
     cls, main_field = _SHORTHAND[key]
     if isinstance(value, cls):
         return value
     if isinstance(value, dict):
-        return dataclasses.replace(current, **value)
+        return dataclasses.replace(current, **method_dict(key, value, current))
     if key == "top_n_sigma":
         if value is None or value is False:
             return dataclasses.replace(current, enabled=False)

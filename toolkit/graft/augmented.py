@@ -20,20 +20,20 @@ from transformers import (
     AutoTokenizer,
     LogitsProcessorList,
     PreTrainedModel,
-    RepetitionPenaltyLogitsProcessor,
     TemperatureLogitsWarper,
     TopKLogitsWarper,
     TopPLogitsWarper,
 )
 
 from toolkit.errors import ConfigError
-from toolkit.graft import checkpoint
+from toolkit.graft import checkpoint, hf_generate
 from toolkit.graft.families import resolve
 from toolkit.graft.head import AdaptiveDecoderHead
 from toolkit.graft.layers import candidate_layers
 from toolkit.graft.processors import (
     AdaptiveTemperatureLogitsProcessor,
     DolaLogitsProcessor,
+    PromptAwareRepetitionPenalty,
     SledLogitsProcessor,
     TemperatureLogitsProcessor,
     TopNSigmaLogitsProcessor,
@@ -41,10 +41,6 @@ from toolkit.graft.processors import (
 from toolkit.graft.records import AugmentedOutput, reply_mask, stack_steps
 from toolkit.graft.tap import EarlyExitTap
 from toolkit.options import DecodingConfig, GraftConfig, HeadConfig, with_overrides
-
-# generate() kwargs that switch off transformers' own warpers when sampling (its defaults would
-# add top_k=50); its repetition penalty applies in greedy mode too, so it is always switched off.
-_HF_WARPERS_OFF = dict(temperature=1.0, top_k=0, top_p=1.0)
 
 
 @dataclass
@@ -97,19 +93,26 @@ class AugmentedModel:
 
     def generate(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
                  *, decoding: DecodingConfig | None = None, return_records: bool = False,
-                 streamer=None, **decoding_overrides) -> torch.Tensor | AugmentedOutput:
+                 **kwargs) -> Any:
         """Generate with the base model's `generate()` and this model's processors.
 
-        `decoding` (default: `self.decoding`) with `decoding_overrides` applied through
-        `toolkit.options.with_overrides`. eos and pad come from the base's generation_config
-        (else the tokenizer). `seed` seeds torch's global RNG before sampling and the adaptive
-        head's own generator, so seeded runs repeat. `top_k=None` means no top-k filter.
-        Returns the sequences (B, T_prompt + T_new), or an `AugmentedOutput` with per-step
+        `decoding` (default: `self.decoding`) with our decoding options among `kwargs` applied
+        through `toolkit.options.with_overrides`; every other keyword that transformers'
+        `generate()` or `GenerationConfig` accepts (eos_token_id, pad_token_id, min_new_tokens,
+        stop_strings, num_return_sequences, min_p, generation_config, streamer,
+        stopping_criteria, return_dict_in_generate, ...) passes through (see
+        `toolkit.graft.hf_generate`). eos and pad default to the base's generation_config (else
+        the tokenizer). `seed` seeds torch's global RNG before sampling and the adaptive head's
+        own generator, so seeded runs repeat. `top_k=None` means no top-k filter.
+        Returns what transformers returns (the sequences (B, T_prompt + T_new), or its output
+        object with `return_dict_in_generate=True`), or an `AugmentedOutput` with per-step
         records when `return_records` (rows that finished early keep being recorded; see its
-        `reply_mask`).
+        `reply_mask`; the transformers output object is in its `generate_output`).
         """
-        options = with_overrides(decoding or self.decoding, **decoding_overrides)
+        overrides, hf = hf_generate.split(kwargs)
+        options = with_overrides(decoding or self.decoding, **overrides)
         self._validate(options)
+        hf_generate.check(options, hf)
         device = self.base.device
         input_ids = input_ids.to(device)
         if attention_mask is None:
@@ -117,16 +120,24 @@ class AugmentedModel:
         attention_mask = attention_mask.to(device)
         self.head.to(self.head_device)
         plan = self._plan(options, attention_mask, return_records)
+        processors = LogitsProcessorList([*plan.processors, *(hf.pop("logits_processor", None)
+                                                              or [])])
+        gen_kwargs = hf_generate.kwargs_for(options, hf, self.base.generation_config,
+                                            self.tokenizer, explicit=overrides)
         if options.seed is not None:
             torch.manual_seed(options.seed)
         capture = plan.tap.capture(last_only=True) if plan.tap else contextlib.nullcontext()
         with torch.no_grad(), capture:
-            sequences = self.base.generate(
-                input_ids, attention_mask=attention_mask, logits_processor=plan.processors,
-                streamer=streamer, **self._generation_kwargs(options))
+            output = self.base.generate(input_ids, attention_mask=attention_mask,
+                                        logits_processor=processors, **gen_kwargs)
         if not return_records:
-            return sequences
-        return self._records(sequences, input_ids.shape[1], plan)
+            return output
+        sequences = output if isinstance(output, torch.Tensor) else output.sequences
+        eos = hf_generate.eos_ids(hf, self.base.generation_config, self.tokenizer)
+        records = self._records(sequences, input_ids.shape[1], plan, eos)
+        if not isinstance(output, torch.Tensor):
+            records.generate_output = output
+        return records
 
     def _validate(self, options: DecodingConfig) -> None:
         if options.sled.enabled and options.sled.evolution_scale > self.vocab_size:
@@ -146,7 +157,7 @@ class AugmentedModel:
             plan.processors.append(plan.method)
         if options.repetition_penalty != 1.0:
             padding = (attention_mask != 0).int().argmax(dim=1)
-            plan.processors.append(RepetitionPenaltyLogitsProcessor(
+            plan.processors.append(PromptAwareRepetitionPenalty(
                 options.repetition_penalty, prompt_ignore_length=padding))
         self._add_temperature(plan, options)
         if options.do_sample:
@@ -187,30 +198,11 @@ class AugmentedModel:
         return EarlyExitTap(self.base, layers=wanted,
                             early_exit_norm=self.graft_config.early_exit_norm)
 
-    def _generation_kwargs(self, options: DecodingConfig) -> dict[str, Any]:
-        kwargs: dict[str, Any] = dict(repetition_penalty=1.0, do_sample=options.do_sample,
-                                      max_new_tokens=options.max_new_tokens)
-        if options.do_sample:
-            kwargs.update(_HF_WARPERS_OFF)
-        config, tok = self.base.generation_config, self.tokenizer
-        if config.pad_token_id is None and tok is not None and tok.pad_token_id is not None:
-            kwargs["pad_token_id"] = tok.pad_token_id
-        if config.eos_token_id is None and tok is not None and tok.eos_token_id is not None:
-            kwargs["eos_token_id"] = tok.eos_token_id
-        return kwargs
-
-    def _eos_ids(self) -> list[int]:
-        eos = self.base.generation_config.eos_token_id
-        if eos is None and self.tokenizer is not None:
-            eos = self.tokenizer.eos_token_id
-        if eos is None:
-            return []
-        return [int(e) for e in eos] if isinstance(eos, (list, tuple)) else [int(eos)]
-
-    def _records(self, sequences: torch.Tensor, prompt_length: int, plan: _Plan) -> AugmentedOutput:
+    def _records(self, sequences: torch.Tensor, prompt_length: int, plan: _Plan,
+                 eos: list[int]) -> AugmentedOutput:
         replies = sequences[:, prompt_length:]
         steps = replies.shape[1]
-        out = AugmentedOutput(sequences=sequences, reply_mask=reply_mask(replies, self._eos_ids()))
+        out = AugmentedOutput(sequences=sequences, reply_mask=reply_mask(replies, eos))
         if plan.adaptive is not None:
             out.temperature_index = stack_steps(plan.adaptive.records, steps)
             out.temperature = self.head.temperatures[out.temperature_index].float()

@@ -15,7 +15,7 @@ With `record=True` a processor keeps one (B, ...) tensor per step in `self.recor
 from __future__ import annotations
 
 import torch
-from transformers import LogitsProcessor
+from transformers import LogitsProcessor, RepetitionPenaltyLogitsProcessor
 
 from toolkit.decoding import (
     apply_temperature,
@@ -46,6 +46,17 @@ class TemperatureLogitsProcessor(LogitsProcessor):
 
     def __call__(self, input_ids: torch.LongTensor, scores: torch.Tensor) -> torch.Tensor:
         return apply_temperature(scores, self.temperature)
+
+
+class PromptAwareRepetitionPenalty(RepetitionPenaltyLogitsProcessor):
+    """transformers' repetition penalty, blind to each row's left padding (`prompt_ignore_length`
+    per row); the padding follows rows that generate() repeats (num_return_sequences, beams)."""
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.Tensor) -> torch.Tensor:
+        pad = self.prompt_ignore_length
+        if isinstance(pad, torch.Tensor) and pad.shape[0] != input_ids.shape[0]:
+            self.prompt_ignore_length = pad.repeat_interleave(input_ids.shape[0] // pad.shape[0])
+        return super().__call__(input_ids, scores)
 
 
 class _TapProcessor(LogitsProcessor):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
@@ -25,6 +26,8 @@ class AugmentedOutput:
     - `sled_layer_weights` (B, T_new, N) float: SLED's per-layer weights over `layers`.
     - `dola_layer` (B, T_new) long: the layer DoLa contrasted with (a layer number, not an index).
     - `layers`: the candidate layer numbers of SLED or DoLa (None when both are off).
+    - `generate_output`: transformers' output object (scores, logits, ...) when the call passed
+      `return_dict_in_generate=True`.
     """
 
     sequences: torch.Tensor
@@ -34,6 +37,7 @@ class AugmentedOutput:
     sled_layer_weights: torch.Tensor | None = None
     dola_layer: torch.Tensor | None = None
     layers: list[int] | None = None
+    generate_output: Any = None
 
 
 def reply_mask(replies: torch.Tensor, eos_token_ids: Sequence[int] | None) -> torch.Tensor:

@@ -25,6 +25,7 @@ from omegaconf.errors import (
 )
 
 from toolkit.errors import ConfigError
+from toolkit.recipes import shorthand
 from toolkit.recipes.schema import Recipe
 
 
@@ -38,8 +39,11 @@ def merged_config(path: str | Path, overrides: Sequence[str] = ()) -> DictConfig
     path = Path(path)
     schema = OmegaConf.structured(Recipe)
     with _translated(f"recipe {path}", path):
-        merged = OmegaConf.merge(schema, _read_yaml(path))
+        merged = OmegaConf.merge(schema, shorthand.expand(_read_yaml(path)))
+    sections = shorthand.method_keys()
     for item, parsed in zip(overrides, _parse_overrides(overrides), strict=True):
+        if item.partition("=")[0].strip() in sections:
+            parsed = shorthand.expand(parsed)
         with _translated(f"override '{item}'"):
             merged = OmegaConf.merge(merged, parsed)
     return merged
