@@ -41,7 +41,7 @@ def _dir_size(path: Path) -> int:
 def test_round_trip_same_tensors_and_generations(trained, tiny_llama_dir, tmp_path):
     target = trained.save_pretrained(tmp_path / "ckpt")
     assert sorted(p.name for p in target.iterdir() if not p.name.startswith("tokenizer")) == [
-        "augment_config.json", "head.safetensors"]
+        "augment_config.json", "custom_generate", "head.safetensors"]
     config = json.loads((target / "augment_config.json").read_text())
     assert config["base"] == str(Path(tiny_llama_dir).resolve())
     assert config["toolkit_version"] == __version__ and config["decoding"]["max_new_tokens"] == NEW

@@ -6,6 +6,8 @@ Layout of a checkpoint directory:
   path, a Hub id, or "self"), a fingerprint of the base's config, toolkit version.
 - tokenizer files, when the model has a tokenizer.
 - `base/`: the base model in safetensors shards, only when saved with `self_contained=True`.
+- `custom_generate/`: SLED / DoLa / top-n-sigma for plain transformers models
+  (`generate(custom_generate=DIR, trust_remote_code=True)`, see `toolkit.graft.custom_generate`).
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from toolkit import __version__
 from toolkit.errors import CheckpointError
+from toolkit.graft import custom_generate
 
 CONFIG_FILE = "augment_config.json"
 HEAD_FILE = "head.safetensors"
@@ -112,6 +115,7 @@ def save(directory, *, base, base_reference: str, head, tokenizer, graft_config,
         (tmp / CONFIG_FILE).write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
         if tokenizer is not None:
             tokenizer.save_pretrained(tmp)
+        custom_generate.write_folder(tmp)
         if self_contained:
             base.save_pretrained(tmp / BASE_DIR, safe_serialization=True)
     return target

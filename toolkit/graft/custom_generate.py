@@ -1,0 +1,130 @@
+"""SLED, DoLa and top-n-sigma for a plain transformers model, through transformers 5's
+`generate(custom_generate=...)` hook; no AugmentedModel needed.
+
+A callable (transformers prepares inputs, cache and stopping criteria, then calls it):
+
+    from toolkit.graft.custom_generate import decoder
+    model = AutoModelForCausalLM.from_pretrained(path)
+    out = model.generate(ids, attention_mask=mask, max_new_tokens=32,
+                         custom_generate=decoder(sled={"evolution_scale": 10}))
+
+Or a local folder: `write_folder(directory)` writes `directory/custom_generate/generate.py`
+(every `AugmentedModel.save_pretrained` checkpoint carries one). transformers executes that file,
+so it needs `trust_remote_code=True` (transformers refuses a local folder without it):
+
+    model.generate(ids, custom_generate="checkpoints/run", trust_remote_code=True, sled=True)
+
+Order (docs/methods.md section 7): SLED or DoLa run after transformers' constraint processors
+(and any `logits_processor` given) and before its warpers; top-n-sigma runs right after its
+temperature, before top-k / top-p / min-p. The adaptive head needs the grafted head: use
+`AugmentedModel.generate` for it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import transformers
+from transformers import GenerationMixin, LogitsProcessorList, TemperatureLogitsWarper
+
+from toolkit.errors import ConfigError
+from toolkit.graft.processors import (
+    DolaLogitsProcessor,
+    SledLogitsProcessor,
+    TopNSigmaLogitsProcessor,
+)
+from toolkit.graft.tap import EarlyExitTap
+from toolkit.options import with_overrides
+
+FOLDER = "custom_generate"
+_WARPER_NAMES = ("TemperatureLogitsWarper", "TopHLogitsWarper", "TopKLogitsWarper",
+                 "TopPLogitsWarper", "MinPLogitsWarper", "TypicalLogitsWarper",
+                 "EpsilonLogitsWarper", "EtaLogitsWarper")
+_WARPERS = tuple(c for c in (getattr(transformers, n, None) for n in _WARPER_NAMES) if c)
+
+_FOLDER_CODE = '''"""SLED, DoLa and top-n-sigma for any transformers causal LM (written by model-surgery-decoding).
+
+transformers runs this file only with trust_remote_code=True:
+
+    model.generate(ids, custom_generate="THIS_CHECKPOINT_DIR", trust_remote_code=True,
+                   sled=True)                  # or sled={...}, dola=True, top_n_sigma=1.0
+
+It needs the toolkit installed (requirements.txt); see docs/methods.md in its repository.
+"""
+
+from toolkit.graft.custom_generate import generate  # noqa: F401
+'''
+
+
+def decoder(sled: Any = None, dola: Any = None, top_n_sigma: Any = None,
+            early_exit_norm: bool = False, streamer=None) -> Callable:
+    """A `custom_generate` callable that decodes with the given methods (same forms as
+    `AugmentedModel.generate`: True, a dict of options, an options object; top_n_sigma a float).
+
+    transformers (5.24) does not forward `generate(streamer=...)` to a custom_generate callable:
+    give the streamer here instead (the folder entry point does that for you)."""
+    bound_streamer = streamer
+    options = with_overrides(None, sled=sled, dola=dola, top_n_sigma=top_n_sigma)
+    method = options.sled if options.sled.enabled else options.dola if options.dola.enabled else None
+
+    def decode(model, input_ids, logits_processor, stopping_criteria, generation_config,
+               synced_gpus=False, streamer=None, **model_kwargs):
+        if (generation_config.num_beams or 1) > 1:
+            raise ConfigError(
+                f"num_beams={generation_config.num_beams} cannot compose with SLED, DoLa or "
+                "top-n-sigma in custom_generate; use num_beams=1 (greedy or sampling)"
+            )
+        ours, tap = [], None
+        if method is not None:
+            tap = EarlyExitTap(model, layers=method.layers or "all",
+                               early_exit_norm=early_exit_norm)
+            kind = SledLogitsProcessor if options.sled.enabled else DolaLogitsProcessor
+            ours.append(kind(tap, method))
+        late = ([TopNSigmaLogitsProcessor(options.top_n_sigma.n)]
+                if options.top_n_sigma.enabled and generation_config.do_sample else [])
+        processors = _spliced(logits_processor, ours, late)
+        if streamer is None and bound_streamer is not None:
+            streamer = bound_streamer
+            streamer.put(input_ids.cpu())  # what generate() does with a streamer it was given
+        run = GenerationMixin._sample
+        if tap is None:
+            return run(model, input_ids, processors, stopping_criteria, generation_config,
+                       synced_gpus, streamer, **model_kwargs)
+        with tap.capture(last_only=True):
+            return run(model, input_ids, processors, stopping_criteria, generation_config,
+                       synced_gpus, streamer, **model_kwargs)
+
+    return decode
+
+
+def _spliced(prepared: LogitsProcessorList, first: list, after_temperature: list
+             ) -> LogitsProcessorList:
+    """transformers' processors with ours inserted: `first` before its first warper,
+    `after_temperature` right after its temperature warper (or in the same place)."""
+    items = list(prepared)
+    cut = next((i for i, p in enumerate(items) if isinstance(p, _WARPERS)), len(items))
+    head, tail = items[:cut], items[cut:]
+    temperature = tail[:1] if tail and isinstance(tail[0], TemperatureLogitsWarper) else []
+    return LogitsProcessorList(head + first + temperature + after_temperature
+                               + tail[len(temperature):])
+
+
+def generate(model, *args, sled: Any = None, dola: Any = None, top_n_sigma: Any = None,
+             early_exit_norm: bool = False, **kwargs):
+    """The entry point of a `custom_generate/generate.py` folder: transformers' own generate()
+    with `decoder(...)` as the decoding loop."""
+    kwargs.pop("custom_generate", None)
+    streamer = kwargs.pop("streamer", None)
+    loop = decoder(sled, dola, top_n_sigma, early_exit_norm, streamer=streamer)
+    return GenerationMixin.generate(model, *args, custom_generate=loop, **kwargs)
+
+
+def write_folder(directory) -> Path:
+    """Write `directory/custom_generate/` (generate.py and requirements.txt); returns it."""
+    folder = Path(directory) / FOLDER
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "generate.py").write_text(_FOLDER_CODE)
+    (folder / "requirements.txt").write_text("model-surgery-decoding\n")
+    return folder
