@@ -27,12 +27,17 @@ def test_untrained_head_is_uniform_and_features_are_final_norm(model):
     assert torch.allclose(probs, torch.full_like(probs, 1 / 6))
 
 
+@pytest.fixture(scope="module")
+def token_model(tiny_llama_dir):
+    return graft(tiny_llama_dir, level="token")
+
+
 def test_zero_temperature_grid_is_greedy_even_when_sampling(tiny_llama_dir):
-    model = graft(tiny_llama_dir, temperatures=[0.0])
-    ids, mask = prompt_batch(model.tokenizer)
-    greedy = model.generate(ids, mask, max_new_tokens=NEW)
-    for mode in ("sequence", "token"):
-        out = model.generate(ids, mask, do_sample=True, seed=1, adaptive_temperature=mode,
+    for level in ("sequence", "token"):
+        model = graft(tiny_llama_dir, temperatures=[0.0], level=level)
+        ids, mask = prompt_batch(model.tokenizer)
+        greedy = model.generate(ids, mask, max_new_tokens=NEW)
+        out = model.generate(ids, mask, do_sample=True, seed=1, adaptive_temperature=True,
                              max_new_tokens=NEW, return_records=True)
         assert torch.equal(out.sequences, greedy)
         assert (out.temperature == 0).all() and (out.temperature_index == 0).all()
@@ -45,16 +50,17 @@ def test_zero_temperature_grid_is_greedy_even_when_sampling(tiny_llama_dir):
 def test_index_zero_choice_is_greedy(model):
     """The untrained head's argmax picks index 0 (ties go to the first), i.e. temperature 0."""
     ids, mask = prompt_batch(model.tokenizer)
-    out = model.generate(ids, mask, do_sample=True, seed=2, adaptive_temperature="sequence",
+    out = model.generate(ids, mask, do_sample=True, seed=2, adaptive_temperature=True,
                          max_new_tokens=NEW, return_records=True)
     assert (out.temperature_index == 0).all()
     assert torch.equal(out.sequences, model.generate(ids, mask, max_new_tokens=NEW))
 
 
-def test_token_level_records_and_sampled_choice(model):
+def test_token_level_records_and_sampled_choice(token_model):
+    model = token_model
     ids, mask = prompt_batch(model.tokenizer)
     kwargs = dict(do_sample=True, seed=4, max_new_tokens=NEW, return_records=True,
-                  adaptive_temperature={"mode": "token", "choice": "sample"})
+                  adaptive_temperature={"enabled": True, "choice": "sample"})
     out = model.generate(ids, mask, **kwargs)
     assert out.temperature_index.shape == (3, NEW) and out.temperature.shape == (3, NEW)
     assert out.temperature_index.dtype == torch.long
@@ -70,7 +76,7 @@ def test_token_level_records_and_sampled_choice(model):
 def test_sequence_level_keeps_one_temperature_per_row(model):
     ids, mask = prompt_batch(model.tokenizer)
     out = model.generate(ids, mask, do_sample=True, seed=9, max_new_tokens=NEW,
-                         adaptive_temperature={"mode": "sequence", "choice": "sample"},
+                         adaptive_temperature={"enabled": True, "choice": "sample"},
                          return_records=True)
     index = out.temperature_index
     assert torch.equal(index, index[:, :1].expand_as(index))
@@ -85,13 +91,13 @@ def test_reply_mask_marks_tokens_up_to_eos():
 
 def test_generation_records_rows_after_eos(tiny_llama_dir):
     """Make row 0 say eos at once: its later steps are still recorded, and masked out."""
-    model = graft(tiny_llama_dir)
+    model = graft(tiny_llama_dir, level="token")
     ids, mask = prompt_batch(model.tokenizer)
     eos = model.base.generation_config.eos_token_id
     last = model.head_features(ids, mask)[:, -1]
     with torch.no_grad():
         model.parts.lm_head.weight[eos] = last[0] * 50 / last[0].norm() ** 2
-    out = model.generate(ids, mask, max_new_tokens=NEW, adaptive_temperature="token",
+    out = model.generate(ids, mask, max_new_tokens=NEW, adaptive_temperature=True,
                          return_records=True)
     replies = out.sequences[:, ids.shape[1]:]
     assert replies[0, 0] == eos and replies.shape[1] > 1
@@ -112,8 +118,8 @@ def test_hooks_only_what_each_feature_needs(model, monkeypatch):
 
     monkeypatch.setattr(EarlyExitTap, "capture", spy)
     ids, mask = prompt_batch(model.tokenizer)
-    model.generate(ids, mask, adaptive_temperature="token", max_new_tokens=2)
+    model.generate(ids, mask, adaptive_temperature=True, max_new_tokens=2)
     model.generate(ids, mask, sled={"enabled": True, "layers": "low"}, max_new_tokens=2)
-    model.generate(ids, mask, dola=True, adaptive_temperature="sequence", max_new_tokens=2)
+    model.generate(ids, mask, dola=True, adaptive_temperature=True, max_new_tokens=2)
     model.generate(ids, mask, top_n_sigma=1.0, do_sample=True, max_new_tokens=2)
     assert captured == [[4], [0], [0, 1, 2, 3]]

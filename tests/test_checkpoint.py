@@ -28,7 +28,7 @@ def _train_a_little(model) -> None:
 
 @pytest.fixture(scope="module")
 def trained(tiny_llama_dir):
-    model = graft(tiny_llama_dir)
+    model = graft(tiny_llama_dir, level="token")
     _train_a_little(model)
     model.decoding.max_new_tokens = NEW
     return model
@@ -55,7 +55,7 @@ def test_round_trip_same_tensors_and_generations(trained, tiny_llama_dir, tmp_pa
         assert k == k2 and torch.equal(a, b)
     assert loaded.graft_config == trained.graft_config and loaded.decoding == trained.decoding
     ids, mask = prompt_batch(loaded.tokenizer)
-    kwargs = dict(adaptive_temperature={"mode": "token", "choice": "sample"}, do_sample=True,
+    kwargs = dict(adaptive_temperature={"enabled": True, "choice": "sample"}, do_sample=True,
                   sled=True, seed=3, return_records=True)
     a, b = trained.generate(ids, mask, **kwargs), loaded.generate(ids, mask, **kwargs)
     assert torch.equal(a.sequences, b.sequences)
@@ -159,7 +159,7 @@ def test_dtype_and_device_map_pass_through(trained, tmp_path):
     loaded = AugmentedModel.from_pretrained(target, device_map={"": "cpu"}, dtype=torch.bfloat16)
     assert loaded.base.dtype == torch.bfloat16 and loaded.head.mlp[0].weight.dtype == torch.float32
     ids, mask = prompt_batch(loaded.tokenizer)
-    out = loaded.generate(ids, mask, sled=True, adaptive_temperature="token", do_sample=True,
+    out = loaded.generate(ids, mask, sled=True, adaptive_temperature=True, do_sample=True,
                           seed=0, max_new_tokens=NEW, return_records=True)
     assert torch.isfinite(out.sled_layer_weights).all()
     assert out.sequences.shape == (3, ids.shape[1] + NEW)
@@ -188,7 +188,7 @@ def test_device_map_generation_equals_single_device(trained, tmp_path):
         assert lm_head == torch.device("cuda", 1)
     ids, mask = prompt_batch(single.tokenizer)
     for kwargs in ({}, {"sled": True}, {"dola": True},
-                   {"adaptive_temperature": {"mode": "token", "choice": "sample"},
+                   {"adaptive_temperature": {"enabled": True, "choice": "sample"},
                     "do_sample": True, "seed": 1, "top_n_sigma": 1.0}):
         a = single.generate(ids, mask, max_new_tokens=NEW, **kwargs)
         b = sharded.generate(ids, mask, max_new_tokens=NEW, **kwargs)

@@ -153,14 +153,17 @@ def test_repetition_metrics_hand_checked():
 
 
 def test_eval_config_validation():
-    cfg = EvalConfig(task="factor")
-    assert cfg.sled_setting() == (1, -2500.0, True) and cfg.relative_top() == 0.1
+    assert EvalConfig(task="factor").preset_name() == "factor"
     tq = EvalConfig()
-    assert tq.sled_setting() == (10, -100.0, False) and tq.relative_top() == 0.0
+    assert tq.preset_name() == "truthfulqa" and EvalConfig(preset="none").preset_name() is None
+    assert EvalConfig(task="gsm8k").preset_name() is None
+    assert EvalConfig(task="gsm8k", preset="factor").preset_name() == "factor"
     assert tq.prompt_template.startswith("Interpret each question literally")
-    assert tq.prompt_template.count("\nA: ") == 6 and tq.active_modes == ["greedy", "dola", "sled"]
-    assert EvalConfig(task="gsm8k").active_modes[-1] == "composed"
+    assert tq.prompt_template.count("\nA: ") == 6 and tq.active_modes == ["greedy", "sled", "dola"]
+    assert EvalConfig(task="gsm8k").active_modes == [
+        "greedy", "sled", "dola", "top_n_sigma", "adaptive", "composed"]
     for bad in (dict(task="mmlu"), dict(modes=["top_n_sigma"]), dict(on_bad_row="ignore"),
+                dict(preset="halfway"),
                 dict(batch_size=0), dict(template="no placeholder"), dict(modes=["sled", "sled"])):
         with pytest.raises(ConfigError):
             EvalConfig(**bad)

@@ -9,6 +9,7 @@ from toolkit.errors import ConfigError, DataError
 from toolkit.eval import EvalConfig, run_eval
 from toolkit.eval.truthfulqa import mc_metrics
 from toolkit.graft import AugmentedModel
+from toolkit.options import DecodingConfig, SledOptions
 
 TFQA = (
     "Type,Category,Question,Best Answer,Correct Answers,Incorrect Answers,Source\n"
@@ -39,11 +40,13 @@ def _cfg(tmp_path, task, name, text, **kw):
 
 def test_truthfulqa_run_writes_consistent_results(am, tmp_path):
     cfg = _cfg(tmp_path, "truthfulqa", "tqa.csv", TFQA, on_bad_row="skip", batch_size=3,
-               template="Q: {question}\nA:", sled_evolution_scale=50)
-    result = run_eval(am, cfg)
-    assert result["num_items"] == 2 and result["modes"] == ["greedy", "dola", "sled"]
+               template="Q: {question}\nA:")
+    result = run_eval(am, cfg, DecodingConfig(sled=SledOptions(evolution_scale=50)))
+    assert result["num_items"] == 2 and result["modes"] == ["greedy", "sled", "dola"]
     assert result["skipped_rows"][0].endswith("tqa.csv:3: empty Best Answer")
-    assert result["settings"]["op_T"] == 10 and result["settings"]["lower_bound"] == -100.0
+    sled = result["settings"]["sled"]
+    assert (sled["op_T"], sled["evolution_lower_bound"], sled["evolution_scale"]) == (10, -100.0, 50)
+    assert result["settings"]["dola"]["relative_top"] == 0.0
     saved = json.loads((tmp_path / "out" / "results.json").read_text())
     for mode in result["modes"]:
         per_item = [item[mode] for item in saved["items"]]
@@ -56,7 +59,7 @@ def test_truthfulqa_run_writes_consistent_results(am, tmp_path):
             assert saved["totals"][mode][metric] == pytest.approx(mean)
             assert 0.0 <= mean <= 1.0
     report = (tmp_path / "out" / "report.md").read_text()
-    assert "| MC2 |" in report and "| metric | greedy | dola | sled |" in report
+    assert "| MC2 |" in report and "| metric | greedy | sled | dola |" in report
     if importlib.util.find_spec("matplotlib") is None:
         assert "No PNG chart: matplotlib is not installed" in report
     else:
@@ -77,7 +80,9 @@ def test_default_truthfulqa_template_runs(am, tmp_path):
 
 def test_factor_run(am, tmp_path):
     result = run_eval(am, _cfg(tmp_path, "factor", "f.csv", FACTOR))
-    assert result["settings"]["lower_bound"] == -2500.0 and result["settings"]["op_T"] == 1
+    sled = result["settings"]["sled"]
+    assert (sled["evolution_lower_bound"], sled["op_T"], sled["score_log_softmax"]) == (
+        -2500.0, 1, True)
     for mode in ("greedy", "dola", "sled"):
         accs = [item[mode]["accuracy"] for item in result["items"]]
         assert result["totals"][mode]["accuracy"] == pytest.approx(sum(accs) / 2)
@@ -95,8 +100,7 @@ def test_factor_run(am, tmp_path):
 def test_generation_tasks(am, tmp_path, task, line):
     text = json.dumps(line) + "\n" + json.dumps(line) + "\n"
     cfg = _cfg(tmp_path, task, "d.jsonl", text, modes=["greedy", "composed"], batch_size=2)
-    cfg.decoding.max_new_tokens = 6
-    result = run_eval(am, cfg)
+    result = run_eval(am, cfg, DecodingConfig(max_new_tokens=6))
     greedy = [item["greedy"]["reply"] for item in result["items"]]
     assert greedy[0] == greedy[1]  # same prompt, greedy: same reply, batched or not
     for mode in ("greedy", "composed"):
@@ -106,6 +110,16 @@ def test_generation_tasks(am, tmp_path, task, line):
             assert totals["accuracy"] in (0.0, 0.5, 1.0)
     assert result["settings"]["composed"]["sled"]["enabled"] is True
     assert result["settings"]["composed"]["top_n_sigma"]["enabled"] is True
+
+
+@pytest.mark.parametrize("task,name,text", [("factor", "f.csv", FACTOR),
+                                            ("repetition", "r.jsonl", '{"prompt": "Hi"}\n')])
+def test_evolution_scale_above_the_vocabulary_is_rejected_like_generate(am, tmp_path, task,
+                                                                        name, text):
+    too_big = DecodingConfig(sled=SledOptions(evolution_scale=am.vocab_size + 1))
+    with pytest.raises(ConfigError, match=r"sled.evolution_scale=301 is larger than the vocab"):
+        run_eval(am, _cfg(tmp_path, task, name, text), too_big)
+    assert not (tmp_path / "out").exists()
 
 
 def test_run_eval_needs_an_augmented_model(tmp_path):

@@ -5,8 +5,9 @@ import pytest
 import torch
 
 from toolkit.decoding import dola_contrast, layer_divergences, sled_evolve
-from toolkit.eval.scoring import ScoreSettings, encode_pair, score_pairs
+from toolkit.eval.scoring import encode_pair, score_pairs
 from toolkit.graft import AugmentedModel
+from toolkit.options import DecodingConfig, DolaOptions, SledOptions, apply_preset
 
 PAIRS = [
     ("Q: What is the capital of France?\nA:", " Paris."),
@@ -16,10 +17,18 @@ PAIRS = [
     ("Q: Why?\nA:", " Because it is."),
 ]
 # K = V (300) evolves every token of the tiny vocabulary, so no score sits at the lower bound.
-TFQA = ScoreSettings(evolution_rate=2.5, evolution_scale=300, op_T=10, lower_bound=-100.0,
-                     sled_log_softmax=False, relative_top=0.0)
-FACTOR = ScoreSettings(evolution_rate=2.0, evolution_scale=10, op_T=1, lower_bound=-2500.0,
-                       sled_log_softmax=True, relative_top=0.1)
+TFQA = apply_preset(DecodingConfig(sled=SledOptions(evolution_rate=2.5, evolution_scale=300)),
+                    "truthfulqa")
+FACTOR = apply_preset(DecodingConfig(sled=SledOptions(evolution_rate=2.0, evolution_scale=10),
+                                     dola=DolaOptions(relative_top=0.5)), "factor")
+
+
+def test_presets_are_the_reference_protocols():
+    assert (TFQA.sled.op_T, TFQA.sled.evolution_lower_bound, TFQA.sled.score_log_softmax,
+            TFQA.dola.relative_top) == (10, -100.0, False, 0.0)
+    assert (FACTOR.sled.op_T, FACTOR.sled.evolution_lower_bound, FACTOR.sled.score_log_softmax,
+            FACTOR.dola.relative_top) == (1, -2500.0, True, 0.1)
+    assert TFQA.sled.evolution_rate == 2.5 and TFQA.dola.relative_top_value == -1000.0
 
 
 @pytest.fixture(scope="module")
@@ -62,10 +71,11 @@ def test_sled_is_sled_evolve_on_output_hidden_states(am, settings):
     got = score_pairs(am, PAIRS, ["sled"], settings, batch_size=3)["sled"]
     for (prompt, continuation), value in zip(PAIRS, got, strict=True):
         final, early, targets = _direct(am, prompt, continuation)
-        evolved = sled_evolve(final, early, evolution_rate=settings.evolution_rate,
-                              evolution_scale=settings.evolution_scale,
-                              evolution_lower_bound=settings.lower_bound, op_T=settings.op_T)
-        if settings.sled_log_softmax:
+        sled = settings.sled
+        evolved = sled_evolve(final, early, evolution_rate=sled.evolution_rate,
+                              evolution_scale=sled.evolution_scale,
+                              evolution_lower_bound=sled.evolution_lower_bound, op_T=sled.op_T)
+        if sled.score_log_softmax:
             evolved = evolved.log_softmax(-1)
         expected = evolved[torch.arange(len(targets)), targets].sum()
         assert value == pytest.approx(float(expected), rel=1e-6, abs=1e-3)
@@ -77,9 +87,10 @@ def test_dola_matches_direct_contrast(am, settings):
     got = score_pairs(am, PAIRS, ["dola"], settings, batch_size=2)["dola"]
     for (prompt, continuation), value in zip(PAIRS, got, strict=True):
         final, early, targets = _direct(am, prompt, continuation)
-        if settings.relative_top > 0:
-            contrast, _ = dola_contrast(final, early, relative_top=settings.relative_top)
-            contrast = torch.where(contrast == -torch.inf, settings.relative_top_value, contrast)
+        dola = settings.dola
+        if dola.relative_top > 0:
+            contrast, _ = dola_contrast(final, early, relative_top=dola.relative_top)
+            contrast = torch.where(contrast == -torch.inf, dola.relative_top_value, contrast)
         else:
             j = layer_divergences(final, early).argmax(-1)
             contrast = final.log_softmax(-1) - early[torch.arange(len(j)), j].log_softmax(-1)

@@ -76,7 +76,7 @@ def test_streamer_and_no_leftover_hooks(tiny_llama_dir):
             self.chunks.append("end")
 
     streamer = Collect()
-    out = model.generate(ids, mask, sled=True, adaptive_temperature="token", streamer=streamer,
+    out = model.generate(ids, mask, sled=True, adaptive_temperature=True, streamer=streamer,
                          max_new_tokens=4)
     streamed = [t for chunk in streamer.chunks[1:-1] for t in chunk]
     assert streamed == out[0, ids.shape[1]:].tolist()

@@ -58,10 +58,12 @@ def test_pairs_records_and_batching(model, tmp_path, monkeypatch):
         assert rec["metadata"]["temperatures"] == [0.0, 0.2, 0.4, 0.6, 0.8, 1.0]
 
 
-def test_token_mode_records_a_temperature_per_token(model, tmp_path):
+def test_token_level_head_records_a_temperature_per_token(tiny_llama_dir, tmp_path):
+    torch.manual_seed(0)
+    model = AugmentedModel.graft(tiny_llama_dir, GraftConfig(head=HeadConfig(hidden_size=16,
+                                                                             level="token")))
     out = tmp_path / "pairs.jsonl"
-    collect.collect_pairs(model, PROMPTS, _config(mode="token", max_new_tokens=8), out,
-                          progress=False)
+    collect.collect_pairs(model, PROMPTS, _config(max_new_tokens=8), out, progress=False)
     taus = [t for rec in pairs.read_pairs(out) for t in (rec["chosen_tau"], rec["rejected_tau"])]
     assert any(len(set(t)) > 1 for t in taus)
 

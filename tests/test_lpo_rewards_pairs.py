@@ -131,7 +131,6 @@ def test_read_pairs_checks_fields(tmp_path):
         (lambda: RewardConfig(kind="function", function="nocolon"), "reward.function"),
         (lambda: RewardConfig(kind="reward_model"), "reward.model_path"),
         (lambda: CollectConfig(num_replies=1), "collect.num_replies"),
-        (lambda: CollectConfig(mode="word"), "collect.mode"),
         (lambda: TrainConfig(loss="dpo"), "train.loss"),
         (lambda: TrainConfig(beta=0.0), "train.beta"),
         (lambda: TrainerConfig(strategy="deepspeed"), "trainer.strategy"),

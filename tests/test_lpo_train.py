@@ -27,12 +27,12 @@ def _model(path, level="sequence"):
 
 @pytest.fixture(scope="module")
 def pairs_file(tiny_llama_dir, tmp_path_factory):
-    model = _model(tiny_llama_dir)
+    model = _model(tiny_llama_dir, "token")
     gen = torch.Generator().manual_seed(1)
     prompts = [{"id": str(i), "prompt_ids": torch.randint(3, 300, (3 + i % 3,), generator=gen).tolist()}
                for i in range(16)]
     out = tmp_path_factory.mktemp("pairs") / "pairs.jsonl"
-    config = CollectConfig(num_replies=4, prompts_per_batch=16, max_new_tokens=5, mode="token")
+    config = CollectConfig(num_replies=4, prompts_per_batch=16, max_new_tokens=5)
     stats = collect_pairs(model, prompts, config, out, reward=by_sum, progress=False)
     assert stats.pairs == 16
     return out

@@ -13,9 +13,7 @@ decoding:
   top_n_sigma: 1.5
   sled: {evolution_rate: 2.5}
   dola: {enabled: false, relative_top: 0.2}
-eval:
-  decoding:
-    top_n_sigma: 2
+  adaptive_temperature: {choice: sample}
 """
 
 
@@ -31,7 +29,8 @@ def test_mapping_means_enabled_and_flat_top_n_sigma(recipe):
     assert (r.decoding.top_n_sigma.enabled, r.decoding.top_n_sigma.n) == (True, 1.5)
     assert (r.decoding.sled.enabled, r.decoding.sled.evolution_rate) == (True, 2.5)
     assert (r.decoding.dola.enabled, r.decoding.dola.relative_top) == (False, 0.2)
-    assert (r.eval.decoding.top_n_sigma.enabled, r.eval.decoding.top_n_sigma.n) == (True, 2.0)
+    assert (r.decoding.adaptive_temperature.enabled, r.decoding.adaptive_temperature.choice) == (
+        True, "sample")
 
 
 def test_overrides_of_whole_sections_and_of_fields(recipe):

@@ -64,7 +64,8 @@ def test_quickstart_is_tiny_synthetic_cpu():
     assert recipe.model.tiny == "llama" and recipe.data.prompts is None
     assert recipe.trainer.accelerator == "cpu"
     d = recipe.decoding
-    assert d.sled.enabled and d.top_n_sigma.enabled and d.adaptive_temperature.mode == "sequence"
+    assert d.sled.enabled and d.top_n_sigma.enabled and d.adaptive_temperature.enabled
+    assert recipe.graft.head.level == "sequence"
 
 
 def test_interpolation_follows_run_name(tiny_recipe):
@@ -130,6 +131,29 @@ def test_wrong_type_names_key_and_expected_type(tiny_recipe):
     assert "expected float" in error_of(tiny_recipe, ["graft.head.temperatures=[0.1,x]"])
     assert "expected bool" in error_of(tiny_recipe, ["decoding.do_sample=maybe"])
     assert "list of str" in error_of(tiny_recipe, ["generate.prompts=hello"])
+
+
+@pytest.mark.parametrize("old, new", [
+    ("eval.sled_evolution_rate=2.5", "decoding.sled.evolution_rate"),
+    ("eval.sled_evolution_scale=75", "decoding.sled.evolution_scale"),
+    ("eval.sled_op_T=3", "decoding.sled.op_T"),
+    ("eval.dola_relative_top=0.2", "decoding.dola.relative_top"),
+    ("eval.decoding.max_new_tokens=6", "set decoding"),
+    ("bench.evolution_rate=2.0", "decoding.sled.evolution_rate"),
+    ("bench.top_n_sigma=1.5", "decoding.top_n_sigma.n"),
+    ("collect.mode=token", "graft.head.level"),
+    ("decoding.adaptive_temperature.mode=token", "decoding.adaptive_temperature.enabled"),
+])
+def test_moved_keys_name_their_new_home(tiny_recipe, old, new):
+    message = error_of(tiny_recipe, [old])
+    assert f"'{old.split('=')[0].rsplit('.max_new_tokens')[0]}'" in message
+    assert "has moved" in message and new in message
+
+
+def test_moved_key_in_a_recipe_file_names_the_line(tmp_path):
+    path = write(tmp_path, "model: {tiny: llama}\neval:\n  sled_evolution_scale: 75\n")
+    assert error_of(path) == (f"'eval.sled_evolution_scale' in {path}:3 has moved: set "
+                              "decoding.sled.evolution_scale")
 
 
 def test_out_of_range(tiny_recipe):

@@ -40,3 +40,22 @@ def check_range(key: str, value, *, low=None, high=None, low_open=False) -> None
         hi = "" if high is None else f"<= {high}"
         bounds = " and ".join(b for b in (lo, hi) if b)
         raise ConfigError(f"{key}={value!r} is out of range; it must be {bounds}")
+
+
+LAYER_BUCKETS = ("all", "low", "high")
+
+
+def check_layers(key: str, layers) -> None:
+    """Candidate layers are 'all', 'low', 'high' or a non-empty list of distinct ints >= 0."""
+    if layers is None or (isinstance(layers, str) and layers in LAYER_BUCKETS):
+        return
+    if isinstance(layers, str):
+        check_choice(key, layers, LAYER_BUCKETS + ("a list of layer indices",))
+    items = list(layers)
+    if not items or any(isinstance(i, bool) or not isinstance(i, int) or i < 0 for i in items):
+        raise ConfigError(
+            f"{key}={items!r} is not allowed; give 'all', 'low', 'high' or a non-empty list "
+            "of layer indices >= 0"
+        )
+    if len(set(items)) != len(items):
+        raise ConfigError(f"{key}={items!r} repeats a layer; list each layer once")

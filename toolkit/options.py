@@ -2,6 +2,10 @@
 
 Every dataclass validates itself in `__post_init__`, so a bad value fails as soon as a recipe is
 turned into objects, naming the key and the allowed values, before any model loads.
+
+`DecodingConfig` has one field per registered decoding method (`toolkit.methods`), holding that
+method's options, followed by the plain knobs (sampling, temperature, top-k, ...). Eval and bench
+derive their modes and task presets from it with `mode_decoding` and `apply_preset`.
 """
 
 from __future__ import annotations
@@ -10,33 +14,30 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
-from toolkit.errors import ConfigError, check_choice, check_range
+from toolkit import methods
+from toolkit.errors import LAYER_BUCKETS, ConfigError, check_choice, check_layers, check_range
+from toolkit.methods.adaptive import AdaptiveOptions
+from toolkit.methods.dola import DolaOptions
+from toolkit.methods.sled import SledOptions
+from toolkit.methods.top_n_sigma import TopNSigmaOptions
 
-LAYER_BUCKETS = ("all", "low", "high")
-ADAPTIVE_MODES = ("off", "sequence", "token")
-ADAPTIVE_CHOICES = ("argmax", "sample")
 HEAD_LEVELS = ("sequence", "token")
 
-
-def check_layers(key: str, layers: Any) -> None:
-    """Candidate layers are 'all', 'low', 'high' or a non-empty list of distinct ints >= 0."""
-    if layers is None or (isinstance(layers, str) and layers in LAYER_BUCKETS):
-        return
-    if isinstance(layers, str):
-        check_choice(key, layers, LAYER_BUCKETS + ("a list of layer indices",))
-    items = list(layers)
-    if not items or any(isinstance(i, bool) or not isinstance(i, int) or i < 0 for i in items):
-        raise ConfigError(
-            f"{key}={items!r} is not allowed; give 'all', 'low', 'high' or a non-empty list "
-            "of layer indices >= 0"
-        )
-    if len(set(items)) != len(items):
-        raise ConfigError(f"{key}={items!r} repeats a layer; list each layer once")
+__all__ = [
+    "HEAD_LEVELS", "LAYER_BUCKETS", "AdaptiveOptions", "DecodingConfig", "DolaOptions",
+    "GraftConfig", "HeadConfig", "SledOptions", "TopNSigmaOptions", "apply_preset",
+    "check_layers", "describe", "mode_decoding", "with_overrides",
+]
 
 
 @dataclass
 class HeadConfig:
-    """AdaptiveDecoder head (docs/methods.md section 5)."""
+    """AdaptiveDecoder head: an MLP over the last hidden state choosing from `temperatures`.
+
+    `level` is set here once: "sequence" (one temperature per reply, from the last prompt
+    token) or "token" (a new temperature at every step). Collection, training and the
+    adaptive-temperature decoding all follow it.
+    """
 
     hidden_size: int = 2048
     temperatures: list[float] = field(default_factory=lambda: [0.0, 0.2, 0.4, 0.6, 0.8, 1.0])
@@ -63,80 +64,11 @@ class GraftConfig:
         check_layers("graft.layers", self.layers)
 
 
-@dataclass
-class SledOptions:
-    """SLED (docs/methods.md section 2). `layers=None` uses the graft's candidate layers."""
-
-    enabled: bool = False
-    evolution_rate: float = 2.0
-    evolution_scale: int = 10
-    evolution_lower_bound: float = -1000.0
-    op_T: int = 1
-    layers: Any = None
+class _DecodingChecks:
+    """Validation shared by the generated `DecodingConfig` class."""
 
     def __post_init__(self) -> None:
-        check_range("sled.evolution_rate", self.evolution_rate, low=0.0, low_open=True)
-        check_range("sled.evolution_scale", self.evolution_scale, low=1)
-        check_range("sled.op_T", self.op_T, low=1)
-        check_layers("sled.layers", self.layers)
-
-
-@dataclass
-class DolaOptions:
-    """DoLa (docs/methods.md section 3). `layers=None` uses the graft's candidate layers."""
-
-    enabled: bool = False
-    relative_top: float = 0.1
-    layers: Any = None
-
-    def __post_init__(self) -> None:
-        check_range("dola.relative_top", self.relative_top, low=0.0, high=1.0, low_open=True)
-        check_layers("dola.layers", self.layers)
-
-
-@dataclass
-class TopNSigmaOptions:
-    """Top-n-sigma (docs/methods.md section 4)."""
-
-    enabled: bool = False
-    n: float = 1.0
-
-
-@dataclass
-class AdaptiveOptions:
-    """Adaptive temperature from the head: off, per reply (sequence) or per token."""
-
-    mode: str = "off"
-    choice: str = "argmax"
-
-    def __post_init__(self) -> None:
-        check_choice("adaptive_temperature.mode", self.mode, ADAPTIVE_MODES)
-        check_choice("adaptive_temperature.choice", self.choice, ADAPTIVE_CHOICES)
-
-
-@dataclass
-class DecodingConfig:
-    """One typed config for `AugmentedModel.generate`.
-
-    Composition order: SLED or DoLa on raw logits -> repetition penalty -> temperature (fixed
-    or adaptive) -> top-n-sigma -> top-k -> top-p -> sample (or argmax when do_sample is off).
-    """
-
-    sled: SledOptions = field(default_factory=SledOptions)
-    dola: DolaOptions = field(default_factory=DolaOptions)
-    top_n_sigma: TopNSigmaOptions = field(default_factory=TopNSigmaOptions)
-    adaptive_temperature: AdaptiveOptions = field(default_factory=AdaptiveOptions)
-    do_sample: bool = False
-    temperature: float = 1.0
-    top_k: Optional[int] = None
-    top_p: float = 1.0
-    repetition_penalty: float = 1.0
-    max_new_tokens: int = 32
-    seed: Optional[int] = None
-
-    def __post_init__(self) -> None:
-        if self.sled.enabled and self.dola.enabled:
-            raise ConfigError("sled.enabled and dola.enabled are both true; enable at most one")
+        methods.check_exclusive(self)
         check_range("temperature", self.temperature, low=0.0)
         if self.top_k is not None:
             check_range("top_k", self.top_k, low=1)
@@ -145,22 +77,47 @@ class DecodingConfig:
         check_range("max_new_tokens", self.max_new_tokens, low=1)
 
 
-_SHORTHAND = {
-    "sled": (SledOptions, "enabled"),
-    "dola": (DolaOptions, "enabled"),
-    "top_n_sigma": (TopNSigmaOptions, "n"),
-    "adaptive_temperature": (AdaptiveOptions, "mode"),
-}
+_PLAIN_FIELDS: list[tuple[str, Any, Any]] = [
+    ("do_sample", bool, False),
+    ("temperature", float, 1.0),
+    ("top_k", Optional[int], None),
+    ("top_p", float, 1.0),
+    ("repetition_penalty", float, 1.0),
+    ("max_new_tokens", int, 32),
+    ("seed", Optional[int], None),
+]
+
+DecodingConfig = dataclasses.make_dataclass(
+    "DecodingConfig",
+    [(m.name, m.options, field(default_factory=m.options)) for m in methods.all_methods()]
+    + [(name, tp, field(default=default)) for name, tp, default in _PLAIN_FIELDS],
+    bases=(_DecodingChecks,),
+    namespace={"__module__": __name__},
+)
+DecodingConfig.__doc__ = f"""One typed config for `AugmentedModel.generate`.
+
+Method sections (one per registered method, each with `enabled`):
+{", ".join(m.name for m in methods.all_methods())}. Composition order: the "logits" method
+(SLED or DoLa) on raw logits -> repetition penalty -> temperature (fixed or adaptive) ->
+top-n-sigma -> top-k -> top-p -> sample (or argmax when do_sample is off).
+"""
 
 
 def with_overrides(config: Optional[DecodingConfig] = None, **overrides: Any) -> DecodingConfig:
-    """A copy of `config` (default: DecodingConfig()) with keyword overrides applied.
+    """A copy of `config` with keyword overrides applied.
 
-    Flat keys (`do_sample`, `temperature`, ...) replace values. A method key takes its options
-    object, a dict of its fields (enabled unless it holds `enabled: False`), or a shorthand:
-    `sled=True`, `dola=True`,
-    `top_n_sigma=1.5` (enables it with n=1.5; `None`/`False` disables it),
-    `adaptive_temperature="token"`. Unknown keys raise ConfigError naming the valid ones.
+    Args:
+        config: the starting point (default: `DecodingConfig()`).
+        **overrides: flat keys (`do_sample`, `temperature`, ...) replace values. A method key
+            takes its options object, a dict of its fields (enabled unless it holds
+            `enabled: False`), or a shorthand: `True`/`False`/`None` switch it on or off; a
+            number sets its shorthand field and switches it on (`top_n_sigma=1.5`).
+
+    Returns:
+        The new `DecodingConfig` (validated).
+
+    Raises:
+        ConfigError: an unknown key or option field, naming the valid ones.
     """
     config = config or DecodingConfig()
     valid = [f.name for f in dataclasses.fields(DecodingConfig)]
@@ -168,37 +125,76 @@ def with_overrides(config: Optional[DecodingConfig] = None, **overrides: Any) ->
     for key, value in overrides.items():
         if key not in valid:
             raise ConfigError(f"unknown decoding option {key!r}; valid options: {', '.join(valid)}")
-        if key in _SHORTHAND:
-            value = _method_options(key, getattr(config, key), value)
+        if key in {m.name for m in methods.all_methods()}:
+            value = _method_options(methods.get(key), getattr(config, key), value)
         changes[key] = value
     return dataclasses.replace(config, **changes)
 
 
-def method_dict(key: str, value: dict[str, Any], current: Any = None) -> dict[str, Any]:
-    """A method's options given as a dict mean "enabled" unless the dict says `enabled: false`
-    (`sled={"evolution_rate": 2.5}` turns SLED on). `adaptive_temperature` has a `mode` instead:
-    a dict that leaves it "off" must name it."""
-    if key != "adaptive_temperature":
-        return {"enabled": True, **value}
-    if "mode" not in value and getattr(current, "mode", "off") == "off":
-        raise ConfigError(
-            f"adaptive_temperature={dict(value)!r} names no mode; add mode: sequence or token"
-        )
-    return dict(value)
-
-
-def _method_options(key: str, current: Any, value: Any) -> Any:
-    cls, main_field = _SHORTHAND[key]
-    if isinstance(value, cls):
+def _method_options(method: methods.DecodingMethod, current: Any, value: Any) -> Any:
+    if isinstance(value, method.options):
         return value
     if isinstance(value, dict):
-        return dataclasses.replace(current, **method_dict(key, value, current))
-    if key == "top_n_sigma":
-        if value is None or value is False:
-            return dataclasses.replace(current, enabled=False)
-        if value is True:
-            return dataclasses.replace(current, enabled=True)
-        return dataclasses.replace(current, enabled=True, n=float(value))
-    if key == "adaptive_temperature":
-        return dataclasses.replace(current, mode="off" if value in (None, False) else value)
-    return dataclasses.replace(current, **{main_field: bool(value)})
+        names = [f.name for f in dataclasses.fields(method.options)]
+        unknown = [k for k in value if k not in names]
+        if unknown:
+            raise ConfigError(_unknown_field(method.name, unknown[0], names))
+        return dataclasses.replace(current, **{"enabled": True, **value})
+    if value is None or isinstance(value, bool):
+        return dataclasses.replace(current, enabled=bool(value))
+    if method.shorthand and isinstance(value, (int, float)):
+        return dataclasses.replace(current, enabled=True, **{method.shorthand: float(value)})
+    if method.name == "adaptive_temperature" and value in ("off", "sequence", "token"):
+        raise ConfigError(_unknown_field(method.name, "mode", []))
+    raise ConfigError(
+        f"{method.name}={value!r} is not allowed; give True/False, a dict of "
+        f"{method.options.__name__} fields or a {method.options.__name__}"
+    )
+
+
+def _unknown_field(section: str, key: str, names: list[str]) -> str:
+    if section == "adaptive_temperature" and key == "mode":
+        return ("adaptive_temperature 'mode' has moved: switch the head's temperature on with "
+                "adaptive_temperature.enabled=true; its level (sequence/token) is the head's "
+                "own, graft.head.level")
+    return f"unknown {section} option {key!r}; valid: {', '.join(names)}"
+
+
+def mode_decoding(base: DecodingConfig, mode: str) -> DecodingConfig:
+    """The decoding config of one eval/bench mode, derived from `base`.
+
+    Args:
+        base: the recipe's decoding options (method settings, max_new_tokens, seed, ...).
+        mode: "greedy" (every method off, no sampling), a method's mode name (that method
+            alone), or "composed" (SLED + top-n-sigma + adaptive temperature, sampling).
+
+    Returns:
+        `base` with every method switched off but the mode's own; modes whose methods sample
+        get do_sample=True and a fixed seed (base.seed, else 0).
+    """
+    off = {m.name: dataclasses.replace(getattr(base, m.name), enabled=False)
+           for m in methods.all_methods()}
+    plain = dataclasses.replace(base, **off)
+    if mode == methods.GREEDY:
+        return dataclasses.replace(plain, do_sample=False)
+    names = methods.COMPOSED_METHODS if mode == methods.COMPOSED else (methods.get(mode).name,)
+    on = {n: dataclasses.replace(getattr(base, n), enabled=True) for n in names}
+    changes: dict[str, Any] = dict(on)
+    if any(methods.get(n).samples for n in names):
+        changes.update(do_sample=True, seed=0 if base.seed is None else base.seed)
+    return dataclasses.replace(plain, **changes)
+
+
+def apply_preset(base: DecodingConfig, preset: str) -> DecodingConfig:
+    """`base` with every method's values for the named preset (methods without it unchanged)."""
+    changes = {m.name: dataclasses.replace(getattr(base, m.name), **m.presets[preset])
+               for m in methods.all_methods() if preset in m.presets}
+    return dataclasses.replace(base, **changes)
+
+
+def describe(decoding: DecodingConfig) -> str:
+    """One line naming the enabled methods and greedy/sampling, e.g. 'SLED alpha=2 K=10 +
+    sampling'."""
+    parts = [m.label(getattr(decoding, m.name)) for m in methods.active(decoding)]
+    parts.append("sampling" if decoding.do_sample else "greedy")
+    return " + ".join(parts)

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from toolkit import methods
 from toolkit.errors import ConfigError, check_choice, check_range
 
-# `sled` expands to one mode per K in `sled_ks` (sled_k10, sled_k50, ...); greedy and the
-# compute floor are always measured, since every ratio is taken against them.
-MODE_CHOICES = ("greedy", "floor", "sled", "dola", "top_n_sigma", "adaptive", "composed")
+# greedy, the compute floor, then one mode per registered method and composed (see
+# `toolkit.methods`). `sled` expands to one mode per K in `sled_ks` (sled_k10, sled_k50, ...);
+# greedy and the floor are always measured, since every ratio is taken against them.
+FLOOR = "floor"
+MODE_CHOICES = (methods.GREEDY, FLOOR, *methods.generation_modes()[1:])
 
 
 @dataclass
@@ -18,6 +21,8 @@ class BenchConfig:
     Every repeat runs every (batch size, mode) once, the mode order rotating from repeat to
     repeat; the reported numbers are medians over `repeats` after `warmup` untimed rounds.
     Prefill = time to the first new token; decode = per-token time of the remaining tokens.
+    The methods' settings (SLED's rate, top-n-sigma's n, ...) come from the recipe's
+    `decoding` section; `sled_ks` sweeps SLED's evolution_scale.
     """
 
     batch_sizes: list[int] = field(default_factory=lambda: [1, 8])
@@ -27,8 +32,6 @@ class BenchConfig:
     warmup: int = 1
     modes: list[str] = field(default_factory=list)
     sled_ks: list[int] = field(default_factory=lambda: [10, 50])
-    evolution_rate: float = 2.0
-    top_n_sigma: float = 1.0
     seed: int = 0
     output_dir: str = "bench_out"
     plot: bool = True
@@ -47,7 +50,6 @@ class BenchConfig:
             check_choice("bench.modes", mode, MODE_CHOICES)
         for k in self.sled_ks:
             check_range("bench.sled_ks", k, low=1)
-        check_range("bench.evolution_rate", self.evolution_rate, low=0.0, low_open=True)
 
     def mode_names(self) -> list[str]:
         """Concrete mode names in measuring order (greedy and floor first)."""

@@ -20,34 +20,28 @@ import torch
 from tqdm.auto import tqdm
 from transformers import LogitsProcessorList
 
-from toolkit.bench.config import BenchConfig
+from toolkit import methods
+from toolkit.bench.config import FLOOR, BenchConfig
 from toolkit.bench.measure import FloorProcessor, PeakMemory, StepTimer
 from toolkit.bench.table import markdown_table, plot
 from toolkit.errors import ConfigError
-from toolkit.options import DecodingConfig, with_overrides
+from toolkit.options import DecodingConfig, mode_decoding
 
 
-def mode_decoding(name: str, config: BenchConfig) -> DecodingConfig:
-    """The decoding config of a bench mode (the floor decodes greedily)."""
-    base = DecodingConfig(max_new_tokens=config.new_tokens, seed=config.seed)
-    sled = {"enabled": True, "evolution_rate": config.evolution_rate}
-    composed_k = config.sled_ks[0] if config.sled_ks else 10
+def bench_decoding(name: str, config: BenchConfig, decoding: DecodingConfig) -> DecodingConfig:
+    """The decoding config of a bench mode: `toolkit.options.mode_decoding` of the recipe's
+    options with the bench's token count and seed (`sled_kN`: SLED with K = N; the floor
+    decodes greedily)."""
+    base = dataclasses.replace(decoding, max_new_tokens=config.new_tokens, seed=config.seed)
     if name.startswith("sled_k"):
-        return with_overrides(base, sled=dict(sled, evolution_scale=int(name[6:])))
-    table: dict[str, dict[str, Any]] = {
-        "greedy": {}, "floor": {}, "dola": dict(dola=True),
-        "top_n_sigma": dict(top_n_sigma=config.top_n_sigma, do_sample=True),
-        "adaptive": dict(adaptive_temperature="token", do_sample=True),
-        "composed": dict(sled=dict(sled, evolution_scale=composed_k),
-                         top_n_sigma=config.top_n_sigma, adaptive_temperature="token",
-                         do_sample=True),
-    }
-    return with_overrides(base, **table[name])
+        sled = dataclasses.replace(base.sled, evolution_scale=int(name[len("sled_k"):]))
+        return mode_decoding(dataclasses.replace(base, sled=sled), "sled")
+    return mode_decoding(base, methods.GREEDY if name == FLOOR else name)
 
 
 def _generate(am: Any, name: str, decoding: DecodingConfig, ids: torch.Tensor,
               mask: torch.Tensor, timer: StepTimer) -> None:
-    if name != "floor":
+    if name != FLOOR:
         am.generate(ids, attention_mask=mask, decoding=decoding, streamer=timer)
         return
     processors = LogitsProcessorList([FloorProcessor(am.tap)])
@@ -114,13 +108,28 @@ def _model_info(am: Any) -> dict[str, Any]:
             "device": str(am.base.device)}
 
 
-def run_bench(model: Any, config: BenchConfig) -> dict[str, Any]:
-    """Time every mode of `config` on `model` (an AugmentedModel); write JSON, table, plot."""
-    if not all(hasattr(model, a) for a in ("base", "tap", "generate", "vocab_size")):
+def run_bench(model: Any, config: BenchConfig,
+              decoding: DecodingConfig | None = None) -> dict[str, Any]:
+    """Time every mode of `config` on `model` side by side; write JSON, table and plot.
+
+    Args:
+        model: an AugmentedModel.
+        config: batch sizes, lengths, repeats, modes, SLED's K sweep, output folder.
+        decoding: the methods' settings (the recipe's `decoding` section; default: the
+            model's own `model.decoding`).
+
+    Returns:
+        The results (also in `config.output_dir/bench.json`): config, model, rows (median
+        timings and ratios per batch size and mode), schedule, samples, files.
+    """
+    if not all(hasattr(model, a) for a in ("base", "tap", "generate", "check_decoding")):
         raise ConfigError(f"run_bench needs an AugmentedModel (got {type(model).__name__}); "
                           "graft the base model first with AugmentedModel.graft(model)")
     names = config.mode_names()
-    decodings = {m: mode_decoding(m, config) for m in names}
+    decoding = decoding or model.decoding
+    decodings = {m: bench_decoding(m, config, decoding) for m in names}
+    for options in decodings.values():
+        model.check_decoding(options)
     device = model.base.device
     prompts = _prompts(model, config, device)
     memory = PeakMemory(device)

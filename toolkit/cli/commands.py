@@ -74,7 +74,7 @@ def cmd_run(recipe: Recipe) -> None:
 def cmd_eval(recipe: Recipe) -> None:
     from toolkit.eval.run import run_eval
 
-    result = run_eval(load_model(recipe.model, recipe.graft), recipe.eval)
+    result = run_eval(load_model(recipe.model, recipe.graft), recipe.eval, recipe.decoding)
     print(f"wrote {result['num_items']} scored items to {recipe.eval.output_dir}")
     for mode, totals in result["totals"].items():
         figures = ", ".join(f"{k} {v:.4f}" for k, v in totals.items() if isinstance(v, float))
@@ -84,5 +84,5 @@ def cmd_eval(recipe: Recipe) -> None:
 def cmd_bench(recipe: Recipe) -> None:
     from toolkit.bench.run import run_bench
 
-    run_bench(load_model(recipe.model, recipe.graft), recipe.bench)
+    run_bench(load_model(recipe.model, recipe.graft), recipe.bench, recipe.decoding)
     print(f"wrote the benchmark table, JSON and plot to {recipe.bench.output_dir}")

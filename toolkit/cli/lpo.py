@@ -15,7 +15,7 @@ from toolkit.errors import DataError
 from toolkit.lpo import synthetic
 from toolkit.lpo.collect import collect_pairs
 from toolkit.lpo.train import train_head
-from toolkit.options import DecodingConfig
+from toolkit.options import DecodingConfig, describe
 from toolkit.recipes.models import load_model
 from toolkit.recipes.schema import Recipe
 
@@ -132,7 +132,7 @@ def _synthetic_samples(model: Any, records: list, recipe: Recipe) -> None:
     picks = [next(r for r in records if r["kind"] == kind) for kind in synthetic.KINDS]
     ids = torch.tensor([r["prompt_ids"] for r in picks])
     out = model.generate(ids, decoding=recipe.decoding, return_records=True)
-    say(f"samples ({_describe(recipe)}):")
+    say(f"samples ({describe(recipe.decoding)}):")
     new = out.sequences[:, ids.shape[1] :].tolist()
     for i, record in enumerate(picks):
         same = synthetic.match_fraction(new[i], record["greedy_ids"])
@@ -147,7 +147,7 @@ def _text_samples(model: Any, recipe: Recipe) -> None:
     prompts = recipe.generate.prompts or [
         r["prompt"] for r in prompts_and_reward(model, recipe)[0][:2]
     ]
-    say(f"[5/5] samples ({_describe(recipe)}):")
+    say(f"[5/5] samples ({describe(recipe.decoding)}):")
     for prompt, text in zip(
         prompts, complete(model, prompts, recipe.decoding, recipe.generate.batch_size), strict=True
     ):
@@ -158,18 +158,3 @@ def _first_temperature(out: Any, row: int) -> str:
     if out.temperature is None:
         return "fixed"
     return f"{float(out.temperature[row, 0]):g}"
-
-
-def _describe(recipe: Recipe) -> str:
-    d = recipe.decoding
-    parts = []
-    if d.sled.enabled:
-        parts.append(f"SLED alpha={d.sled.evolution_rate:g} K={d.sled.evolution_scale}")
-    if d.dola.enabled:
-        parts.append("DoLa")
-    if d.top_n_sigma.enabled:
-        parts.append(f"top-n-sigma n={d.top_n_sigma.n:g}")
-    if d.adaptive_temperature.mode != "off":
-        parts.append(f"adaptive temperature ({d.adaptive_temperature.mode})")
-    parts.append("sampling" if d.do_sample else "greedy")
-    return " + ".join(parts)

@@ -3,8 +3,8 @@
 Shapes: B batch rows, N early layers, V vocabulary, K = SLED's evolution_scale, G temperatures.
 """
 
-from toolkit.decoding.dola import dola_contrast, layer_divergences
-from toolkit.decoding.sled import SledResult, sled_details, sled_evolve
+from toolkit.decoding.dola import dola_contrast, dola_values, layer_divergences
+from toolkit.decoding.sled import SledResult, sled_details, sled_evolve, sled_scores
 from toolkit.decoding.temperature import apply_temperature, sample_tokens, temperature_log_probs
 from toolkit.decoding.top_n_sigma import top_n_sigma
 
@@ -12,10 +12,12 @@ __all__ = [
     "SledResult",
     "apply_temperature",
     "dola_contrast",
+    "dola_values",
     "layer_divergences",
     "sample_tokens",
     "sled_details",
     "sled_evolve",
+    "sled_scores",
     "temperature_log_probs",
     "top_n_sigma",
 ]

@@ -63,3 +63,25 @@ def dola_contrast(
     contrast = (log_final - log_premature).clamp_max(torch.finfo(final_logits.dtype).max)
     out = torch.where(keep, contrast, torch.full_like(contrast, float("-inf")))
     return out.to(final_logits.dtype), chosen
+
+
+def dola_values(
+    final_logits: torch.Tensor, early_logits: torch.Tensor, *, relative_top: float = 0.1,
+    filtered_value: float = float("-inf"),
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """DoLa contrast (B, V) and the chosen layer (B,), for generation and for scoring.
+
+    relative_top in (0, 1] filters as `dola_contrast` does, the filtered tokens getting
+    `filtered_value` (-inf for generation; the reference scores them -1000 so sums stay
+    finite); relative_top = 0 keeps every token: log_softmax(z_N) - log_softmax(z_j).
+    """
+    if relative_top > 0:
+        out, chosen = dola_contrast(final_logits, early_logits, relative_top=relative_top)
+        if filtered_value != float("-inf"):
+            out = out.masked_fill(out == float("-inf"), filtered_value)
+        return out, chosen
+    check_layer_logits(final_logits, early_logits)
+    chosen = layer_divergences(final_logits, early_logits).argmax(-1)
+    premature = early_logits[torch.arange(early_logits.shape[0], device=chosen.device), chosen]
+    out = final_logits.float().log_softmax(-1) - premature.float().log_softmax(-1)
+    return out.to(final_logits.dtype), chosen

@@ -1,11 +1,13 @@
 """`EvalConfig`: what `run_eval` reads, scores and writes (an OmegaConf structured schema).
 
-Scoring settings left as `None` take the task's reference default (docs/methods.md sections 2-3):
-TruthfulQA MC scores SLED with op_T=10, lower bound -100 and the raw evolved value; FACTOR with
-op_T=1, lower bound -2500 and log_softmax of the evolved logits. DoLa's relative-top filter is
-off for TruthfulQA MC (the reference `tfqa_mc_eval.py` default `--relative_top 0.0`) and 0.1 for
-FACTOR; filtered tokens score `dola_relative_top_value` (-1000, the reference value) instead of
--inf, so sums stay finite.
+The method settings (SLED's rate and K, DoLa's relative top, ...) are the recipe's `decoding`
+section, the same options `generate` uses. A task's reference protocol is a named preset of
+those options (`toolkit.methods`; `eval.preset`, default: the task's own): TruthfulQA MC scores
+SLED with op_T=10, lower bound -100 and the raw evolved value, and DoLa without the
+relative-top filter (the reference `tfqa_mc_eval.py` default `--relative_top 0.0`); FACTOR
+scores SLED with op_T=1, lower bound -2500 and log_softmax of the evolved logits, DoLa with
+relative top 0.1. Filtered tokens score `decoding.dola.relative_top_value` (-1000, the
+reference value) instead of -inf, so sums stay finite.
 
 DoLa and SLED scoring use the model's grafted candidate layers (`graft.layers`: 'all' by
 default; the DoLa paper contrasts with the 'high' bucket on TruthfulQA).
@@ -16,15 +18,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Optional
 
+from toolkit import methods
 from toolkit.errors import ConfigError, check_choice, check_range
-from toolkit.options import DecodingConfig
 
 TASKS = ("truthfulqa", "factor", "gsm8k", "strategyqa", "repetition")
 SCORING_TASKS = ("truthfulqa", "factor")
-SCORING_MODES = ("greedy", "dola", "sled")
-GENERATION_MODES = ("greedy", "sled", "dola", "top_n_sigma", "adaptive", "composed")
 BAD_ROW_POLICIES = ("skip", "error")
 PADDING_SIDES = ("right", "left")
+TASK_PRESET, NO_PRESET = "task", "none"
 
 # The standard TruthfulQA "QA_PRIMER" (instruction + six Q/A pairs), as used by the DoLa and
 # SLED reference TruthfulQA MC scripts.
@@ -48,19 +49,17 @@ QA_PRIMER = (
 TRUTHFULQA_TEMPLATE = QA_PRIMER + "Q: {question}\nA:"
 GENERATION_TEMPLATE = "Q: {question}\nA:"
 
-# (op_T, lower bound, log_softmax of evolved logits) per scoring task, docs/methods.md section 2.
-SLED_TASK_SETTINGS = {"truthfulqa": (10, -100.0, False), "factor": (1, -2500.0, True)}
-DOLA_TASK_RELATIVE_TOP = {"truthfulqa": 0.0, "factor": 0.1}
-
-
 @dataclass
 class EvalConfig:
     """Evaluation of decoding modes on a local data file.
 
     task: truthfulqa (MC1/2/3), factor (accuracy), gsm8k / strategyqa (generation accuracy),
         repetition (JSONL with a `prompt` field; distinct-n and repeated n-gram rate).
-    modes: scoring tasks take greedy / dola / sled; generation tasks also top_n_sigma,
-        adaptive and composed (SLED + top-n-sigma + adaptive temperature). Empty = all.
+    modes: scoring tasks take greedy and every method with a scoring function (sled, dola);
+        generation tasks greedy, every method's mode (sled, dola, top_n_sigma, adaptive) and
+        composed (SLED + top-n-sigma + adaptive temperature). Empty = all.
+    preset: "task" (the task's reference protocol, when it has one), "none" (the decoding
+        section as it is) or a preset name (truthfulqa, factor) applied over `decoding`.
     template: prompt template with a `{question}` placeholder (None = the task's default:
         the 6-shot QA primer for TruthfulQA, `Q: {question}\\nA:` for generation tasks).
     """
@@ -75,18 +74,11 @@ class EvalConfig:
     on_bad_row: str = "error"
     limit: Optional[int] = None
     progress: bool = True
-    sled_evolution_rate: float = 2.0
-    sled_evolution_scale: int = 10
-    sled_op_T: Optional[int] = None
-    sled_lower_bound: Optional[float] = None
-    sled_log_softmax: Optional[bool] = None
-    dola_relative_top: Optional[float] = None
-    dola_relative_top_value: float = -1000.0
-    decoding: DecodingConfig = field(default_factory=DecodingConfig)
+    preset: str = TASK_PRESET
 
     def __post_init__(self) -> None:
         check_choice("eval.task", self.task, TASKS)
-        allowed = SCORING_MODES if self.task in SCORING_TASKS else GENERATION_MODES
+        allowed = _task_modes(self.task)
         for mode in self.modes:
             check_choice("eval.modes", mode, allowed)
         if len(set(self.modes)) != len(self.modes):
@@ -96,12 +88,8 @@ class EvalConfig:
         check_choice("eval.on_bad_row", self.on_bad_row, BAD_ROW_POLICIES)
         if self.limit is not None:
             check_range("eval.limit", self.limit, low=1)
-        check_range("eval.sled_evolution_rate", self.sled_evolution_rate, low=0.0, low_open=True)
-        check_range("eval.sled_evolution_scale", self.sled_evolution_scale, low=1)
-        if self.sled_op_T is not None:
-            check_range("eval.sled_op_T", self.sled_op_T, low=1)
-        if self.dola_relative_top is not None:
-            check_range("eval.dola_relative_top", self.dola_relative_top, low=0.0, high=1.0)
+        check_choice("eval.preset", self.preset,
+                     (TASK_PRESET, NO_PRESET, *methods.preset_names()))
         if self.template is not None and "{question}" not in self.template:
             raise ConfigError(
                 "eval.template has no {question} placeholder; put {question} where the "
@@ -113,7 +101,7 @@ class EvalConfig:
         """The modes to run: the configured list, or every mode the task supports."""
         if self.modes:
             return list(self.modes)
-        return list(SCORING_MODES if self.task in SCORING_TASKS else GENERATION_MODES)
+        return list(_task_modes(self.task))
 
     @property
     def prompt_template(self) -> str:
@@ -121,16 +109,14 @@ class EvalConfig:
             return self.template
         return TRUTHFULQA_TEMPLATE if self.task == "truthfulqa" else GENERATION_TEMPLATE
 
-    def sled_setting(self) -> tuple[int, float, bool]:
-        """(op_T, lower bound, log_softmax) for this task, config values overriding defaults."""
-        op_t, low, log_softmax = SLED_TASK_SETTINGS.get(self.task, (1, -1000.0, True))
-        return (
-            op_t if self.sled_op_T is None else self.sled_op_T,
-            low if self.sled_lower_bound is None else self.sled_lower_bound,
-            log_softmax if self.sled_log_softmax is None else self.sled_log_softmax,
-        )
+    def preset_name(self) -> str | None:
+        """The preset applied over the decoding options, or None."""
+        if self.preset == NO_PRESET:
+            return None
+        if self.preset == TASK_PRESET:
+            return self.task if self.task in methods.preset_names() else None
+        return self.preset
 
-    def relative_top(self) -> float:
-        if self.dola_relative_top is not None:
-            return self.dola_relative_top
-        return DOLA_TASK_RELATIVE_TOP.get(self.task, 0.1)
+
+def _task_modes(task: str) -> tuple[str, ...]:
+    return methods.scoring_modes() if task in SCORING_TASKS else methods.generation_modes()

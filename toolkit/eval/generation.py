@@ -1,9 +1,10 @@
 """Generation tasks: GSM8K-format and StrategyQA-style accuracy, and repetition of replies.
 
-Each mode is a `DecodingConfig` derived from the configured one: greedy (everything off),
-sled, dola, top_n_sigma (sampling), adaptive (token-level head temperature, sampling) and
-composed (SLED + top-n-sigma + adaptive temperature, sampling). Prompts are left padded and
-generated in batches through `AugmentedModel.generate`.
+Each mode is a `DecodingConfig` derived from the recipe's `decoding` section by
+`toolkit.options.mode_decoding`: greedy (every method off), one mode per registered method
+(sled, dola, top_n_sigma, adaptive; sampling ones with a fixed seed) and composed (SLED +
+top-n-sigma + adaptive temperature, sampling). Prompts are left padded and generated in
+batches through `AugmentedModel.generate`.
 """
 
 from __future__ import annotations
@@ -17,30 +18,9 @@ from tqdm.auto import tqdm
 from toolkit.eval import answers
 from toolkit.eval.data import BadRows, jsonl_rows, parse_rows
 from toolkit.eval.repetition import repetition_metrics
-from toolkit.options import DecodingConfig, with_overrides
+from toolkit.options import DecodingConfig, mode_decoding
 
 METRICS = {"gsm8k": ("accuracy",), "strategyqa": ("accuracy",), "repetition": ()}
-
-
-def mode_decoding(base: DecodingConfig, mode: str) -> DecodingConfig:
-    """The decoding config of one generation mode, built from `base`."""
-    plain = with_overrides(
-        base, sled={"enabled": False}, dola={"enabled": False}, top_n_sigma=False,
-        adaptive_temperature="off",
-    )
-    seed = 0 if base.seed is None else base.seed
-    n = base.top_n_sigma.n
-    adaptive = base.adaptive_temperature.mode if base.adaptive_temperature.mode != "off" else "token"
-    overrides: dict[str, dict[str, Any]] = {
-        "greedy": dict(do_sample=False),
-        "sled": dict(sled={"enabled": True}),
-        "dola": dict(dola={"enabled": True}),
-        "top_n_sigma": dict(top_n_sigma=n, do_sample=True, seed=seed),
-        "adaptive": dict(adaptive_temperature=adaptive, do_sample=True, seed=seed),
-        "composed": dict(sled={"enabled": True}, top_n_sigma=n, adaptive_temperature=adaptive,
-                         do_sample=True, seed=seed),
-    }
-    return with_overrides(plain, **overrides[mode])
 
 
 def _parse_gsm8k(row: dict[str, Any]) -> dict[str, Any]:
@@ -124,9 +104,10 @@ def item_result(task: str, item: dict[str, Any], reply: str) -> dict[str, Any]:
 
 def run_mode(
     am: Any, task: str, items: list[dict[str, Any]], mode: str, config: Any,
+    base: DecodingConfig,
 ) -> tuple[list[dict[str, Any]], dict[str, float]]:
     """Per-item results and totals (accuracy where defined, plus repetition metrics)."""
-    decoding = mode_decoding(config.decoding, mode)
+    decoding = mode_decoding(base, mode)
     prompts = [prompt_of(task, it, config.prompt_template) for it in items]
     replies = generate_all(am, prompts, decoding, config.batch_size, config.progress,
                            desc=f"{task} {mode}")

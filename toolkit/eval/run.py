@@ -11,23 +11,16 @@ import json
 from pathlib import Path
 from typing import Any
 
+from toolkit import methods
 from toolkit.errors import ConfigError
 from toolkit.eval import factor, generation, truthfulqa
 from toolkit.eval.config import SCORING_TASKS, EvalConfig
 from toolkit.eval.data import BadRows
 from toolkit.eval.report import write_report
-from toolkit.eval.scoring import ScoreSettings, score_pairs
+from toolkit.eval.scoring import score_pairs
+from toolkit.options import DecodingConfig, apply_preset, mode_decoding
 
 SCORING = {"truthfulqa": truthfulqa, "factor": factor}
-
-
-def score_settings(config: EvalConfig) -> ScoreSettings:
-    op_t, low, log_softmax = config.sled_setting()
-    return ScoreSettings(
-        evolution_rate=config.sled_evolution_rate, evolution_scale=config.sled_evolution_scale,
-        op_T=op_t, lower_bound=low, sled_log_softmax=log_softmax,
-        relative_top=config.relative_top(), relative_top_value=config.dola_relative_top_value,
-    )
 
 
 def _item_pairs(task: str, item: dict[str, Any], config: EvalConfig) -> list[tuple[str, str]]:
@@ -36,14 +29,14 @@ def _item_pairs(task: str, item: dict[str, Any], config: EvalConfig) -> list[tup
     return factor.pairs(item)
 
 
-def _run_scoring(am: Any, config: EvalConfig, bad: BadRows) -> tuple[list, dict, dict]:
+def _run_scoring(am: Any, config: EvalConfig, decoding: DecodingConfig,
+                 bad: BadRows) -> tuple[list, dict, dict]:
     module = SCORING[config.task]
     items = module.load(config.data_path, bad, config.limit)
     modes = config.active_modes
     per_item = [_item_pairs(config.task, it, config) for it in items]
     flat = [p for pairs in per_item for p in pairs]
-    settings = score_settings(config)
-    scores = score_pairs(am, flat, modes, settings, config.batch_size, config.padding_side,
+    scores = score_pairs(am, flat, modes, decoding, config.batch_size, config.padding_side,
                          config.progress)
     records = [_record(it) for it in items]
     totals: dict[str, dict[str, float]] = {}
@@ -54,16 +47,20 @@ def _run_scoring(am: Any, config: EvalConfig, bad: BadRows) -> tuple[list, dict,
             start += len(pairs)
         totals[mode] = {m: sum(r[mode][m] for r in records) / len(records)
                         for m in module.METRICS}
-    return records, totals, dataclasses.asdict(settings)
+    settings = {m: dataclasses.asdict(getattr(decoding, methods.get(m).name))
+                for m in modes if m != methods.GREEDY}
+    return records, totals, settings
 
 
-def _run_generation(am: Any, config: EvalConfig, bad: BadRows) -> tuple[list, dict, dict]:
+def _run_generation(am: Any, config: EvalConfig, decoding: DecodingConfig,
+                    bad: BadRows) -> tuple[list, dict, dict]:
     items = generation.load(config.task, config.data_path, bad, config.limit)
     records = [_record(it) for it in items]
     totals, decodings = {}, {}
     for mode in config.active_modes:
-        results, totals[mode] = generation.run_mode(am, config.task, items, mode, config)
-        decodings[mode] = dataclasses.asdict(generation.mode_decoding(config.decoding, mode))
+        results, totals[mode] = generation.run_mode(am, config.task, items, mode, config,
+                                                    decoding)
+        decodings[mode] = dataclasses.asdict(mode_decoding(decoding, mode))
         for rec, res in zip(records, results, strict=True):
             rec[mode] = res
     return records, totals, decodings
@@ -85,12 +82,34 @@ def _require_augmented(model: Any) -> Any:
     return model
 
 
-def run_eval(model: Any, config: EvalConfig) -> dict[str, Any]:
-    """Evaluate every configured decoding mode on `config.data_path`; returns the results."""
+def run_eval(model: Any, config: EvalConfig,
+             decoding: DecodingConfig | None = None) -> dict[str, Any]:
+    """Evaluate every configured decoding mode on `config.data_path` and write the results.
+
+    Args:
+        model: an AugmentedModel with a tokenizer.
+        config: task, data file, modes, preset and output folder.
+        decoding: the method settings (the recipe's `decoding` section; default: the
+            model's own `model.decoding`); the task preset is applied over it.
+
+    Returns:
+        The results (also in `config.output_dir/results.json`): task, modes, settings (the
+        options each mode ran with), totals per mode, per-item results, skipped rows, files.
+
+    Raises:
+        ConfigError: options the model cannot run (e.g. SLED's K above the vocabulary).
+        DataError: a missing file, or a bad row under on_bad_row='error'.
+    """
     am = _require_augmented(model)
+    decoding = decoding or am.decoding
+    preset = config.preset_name()
+    if preset is not None:
+        decoding = apply_preset(decoding, preset)
+    for mode in config.active_modes:
+        am.check_decoding(mode_decoding(decoding, mode))
     bad = BadRows(config.on_bad_row)
     runner = _run_scoring if config.task in SCORING_TASKS else _run_generation
-    records, totals, settings = runner(am, config, bad)
+    records, totals, settings = runner(am, config, decoding, bad)
     result = {
         "task": config.task, "data_path": str(config.data_path), "modes": list(totals),
         "num_items": len(records), "settings": settings, "totals": totals,

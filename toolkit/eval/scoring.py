@@ -1,11 +1,12 @@
-"""Teacher-forced answer scoring for greedy, DoLa and SLED (docs/methods.md sections 2-3).
+"""Teacher-forced answer scoring for greedy and every method with a scoring function
+(docs/methods.md sections 2-3).
 
 A (prompt, continuation) pair is scored as the sum, over the continuation's tokens, of a value
-at the token: greedy = log-softmax log-prob of the final layer; DoLa = the contrast
-log_softmax(z_L) - log_softmax(z_j) with the premature layer j chosen per position by JSD, and
-tokens outside the relative-top set valued `relative_top_value` (the reference's -1000, not
--inf, so sums stay finite; relative_top 0 disables the filter); SLED = every position evolved
-independently by `sled_evolve`, then the raw evolved value or its log_softmax (per task).
+at the token: greedy = log-softmax log-prob of the final layer; a method's mode = its
+registered `score` function (`toolkit.methods`) with its options from the `DecodingConfig`:
+DoLa = the contrast log_softmax(z_L) - log_softmax(z_j) with the premature layer j chosen per
+position by JSD, tokens outside the relative-top set valued `relative_top_value`; SLED = every
+position evolved independently, then the raw evolved value or its log_softmax.
 
 Several pairs share one forward pass (right or left padded, position ids from the mask, so
 padding never changes a score); all modes are computed from that same pass.
@@ -15,27 +16,14 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import torch
 from tqdm.auto import tqdm
 
-from toolkit.decoding import dola_contrast, layer_divergences, sled_evolve
+from toolkit import methods
 from toolkit.errors import DataError
-
-
-@dataclass
-class ScoreSettings:
-    """Numbers the DoLa and SLED values need (see EvalConfig for their task defaults)."""
-
-    evolution_rate: float = 2.0
-    evolution_scale: int = 10
-    op_T: int = 1
-    lower_bound: float = -1000.0
-    sled_log_softmax: bool = True
-    relative_top: float = 0.1
-    relative_top_value: float = -1000.0
+from toolkit.options import DecodingConfig
 
 
 def encode_pair(tokenizer: Any, prompt: str, continuation: str) -> tuple[list[int], int]:
@@ -58,35 +46,6 @@ def encode_pair(tokenizer: Any, prompt: str, continuation: str) -> tuple[list[in
 def greedy_values(final: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     """log softmax(final)[target] per row: final (M,V), targets (M,) -> (M,)."""
     return final.float().log_softmax(-1).gather(-1, targets[:, None])[:, 0]
-
-
-def dola_values(
-    final: torch.Tensor, early: torch.Tensor, targets: torch.Tensor, s: ScoreSettings
-) -> torch.Tensor:
-    """DoLa contrast at the target; filtered tokens get `relative_top_value`."""
-    final, early = final.float(), early.float()
-    if s.relative_top > 0:
-        contrast, _ = dola_contrast(final, early, relative_top=s.relative_top)
-        contrast = contrast.masked_fill(contrast == -torch.inf, s.relative_top_value)
-    else:
-        chosen = layer_divergences(final, early).argmax(-1)
-        premature = early[torch.arange(len(chosen), device=early.device), chosen]
-        contrast = final.log_softmax(-1) - premature.log_softmax(-1)
-    return contrast.gather(-1, targets[:, None])[:, 0]
-
-
-def sled_values(
-    final: torch.Tensor, early: torch.Tensor, targets: torch.Tensor, s: ScoreSettings
-) -> torch.Tensor:
-    """SLED-evolved value (raw, or log_softmax of the evolved logits) at the target."""
-    evolved = sled_evolve(
-        final.float(), early.float(), evolution_rate=s.evolution_rate,
-        evolution_scale=min(s.evolution_scale, final.shape[-1]),
-        evolution_lower_bound=s.lower_bound, op_T=s.op_T,
-    )
-    if s.sled_log_softmax:
-        evolved = evolved.log_softmax(-1)
-    return evolved.gather(-1, targets[:, None])[:, 0]
 
 
 def _pad(encoded: Sequence[tuple[list[int], int]], pad_id: int, side: str, device) -> dict:
@@ -116,7 +75,7 @@ def _pad(encoded: Sequence[tuple[list[int], int]], pad_id: int, side: str, devic
 @torch.no_grad()
 def score_batch(
     am: Any, encoded: Sequence[tuple[list[int], int]], modes: Sequence[str],
-    settings: ScoreSettings, padding_side: str = "right",
+    decoding: DecodingConfig, padding_side: str = "right",
 ) -> dict[str, list[float]]:
     """Scores of a few encoded pairs in one forward pass, for every mode."""
     base, tap = am.base, am.tap
@@ -125,7 +84,7 @@ def score_batch(
     b = _pad(encoded, pad_id, padding_side, device)
     width = b["input_ids"].shape[1]
     keep = width - int(b["positions"].min())
-    needs_early = bool(set(modes) - {"greedy"})
+    needs_early = any(methods.get(m).tap == "layers" for m in modes if m != methods.GREEDY)
     with tap.capture(last_only=False) if needs_early else contextlib.nullcontext():
         out = base(input_ids=b["input_ids"], attention_mask=b["attention_mask"],
                    position_ids=b["position_ids"], logits_to_keep=keep, use_cache=False)
@@ -133,28 +92,48 @@ def score_batch(
         final = out.logits[rows, b["positions"] - (width - keep)]
         early = tap.early_logits(positions=b["positions"]) if needs_early else None
     valid, targets = b["valid"], b["targets"][b["valid"]]
-    values = {"greedy": lambda: greedy_values(final[valid], targets),
-              "dola": lambda: dola_values(final[valid], early[valid], targets, settings),
-              "sled": lambda: sled_values(final[valid], early[valid], targets, settings)}
     lengths = valid.sum(-1).tolist()
     result = {}
     for mode in modes:
-        per_token = values[mode]().double().cpu().split(lengths)
+        per_token = _values(mode, final[valid], early, valid, targets, decoding)
+        per_token = per_token.double().cpu().split(lengths)
         result[mode] = [float(t.sum()) for t in per_token]
     return result
 
 
+def _values(mode: str, final: torch.Tensor, early: torch.Tensor | None, valid: torch.Tensor,
+            targets: torch.Tensor, decoding: DecodingConfig) -> torch.Tensor:
+    if mode == methods.GREEDY:
+        return greedy_values(final, targets)
+    method = methods.get(mode)
+    early_rows = None if early is None else early[valid]
+    return method.score(final, early_rows, targets, getattr(decoding, method.name))
+
+
 def score_pairs(
-    am: Any, pairs: Sequence[tuple[str, str]], modes: Sequence[str], settings: ScoreSettings,
+    am: Any, pairs: Sequence[tuple[str, str]], modes: Sequence[str], decoding: DecodingConfig,
     batch_size: int = 8, padding_side: str = "right", progress: bool = False,
 ) -> dict[str, list[float]]:
-    """Score every (prompt, continuation) pair in every mode; batches group similar lengths."""
+    """Score every (prompt, continuation) pair in every mode; batches group similar lengths.
+
+    Args:
+        am: an AugmentedModel with a tokenizer.
+        pairs: (prompt, continuation) texts.
+        modes: "greedy" and/or mode names of methods with a `score` function.
+        decoding: the methods' options (a task preset already applied; `enabled` is ignored).
+        batch_size: pairs per forward pass.
+        padding_side: "right" or "left" (scores do not depend on it).
+        progress: show a progress bar.
+
+    Returns:
+        mode -> one summed score per pair, in input order.
+    """
     encoded = [encode_pair(am.tokenizer, p, c) for p, c in pairs]
     order = sorted(range(len(encoded)), key=lambda i: len(encoded[i][0]))
     scores: dict[str, list[float]] = {m: [0.0] * len(encoded) for m in modes}
     chunks = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
     for chunk in tqdm(chunks, desc="scoring", disable=not progress):
-        got = score_batch(am, [encoded[i] for i in chunk], modes, settings, padding_side)
+        got = score_batch(am, [encoded[i] for i in chunk], modes, decoding, padding_side)
         for mode in modes:
             for i, value in zip(chunk, got[mode], strict=True):
                 scores[mode][i] = value

@@ -2,7 +2,7 @@
 
 Generation runs through the base model's own `generate()` (KV cache, left padding, stopping
 criteria, streamers) with a `LogitsProcessorList` built here in the composition order:
-SLED or DoLa on the raw logits -> repetition penalty -> temperature (fixed or adaptive) ->
+the "logits"-stage method of `toolkit.methods` (SLED, DoLa, ...) on the raw logits -> repetition penalty -> temperature (fixed or adaptive) ->
 top-n-sigma -> top-k -> top-p -> sample (or argmax when do_sample is off).
 transformers' own temperature/top-k/top-p/repetition warpers are switched off so they neither
 run twice nor change that order.
@@ -25,18 +25,17 @@ from transformers import (
     TopPLogitsWarper,
 )
 
-from toolkit.errors import ConfigError
+from toolkit import methods
 from toolkit.graft import checkpoint, hf_generate
 from toolkit.graft.families import resolve
 from toolkit.graft.head import AdaptiveDecoderHead
 from toolkit.graft.layers import candidate_layers
 from toolkit.graft.processors import (
     AdaptiveTemperatureLogitsProcessor,
-    DolaLogitsProcessor,
+    EarlyExitLogitsProcessor,
+    FilterLogitsProcessor,
     PromptAwareRepetitionPenalty,
-    SledLogitsProcessor,
     TemperatureLogitsProcessor,
-    TopNSigmaLogitsProcessor,
 )
 from toolkit.graft.records import AugmentedOutput, reply_mask, stack_steps
 from toolkit.graft.tap import EarlyExitTap
@@ -49,7 +48,8 @@ class _Plan:
 
     processors: LogitsProcessorList = field(default_factory=LogitsProcessorList)
     tap: EarlyExitTap | None = None
-    method: Any | None = None
+    recorders: dict[str, EarlyExitLogitsProcessor] = field(default_factory=dict)
+    layers: list[int] | None = None
     adaptive: AdaptiveTemperatureLogitsProcessor | None = None
 
 
@@ -111,7 +111,7 @@ class AugmentedModel:
         """
         overrides, hf = hf_generate.split(kwargs)
         options = with_overrides(decoding or self.decoding, **overrides)
-        self._validate(options)
+        self.check_decoding(options)
         hf_generate.check(options, hf)
         device = self.base.device
         input_ids = input_ids.to(device)
@@ -139,30 +139,33 @@ class AugmentedModel:
             records.generate_output = output
         return records
 
-    def _validate(self, options: DecodingConfig) -> None:
-        if options.sled.enabled and options.sled.evolution_scale > self.vocab_size:
-            raise ConfigError(
-                f"sled.evolution_scale={options.sled.evolution_scale} is larger than the "
-                f"vocabulary ({self.vocab_size} tokens); choose a value in 1..{self.vocab_size}"
-            )
+    def check_decoding(self, options: DecodingConfig) -> None:
+        """Raise ConfigError when an enabled method's options do not fit this model (e.g.
+        SLED's evolution_scale above the vocabulary); generate and eval both call it."""
+        for method in methods.active(options):
+            if method.check is not None:
+                method.check(getattr(options, method.name), self.vocab_size)
 
     def _plan(self, options: DecodingConfig, attention_mask: torch.Tensor,
               record: bool) -> _Plan:
         plan = _Plan()
-        if options.sled.enabled or options.dola.enabled:
-            method_options = options.sled if options.sled.enabled else options.dola
-            plan.tap = self._tap_for(method_options.layers)
-            kind = SledLogitsProcessor if options.sled.enabled else DolaLogitsProcessor
-            plan.method = kind(plan.tap, method_options, record=record)
-            plan.processors.append(plan.method)
+        active = methods.active(options)
+        for method in (m for m in active if m.stage == "logits"):
+            method_options = getattr(options, method.name)
+            layers = getattr(method_options, method.layers_key) if method.layers_key else None
+            plan.tap = self._tap_for(layers)
+            processor = EarlyExitLogitsProcessor(plan.tap, method, method_options, record=record)
+            plan.recorders[method.name] = processor
+            plan.layers = processor.layers
+            plan.processors.append(processor)
         if options.repetition_penalty != 1.0:
             padding = (attention_mask != 0).int().argmax(dim=1)
             plan.processors.append(PromptAwareRepetitionPenalty(
                 options.repetition_penalty, prompt_ignore_length=padding))
         self._add_temperature(plan, options)
         if options.do_sample:
-            if options.top_n_sigma.enabled:
-                plan.processors.append(TopNSigmaLogitsProcessor(options.top_n_sigma.n))
+            for method in (m for m in active if m.stage == "filter"):
+                plan.processors.append(FilterLogitsProcessor(method, getattr(options, method.name)))
             if options.top_k is not None:
                 plan.processors.append(TopKLogitsWarper(options.top_k))
             if options.top_p < 1.0:
@@ -171,13 +174,13 @@ class AugmentedModel:
 
     def _add_temperature(self, plan: _Plan, options: DecodingConfig) -> None:
         adaptive = options.adaptive_temperature
-        if adaptive.mode != "off":
+        if adaptive.enabled:
             plan.tap = plan.tap or self._tap_for(None, final_only=True)
             generator = None
             if options.seed is not None and adaptive.choice == "sample":
                 generator = torch.Generator(device=self.head_device).manual_seed(options.seed)
             plan.adaptive = AdaptiveTemperatureLogitsProcessor(
-                plan.tap, self.head, per_token=adaptive.mode == "token",
+                plan.tap, self.head, per_token=self.graft_config.head.level == "token",
                 sample=adaptive.choice == "sample", generator=generator)
             plan.processors.append(plan.adaptive)
         elif options.do_sample and options.temperature == 0.0:
@@ -204,14 +207,14 @@ class AugmentedModel:
         steps = replies.shape[1]
         out = AugmentedOutput(sequences=sequences, reply_mask=reply_mask(replies, eos))
         if plan.adaptive is not None:
-            out.temperature_index = stack_steps(plan.adaptive.records, steps)
-            out.temperature = self.head.temperatures[out.temperature_index].float()
-        if isinstance(plan.method, SledLogitsProcessor):
-            out.sled_layer_weights = stack_steps(plan.method.records, steps)
-        if isinstance(plan.method, DolaLogitsProcessor):
-            out.dola_layer = stack_steps(plan.method.records, steps)
-        if plan.method is not None:
-            out.layers = plan.method.layers
+            index = stack_steps(plan.adaptive.records, steps)
+            out.records[methods.get("adaptive_temperature").record_field] = index
+            out.temperature = self.head.temperatures[index].float()
+        for name, processor in plan.recorders.items():
+            field_name = methods.get(name).record_field
+            if field_name is not None and processor.records:
+                out.records[field_name] = stack_steps(processor.records, steps)
+        out.layers = plan.layers
         return out
 
     @torch.no_grad()
@@ -255,10 +258,20 @@ class AugmentedModel:
         tokenizer = (AutoTokenizer.from_pretrained(str(ckpt.directory)) if ckpt.has_tokenizer
                      else base_tokenizer)
         model = cls(base, _graft_config(ckpt.config["graft"]), tokenizer,
-                    decoding=with_overrides(None, **ckpt.config["decoding"]),
+                    decoding=_saved_decoding(ckpt.config["decoding"]),
                     base_reference=reference)
         checkpoint.load_head(model.head, ckpt)
         return model
+
+
+def _saved_decoding(data: dict[str, Any]) -> DecodingConfig:
+    """The checkpoint's default decoding; checkpoints written before the head level was set
+    once saved `adaptive_temperature.mode` (off/sequence/token) instead of `enabled`."""
+    adaptive = dict(data.get("adaptive_temperature") or {})
+    if "mode" in adaptive:
+        adaptive["enabled"] = adaptive.pop("mode") != "off"
+        data = {**data, "adaptive_temperature": adaptive}
+    return with_overrides(None, **data)
 
 
 def _graft_config(data: dict[str, Any]) -> GraftConfig:

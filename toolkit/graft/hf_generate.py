@@ -19,6 +19,7 @@ from typing import Any
 
 from transformers import GenerationConfig, GenerationMixin
 
+from toolkit import methods
 from toolkit.errors import ConfigError
 from toolkit.options import DecodingConfig
 
@@ -94,8 +95,7 @@ def setting(hf: dict[str, Any], key: str, default: Any = None) -> Any:
 def check(options: DecodingConfig, hf: dict[str, Any]) -> None:
     """Refuse combinations that cannot compose; warn once about redundant truncation."""
     beams = setting(hf, "num_beams", 1)
-    tapped = [name for name, on in (("SLED", options.sled.enabled), ("DoLa", options.dola.enabled),
-              ("the adaptive temperature", options.adaptive_temperature.mode != "off")) if on]
+    tapped = [m.name for m in methods.active(options) if m.tap != "none"]
     if beams > 1 and tapped:
         raise ConfigError(
             f"num_beams={beams} cannot compose with {' and '.join(tapped)}: they read one "

@@ -1,4 +1,8 @@
-"""transformers `LogitsProcessor`s for SLED, DoLa, top-n-sigma and (adaptive) temperature.
+"""transformers `LogitsProcessor`s for the registered decoding methods and the temperature.
+
+`EarlyExitLogitsProcessor` runs any "logits"-stage method of `toolkit.methods` (SLED, DoLa,
+...) and `FilterLogitsProcessor` any "filter"-stage one; `SledLogitsProcessor` and
+`DolaLogitsProcessor` are the first with the method filled in.
 
 `TopNSigmaLogitsProcessor` needs nothing else and works with any model's `generate()`. SLED,
 DoLa and the adaptive temperature read the newest position from an `EarlyExitTap`, so the
@@ -17,12 +21,8 @@ from __future__ import annotations
 import torch
 from transformers import LogitsProcessor, RepetitionPenaltyLogitsProcessor
 
-from toolkit.decoding import (
-    apply_temperature,
-    dola_contrast,
-    sled_details,
-    top_n_sigma,
-)
+from toolkit import methods
+from toolkit.decoding import apply_temperature, top_n_sigma
 from toolkit.errors import ConfigError
 from toolkit.graft.layers import candidate_layers
 from toolkit.options import DolaOptions, SledOptions
@@ -59,23 +59,28 @@ class PromptAwareRepetitionPenalty(RepetitionPenaltyLogitsProcessor):
         return super().__call__(input_ids, scores)
 
 
-class _TapProcessor(LogitsProcessor):
-    """Shared part of the processors that read the tap's early logits of the newest position.
+class EarlyExitLogitsProcessor(LogitsProcessor):
+    """Runs a registered "logits"-stage method (SLED, DoLa, ...) on the raw logits, with the
+    tap's early logits of the newest position.
 
-    The method's candidate layers are the tap's; `options.layers`, when set, must name the
-    same layers (build the tap with them).
+    The method's candidate layers are the tap's; its `layers` option, when set, must name the
+    same layers (build the tap with them). Records (with `record=True`): the method's per-step
+    record, e.g. SLED's layer weights (B, N) or DoLa's chosen layer number (B,).
     """
 
-    def __init__(self, tap, options, key: str, record: bool = False):
+    def __init__(self, tap, method, options, record: bool = False):
         self.tap = tap
+        self.method = method
         self.options = options
         self.record = record
         self.records: list[torch.Tensor] = []
-        if options.layers is not None:
-            wanted = candidate_layers(options.layers, tap.num_layers, tap.parts.tied, key=key)
+        layers = getattr(options, method.layers_key) if method.layers_key else None
+        if layers is not None:
+            key = f"{method.name}.{method.layers_key}"
+            wanted = candidate_layers(layers, tap.num_layers, tap.parts.tied, key=key)
             if wanted != list(tap.candidate_layers):
                 raise ConfigError(
-                    f"{key}={options.layers!r} selects layers {wanted}, but the tap captures "
+                    f"{key}={layers!r} selects layers {wanted}, but the tap captures "
                     f"{list(tap.candidate_layers)}; build the tap with layers={wanted}"
                 )
 
@@ -83,51 +88,43 @@ class _TapProcessor(LogitsProcessor):
     def layers(self) -> list[int]:
         return list(self.tap.candidate_layers)
 
-    def _early(self, scores: torch.Tensor) -> torch.Tensor:
-        return self.tap.early_logits().to(device=scores.device, dtype=scores.dtype)
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.Tensor) -> torch.Tensor:
+        early = self.tap.early_logits().to(device=scores.device, dtype=scores.dtype)
+        logits, step_record = self.method.logits(scores, early, self.options, self.layers)
+        if self.record and step_record is not None:
+            self.records.append(step_record)
+        return logits
 
 
-class SledLogitsProcessor(_TapProcessor):
+class SledLogitsProcessor(EarlyExitLogitsProcessor):
     """SLED (docs/methods.md section 2) on the raw logits, over all of the tap's candidate layers.
 
     Records (with `record=True`): per-layer weights (B, N) per step.
     """
 
     def __init__(self, tap, options: SledOptions | None = None, record: bool = False):
-        super().__init__(tap, options or SledOptions(enabled=True), "sled.layers", record)
-
-    def __call__(self, input_ids: torch.LongTensor, scores: torch.Tensor) -> torch.Tensor:
-        o = self.options
-        result = sled_details(
-            scores,
-            self._early(scores),
-            evolution_rate=o.evolution_rate,
-            evolution_scale=o.evolution_scale,
-            evolution_lower_bound=o.evolution_lower_bound,
-            op_T=o.op_T,
-        )
-        if self.record:
-            self.records.append(result.layer_weights)
-        return result.logits
+        super().__init__(tap, methods.get("sled"), options or SledOptions(enabled=True), record)
 
 
-class DolaLogitsProcessor(_TapProcessor):
+class DolaLogitsProcessor(EarlyExitLogitsProcessor):
     """DoLa (docs/methods.md section 3): contrast the final logits with the most distant candidate layer.
 
     Records (with `record=True`): the chosen layer number (B,) per step.
     """
 
     def __init__(self, tap, options: DolaOptions | None = None, record: bool = False):
-        super().__init__(tap, options or DolaOptions(enabled=True), "dola.layers", record)
+        super().__init__(tap, methods.get("dola"), options or DolaOptions(enabled=True), record)
+
+
+class FilterLogitsProcessor(LogitsProcessor):
+    """Runs a registered "filter"-stage method (e.g. top-n-sigma) on the warped logits."""
+
+    def __init__(self, method, options):
+        self.method = method
+        self.options = options
 
     def __call__(self, input_ids: torch.LongTensor, scores: torch.Tensor) -> torch.Tensor:
-        logits, chosen = dola_contrast(
-            scores, self._early(scores), relative_top=self.options.relative_top
-        )
-        if self.record:
-            layers = torch.as_tensor(self.layers, device=chosen.device)
-            self.records.append(layers[chosen])
-        return logits
+        return self.method.logits(scores, self.options)
 
 
 class AdaptiveTemperatureLogitsProcessor(LogitsProcessor):

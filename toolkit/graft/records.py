@@ -9,10 +9,12 @@ so callers can drop the rest.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
+
+from toolkit import methods
 
 
 @dataclass
@@ -21,23 +23,28 @@ class AugmentedOutput:
 
     - `sequences` (B, T_prompt + T_new): prompt and reply, as transformers returns them.
     - `reply_mask` (B, T_new) bool: True on the reply's real tokens, up to and including eos.
-    - `temperature_index` (B, T_new) long: grid index of the adaptive temperature per step.
-    - `temperature` (B, T_new) float: the temperature value used at each step.
-    - `sled_layer_weights` (B, T_new, N) float: SLED's per-layer weights over `layers`.
-    - `dola_layer` (B, T_new) long: the layer DoLa contrasted with (a layer number, not an index).
-    - `layers`: the candidate layer numbers of SLED or DoLa (None when both are off).
+    - `temperature` (B, T_new) float: the adaptive temperature value used at each step.
+    - `layers`: the candidate layer numbers of the early-exit method (None when none is on).
+    - `records`: each enabled method's stacked per-step records under its registered
+      `record_field` (see `toolkit.methods`), also readable as attributes, None when off:
+      `temperature_index` (B, T_new) long, grid index of the adaptive temperature;
+      `sled_layer_weights` (B, T_new, N) float, SLED's per-layer weights over `layers`;
+      `dola_layer` (B, T_new) long, the layer DoLa contrasted with (a layer number).
     - `generate_output`: transformers' output object (scores, logits, ...) when the call passed
       `return_dict_in_generate=True`.
     """
 
     sequences: torch.Tensor
     reply_mask: torch.Tensor
-    temperature_index: torch.Tensor | None = None
     temperature: torch.Tensor | None = None
-    sled_layer_weights: torch.Tensor | None = None
-    dola_layer: torch.Tensor | None = None
     layers: list[int] | None = None
     generate_output: Any = None
+    records: dict[str, torch.Tensor] = field(default_factory=dict)
+
+    def __getattr__(self, name: str) -> torch.Tensor | None:
+        if name in {m.record_field for m in methods.all_methods()}:
+            return self.__dict__.get("records", {}).get(name)
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
 
 
 def reply_mask(replies: torch.Tensor, eos_token_ids: Sequence[int] | None) -> torch.Tensor:

@@ -84,7 +84,7 @@ def _sample_chunk(model, chunk: list[dict], config: CollectConfig, chunk_no: int
     input_ids, attention_mask = _left_pad(rows, _pad_id(model))
     decoding = DecodingConfig(
         do_sample=True,
-        adaptive_temperature=AdaptiveOptions(mode=config.mode, choice="sample"),
+        adaptive_temperature=AdaptiveOptions(enabled=True, choice="sample"),
         max_new_tokens=config.max_new_tokens,
         seed=(config.seed * 1_000_003 + chunk_no) % 2**31,
     )
@@ -117,7 +117,7 @@ def _pair_record(model, record, replies, rewards, chosen, rejected, config, chun
         "rejected_reward": rewards[rejected],
         "rewards": rewards,
         "metadata": {
-            "mode": config.mode,
+            "mode": model.graft_config.head.level,
             "temperatures": [float(t) for t in model.graft_config.head.temperatures],
             "num_replies": config.num_replies,
             "seed": config.seed,

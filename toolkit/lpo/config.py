@@ -12,7 +12,6 @@ from typing import Any, Optional
 from toolkit.errors import ConfigError, check_choice, check_range
 
 REWARD_KINDS = ("exact_match", "repetition", "reward_model", "function")
-COLLECT_MODES = ("sequence", "token")
 LOSS_VARIANTS = ("tokens", "tokens_separate", "latent")
 STRATEGIES = ("auto", "ddp", "ddp_spawn", "fsdp")
 ACCELERATORS = ("auto", "cpu", "gpu", "cuda", "mps")
@@ -62,11 +61,11 @@ class RewardConfig:
 
 @dataclass
 class CollectConfig:
-    """Preference-data collection: N sampled replies per prompt, temperatures from the head."""
+    """Preference-data collection: N sampled replies per prompt, temperatures from the head
+    (drawn per reply or per token, as the head's level `graft.head.level` says)."""
 
     num_replies: int = 8
     prompts_per_batch: int = 4
-    mode: str = "sequence"
     max_new_tokens: int = 64
     seed: int = 0
     reward: RewardConfig = field(default_factory=RewardConfig)
@@ -74,7 +73,6 @@ class CollectConfig:
     def __post_init__(self) -> None:
         check_range("collect.num_replies", self.num_replies, low=2)
         check_range("collect.prompts_per_batch", self.prompts_per_batch, low=1)
-        check_choice("collect.mode", self.mode, COLLECT_MODES)
         check_range("collect.max_new_tokens", self.max_new_tokens, low=1)
 
 

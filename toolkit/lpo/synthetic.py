@@ -147,9 +147,8 @@ def evaluate_head(model, prompts: list[dict], seed: int = 0) -> dict:
     chosen = [grid[i] for i in model.head.choose(hidden).tolist()]
     choices = {k: Counter(t for t, p in zip(chosen, prompts, strict=True) if p["kind"] == k) for k in KINDS}
     n_new = prompts[0]["max_new_tokens"]
-    level = model.graft_config.head.level
     head_out = model.generate(ids, do_sample=True, max_new_tokens=n_new, seed=seed,
-                              adaptive_temperature={"mode": level, "choice": "argmax"},
+                              adaptive_temperature={"enabled": True, "choice": "argmax"},
                               return_records=True)
     scorer = SyntheticReward(model)
     rewards = {"head": _mean_rewards(scorer, prompts, _replies(head_out, ids.shape[1]))}
@@ -201,7 +200,7 @@ def prepare_task(out_dir, *, level: str = "sequence", train_prompts: int = 256,
     markers = pick_markers(model, seed=seed)
     train_set = make_prompts(model, train_prompts, seed + 1, markers, max_new_tokens=max_new_tokens)
     eval_set = make_prompts(model, eval_prompts, seed + 2, markers, max_new_tokens=max_new_tokens)
-    collect = CollectConfig(num_replies=num_replies, prompts_per_batch=64, mode=level,
+    collect = CollectConfig(num_replies=num_replies, prompts_per_batch=64,
                             max_new_tokens=max_new_tokens, seed=seed)
     stats = collect_pairs(model, train_set, collect, out_dir / "pairs.jsonl",
                           reward=SyntheticReward(model), progress=progress)

@@ -3,9 +3,10 @@
 - A method section given as a mapping means "enabled" unless it says `enabled: false`:
   `decoding.sled: {evolution_rate: 2.5}` turns SLED on (as `generate(sled={...})` does).
 - `decoding.top_n_sigma: 1.0` (a flat number, as llama.cpp's `--top-n-sigma` spells it) means
-  `{enabled: true, n: 1.0}`; `true` / `false` / `null` switch a method on or off.
+  `{enabled: true, n: 1.0}` (a method's registered `shorthand` field); `true` / `false` /
+  `null` switch a method on or off.
 
-Both hold for `decoding` and `eval.decoding`, in the recipe file and for an override of the whole
+Both hold for every registered method (`toolkit.methods`), in the recipe file and for an override of the whole
 section (`decoding.top_n_sigma=1.5`, `decoding.sled='{evolution_scale: 20}'`); an override of a
 single field (`decoding.sled.evolution_rate=3`) leaves `enabled` as it was.
 """
@@ -16,13 +17,15 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-METHODS = ("sled", "dola", "top_n_sigma")
-DECODING_SECTIONS = (("decoding",), ("eval", "decoding"))
+from toolkit import methods
+
+DECODING_SECTIONS = (("decoding",),)
 
 
 def method_keys() -> set[str]:
     """Dotted keys of every method section, e.g. 'decoding.sled'."""
-    return {".".join((*section, m)) for section in DECODING_SECTIONS for m in METHODS}
+    return {".".join((*section, m.name)) for section in DECODING_SECTIONS
+            for m in methods.all_methods()}
 
 
 def expand(raw: DictConfig) -> DictConfig:
@@ -33,17 +36,17 @@ def expand(raw: DictConfig) -> DictConfig:
         for part in section:
             node = node.get(part) if isinstance(node, dict) else None
         if isinstance(node, dict):
-            for key in METHODS:
-                if key in node:
-                    node[key] = _expanded(key, node[key])
+            for method in methods.all_methods():
+                if method.name in node:
+                    node[method.name] = _expanded(method, node[method.name])
     return OmegaConf.create(tree)
 
 
-def _expanded(key: str, value: Any) -> Any:
+def _expanded(method: methods.DecodingMethod, value: Any) -> Any:
     if isinstance(value, dict):
         return {"enabled": True, **value}
     if value is None or isinstance(value, bool):
         return {"enabled": bool(value)}
-    if key == "top_n_sigma" and isinstance(value, (int, float)):
-        return {"enabled": True, "n": float(value)}
+    if method.shorthand and isinstance(value, (int, float)):
+        return {"enabled": True, method.shorthand: float(value)}
     return value

@@ -1,0 +1,31 @@
+"""Top-n-sigma: keep the tokens within n standard deviations of the top logit."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from toolkit.methods.registry import DecodingMethod
+
+
+@dataclass
+class TopNSigmaOptions:
+    """Top-n-sigma (sampling only): tokens below max - n * std become -inf."""
+
+    enabled: bool = False
+    n: float = 1.0
+
+
+def step(scores, options: TopNSigmaOptions):
+    from toolkit.decoding import top_n_sigma
+
+    return top_n_sigma(scores, options.n)
+
+
+def label(o: TopNSigmaOptions) -> str:
+    return f"top-n-sigma n={o.n:g}"
+
+
+METHOD = DecodingMethod(
+    name="top_n_sigma", options=TopNSigmaOptions, stage="filter", label=label, logits=step,
+    samples=True, shorthand="n",
+)
