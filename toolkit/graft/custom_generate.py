@@ -29,12 +29,9 @@ from typing import Any
 import transformers
 from transformers import GenerationMixin, LogitsProcessorList, TemperatureLogitsWarper
 
+from toolkit import methods
 from toolkit.errors import ConfigError
-from toolkit.graft.processors import (
-    DolaLogitsProcessor,
-    SledLogitsProcessor,
-    TopNSigmaLogitsProcessor,
-)
+from toolkit.graft.processors import EarlyExitLogitsProcessor, FilterLogitsProcessor
 from toolkit.graft.tap import EarlyExitTap
 from toolkit.options import with_overrides
 
@@ -67,7 +64,9 @@ def decoder(sled: Any = None, dola: Any = None, top_n_sigma: Any = None,
     give the streamer here instead (the folder entry point does that for you)."""
     bound_streamer = streamer
     options = with_overrides(None, sled=sled, dola=dola, top_n_sigma=top_n_sigma)
-    method = options.sled if options.sled.enabled else options.dola if options.dola.enabled else None
+    active = methods.active(options)
+    early = [m for m in active if m.stage == "logits"]
+    filters = [m for m in active if m.stage == "filter"]
 
     def decode(model, input_ids, logits_processor, stopping_criteria, generation_config,
                synced_gpus=False, streamer=None, **model_kwargs):
@@ -77,13 +76,13 @@ def decoder(sled: Any = None, dola: Any = None, top_n_sigma: Any = None,
                 "top-n-sigma in custom_generate; use num_beams=1 (greedy or sampling)"
             )
         ours, tap = [], None
-        if method is not None:
-            tap = EarlyExitTap(model, layers=method.layers or "all",
-                               early_exit_norm=early_exit_norm)
-            kind = SledLogitsProcessor if options.sled.enabled else DolaLogitsProcessor
-            ours.append(kind(tap, method))
-        late = ([TopNSigmaLogitsProcessor(options.top_n_sigma.n)]
-                if options.top_n_sigma.enabled and generation_config.do_sample else [])
+        for method in early:
+            method_options = getattr(options, method.name)
+            layers = getattr(method_options, method.layers_key) if method.layers_key else None
+            tap = EarlyExitTap(model, layers=layers or "all", early_exit_norm=early_exit_norm)
+            ours.append(EarlyExitLogitsProcessor(tap, method, method_options))
+        late = ([FilterLogitsProcessor(m, getattr(options, m.name)) for m in filters]
+                if generation_config.do_sample else [])
         processors = _spliced(logits_processor, ours, late)
         if streamer is None and bound_streamer is not None:
             streamer = bound_streamer
