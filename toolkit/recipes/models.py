@@ -7,9 +7,10 @@ the files alone, before any weights are read.
 from __future__ import annotations
 
 import json
-import os
 import shutil
+import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -17,22 +18,24 @@ import torch
 
 from toolkit.errors import CheckpointError, ConfigError, UnsupportedArchitectureError
 from toolkit.options import GraftConfig
+from toolkit.presets import CACHE_ENV, cache_dir, check_preset, prepare_preset
 from toolkit.recipes.schema import ModelConfig
 
+__all__ = ["CACHE_ENV", "cache_dir", "check_model", "load_model", "resolve_dtype"]
+
 AUGMENT_CONFIG = "augment_config.json"
-CACHE_ENV = "SURGERY_CACHE"
-
-
-def cache_dir() -> Path:
-    """Where built-in tiny models are saved once: $SURGERY_CACHE or ~/.cache/model-surgery."""
-    default = Path.home() / ".cache" / "model-surgery"
-    return Path(os.environ.get(CACHE_ENV) or default)
 
 
 def check_model(config: ModelConfig) -> None:
     """Fail fast, before any weights load, on a model source that cannot work."""
-    if config.path:
+    if config.path and config.gguf_file:
+        from toolkit.graft.gguf import check_gguf
+
+        check_gguf(config.path, config.gguf_file)
+    elif config.path:
         _check_local(Path(config.path))
+    elif config.preset:
+        check_preset(config.preset)
     elif config.tiny:
         from toolkit.testing import FAMILIES
 
@@ -43,17 +46,70 @@ def check_model(config: ModelConfig) -> None:
             )
 
 
-def load_model(config: ModelConfig, graft: GraftConfig | None = None) -> Any:
-    """An AugmentedModel from a local directory, the built-in tiny model or a random shape.
+def to_stderr(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
+def load_model(config: ModelConfig, graft: GraftConfig | None = None,
+               say: Callable[[str], None] = to_stderr) -> Any:
+    """An AugmentedModel from a local directory (or a GGUF file in it), a preset, the built-in
+    tiny model or a random shape; `say` gets the progress and dtype lines (default: stderr,
+    so that stdout holds only results).
 
     A directory holding augment_config.json is an augmented checkpoint and loads as saved (its
     own graft config wins over `graft`); any other directory is a base model that is grafted.
+    A preset is prepared once into the cache, then loads like any local directory.
     """
     check_model(config)
     if config.random_shape:
         return _random_model(config, graft)
-    path = Path(config.path) if config.path else tiny_model_dir(config.tiny, config.seed)
-    return _load_local(path, config, graft)
+    if config.gguf_file:
+        return _load_gguf(config, graft, say)
+    if config.preset:
+        path = prepare_preset(config.preset, say=say)
+    else:
+        path = Path(config.path) if config.path else tiny_model_dir(config.tiny, config.seed)
+    return _load_local(path, config, graft, say)
+
+
+def resolve_dtype(config: ModelConfig, checkpoint_dtype: str | None) -> tuple[Any, str]:
+    """(torch dtype, a line saying why). 'auto' is float32 on CPU, where half precision is
+    slow and moves scores, and the checkpoint's own dtype on a GPU."""
+    if config.dtype != "auto":
+        return getattr(torch, config.dtype), f"model dtype: {config.dtype} (model.dtype)"
+    on_gpu = _runs_on_gpu(config.device_map)
+    saved = checkpoint_dtype if checkpoint_dtype in ("float32", "float16", "bfloat16") else None
+    if on_gpu and saved:
+        return getattr(torch, saved), f"model dtype: {saved} (model.dtype=auto: the checkpoint's dtype on GPU)"
+    if on_gpu:
+        return torch.float32, "model dtype: float32 (model.dtype=auto; the checkpoint names no dtype)"
+    note = f"; the checkpoint is {saved}" if saved and saved != "float32" else ""
+    return torch.float32, f"model dtype: float32 (model.dtype=auto on CPU{note})"
+
+
+def _runs_on_gpu(device_map: str | None) -> bool:
+    if device_map in (None, "cpu"):
+        return False
+    if device_map in ("auto", "balanced", "sequential"):
+        return torch.cuda.is_available()
+    return not str(device_map).startswith(("cpu", "mps"))
+
+
+def _checkpoint_dtype(path: Path) -> str | None:
+    """The saved dtype of a base model directory, or of an augmented checkpoint's base."""
+    config_file = path / "config.json"
+    if (path / AUGMENT_CONFIG).is_file():
+        try:
+            reference = json.loads((path / AUGMENT_CONFIG).read_text()).get("base")
+        except (OSError, json.JSONDecodeError):
+            return None
+        base = path / "base" if reference == "self" else Path(str(reference))
+        config_file = base / "config.json"
+    try:
+        config = json.loads(config_file.read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+    return config.get("dtype") or config.get("torch_dtype")
 
 
 def tiny_model_dir(family: str, seed: int = 0) -> Path:
@@ -73,11 +129,6 @@ def tiny_model_dir(family: str, seed: int = 0) -> Path:
         if not (target / "config.json").is_file():
             raise
     return target
-
-
-def torch_dtype(name: str) -> Any:
-    """'auto' (keep the checkpoint's dtype) or a torch dtype."""
-    return "auto" if name == "auto" else getattr(torch, name)
 
 
 def _check_local(path: Path) -> None:
@@ -112,18 +163,32 @@ def _check_architecture(config_file: Path) -> None:
         )
 
 
-def _load_local(path: Path, config: ModelConfig, graft: GraftConfig | None) -> Any:
+def _load_local(path: Path, config: ModelConfig, graft: GraftConfig | None, say) -> Any:
     from toolkit.graft.augmented import AugmentedModel
 
-    dtype = torch_dtype(config.dtype)
+    dtype, line = resolve_dtype(config, _checkpoint_dtype(path))
+    say(line)
     if (path / AUGMENT_CONFIG).is_file():
-        return AugmentedModel.from_pretrained(
-            path, device_map=config.device_map, dtype=None if dtype == "auto" else dtype
-        )
+        return AugmentedModel.from_pretrained(path, device_map=config.device_map, dtype=dtype)
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     base = AutoModelForCausalLM.from_pretrained(path, dtype=dtype, device_map=config.device_map)
     tokenizer = AutoTokenizer.from_pretrained(path)
+    return _graft(base, tokenizer, config, graft)
+
+
+def _load_gguf(config: ModelConfig, graft: GraftConfig | None, say) -> Any:
+    from toolkit.graft.gguf import load_gguf
+
+    dtype, line = resolve_dtype(config, "float32")
+    say(f"dequantizing {Path(config.path) / config.gguf_file}; {line}")
+    base, tokenizer = load_gguf(config.path, config.gguf_file, dtype, config.device_map)
+    return _graft(base, tokenizer, config, graft)
+
+
+def _graft(base: Any, tokenizer: Any, config: ModelConfig, graft: GraftConfig | None) -> Any:
+    from toolkit.graft.augmented import AugmentedModel
+
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(config.seed)
         return AugmentedModel.graft(base.eval(), graft or GraftConfig(), tokenizer=tokenizer)
@@ -133,7 +198,7 @@ def _random_model(config: ModelConfig, graft: GraftConfig | None) -> Any:
     from toolkit.bench.shapes import random_model
     from toolkit.graft.augmented import AugmentedModel
 
-    dtype = torch.float32 if config.dtype == "auto" else torch_dtype(config.dtype)
+    dtype = torch.float32 if config.dtype == "auto" else getattr(torch, config.dtype)
     device = config.device_map if config.device_map not in (None, "auto") else "cpu"
     base = random_model(config.random_shape, dtype, device, config.seed)
     with torch.random.fork_rng(devices=[]):

@@ -17,6 +17,7 @@ from toolkit.lpo.config import CollectConfig, TrainConfig, TrainerConfig
 from toolkit.options import DecodingConfig, GraftConfig
 
 DTYPES = ("auto", "float32", "float16", "bfloat16")
+SOURCES = ("path", "preset", "tiny", "random_shape")
 
 # Recipe keys that moved, and where each lives now: a recipe that still uses one fails with a
 # message naming the new key. Eval and bench read the method settings from `decoding`, task
@@ -41,15 +42,23 @@ MOVED_KEYS = {
 
 @dataclass
 class ModelConfig:
-    """Where the model comes from: exactly one of `path`, `tiny` or `random_shape`.
+    """Where the model comes from: exactly one of `path`, `preset`, `tiny` or `random_shape`.
 
     path: a local directory, either a Hugging Face causal LM (config.json + weights) that gets
         grafted, or an augmented checkpoint (augment_config.json) that is loaded as saved.
+    gguf_file: with `path`, the name of a GGUF file in that directory; it is dequantized by
+        transformers' GGUF loader (needs the `gguf` package).
+    preset: a named pretrained model the toolkit fetches and prepares once into the cache
+        (`toolkit.presets`), e.g. 'smollm2-135m-instruct'.
     tiny: a family name ('llama', ...) for the built-in tiny seeded model (no download).
     random_shape: a named shape with random weights (benchmarks only), e.g. 'llama-7b'.
+    dtype: 'auto' = float32 on CPU (half precision is slow there and moves scores) and the
+        checkpoint's own dtype on a GPU; or float32 / float16 / bfloat16.
     """
 
     path: Optional[str] = None
+    gguf_file: Optional[str] = None
+    preset: Optional[str] = None
     tiny: Optional[str] = None
     random_shape: Optional[str] = None
     seed: int = 0
@@ -61,13 +70,18 @@ class ModelConfig:
 
     def check_source(self) -> None:
         """Raise ConfigError unless exactly one model source is set."""
-        sources = {k: getattr(self, k) for k in ("path", "tiny", "random_shape")}
+        sources = {k: getattr(self, k) for k in SOURCES}
         given = [k for k, v in sources.items() if v not in (None, "")]
         if len(given) != 1:
             named = ", ".join(f"model.{k}" for k in given) if given else "none of them"
             raise ConfigError(
-                "set exactly one of model.path, model.tiny, model.random_shape "
-                f"(got {named}); e.g. model.path=/path/to/model"
+                f"set exactly one of {', '.join('model.' + k for k in SOURCES)} "
+                f"(got {named}); e.g. model.preset=smollm2-135m-instruct or model.path=/path/to/model"
+            )
+        if self.gguf_file and not self.path:
+            raise ConfigError(
+                "model.gguf_file needs model.path, the directory holding it; e.g. "
+                "model.path=/models/dir model.gguf_file=model.Q4_K_M.gguf"
             )
 
 
