@@ -198,10 +198,22 @@ def test_sled_overrides_validate_like_the_dataclass(tmp_path_factory, scale, rat
         assert "out of range" in error_of(path, overrides)
 
 
-def test_override_value_that_is_not_yaml(tiny_recipe):
-    message = error_of(tiny_recipe, ["data.template=Q: {question} A:"])
-    assert "not valid YAML; quote it" in message
-    assert (
-        load_recipe(tiny_recipe, ["data.template='Q: {question} A:'"]).data.template
-        == "Q: {question} A:"
-    )
+@pytest.mark.parametrize(
+    "override, key, expected",
+    [
+        ("data.template=Q: {question} A:", "data.template", "Q: {question} A:"),
+        # the shell passes \n as two characters; inside YAML double quotes it becomes a newline
+        ("generate.prompts=[Q: Why is the sky blue?\\nA:]", "generate.prompts",
+         ["Q: Why is the sky blue?\nA:"]),
+    ],
+)
+def test_override_value_that_is_not_yaml_suggests_a_fix_that_works(tiny_recipe, override, key,
+                                                                    expected):
+    message = error_of(tiny_recipe, [override])
+    assert "not valid YAML; put it in double quotes" in message
+    suggestion = message.rsplit("e.g. ", 1)[1]
+    fixed = suggestion.replace("='", "=", 1)[:-1]  # the shell strips the single quotes
+    section, field = key.split(".")
+    assert getattr(getattr(load_recipe(tiny_recipe, [fixed]), section), field) == expected
+
+

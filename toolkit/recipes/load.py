@@ -89,9 +89,19 @@ def _parse_overrides(overrides: Sequence[str]) -> list[DictConfig]:
         except yaml.YAMLError:
             key, _, value = item.partition("=")
             raise ConfigError(
-                f"override {item!r}: the value is not valid YAML; quote it, e.g. {key}='{value}'"
+                f"override {item!r}: the value is not valid YAML; put it in double quotes "
+                f"(inside them \\n is a newline), e.g. {key}='{_double_quoted(value)}'"
             ) from None
     return parsed
+
+
+def _double_quoted(value: str) -> str:
+    """The value as a double-quoted YAML string, or a list of one such string for '[...]'."""
+    value = value.strip()
+    is_list = value.startswith("[") and value.endswith("]")
+    inner = value[1:-1].strip() if is_list else value
+    quoted = '"' + inner.replace('"', '\\"') + '"'
+    return f"[{quoted}]" if is_list else quoted
 
 
 class _translated:
