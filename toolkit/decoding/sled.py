@@ -1,12 +1,31 @@
 """SLED: Self Logits Evolution Decoding (docs/methods.md section 2), batched and in closed form.
 
 The reference code builds the (N, K, V) tensor of KL gradients `P[n] - e_i` and takes its cosine
-with `D[n] = Z[n] - z` over the vocabulary. Here the cosine comes from per-layer reductions:
+with `D[n] = Z[n] - z` over the vocabulary. Here the cosine comes from four per-layer sums over
+the vocabulary and (N, K) gathered terms, so the cost is O(N * V) and no (N, K, V) tensor exists:
 
-    <P - e_i, D> = <P, D> - D_i          |P - e_i|^2 = (1 - P_i)^2 + (|P|^2 - P_i^2)
+    <P - e_i, D> = sum_{j != i} p_j D_j - (1 - p_i) D_i
+    |P - e_i|^2  = sum_{j != i} p_j^2 + (1 - p_i)^2
 
-so the cost is O(N * V) and memory O(N * V), with torch's cosine_similarity semantics (each norm
-clamped at eps = 1e-8, so a zero D row gives cosine 0).
+with torch's cosine_similarity semantics (each norm clamped at eps = 1e-8, so a zero D row gives
+cosine 0).
+
+Precision. Written as `<P, D> - D_i` and `|P|^2 - p_i^2`, these terms cancel catastrophically
+when a layer is nearly one-hot on a top-K token (p_i = 1 - 1e-7 leaves a handful of float32
+bits). Per layer the sums are therefore taken with the layer's most probable top-K token `a`
+left out (its entry of P set to 0 before summing): R = sum_{j != a} p_j (= 1 - p_a, formed
+without subtracting), Q = sum_{j != a} p_j^2, W = sum_{j != a} p_j D_j and |D|. The (N, K) terms
+are then put together in float64, never subtracting two near-equal sums:
+
+    i == a:  <P - e_a, D> = W - R D_a                 |P - e_a|^2 = Q + R^2
+    i != a:  <P - e_i, D> = W + p_a D_a - D_i         |P - e_i|^2 = (1 - p_i)^2 + Q + p_a^2 - p_i^2
+
+(for i != a, p_i <= p_a, so p_i <= 1/2 and 1 - p_i is exact enough).
+
+Speed. The (B, N, V) work is done one block of rows at a time (`toolkit.decoding.blocks`), so
+the block's softmax, differences and sums stay in cache; SLED's extra memory is one block.
+A block is first computed on the inputs as they are; only when its sums are not finite (an
+early or final logit of -inf, or differences beyond ~1e19) is it recomputed the careful way:
 
 Non-finite logits (docs/methods.md section 2: no NaN for rows where some logits are -inf):
 - a final logit of -inf marks a token the final layer rules out: D is 0 on it (no contrast), it
@@ -14,8 +33,9 @@ Non-finite logits (docs/methods.md section 2: no NaN for rows where some logits 
 - an early logit of -inf is read as the lowest float32 value, i.e. the limit of a very negative
   logit, so D points towards the tokens that layer ruled out;
 - a row whose final logits are all -inf comes out as -inf on its top-K and the lower bound elsewhere.
-D is formed as Z/2 - z/2 and scaled by its largest entry before any norm, so no finite input can
-overflow into inf or NaN. +inf and NaN are not valid logits.
+D is formed as Z/2 - z/2 and, in the careful pass, divided by a power of two near its largest
+entry before any norm (exact), so no finite input can overflow into inf or NaN. +inf and NaN
+are not valid logits.
 """
 
 from __future__ import annotations
@@ -24,6 +44,7 @@ from dataclasses import dataclass
 
 import torch
 
+from toolkit.decoding.blocks import BLOCK_ELEMENTS, row_blocks
 from toolkit.decoding.checks import check_layer_logits
 
 COSINE_EPS = 1e-8
@@ -72,37 +93,81 @@ def check_sled_args(
         raise ValueError(f"op_T={op_T!r} is out of range; it must be an int >= 1")
 
 
-def _layer_cosines(probs: torch.Tensor, diff: torch.Tensor, topk: torch.Tensor) -> torch.Tensor:
-    """cos(P[b,n] - e_i, D[b,n]) for i in topk[b]: (B, N, V) x2, (B, K) -> (B, N, K).
+def _half_differences(early, z_low, z_finite, careful: bool):
+    """D/2 = Z/2 - z/2 (b, N, V) and the power of two it was divided by (b, N): 1, or when
+    `careful` 2**(e-1) with the largest |D/2| in [2**(e-1), 2**e) (2**e may overflow).
 
-    `diff` is consumed (scaled in place).
+    `early` must be a tensor this module owns when `careful` (it is overwritten).
     """
-    scale = diff.abs().amax(-1, keepdim=True)
-    scale = torch.where(scale > 0, scale, torch.ones_like(scale))
-    diff.div_(scale)
+    half = z_low.mul(-0.5).unsqueeze(1)
+    if not careful:
+        return torch.add(half, early, alpha=0.5), torch.ones_like(early[..., 0])
+    diff = early.mul_(0.5).add_(half)
+    diff.masked_fill_(~z_finite.unsqueeze(1), 0.0)
+    _, exponent = torch.frexp(diff.abs().amax(-1))  # largest |D/2| in [2**(e-1), 2**e)
+    scale = torch.ldexp(torch.ones_like(exponent, dtype=diff.dtype), exponent - 1)
+    return diff.div_(scale.unsqueeze(-1)), scale
+
+
+def _block_terms(early, z_low, z_finite, topk, careful: bool = False):
+    """The per-layer sums and gathered top-K terms of one block of rows (see module docstring).
+
+    Returns (sums, p_k, d_k, top, scale): sums = (R, |P'|, W, |D|) each (b, N) with P' = P
+    without its entry at `a`; p_k, d_k (b, N, K) P and D/2 at the top-K; top (b, N, 1) the index
+    in K of `a`; scale (b, N) the power of two D/2 was divided by.
+    """
+    early = early.float().clamp_min(_LOWEST) if careful else early.float()
+    probs = torch.softmax(early, dim=-1)
+    diff, scale = _half_differences(early, z_low, z_finite, careful)
     index = topk.unsqueeze(1).expand(-1, probs.shape[1], -1)
-    p_i = probs.gather(-1, index)
-    d_i = diff.gather(-1, index)
-    dot = torch.einsum("bnv,bnv->bn", probs, diff)
-    sq = torch.einsum("bnv,bnv->bn", probs, probs)
-    numerator = dot.unsqueeze(-1) - d_i
-    rest = (sq.unsqueeze(-1) - p_i * p_i).clamp_min(0.0)
-    grad_norm = ((1.0 - p_i).square() + rest).sqrt().clamp_min(COSINE_EPS)
-    # |D| = scale * |D / scale| is clamped at eps, so |D / scale| is clamped at eps / scale.
-    diff_norm = torch.maximum(torch.linalg.vector_norm(diff, dim=-1), COSINE_EPS / scale[..., 0])
-    return numerator / (grad_norm * diff_norm.unsqueeze(-1))
+    p_k, d_k = probs.gather(-1, index), diff.gather(-1, index)
+    top = p_k.argmax(-1, keepdim=True)
+    probs.scatter_(-1, index.gather(-1, top), 0.0)
+    sums = (probs.sum(-1), torch.linalg.vector_norm(probs, dim=-1),
+            torch.linalg.vecdot(probs, diff), torch.linalg.vector_norm(diff, dim=-1))
+    return sums, p_k, d_k, top, scale
+
+
+def _cosines(sums, p_k, d_k, top, scale) -> torch.Tensor:
+    """cos(P - e_i, D) (b, N, K) float64 from `_block_terms`, without cancelling sums."""
+    rest, q_norm, dot, d_norm = (s.double().unsqueeze(-1) for s in sums)
+    p_k, d_k = p_k.double(), d_k.double()
+    p_a, d_a = p_k.gather(-1, top), d_k.gather(-1, top)
+    is_a = torch.arange(p_k.shape[-1], device=top.device) == top
+    q_sq = q_norm.square()
+    numerator = torch.where(is_a, dot - rest * d_a, dot + p_a * d_a - d_k)
+    others = (q_sq + p_a.square() - p_k.square()).clamp_min(0.0)
+    grad_sq = torch.where(is_a, q_sq + rest.square(), (1.0 - p_k).square() + others)
+    grad_norm = grad_sq.sqrt().clamp_min(COSINE_EPS)
+    # |D| = 2 * scale * |D/2 / scale| is clamped at eps, so |D/2 / scale| at eps / (2 * scale).
+    diff_norm = torch.maximum(d_norm, COSINE_EPS / (2.0 * scale.double().unsqueeze(-1)))
+    return numerator / (grad_norm * diff_norm)
+
+
+def _layer_cosines(early, z_low, z_finite, topk) -> torch.Tensor:
+    """cos(P[b,n] - e_i, D[b,n]) for i in topk[b], block by block: float64 (B, N, K)."""
+    batch, layers, vocab = early.shape
+    block = BLOCK_ELEMENTS if early.device.type == "cpu" else batch * layers * vocab
+    parts = []
+    for rows in row_blocks(batch, layers * vocab, block):
+        args = (early[rows], z_low[rows], z_finite[rows], topk[rows])
+        terms = _block_terms(*args)
+        if not bool(torch.isfinite(torch.stack(terms[0])).all()):
+            terms = _block_terms(*args, careful=True)
+        parts.append(_cosines(*terms))
+    return torch.cat(parts)
 
 
 def _latent(cos: torch.Tensor, topk: torch.Tensor, vocab: int):
-    """Latent distribution (B, V) and layer weights (B, N) from cosines (B, N, K)."""
+    """Latent distribution (B, V) and layer weights (B, N), float32, from cosines (B, N, K)."""
     m = cos.clamp_min(0.0).square()
     per_layer = m.sum(-1, keepdim=True)
     m = m / torch.where(per_layer != 0, per_layer, torch.ones_like(per_layer))
     total = per_layer.sum(1, keepdim=True)
     weights = per_layer / torch.where(total != 0, total, torch.ones_like(total))
-    latent_k = (weights * m).sum(1)
+    latent_k = (weights * m).sum(1).float()
     latent = torch.zeros(topk.shape[0], vocab, dtype=torch.float32, device=topk.device)
-    return latent.scatter_(-1, topk, latent_k), weights[..., 0]
+    return latent.scatter_(-1, topk, latent_k), weights[..., 0].float()
 
 
 def _evolve(z: torch.Tensor, latent: torch.Tensor, rate: float, op_T: int) -> torch.Tensor:
@@ -131,11 +196,7 @@ def sled_details(
     z = final_logits.float()
     z_low = z.clamp_min(_LOWEST)
     topk = torch.softmax(z_low, dim=-1).topk(evolution_scale, dim=-1).indices
-    early = early_logits.float().clamp_min(_LOWEST)
-    probs = torch.softmax(early, dim=-1)
-    diff = early.mul_(0.5).sub_(z_low.mul(0.5).unsqueeze(1))
-    diff.masked_fill_(~(z > float("-inf")).unsqueeze(1), 0.0)
-    cos = _layer_cosines(probs, diff, topk)
+    cos = _layer_cosines(early_logits, z_low, z > float("-inf"), topk)
     latent, weights = _latent(cos, topk, z.shape[-1])
     evolved = _evolve(z, latent, float(evolution_rate), op_T)
     out = torch.full_like(z, float(evolution_lower_bound))
