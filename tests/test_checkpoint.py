@@ -34,6 +34,16 @@ def trained(tiny_llama_dir):
     return model
 
 
+def _rehash(target: Path) -> None:
+    """Store the current hashes, as if the checkpoint had been saved with its files as they are
+    (to reach the checks behind the content hash)."""
+    config_path = target / "augment_config.json"
+    config = json.loads(config_path.read_text())
+    config["files"] = {k: checkpoint.integrity.sha256_file(target / k) for k in config["files"]
+                       if (target / k).exists()}
+    config_path.write_text(json.dumps(config))
+
+
 def _dir_size(path: Path) -> int:
     return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
 
@@ -82,7 +92,7 @@ def test_self_contained_survives_deleting_the_base(tmp_path):
         AugmentedModel.from_pretrained(head_only)
     weights = full / "base" / "model.safetensors"
     weights.write_bytes(weights.read_bytes()[:1000])
-    with pytest.raises(CheckpointError, match="cannot load the base model from .*full/base.*corrupted"):
+    with pytest.raises(CheckpointError, match="full/base/model.safetensors does not match the content hash"):
         AugmentedModel.from_pretrained(full)
 
 
@@ -119,6 +129,9 @@ def test_broken_checkpoints_raise_checkpoint_error(trained, tiny_model_dir, tmp_
     head = target / "head.safetensors"
     data = head.read_bytes()
     head.write_bytes(data[: len(data) // 2])
+    with pytest.raises(CheckpointError, match="head.safetensors does not match the content hash"):
+        AugmentedModel.from_pretrained(target)
+    _rehash(target)
     with pytest.raises(CheckpointError, match="head.safetensors cannot be read.*truncated or corrupted"):
         AugmentedModel.from_pretrained(target)
     head.unlink()
@@ -130,6 +143,7 @@ def test_broken_checkpoints_raise_checkpoint_error(trained, tiny_model_dir, tmp_
     config = json.loads(config_path.read_text())
     config["graft"]["head"]["hidden_size"] = 8
     config_path.write_text(json.dumps(config))
+    _rehash(other)
     with pytest.raises(CheckpointError, match="wrong shape"):
         AugmentedModel.from_pretrained(other)
     (other / "augment_config.json").unlink()
@@ -145,6 +159,7 @@ def test_missing_keys_and_unreferable_base(trained, tmp_path):
     dropped = sorted(state)[0]
     del state[dropped]
     save_file(state, str(target / "head.safetensors"))
+    _rehash(target)
     with pytest.raises(CheckpointError, match=f"missing keys \\['{dropped}'\\]"):
         AugmentedModel.from_pretrained(target)
     from toolkit.testing import build_tiny_model
@@ -196,3 +211,86 @@ def test_device_map_generation_equals_single_device(trained, tmp_path):
     features = sharded.head_features(ids, mask)
     assert features.device == lm_head
     assert torch.allclose(features.cpu(), single.head_features(ids, mask).cpu(), atol=1e-5)
+
+
+def _edit_config(target: Path, edit) -> None:
+    path = target / "augment_config.json"
+    config = json.loads(path.read_text())
+    edit(config)
+    path.write_text(json.dumps(config))
+
+
+def test_flipped_bytes_in_tensor_data_are_caught(trained, tmp_path):
+    target = trained.save_pretrained(tmp_path / "ckpt")
+    config = json.loads((target / "augment_config.json").read_text())
+    assert config["format_version"] == 2 and "head.safetensors" in config["files"]
+    assert all(len(v) == 64 for v in config["files"].values())
+    head = target / "head.safetensors"
+    data = bytearray(head.read_bytes())
+    data[-3] ^= 0xFF  # inside the tensor data: the header still parses
+    head.write_bytes(bytes(data))
+    with pytest.raises(CheckpointError, match="head.safetensors does not match the content hash"):
+        AugmentedModel.from_pretrained(target)
+
+
+def test_same_architecture_other_weights_is_refused(trained, tiny_model_dir, tmp_path):
+    target = trained.save_pretrained(tmp_path / "ckpt")
+    other = tiny_model_dir("llama", seed=1)
+    with pytest.raises(CheckpointError, match="weight fingerprint mismatch.*embed_tokens"):
+        AugmentedModel.from_pretrained(target, base=other)
+    loaded = AugmentedModel.from_pretrained(target, dtype=torch.bfloat16)  # a dtype change passes
+    assert loaded.base.dtype == torch.bfloat16
+
+
+def test_vocab_size_is_part_of_the_fingerprint(tiny_model_dir):
+    from toolkit.testing import tiny_config
+
+    a, b = tiny_config("llama"), tiny_config("llama")
+    b.vocab_size = a.vocab_size + 1
+    assert checkpoint.fingerprint(a)["keys"]["vocab_size"] == a.vocab_size
+    assert checkpoint.fingerprint(a)["sha256"] != checkpoint.fingerprint(b)["sha256"]
+
+
+CONFIG_EDITS = {
+    "newer format": (lambda c: c.update(format_version=99),
+                     "format_version 99, newer than this toolkit reads \\(up to 2\\)"),
+    "no format": (lambda c: c.pop("format_version"), "format_version=None is not a format"),
+    "missing head.level": (lambda c: c["graft"]["head"].pop("level"),
+                           "lacks graft.head.level"),
+    "missing head": (lambda c: c["graft"].pop("head"), "lacks graft.head;"),
+    "unknown graft key": (lambda c: c["graft"].update(extra=1), "unknown key graft.extra"),
+    "unknown decoding key": (lambda c: c["decoding"]["sled"].update(alpha=1),
+                             "unknown key decoding.sled.alpha"),
+    "bad level": (lambda c: c["graft"]["head"].update(level="word"),
+                  "head.level='word' is not allowed"),
+    "wrong type": (lambda c: c["graft"]["head"].update(hidden_size="big"),
+                   "bad value for graft.head.hidden_size"),
+    "nan temperature": (lambda c: c["graft"]["head"].update(temperatures=[float("nan")]),
+                        "not a finite number"),
+    "no files": (lambda c: c.pop("files"), "lacks files"),
+    "unknown top-level key": (lambda c: c.update(extra=1), "unknown key\\(s\\) extra"),
+}
+
+
+@pytest.mark.parametrize("case", list(CONFIG_EDITS))
+def test_augment_config_is_validated_like_a_recipe(trained, tmp_path, case):
+    edit, message = CONFIG_EDITS[case]
+    target = trained.save_pretrained(tmp_path / "ckpt")
+    _edit_config(target, edit)
+    with pytest.raises(CheckpointError, match=message):
+        AugmentedModel.from_pretrained(target)
+
+
+def test_format_1_checkpoints_still_load(trained, tmp_path):
+    target = trained.save_pretrained(tmp_path / "ckpt")
+
+    def to_format_1(config):
+        config.update(format_version=1)
+        config.pop("files")
+        config.pop("weight_fingerprint")
+        config["decoding"]["adaptive_temperature"] = {"mode": "token", "choice": "argmax"}
+
+    _edit_config(target, to_format_1)
+    loaded = AugmentedModel.from_pretrained(target)
+    assert loaded.graft_config == trained.graft_config
+    assert loaded.decoding.adaptive_temperature.enabled

@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from toolkit.decoding import temperature_log_probs
+from toolkit.errors import DataError
 from toolkit.graft.augmented import AugmentedModel
 from toolkit.lpo import cache
 from toolkit.lpo.collect import collect_pairs
@@ -88,9 +89,14 @@ def test_cache_is_reused_and_rebuilt(tiny_llama_dir, pairs_file, tmp_path, monke
     assert calls and cache.load_cache(path)[1]["pairs"] == "15"
     calls.clear()
     other = AugmentedModel(model.base, GraftConfig(head=HeadConfig(
-        hidden_size=16, temperatures=[0.0, 0.5, 1.0])), model.tokenizer)
+        hidden_size=16, temperatures=[0.0, 0.1, 0.3, 0.5, 0.7, 0.9])), model.tokenizer)
     cache.build_cache(other, local, progress=False)
-    assert calls and cache.load_cache(path)[0]["chosen_lp"].shape[-1] == 3
+    assert calls and cache.load_cache(path)[0]["chosen_lp"].shape[-1] == 6
+    smaller = AugmentedModel(model.base, GraftConfig(head=HeadConfig(
+        hidden_size=16, temperatures=[0.0, 0.5, 1.0])), model.tokenizer)
+    with pytest.raises(DataError, match="record 1: chosen_tau holds temperature index [3-5], "
+                       "outside 0..2"):
+        cache.build_cache(smaller, local, progress=False)
 
 
 def test_module_trains_only_the_head_and_starts_at_log2(tiny_llama_dir, pairs_file):
@@ -113,12 +119,15 @@ def test_train_head_exports_and_leaves_base_untouched(tiny_llama_dir, pairs_file
     model = _model(tiny_llama_dir, "token")
     before = {k: v.clone() for k, v in model.base.state_dict().items()}
     initial = {k: v.clone() for k, v in model.head.state_dict().items()}
-    run = tmp_path / "run"
+    run, work = tmp_path / "run", tmp_path / "work"
     config = _trainer(max_epochs=3, logger=True, log_every_n_steps=1,
-                      checkpoint_dir=str(run / "lightning"))
-    result = train_head(model, pairs_file, TrainConfig(loss="latent"), config, run)
-    assert (run / "lightning" / "last.ckpt").exists()
-    assert list((run / "training").rglob("metrics.csv"))
+                      checkpoint_dir=str(work / "lightning"))
+    result = train_head(model, pairs_file, TrainConfig(loss="latent"), config, run,
+                        log_dir=work / "training")
+    assert (work / "lightning" / "last.ckpt").exists()
+    assert list((work / "training").rglob("metrics.csv"))
+    assert sorted(p.name for p in run.iterdir() if not p.name.startswith("tokenizer")) == [
+        "augment_config.json", "custom_generate", "head.safetensors"]
     after = model.base.state_dict()
     assert all(torch.equal(before[k], after[k]) for k in before)
     assert result.steps == 12 and len(result.losses) == 12

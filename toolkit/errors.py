@@ -3,6 +3,8 @@
 The CLI turns every `ToolkitError` into one line on stderr and exit code 2.
 """
 
+import math
+
 
 class ToolkitError(Exception):
     """Base class of the toolkit's user-facing errors."""
@@ -24,6 +26,10 @@ class DataError(ToolkitError, ValueError):
     """An input data file has a malformed line or row (the message names file and line)."""
 
 
+class NonFiniteLogitsError(ToolkitError, RuntimeError):
+    """The model produced NaN or +inf logits (or a row with every token masked) at a step."""
+
+
 def check_choice(key: str, value, allowed) -> None:
     """Raise ConfigError unless `value` is one of `allowed`, naming the key and the choices."""
     if value not in allowed:
@@ -31,8 +37,16 @@ def check_choice(key: str, value, allowed) -> None:
         raise ConfigError(f"{key}={value!r} is not allowed; choose one of {choices}")
 
 
+def check_finite(key: str, value) -> None:
+    """Raise ConfigError when a float option is NaN or infinite."""
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ConfigError(f"{key}={value!r} is not a finite number; give a finite value")
+
+
 def check_range(key: str, value, *, low=None, high=None, low_open=False) -> None:
-    """Raise ConfigError unless low <= value <= high (low < value when low_open)."""
+    """Raise ConfigError unless `value` is finite and low <= value <= high (low < value when
+    low_open)."""
+    check_finite(key, value)
     too_low = low is not None and (value <= low if low_open else value < low)
     too_high = high is not None and value > high
     if too_low or too_high:

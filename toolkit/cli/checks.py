@@ -5,8 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 from toolkit.errors import ConfigError, DataError
+from toolkit.files import check_writable
+from toolkit.layout import check_target, inside
 from toolkit.recipes.models import check_model
 from toolkit.recipes.schema import Recipe
+
+SAVING = ("graft", "train", "run")
 
 
 def preflight(command: str, recipe: Recipe) -> None:
@@ -29,8 +33,69 @@ def preflight(command: str, recipe: Recipe) -> None:
             )
     if command == "train":
         _need_file(recipe.data.pairs, "data.pairs", hint="run `collect` first")
+        _check_ckpt_path(recipe.trainer.ckpt_path)
     if command == "eval":
         _need_file(recipe.eval.data_path, "eval.data_path")
+    _check_outputs(command, recipe)
+    from toolkit.cli.inputs import check_inputs
+
+    check_inputs(command, recipe)
+
+
+def _check_outputs(command: str, recipe: Recipe) -> None:
+    """Every output is writable, and no input or work file sits where a save replaces all."""
+    if command in SAVING:
+        target = check_target(recipe.output_dir)
+        _check_layout(recipe, target)
+        check_writable(target, "output_dir", is_dir=True)
+    if command in ("train", "run"):
+        check_writable(recipe.work_dir, "work_dir", is_dir=True)
+    if command in ("collect", "run"):
+        check_writable(recipe.data.pairs, "data.pairs")
+    if command == "generate" and recipe.generate.output:
+        check_writable(recipe.generate.output, "generate.output")
+    if command == "eval":
+        check_writable(recipe.eval.output_dir, "eval.output_dir", is_dir=True)
+    if command == "bench":
+        check_writable(recipe.bench.output_dir, "bench.output_dir", is_dir=True)
+
+
+def _check_layout(recipe: Recipe, target: Path) -> None:
+    paths = {
+        "model.path": recipe.model.path, "work_dir": recipe.work_dir,
+        "data.prompts": recipe.data.prompts, "data.pairs": recipe.data.pairs,
+        "trainer.checkpoint_dir": recipe.trainer.checkpoint_dir,
+        "trainer.ckpt_path": recipe.trainer.ckpt_path, "generate.input": recipe.generate.input,
+        "generate.output": recipe.generate.output,
+    }
+    for key, value in paths.items():
+        if not value or (key == "model.path" and Path(value).resolve() == target):
+            continue
+        if inside(value, target):
+            raise ConfigError(
+                f"{key}={value!r} is inside output_dir={recipe.output_dir!r}, which a save "
+                "replaces as a whole; keep inputs, work files and logs outside it (work_dir "
+                "defaults to runs/NAME)"
+            )
+
+
+def _check_ckpt_path(path: str | None) -> None:
+    """A Lightning checkpoint to resume from must exist and be an intact torch zip file."""
+    if not path:
+        return
+    _need_file(path, "trainer.ckpt_path", hint="point it at a last.ckpt that training wrote")
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(path) as archive:
+            broken = archive.testzip()
+    except (zipfile.BadZipFile, OSError):
+        broken = "the archive"
+    if broken:
+        raise DataError(
+            f"trainer.ckpt_path={path!r} is corrupted or not a Lightning checkpoint ({broken} "
+            "does not read back); point it at an intact last.ckpt or unset it to start afresh"
+        )
 
 
 def parallel(recipe: Recipe) -> bool:

@@ -35,18 +35,19 @@ def cmd_generate(recipe: Recipe) -> None:
         if written is not None:
             print(f"wrote {len(records)} completions to {written}")
         return
-    if len(prompts) == 1:
-        texts = [_stream_one(model, prompts[0], recipe)]
+    if gen.output:
+        path, earlier = predict.generate_to_file(
+            model, records, gen.prompt_field, recipe.decoding, gen.batch_size, gen.output,
+            force=gen.force_resume,
+        )
+        resumed = f" ({earlier} more were there from an earlier run)" if earlier else ""
+        print(f"wrote {len(records) - earlier} completions to {path}{resumed}")
+    elif len(prompts) == 1:
+        _stream_one(model, prompts[0], recipe)
     else:
         texts = predict.complete(model, prompts, recipe.decoding, gen.batch_size)
-        if not gen.output:
-            for prompt, text in zip(prompts, texts, strict=True):
-                print(f"--- {prompt!r}\n{text}")
-    if gen.output:
-        path = predict.write_jsonl(
-            gen.output, [dict(r, completion=t) for r, t in zip(records, texts, strict=True)]
-        )
-        print(f"wrote {len(records)} completions to {path}")
+        for prompt, text in zip(prompts, texts, strict=True):
+            print(f"--- {prompt!r}\n{text}")
 
 
 def _stream_one(model, prompt: str, recipe: Recipe) -> str:

@@ -6,6 +6,7 @@ Prompts come from `data.prompts` (JSONL) or, when it is unset, the built-in synt
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from lightning.pytorch.utilities import rank_zero_only
@@ -75,6 +76,7 @@ def train(model: Any, recipe: Recipe) -> Any:
         recipe.trainer,
         recipe.output_dir,
         progress=recipe.trainer.progress_bar,
+        log_dir=Path(recipe.work_dir) / "training",
     )
     if result.losses:
         say(

@@ -1,7 +1,8 @@
 """`surgery` / `python cli.py`: SUBCOMMAND RECIPE.yaml [key=value ...].
 
 Every `ToolkitError` becomes one line on stderr (`error: ...`) and exit code 2; recipe problems
-are found before any model loads.
+are found before any model loads. An output that cannot be written (disk full, read-only) is
+one line and exit code 2 as well; Ctrl-C is one line and exit code 130.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import textwrap
 from collections.abc import Callable, Sequence
 
 from toolkit.errors import ToolkitError
+from toolkit.files import OUTPUT_ERRNOS
 
 EPILOG = """\
 overrides are OmegaConf dotlist items, applied after the YAML file, e.g.
@@ -100,6 +102,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ToolkitError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    except OSError as err:
+        if err.errno not in OUTPUT_ERRNOS:
+            raise
+        where = f" {err.filename}" if err.filename else ""
+        print(f"error: cannot write{where}: {err.strerror}; free some space or choose a "
+              "writable location, then rerun the same command to resume", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted; what was written so far is kept: rerun the same command to resume",
+              file=sys.stderr)
+        return 130
 
 
 def _dispatch(args: argparse.Namespace) -> int:

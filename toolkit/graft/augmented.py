@@ -26,6 +26,7 @@ from transformers import (
 )
 
 from toolkit import methods
+from toolkit.errors import DataError
 from toolkit.graft import checkpoint, hf_generate
 from toolkit.graft.families import resolve
 from toolkit.graft.head import AdaptiveDecoderHead
@@ -34,12 +35,13 @@ from toolkit.graft.processors import (
     AdaptiveTemperatureLogitsProcessor,
     EarlyExitLogitsProcessor,
     FilterLogitsProcessor,
+    FiniteLogitsCheck,
     PromptAwareRepetitionPenalty,
     TemperatureLogitsProcessor,
 )
 from toolkit.graft.records import AugmentedOutput, reply_mask, stack_steps
 from toolkit.graft.tap import EarlyExitTap
-from toolkit.options import DecodingConfig, GraftConfig, HeadConfig, with_overrides
+from toolkit.options import DecodingConfig, GraftConfig, with_overrides
 
 
 @dataclass
@@ -118,6 +120,7 @@ class AugmentedModel:
         if attention_mask is None:
             attention_mask = torch.ones_like(input_ids)
         attention_mask = attention_mask.to(device)
+        _check_rows(attention_mask)
         self.head.to(self.head_device)
         plan = self._plan(options, attention_mask, return_records)
         processors = LogitsProcessorList([*plan.processors, *(hf.pop("logits_processor", None)
@@ -149,6 +152,7 @@ class AugmentedModel:
     def _plan(self, options: DecodingConfig, attention_mask: torch.Tensor,
               record: bool) -> _Plan:
         plan = _Plan()
+        plan.processors.append(FiniteLogitsCheck())
         active = methods.active(options)
         for method in (m for m in active if m.stage == "logits"):
             method_options = getattr(options, method.name)
@@ -254,25 +258,19 @@ class AugmentedModel:
             reference = checkpoint.reference_of(source)
         else:
             reference = checkpoint.base_reference(base)
-        checkpoint.check_fingerprint(ckpt, base.config, reference or "the given base model")
+        checkpoint.check_fingerprint(ckpt, base, reference or "the given base model")
         tokenizer = (AutoTokenizer.from_pretrained(str(ckpt.directory)) if ckpt.has_tokenizer
                      else base_tokenizer)
-        model = cls(base, _graft_config(ckpt.config["graft"]), tokenizer,
-                    decoding=_saved_decoding(ckpt.config["decoding"]),
-                    base_reference=reference)
+        model = cls(base, ckpt.graft, tokenizer, decoding=ckpt.decoding, base_reference=reference)
         checkpoint.load_head(model.head, ckpt)
         return model
 
 
-def _saved_decoding(data: dict[str, Any]) -> DecodingConfig:
-    """The checkpoint's default decoding; checkpoints written before the head level was set
-    once saved `adaptive_temperature.mode` (off/sequence/token) instead of `enabled`."""
-    adaptive = dict(data.get("adaptive_temperature") or {})
-    if "mode" in adaptive:
-        adaptive["enabled"] = adaptive.pop("mode") != "off"
-        data = {**data, "adaptive_temperature": adaptive}
-    return with_overrides(None, **data)
-
-
-def _graft_config(data: dict[str, Any]) -> GraftConfig:
-    return GraftConfig(**{**data, "head": HeadConfig(**data["head"])})
+def _check_rows(attention_mask: torch.Tensor) -> None:
+    """Every row needs at least one prompt token (an empty prompt would decode from padding)."""
+    empty = (attention_mask.sum(-1) == 0).nonzero().flatten().tolist()
+    if attention_mask.shape[-1] == 0 or empty:
+        raise DataError(
+            f"prompt row(s) {empty or 'all'} of the batch are empty (no tokens); give every "
+            "prompt some text"
+        )

@@ -2,12 +2,18 @@
 
 Layout of a checkpoint directory:
 - `head.safetensors`: the grafted tensors only (the head), metadata: toolkit version, head config.
-- `augment_config.json`: graft config, default decoding config, base reference (an absolute
-  path, a Hub id, or "self"), a fingerprint of the base's config, toolkit version.
+- `augment_config.json`: format version, graft config, default decoding config, base reference
+  (an absolute path, a Hub id, or "self"), a fingerprint of the base's config and a sample of
+  its weights, the sha256 of every other file of the checkpoint, toolkit version. It is written
+  last and checked on load (see `toolkit.graft.integrity`).
 - tokenizer files, when the model has a tokenizer.
 - `base/`: the base model in safetensors shards, only when saved with `self_contained=True`.
 - `custom_generate/`: SLED / DoLa / top-n-sigma for plain transformers models
   (`generate(custom_generate=DIR, trust_remote_code=True)`, see `toolkit.graft.custom_generate`).
+
+Saving replaces the target directory as a whole, so it refuses any directory that is not empty
+and not a checkpoint this toolkit wrote, and the current directory or one that holds it
+(`toolkit.layout.check_target`). The swap itself is atomic (`toolkit.atomic`).
 """
 
 from __future__ import annotations
@@ -15,12 +21,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import os
-import shutil
-import tempfile
-import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,15 +30,15 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from toolkit import __version__
+from toolkit import __version__, atomic
 from toolkit.errors import CheckpointError
-from toolkit.graft import custom_generate
+from toolkit.graft import custom_generate, integrity
+from toolkit.layout import BASE_DIR, CONFIG_FILE, HEAD_FILE, check_target, is_complete
+from toolkit.options import DecodingConfig, GraftConfig
 
-CONFIG_FILE = "augment_config.json"
-HEAD_FILE = "head.safetensors"
-BASE_DIR = "base"
 SELF = "self"
-FORMAT_VERSION = 1
+FORMAT_VERSION = integrity.FORMAT_VERSION
+__all__ = ["BASE_DIR", "CONFIG_FILE", "HEAD_FILE", "check_target", "is_complete"]
 
 # Config keys that define the architecture (shapes and logit scale) of a base model.
 FINGERPRINT_KEYS = (
@@ -71,6 +71,8 @@ class Checkpoint:
     directory: Path
     config: dict[str, Any]
     head_state: dict[str, torch.Tensor]
+    graft: GraftConfig
+    decoding: DecodingConfig
 
     @property
     def base_path(self) -> str:
@@ -89,8 +91,8 @@ def has_tokenizer(directory) -> bool:
 
 def save(directory, *, base, base_reference: str, head, tokenizer, graft_config, decoding,
          self_contained: bool) -> Path:
-    """Write a checkpoint into `directory` via a temp dir beside it, renamed at the end."""
-    target = Path(directory).resolve()
+    """Write a checkpoint into `directory` via a partial dir beside it, swapped in at the end."""
+    target = check_target(directory, key="directory")
     reference = SELF if self_contained else base_reference
     if not reference:
         raise CheckpointError(
@@ -109,15 +111,17 @@ def save(directory, *, base, base_reference: str, head, tokenizer, graft_config,
         "decoding": dataclasses.asdict(decoding),
         "base": reference,
         "base_fingerprint": fingerprint(base.config),
+        "weight_fingerprint": integrity.weight_sample(base),
     }
-    with _atomic_dir(target) as tmp:
+    with atomic.atomic_dir(target) as tmp:
         _write_head(tmp / HEAD_FILE, head, graft_config.head)
-        (tmp / CONFIG_FILE).write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
         if tokenizer is not None:
             tokenizer.save_pretrained(tmp)
         custom_generate.write_folder(tmp)
         if self_contained:
             base.save_pretrained(tmp / BASE_DIR, safe_serialization=True)
+        config["files"] = integrity.file_hashes(tmp, skip=CONFIG_FILE)
+        (tmp / CONFIG_FILE).write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
     return target
 
 
@@ -131,38 +135,11 @@ def _write_head(path: Path, head, head_config) -> None:
     save_file(tensors, str(path), metadata=metadata)
 
 
-@contextmanager
-def _atomic_dir(target: Path) -> Iterator[Path]:
-    """Yield a fresh temp dir beside `target`; on success it replaces `target`, else vanishes."""
-    if target.exists() and not target.is_dir():
-        raise CheckpointError(f"cannot save to {target}: it is a file; choose a directory path")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.partial-", dir=target.parent))
-    try:
-        yield tmp
-        _swap_in(tmp, target)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-
-
-def _swap_in(tmp: Path, target: Path) -> None:
-    if not target.exists():
-        os.rename(tmp, target)
-        return
-    old = target.with_name(f".{target.name}.old-{uuid.uuid4().hex[:8]}")
-    os.rename(target, old)
-    try:
-        os.rename(tmp, target)
-    except BaseException:
-        os.rename(old, target)
-        raise
-    shutil.rmtree(old, ignore_errors=True)
-
-
-def read(directory) -> Checkpoint:
-    """Parse a checkpoint directory; missing or unreadable files raise CheckpointError."""
+def read_config(directory) -> tuple[Path, dict[str, Any], GraftConfig, DecodingConfig]:
+    """(resolved dir, raw augment_config.json, its graft and decoding sections), validated."""
     path = Path(directory).resolve()
+    if not path.is_dir():
+        atomic.recover(path, is_complete)
     if not path.is_dir():
         raise CheckpointError(
             f"no checkpoint at {path}: the directory does not exist; check the path or save one "
@@ -175,17 +152,21 @@ def read(directory) -> Checkpoint:
             "directory written by AugmentedModel.save_pretrained"
         )
     try:
-        config = json.loads(config_path.read_text())
+        config = json.loads(config_path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as err:
         raise CheckpointError(
             f"{config_path} is not valid JSON ({err}); the checkpoint is corrupted, save it again"
         ) from err
-    missing = [k for k in ("graft", "decoding", "base", "base_fingerprint") if k not in config]
-    if missing:
-        raise CheckpointError(
-            f"{config_path} lacks {', '.join(missing)}; the checkpoint is corrupted, save it again"
-        )
-    return Checkpoint(path, config, _read_head(path / HEAD_FILE))
+    graft, decoding = integrity.parse_config(config, config_path)
+    return path, config, graft, decoding
+
+
+def read(directory) -> Checkpoint:
+    """Parse and verify a checkpoint directory; anything missing, unreadable, changed since it
+    was saved or written by a newer toolkit raises CheckpointError."""
+    path, config, graft, decoding = read_config(directory)
+    integrity.check_files(path, config.get("files", {}))
+    return Checkpoint(path, config, _read_head(path / HEAD_FILE), graft, decoding)
 
 
 def _read_head(path: Path) -> dict[str, torch.Tensor]:
@@ -203,11 +184,13 @@ def _read_head(path: Path) -> dict[str, torch.Tensor]:
         ) from err
 
 
-def check_fingerprint(checkpoint: Checkpoint, base_config, where: str) -> None:
-    """Raise CheckpointError when the base's architecture differs from the grafted one."""
+def check_fingerprint(checkpoint: Checkpoint, base, where: str) -> None:
+    """Raise CheckpointError when the base's architecture or weights differ from the grafted."""
     saved = checkpoint.config["base_fingerprint"]
-    found = fingerprint(base_config)
+    found = fingerprint(base.config)
     if saved["sha256"] == found["sha256"]:
+        integrity.check_weights(checkpoint.config.get("weight_fingerprint") or {}, base,
+                                checkpoint.directory, where)
         return
     diff = {k: (saved["keys"].get(k), found["keys"].get(k))
             for k in sorted(set(saved["keys"]) | set(found["keys"]))

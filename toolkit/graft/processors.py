@@ -23,9 +23,29 @@ from transformers import LogitsProcessor, RepetitionPenaltyLogitsProcessor
 
 from toolkit import methods
 from toolkit.decoding import apply_temperature, top_n_sigma
-from toolkit.errors import ConfigError
+from toolkit.errors import ConfigError, NonFiniteLogitsError
 from toolkit.graft.layers import candidate_layers
 from toolkit.options import DolaOptions, SledOptions
+
+
+class FiniteLogitsCheck(LogitsProcessor):
+    """Stop with a clear error when a step's final logits hold NaN or +inf, or a row has every
+    token at -inf: one max-reduction per step (NaN propagates through it), scores unchanged."""
+
+    def __init__(self) -> None:
+        self.step = 0
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.Tensor) -> torch.Tensor:
+        self.step += 1
+        top = scores.amax(-1)
+        if not bool(torch.isfinite(top).all()):
+            rows = (~torch.isfinite(top)).nonzero().flatten().tolist()
+            raise NonFiniteLogitsError(
+                f"the model's logits at generation step {self.step} are not finite (NaN, +inf "
+                f"or all -inf) in batch row(s) {rows[:8]}; its weights are broken or overflow in "
+                "this dtype (try model.dtype=float32)"
+            )
+        return scores
 
 
 class TopNSigmaLogitsProcessor(LogitsProcessor):

@@ -8,6 +8,7 @@ prompt is picked with a generator seeded by (seed, prompt id). So a rerun after 
 
 from __future__ import annotations
 
+import dataclasses
 import random
 import time
 from dataclasses import dataclass
@@ -16,8 +17,11 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
+from toolkit import provenance
 from toolkit.errors import DataError
+from toolkit.files import exclusive
 from toolkit.lpo import pairs
+from toolkit.lpo.cache import model_fingerprint
 from toolkit.lpo.config import CollectConfig
 from toolkit.lpo.rewards import Reward, build_reward
 from toolkit.options import AdaptiveOptions, DecodingConfig
@@ -163,9 +167,22 @@ def _write_prompt(model, record, group, scores, config, chunk_no, handles) -> in
     return 1
 
 
+def _producer(model, config: CollectConfig, reward) -> dict:
+    """What determines the pairs: the model (base and head weights), grid, collection settings
+    and the reward."""
+    settings = {k: v for k, v in dataclasses.asdict(config).items() if k != "force_resume"}
+    name = None if reward is None else getattr(reward, "__qualname__", type(reward).__qualname__)
+    return {
+        "model": model_fingerprint(model),
+        "temperatures": [float(t) for t in model.graft_config.head.temperatures],
+        "collect": settings,
+        "reward_function": name,
+    }
+
+
 def collect_pairs(
     model, prompts: str | Path | list, config: CollectConfig, out_path,
-    reward: Reward | None = None, progress: bool = True,
+    reward: Reward | None = None, progress: bool = True, force: bool | None = None,
 ) -> CollectStats:
     """Sample, score and pair replies for every prompt not yet in `out_path`; append the pairs.
 
@@ -173,23 +190,39 @@ def collect_pairs(
     optional 'id' (default: the position) and any fields the reward reads. Prompts whose
     rewards are all equal are dropped and listed in `<out_path>.dropped.jsonl`. `reward`, a
     batch scorer (see `toolkit.lpo.rewards`), replaces the one `config.reward` names.
+    The file is locked while written; what produced it is kept in `<out_path>.producer.json`,
+    and resuming under another producer (model, grid, settings, reward) raises DataError unless
+    `force` (default: `config.force_resume`).
     """
     start = time.perf_counter()
     records = _prompt_records(prompts)
+    _check_prompt_ids(model, records)
+    producer = _producer(model, config, reward)
     if reward is None:
         _check_answers(records, config)
         reward = build_reward(config.reward)
     out_path = Path(out_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)
-    for path in (out_path, pairs.dropped_path(out_path)):
-        pairs.repair_tail(path)
-    done = pairs.done_ids(out_path)
-    stats = CollectStats(len(records), sum(r["id"] in done for r in records), 0, 0, 0, 0.0)
+    force = config.force_resume if force is None else force
+    with open(out_path, "ab") as pair_fh, exclusive(pair_fh, out_path, "data.pairs"):
+        for path in (out_path, pairs.dropped_path(out_path)):
+            pairs.repair_tail(path)
+        done = pairs.done_ids(out_path)
+        provenance.check(out_path, producer, has_records=bool(done), key="collect.force_resume",
+                         force=force)
+        stats = CollectStats(len(records), sum(r["id"] in done for r in records), 0, 0, 0, 0.0)
+        with open(pairs.dropped_path(out_path), "ab") as drop_fh:
+            _collect_chunks(model, records, done, config, reward, (pair_fh, drop_fh), stats,
+                            progress)
+    stats.seconds = time.perf_counter() - start
+    return stats
+
+
+def _collect_chunks(model, records, done, config, reward, handles, stats, progress) -> None:
     size = config.prompts_per_batch
     bar = tqdm(total=len(records), initial=stats.skipped, disable=not progress,
                desc="collect", unit="prompt")
-    with open(out_path, "ab") as pair_fh, open(pairs.dropped_path(out_path), "ab") as drop_fh, bar:
-        handles = (pair_fh, drop_fh)
+    with bar:
         for chunk_no in range(0, (len(records) + size - 1) // size):
             chunk = records[chunk_no * size : (chunk_no + 1) * size]
             wanted = [i for i, r in enumerate(chunk) if r["id"] not in done]
@@ -204,5 +237,14 @@ def collect_pairs(
                 stats.pairs += written
                 stats.dropped += 1 - written
                 bar.update(1)
-    stats.seconds = time.perf_counter() - start
-    return stats
+
+
+def _check_prompt_ids(model, records: list[dict]) -> None:
+    vocab = model.vocab_size
+    for record in records:
+        bad = [i for i in record.get("prompt_ids") or [] if not 0 <= int(i) < vocab]
+        if bad:
+            raise DataError(
+                f"prompt {record['id']!r}: token id {bad[0]} is outside the model's vocabulary "
+                f"(0..{vocab - 1}); the prompt_ids were made for another tokenizer"
+            )

@@ -69,6 +69,8 @@ class CollectConfig:
     max_new_tokens: int = 64
     seed: int = 0
     reward: RewardConfig = field(default_factory=RewardConfig)
+    # Append to a pairs file that another producer (model, settings, reward) started.
+    force_resume: bool = False
 
     def __post_init__(self) -> None:
         check_range("collect.num_replies", self.num_replies, low=2)

@@ -7,14 +7,13 @@ before appending), and never corrupt earlier lines.
 
 from __future__ import annotations
 
-import json
-import os
 import random
-import warnings
 from pathlib import Path
 
 from toolkit.errors import DataError
-from toolkit.jsonl import jsonl_values
+from toolkit.jsonl import append_record, jsonl_values, read_records, read_text, repair_tail
+
+__all__ = ["append_record", "read_records", "repair_tail"]
 
 PAIR_FIELDS = ("id", "prompt_ids", "chosen_ids", "rejected_ids", "chosen_tau", "rejected_tau")
 
@@ -30,6 +29,8 @@ def parse_prompt(obj, path, lineno: int) -> dict:
     where = f"{path}:{lineno}"
     if not isinstance(obj, dict):
         raise DataError(f"{where}: expected a JSON object with a 'prompt' field")
+    if obj.get("prompt") == "" and not obj.get("prompt_ids"):
+        raise DataError(f"{where}: the prompt is empty; give some text to continue")
     has_text = isinstance(obj.get("prompt"), str)
     ids = obj.get("prompt_ids")
     has_ids = isinstance(ids, list) and ids and all(isinstance(i, int) for i in ids)
@@ -45,13 +46,12 @@ def parse_prompt(obj, path, lineno: int) -> dict:
 def load_prompts(path) -> list[dict]:
     """Prompt records from a JSONL file; a bad line raises DataError naming file and line."""
     records, seen = [], set()
-    with open(path, encoding="utf-8") as fh:
-        for lineno, obj in jsonl_values(fh, path):
-            record = parse_prompt(obj, path, lineno)
-            if record["id"] in seen:
-                raise DataError(f"{path}:{lineno}: prompt id {record['id']!r} repeats")
-            seen.add(record["id"])
-            records.append(record)
+    for lineno, obj in jsonl_values(read_text(path).splitlines(), path):
+        record = parse_prompt(obj, path, lineno)
+        if record["id"] in seen:
+            raise DataError(f"{path}:{lineno}: prompt id {record['id']!r} repeats")
+        seen.add(record["id"])
+        records.append(record)
     return records
 
 
@@ -65,58 +65,51 @@ def select_pair(rewards: list[float], rng: random.Random) -> tuple[int, int] | N
     return chosen, rejected
 
 
-def _split_tail(data: bytes) -> tuple[bytes, bytes]:
-    """(complete lines, torn tail) of a JSONL file's bytes."""
-    cut = data.rfind(b"\n") + 1
-    return data[:cut], data[cut:]
-
-
-def repair_tail(path) -> None:
-    """Truncate a torn last line (left by an interruption) before appending, with a warning."""
-    path = Path(path)
-    if not path.exists():
-        return
-    complete, tail = _split_tail(path.read_bytes())
-    if tail:
-        warnings.warn(
-            f"{path}: dropping a torn last line ({len(tail)} bytes) left by an interrupted run",
-            stacklevel=2,
-        )
-        with open(path, "r+b") as fh:
-            fh.truncate(len(complete))
-
-
-def read_records(path) -> list[dict]:
-    """All complete records of a JSONL file; a torn last line is ignored with a warning."""
-    path = Path(path)
-    if not path.exists():
-        return []
-    complete, tail = _split_tail(path.read_bytes())
-    if tail:
-        warnings.warn(f"{path}: ignoring a torn last line ({len(tail)} bytes)", stacklevel=2)
-    return [obj for _, obj in jsonl_values(complete.decode("utf-8").splitlines(), path)]
-
-
-def read_pairs(path) -> list[dict]:
-    """The pair records of a pairs file, checked for the fields training needs."""
+def read_pairs(path, vocab_size: int | None = None, grid_size: int | None = None) -> list[dict]:
+    """The pair records of a pairs file, checked for the fields training needs, one record per
+    prompt id, and (when given) token ids < `vocab_size` and temperature indices < `grid_size`."""
     pairs = read_records(path)
+    seen: dict[str, int] = {}
     for lineno, pair in enumerate(pairs, start=1):
+        if not isinstance(pair, dict):
+            raise DataError(f"{path}, record {lineno}: expected a JSON object")
         missing = [k for k in PAIR_FIELDS if k not in pair]
         if missing:
             raise DataError(f"{path}, record {lineno}: missing field(s) {', '.join(missing)}")
+        key = str(pair["id"])
+        if key in seen:
+            raise DataError(
+                f"{path}, record {lineno}: prompt id {key!r} repeats record {seen[key]} (two "
+                "collections wrote to one file?); keep one pair per prompt or collect again "
+                "into a new file"
+            )
+        seen[key] = lineno
+        _check_ranges(pair, f"{path}, record {lineno}", vocab_size, grid_size)
     if not pairs:
         raise DataError(f"{path} holds no preference pairs; run the collection first")
     return pairs
+
+
+def _check_ranges(pair: dict, where: str, vocab_size: int | None, grid_size: int | None) -> None:
+    limits = {"prompt_ids": ("token id", vocab_size), "chosen_ids": ("token id", vocab_size),
+              "rejected_ids": ("token id", vocab_size),
+              "chosen_tau": ("temperature index", grid_size),
+              "rejected_tau": ("temperature index", grid_size)}
+    for name, (what, limit) in limits.items():
+        values = pair[name]
+        if not isinstance(values, list) or not all(
+                isinstance(v, int) and not isinstance(v, bool) for v in values):
+            raise DataError(f"{where}: {name} must be a list of integers")
+        bad = [v for v in values if v < 0 or (limit is not None and v >= limit)]
+        if bad:
+            bound = f"0..{limit - 1}" if limit is not None else ">= 0"
+            raise DataError(
+                f"{where}: {name} holds {what} {bad[0]}, outside {bound}; the pairs were "
+                "collected with another model or temperature grid"
+            )
 
 
 def done_ids(pairs_path) -> set[str]:
     """Prompt ids already handled: written as a pair or recorded as dropped."""
     records = read_records(pairs_path) + read_records(dropped_path(pairs_path))
     return {str(r["id"]) for r in records}
-
-
-def append_record(fh, record: dict) -> None:
-    """Write one record as one line with a single write, then flush and fsync."""
-    fh.write((json.dumps(record, ensure_ascii=False) + "\n").encode("utf-8"))
-    fh.flush()
-    os.fsync(fh.fileno())

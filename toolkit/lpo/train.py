@@ -10,7 +10,6 @@ paths; the cache is built by rank 0 before the launch and reused by the others.
 from __future__ import annotations
 
 import copy
-import os
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -20,6 +19,8 @@ import lightning as L
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger
 
+from toolkit.errors import CheckpointError
+from toolkit.graft import checkpoint
 from toolkit.lpo.cache import build_cache
 from toolkit.lpo.config import TrainConfig, TrainerConfig
 from toolkit.lpo.module import HeadLPOModule, LPODataModule
@@ -79,41 +80,38 @@ def fit_head(model, cache_file, train_config: TrainConfig, trainer_config: Train
     return trainer, module
 
 
-def _save_keeping(model, out_dir: Path, keep: list) -> None:
-    """Save the AugmentedModel into `out_dir` (which the save replaces as a whole), keeping
-    the training folders (logs, Lightning checkpoints) that live inside it."""
-    moved = []
-    for i, path in enumerate(Path(p).resolve() for p in keep if p):
-        if path.exists() and out_dir in path.parents:
-            aside = out_dir.parent / f".{out_dir.name}.keep-{os.getpid()}-{i}"
-            os.rename(path, aside)
-            moved.append((aside, path))
-    try:
-        model.save_pretrained(out_dir)
-    finally:
-        for aside, path in moved:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            os.rename(aside, path)
+def _outside(out_dir: Path, paths: dict[str, object]) -> None:
+    """Refuse training files (logs, Lightning checkpoints, pairs) at or inside `out_dir`,
+    which the export replaces as a whole."""
+    for key, path in paths.items():
+        if path and (Path(path).resolve() == out_dir or out_dir in Path(path).resolve().parents):
+            raise CheckpointError(
+                f"{key}={str(path)!r} is inside the export directory {out_dir}, which saving "
+                "replaces as a whole; put it elsewhere (e.g. under work_dir)"
+            )
 
 
 def train_head(model, pairs_path, train_config: TrainConfig, trainer_config: TrainerConfig,
-               out_dir, progress: bool = False) -> TrainResult:
+               out_dir, progress: bool = False, log_dir=None) -> TrainResult:
     """Train `model.head` on the pairs with LPO; export the AugmentedModel into `out_dir`.
 
-    On return `model.head` holds the trained weights (in every rank). Logs go to
-    `out_dir/training`; folders inside `out_dir` (logs, `checkpoint_dir`) survive the export.
+    On return `model.head` holds the trained weights (in every rank). Logs go to `log_dir`
+    (default: `training/` beside the pairs file). Neither they, the pairs nor
+    `trainer_config.checkpoint_dir` may sit inside `out_dir`, which the export replaces.
     """
     start = time.perf_counter()
-    out_dir = Path(out_dir).resolve()
+    out_dir = checkpoint.check_target(out_dir)
+    root = Path(log_dir) if log_dir else Path(pairs_path).resolve().parent / "training"
+    _outside(out_dir, {"pairs": pairs_path, "log_dir": root,
+                       "trainer.checkpoint_dir": trainer_config.checkpoint_dir})
     cache_file = build_cache(model, pairs_path, progress=progress)
-    root = out_dir / "training"
     trainer, module = fit_head(model, cache_file, train_config, trainer_config, root)
     state = trainer.strategy.lightning_module_state_dict()
     head_state = {k.removeprefix("head."): v for k, v in state.items() if k.startswith("head.")}
     if head_state:
         model.head.load_state_dict(head_state)
     if trainer.is_global_zero:
-        _save_keeping(model, out_dir, [root, trainer_config.checkpoint_dir])
+        model.save_pretrained(out_dir)
     last = Path(trainer_config.checkpoint_dir) / "last.ckpt" if trainer_config.checkpoint_dir else None
     return TrainResult(out_dir=out_dir, cache_file=Path(cache_file), losses=module.losses,
                        steps=trainer.global_step, seconds=time.perf_counter() - start,

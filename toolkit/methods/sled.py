@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from toolkit.errors import ConfigError, check_layers, check_range
+from toolkit.errors import ConfigError, check_finite, check_layers, check_range
 from toolkit.methods.registry import DecodingMethod
 
 
@@ -28,6 +28,7 @@ class SledOptions:
     def __post_init__(self) -> None:
         check_range("sled.evolution_rate", self.evolution_rate, low=0.0, low_open=True)
         check_range("sled.evolution_scale", self.evolution_scale, low=1)
+        check_finite("sled.evolution_lower_bound", self.evolution_lower_bound)
         check_range("sled.op_T", self.op_T, low=1)
         check_layers("sled.layers", self.layers)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from toolkit.errors import check_finite
 from toolkit.methods.registry import DecodingMethod
 
 
@@ -13,6 +14,9 @@ class TopNSigmaOptions:
 
     enabled: bool = False
     n: float = 1.0
+
+    def __post_init__(self) -> None:
+        check_finite("top_n_sigma.n", self.n)
 
 
 def step(scores, options: TopNSigmaOptions):

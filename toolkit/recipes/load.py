@@ -24,7 +24,7 @@ from omegaconf.errors import (
     ValidationError,
 )
 
-from toolkit.errors import ConfigError
+from toolkit.errors import ConfigError, check_finite
 from toolkit.recipes import shorthand
 from toolkit.recipes.schema import MOVED_KEYS, Recipe
 
@@ -50,9 +50,27 @@ def merged_config(path: str | Path, overrides: Sequence[str] = ()) -> DictConfig
 
 
 def to_recipe(config: DictConfig) -> Recipe:
-    """Resolve interpolations and build the dataclasses (runs every section's checks)."""
+    """Resolve interpolations and build the dataclasses (runs every section's checks); every
+    float anywhere in the recipe must be finite."""
     with _translated("recipe"):
-        return OmegaConf.to_object(config)
+        recipe = OmegaConf.to_object(config)
+    _check_finite(recipe, "")
+    return recipe
+
+
+def _check_finite(value: Any, key: str) -> None:
+    """Raise ConfigError naming the first NaN or infinite float in a recipe tree."""
+    if dataclasses.is_dataclass(value):
+        for f in dataclasses.fields(value):
+            _check_finite(getattr(value, f.name), f"{key}.{f.name}" if key else f.name)
+    elif isinstance(value, (list, tuple)):
+        for i, item in enumerate(value):
+            _check_finite(item, f"{key}[{i}]")
+    elif isinstance(value, dict):
+        for k, item in value.items():
+            _check_finite(item, f"{key}.{k}")
+    else:
+        check_finite(key, value)
 
 
 def resolved_yaml(config: DictConfig) -> str:

@@ -11,6 +11,7 @@ import shutil
 import sys
 import tempfile
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,8 @@ from toolkit.recipes.schema import ModelConfig
 __all__ = ["CACHE_ENV", "cache_dir", "check_model", "load_model", "resolve_dtype"]
 
 AUGMENT_CONFIG = "augment_config.json"
+WEIGHT_PATTERNS = ("pytorch_model*.bin", "model*.safetensors", "*.safetensors.index.json",
+                   "*.gguf")
 
 
 def check_model(config: ModelConfig) -> None:
@@ -146,6 +149,81 @@ def _check_local(path: Path) -> None:
             "that save_pretrained wrote"
         )
     _check_architecture(config_file)
+    check_weight_files(path)
+
+
+def check_weight_files(path: Path) -> None:
+    """The weights beside config.json exist, and every safetensors file is whole: its header
+    parses and the file is as long as the header says (a truncated copy fails here)."""
+    shards = sorted(path.glob("*.safetensors"))
+    if not shards and not any(path.glob(p) for p in WEIGHT_PATTERNS):
+        raise CheckpointError(
+            f"{path} has config.json but no weights (*.safetensors or pytorch_model*.bin); "
+            "copy the weight files too, or point model.path at the complete model directory"
+        )
+    for shard in shards:
+        problem = _safetensors_problem(shard)
+        if problem:
+            raise CheckpointError(
+                f"{shard} is not a complete safetensors file ({problem}); the copy is truncated "
+                "or corrupted: copy it again"
+            )
+
+
+def _safetensors_problem(path: Path) -> str | None:
+    size = path.stat().st_size
+    try:
+        with open(path, "rb") as fh:
+            length = int.from_bytes(fh.read(8), "little")
+            if length <= 0 or 8 + length > size:
+                return "its header is cut off"
+            header = json.loads(fh.read(length))
+    except (OSError, ValueError, UnicodeDecodeError) as err:
+        return f"its header does not parse: {err}"
+    ends = [t["data_offsets"][1] for k, t in header.items()
+            if k != "__metadata__" and isinstance(t, dict) and "data_offsets" in t]
+    expected = 8 + length + max(ends, default=0)
+    if size < expected:
+        return f"{size} bytes, the header describes {expected}"
+    return None
+
+
+@dataclass
+class ModelFacts:
+    """What the config files tell about a model before its weights load."""
+
+    vocab_size: int | None = None
+    max_positions: int | None = None
+    graft: GraftConfig | None = None  # set when model.path is an augmented checkpoint
+
+
+def model_facts(config: ModelConfig) -> ModelFacts:
+    """Vocabulary size, positions and (for a checkpoint) the saved graft, from files only."""
+    if config.tiny:
+        from toolkit.testing import tiny_config
+
+        text = tiny_config(config.tiny, config.seed)
+        return ModelFacts(text.vocab_size, getattr(text, "max_position_embeddings", None))
+    path = Path(config.path)
+    if not (path / AUGMENT_CONFIG).is_file():
+        return _facts_of_config(path / "config.json")
+    from toolkit.graft.checkpoint import BASE_DIR, SELF, read_config
+
+    _, saved, graft, _ = read_config(path)
+    base = path / BASE_DIR if saved["base"] == SELF else Path(saved["base"])
+    facts = _facts_of_config(base / "config.json")
+    facts.vocab_size = saved["base_fingerprint"]["keys"].get("vocab_size", facts.vocab_size)
+    facts.graft = graft
+    return facts
+
+
+def _facts_of_config(config_file: Path) -> ModelFacts:
+    try:
+        data = json.loads(config_file.read_text())
+    except (OSError, ValueError):
+        return ModelFacts()
+    text = data.get("text_config") or data
+    return ModelFacts(text.get("vocab_size"), text.get("max_position_embeddings"))
 
 
 def _check_architecture(config_file: Path) -> None:
@@ -170,10 +248,9 @@ def _load_local(path: Path, config: ModelConfig, graft: GraftConfig | None, say)
     say(line)
     if (path / AUGMENT_CONFIG).is_file():
         return AugmentedModel.from_pretrained(path, device_map=config.device_map, dtype=dtype)
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from toolkit.graft.checkpoint import load_base
 
-    base = AutoModelForCausalLM.from_pretrained(path, dtype=dtype, device_map=config.device_map)
-    tokenizer = AutoTokenizer.from_pretrained(path)
+    base, tokenizer = load_base(path, config.device_map, dtype)
     return _graft(base, tokenizer, config, graft)
 
 

@@ -123,7 +123,9 @@ class GenerateConfig:
 
     prompts: prompts given inline (e.g. `generate.prompts='[Hello]'` on the command line);
     input: a JSONL file with one object per line holding `prompt_field`;
-    output: JSONL written in input order (one object per prompt, with `completion` added);
+    output: JSONL written in input order (one object per prompt, with `completion` added),
+        one line per prompt as each batch finishes; a rerun resumes after the lines already
+        there (refused when they came from another model or decoding, unless `force_resume`);
         when unset, completions are printed to the terminal (a single prompt streams).
     """
 
@@ -132,9 +134,15 @@ class GenerateConfig:
     prompt_field: str = "prompt"
     output: Optional[str] = None
     batch_size: int = 8
+    force_resume: bool = False
 
     def __post_init__(self) -> None:
         check_range("generate.batch_size", self.batch_size, low=1)
+        for number, prompt in enumerate(self.prompts):
+            if not prompt:
+                raise ConfigError(
+                    f"generate.prompts[{number}] is empty; give some text to continue"
+                )
         if self.prompts and self.input:
             raise ConfigError(
                 "generate.prompts and generate.input are both set; give prompts inline or "
