@@ -204,6 +204,8 @@ def model_facts(config: ModelConfig) -> ModelFacts:
 
         text = tiny_config(config.tiny, config.seed)
         return ModelFacts(text.vocab_size, getattr(text, "max_position_embeddings", None))
+    if not config.path or config.gguf_file:
+        return ModelFacts()  # a preset or a GGUF file: known once loaded
     path = Path(config.path)
     if not (path / AUGMENT_CONFIG).is_file():
         return _facts_of_config(path / "config.json")
