@@ -58,7 +58,9 @@ def test_round_trip_same_tensors_and_generations(trained, tiny_llama_dir, tmp_pa
     assert len(config["base_fingerprint"]["sha256"]) == 64
     with safe_open(str(target / "head.safetensors"), framework="pt") as f:
         meta = f.metadata()
-    assert meta["toolkit_version"] == __version__ and json.loads(meta["head_config"])["hidden_size"] == 16
+    assert meta["toolkit_version"] == __version__ and "head_config" not in meta
+    assert json.loads((target / "augment_config.json").read_text())["graft"]["head"]["temperatures"] == [
+        0.0, 0.2, 0.4, 0.6, 0.8, 1.0]
 
     loaded = AugmentedModel.from_pretrained(target)
     for (k, a), (k2, b) in zip(trained.head.state_dict().items(), loaded.head.state_dict().items(), strict=True):
@@ -294,3 +296,29 @@ def test_format_1_checkpoints_still_load(trained, tmp_path):
     loaded = AugmentedModel.from_pretrained(target)
     assert loaded.graft_config == trained.graft_config
     assert loaded.decoding.adaptive_temperature.enabled
+
+
+def _rewrite_head(target, tensors) -> None:
+    """Replace head.safetensors and update its hash, as an older toolkit would have written it."""
+    from safetensors.torch import save_file
+
+    from toolkit.graft import integrity
+
+    save_file(tensors, str(target / "head.safetensors"))
+    config = json.loads((target / "augment_config.json").read_text())
+    config["files"] = integrity.file_hashes(target, skip="augment_config.json")
+    (target / "augment_config.json").write_text(json.dumps(config))
+
+
+def test_grid_lives_in_the_config_and_an_old_grid_tensor_must_agree(trained, tmp_path):
+    from safetensors.torch import load_file
+
+    target = trained.save_pretrained(tmp_path / "ckpt")
+    weights = load_file(str(target / "head.safetensors"))
+    assert "temperatures" not in weights
+    _rewrite_head(target, {**weights, "temperatures": trained.head.temperatures.clone()})
+    assert torch.equal(AugmentedModel.from_pretrained(target).head.temperatures,
+                       trained.head.temperatures)
+    _rewrite_head(target, {**weights, "temperatures": trained.head.temperatures + 1})
+    with pytest.raises(CheckpointError, match="holds temperatures .* says"):
+        AugmentedModel.from_pretrained(target)

@@ -8,8 +8,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from toolkit import answers
 from toolkit.errors import ConfigError, DataError
-from toolkit.eval import answers, factor, generation, truthfulqa
+from toolkit.eval import factor, generation, truthfulqa
 from toolkit.eval.config import EvalConfig
 from toolkit.eval.data import BadRows
 from toolkit.eval.repetition import distinct_n, repeated_ngram_rate, repetition_metrics
@@ -127,7 +128,7 @@ def test_generation_jsonl_bad_rows(tmp_path):
     items = generation.load("gsm8k", str(path), bad)
     assert items == [{"question": "1+1?", "gold": "2", "line": 1}]
     assert [s.split(": ")[0].rsplit(":", 1)[1] for s in bad.skipped] == ["2", "4", "5"]
-    with pytest.raises(DataError, match=r"g.jsonl:2: not valid JSON"):
+    with pytest.raises(DataError, match=r"g.jsonl:2: invalid JSON"):
         generation.load("gsm8k", str(path), BadRows("error"))
     sqa = tmp_path / "s.jsonl"
     sqa.write_text('{"question": "Is ice cold?", "answer": true}\n{"question": "q"}\n')

@@ -10,7 +10,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, GPT2Config, GPT2LM
 
 from toolkit.errors import ConfigError, UnsupportedArchitectureError
 from toolkit.graft import SUPPORTED, EarlyExitTap, candidate_layers, resolve
-from toolkit.testing import FAMILIES
+from toolkit.testing import TINY_FAMILIES
 
 PROMPTS = ["The capital of France is", "Two plus"]
 L = 4
@@ -82,7 +82,7 @@ def test_buckets_are_even_steps_inside_the_model(num_layers, tied, bucket):
 # ---- family table -----------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("family", FAMILIES)
+@pytest.mark.parametrize("family", TINY_FAMILIES)
 def test_resolve_every_family(family, tiny_model_dir):
     model, _ = load(tiny_model_dir, family)
     parts = resolve(model)
@@ -113,7 +113,7 @@ def full_capture(model, tok, layers, early_exit_norm=False):
     return tap, out, early
 
 
-@pytest.mark.parametrize("family", FAMILIES)
+@pytest.mark.parametrize("family", TINY_FAMILIES)
 def test_tap_matches_model_logits_and_hidden_states(family, tiny_model_dir):
     model, tok = load(tiny_model_dir, family)
     tap, out, early = full_capture(model, tok, layers=list(range(L + 1)))
@@ -152,7 +152,7 @@ def test_gemma2_softcap_applied_to_early_logits(tiny_model_dir):
     assert early.abs().max() < 1.0
 
 
-@pytest.mark.parametrize("family", FAMILIES)
+@pytest.mark.parametrize("family", TINY_FAMILIES)
 def test_early_exit_norm_applies_the_models_norm(family, tiny_model_dir):
     model, tok = load(tiny_model_dir, family)
     tap, out, early = full_capture(model, tok, layers=[1, L, 2], early_exit_norm=True)
@@ -184,7 +184,7 @@ def test_positions_last_only_and_project(tiny_model_dir):
         torch.testing.assert_close(tap.final_hidden(), out.hidden_states[-1][:, -1], atol=ATOL, rtol=0)
 
 
-@pytest.mark.parametrize("family", FAMILIES)
+@pytest.mark.parametrize("family", TINY_FAMILIES)
 def test_last_only_during_generate_holds_newest_position(family, tiny_model_dir):
     model, tok = load(tiny_model_dir, family)
     layers = candidate_layers("all", L, resolve(model).tied) + [L]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from _generation import FAMILIES, graft, prompt_batch, reference_generate
+from _generation import PARITY_FAMILIES, graft, prompt_batch, reference_generate
 from transformers import LogitsProcessorList
 from transformers.generation.streamers import BaseStreamer
 
@@ -16,7 +16,7 @@ from toolkit.graft.tap import EarlyExitTap
 NEW = 8
 
 
-@pytest.fixture(scope="module", params=FAMILIES)
+@pytest.fixture(scope="module", params=PARITY_FAMILIES)
 def family_model(request, tiny_model_dir):
     model = graft(tiny_model_dir(request.param))
     return model, *prompt_batch(model.tokenizer)

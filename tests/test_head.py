@@ -27,7 +27,7 @@ def test_architecture_and_default_config():
     shapes = [tuple(m.weight.shape) for m in head.mlp if isinstance(m, nn.Linear)]
     assert shapes == [(2048, 64), (2048, 2048), (6, 2048)]
     torch.testing.assert_close(head.temperatures, torch.tensor([0.0, 0.2, 0.4, 0.6, 0.8, 1.0]))
-    assert "temperatures" in head.state_dict() and head.grid_size == 6
+    assert "temperatures" not in head.state_dict() and head.grid_size == 6  # config is its home
 
 
 def test_untrained_head_is_exactly_uniform_and_picks_index_zero():

@@ -6,6 +6,7 @@ import sys
 
 import pytest
 
+from toolkit.answers import extract_number
 from toolkit.errors import ConfigError, DataError
 from toolkit.lpo import pairs, rewards
 from toolkit.lpo.config import CollectConfig, RewardConfig, TrainConfig, TrainerConfig
@@ -21,8 +22,17 @@ from toolkit.lpo.config import CollectConfig, RewardConfig, TrainConfig, Trainer
         ("no number here", None),
     ],
 )
-def test_final_answer(text, answer):
-    assert rewards.final_answer(text) == answer
+def test_one_answer_extractor(text, answer):
+    assert extract_number(text) == answer
+
+
+def test_reward_and_eval_accuracy_score_a_reply_alike():
+    from toolkit.eval.generation import item_result
+
+    score = rewards.build_reward(RewardConfig(kind="exact_match"))
+    for reply in (" 3+4=7. The answer is 7 and then 8.", " It is 7.\n\nQ: what is 9?", " 8"):
+        reward = score(["p"], [reply], [{"id": "a", "answer": "#### 7"}])[0]
+        assert reward == item_result("gsm8k", {"gold": "7"}, reply)["accuracy"]
 
 
 def test_exact_match_reward():

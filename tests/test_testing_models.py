@@ -7,7 +7,7 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from toolkit.errors import ConfigError
-from toolkit.testing import FAMILIES, build_tiny_model, build_tokenizer, tiny_config
+from toolkit.testing import TINY_FAMILIES, build_tiny_model, build_tokenizer, tiny_config
 
 PROMPTS = ["The capital of France", "Two plus two", "A spider has", "If it rains"]
 
@@ -23,7 +23,7 @@ def test_tokenizer_special_ids_and_left_padding():
     assert build_tokenizer()("sea shells")["input_ids"] == tok("sea shells")["input_ids"]
 
 
-@pytest.mark.parametrize("family", FAMILIES)
+@pytest.mark.parametrize("family", TINY_FAMILIES)
 def test_config_sizes_and_token_ids(family):
     cfg = tiny_config(family)
     assert cfg.model_type == family
@@ -50,7 +50,7 @@ def test_seed_reproducible_and_rng_untouched():
     assert not torch.equal(a.state_dict()[w], c.state_dict()[w])
 
 
-@pytest.mark.parametrize("family", FAMILIES)
+@pytest.mark.parametrize("family", TINY_FAMILIES)
 def test_saved_model_loads_back_and_greedy_replies_vary(family, tiny_model_dir):
     path = tiny_model_dir(family)
     model = AutoModelForCausalLM.from_pretrained(path).eval()

@@ -1,6 +1,10 @@
-"""JSONL files: one JSON value per non-blank line, errors naming file and line; append-safe
-writing (one write + fsync per record) and repair of a torn last line, so that long jobs
-write as they go and resume.
+"""JSONL files, the one reader and writer of prompt, data and record files: one JSON value per
+non-blank line, errors naming file and line; append-safe writing (one write + fsync per record)
+and repair of a torn last line, so that long jobs write as they go and resume.
+
+`read_objects` yields the JSON objects of an input file with their line numbers; a line that is
+not a JSON object goes to a `BadRows` policy: "error" raises `DataError` naming `file:line` and
+the problem, "skip" lists it and goes on. `read_prompts` builds on it for prompt files.
 """
 
 from __future__ import annotations
@@ -9,10 +13,43 @@ import json
 import os
 import warnings
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from toolkit.errors import DataError
+
+BAD_ROW_POLICIES = ("skip", "error")
+
+
+@dataclass
+class BadRows:
+    """What to do with a malformed row: raise at once ("error") or list it and go on ("skip").
+
+    Args:
+        policy: "error" or "skip".
+        hint: the fix added to the error message, e.g. "set eval.on_bad_row=skip to skip it".
+    """
+
+    policy: str = "error"
+    hint: str = ""
+    skipped: list[str] = field(default_factory=list)
+
+    def report(self, path: str | Path, line: int, reason: str) -> None:
+        """Raise DataError('path:line: reason') under "error"; record it under "skip"."""
+        where = f"{path}:{line}: {reason}"
+        if self.policy == "error":
+            raise DataError(f"{where} ({self.hint})" if self.hint else where)
+        self.skipped.append(where)
+
+
+def existing_file(path: str | Path, key: str = "") -> Path:
+    """`path` as a Path; DataError naming the recipe `key` (if given) when it is not a file."""
+    p = Path(path)
+    if not p.is_file():
+        fix = f"; set {key} to a local file" if key else ""
+        raise DataError(f"data file {str(p)!r} does not exist{fix}")
+    return p
 
 
 def jsonl_values(lines: Iterable[str], path: str | Path) -> Iterator[tuple[int, Any]]:
@@ -80,3 +117,64 @@ def append_record(fh, record: Any) -> None:
     fh.write((json.dumps(record, ensure_ascii=False) + "\n").encode("utf-8"))
     fh.flush()
     os.fsync(fh.fileno())
+
+
+def read_objects(path: str | Path, bad: BadRows | None = None,
+                 key: str = "") -> Iterator[tuple[int, dict[str, Any]]]:
+    """(line number, object) for every non-blank line of a JSONL file.
+
+    Args:
+        path: the file; a missing one raises DataError (naming the recipe `key` if given).
+        bad: the policy for lines that are not JSON objects (default: raise).
+        key: the recipe key the path came from, for the error message.
+
+    Returns:
+        An iterator of (1-based line number, dict).
+    """
+    p = existing_file(path, key)
+    bad = bad or BadRows()
+    for number, text in enumerate(read_text(p).splitlines(), start=1):
+        if not text.strip():
+            continue
+        try:
+            obj = json.loads(text)
+        except json.JSONDecodeError as err:
+            bad.report(p, number, f"invalid JSON ({err.msg})")
+            continue
+        if not isinstance(obj, dict):
+            bad.report(p, number, "not a JSON object")
+            continue
+        yield number, obj
+
+
+def read_prompts(path: str | Path, field: str = "prompt", bad: BadRows | None = None,
+                 token_ids: bool = False, key: str = "") -> list[tuple[int, dict[str, Any]]]:
+    """The prompt records of a JSONL file, with their line numbers.
+
+    Args:
+        path: the JSONL file.
+        field: the field holding the prompt text.
+        bad: the policy for bad lines (default: raise DataError naming file and line).
+        token_ids: also accept a record whose 'prompt_ids' is a non-empty list of token ids.
+        key: the recipe key the path came from, for the error message.
+
+    Returns:
+        (line number, record) for every good line; DataError when there are none.
+    """
+    bad = bad or BadRows()
+    records = []
+    for number, obj in read_objects(path, bad, key):
+        ids = obj.get("prompt_ids")
+        has_ids = token_ids and isinstance(ids, list) and bool(ids) and all(
+            isinstance(i, int) and not isinstance(i, bool) for i in ids)
+        if obj.get(field) == "" and not has_ids:
+            bad.report(path, number, "the prompt is empty; give some text to continue")
+            continue
+        if isinstance(obj.get(field), str) or has_ids:
+            records.append((number, obj))
+            continue
+        also = " or 'prompt_ids' (a list of token ids)" if token_ids else ""
+        bad.report(path, number, f"missing field {field!r} (a string){also}")
+    if not records:
+        raise DataError(f"{path} holds no prompts")
+    return records

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from toolkit.cli import lpo, predict
 from toolkit.cli.checks import parallel
+from toolkit.graft.batching import generate_replies
+from toolkit.jsonl import read_prompts
 from toolkit.recipes.models import load_model
 from toolkit.recipes.schema import Recipe
 
@@ -17,7 +19,7 @@ def cmd_graft(recipe: Recipe) -> None:
 def cmd_generate(recipe: Recipe) -> None:
     gen = recipe.generate
     if gen.input:
-        records = predict.read_prompt_records(gen.input, gen.prompt_field)
+        records = [r for _, r in read_prompts(gen.input, gen.prompt_field, key="generate.input")]
     else:
         records = [{gen.prompt_field: p} for p in gen.prompts]
     model = load_model(recipe.model, recipe.graft)
@@ -45,9 +47,9 @@ def cmd_generate(recipe: Recipe) -> None:
     elif len(prompts) == 1:
         _stream_one(model, prompts[0], recipe)
     else:
-        texts = predict.complete(model, prompts, recipe.decoding, gen.batch_size)
-        for prompt, text in zip(prompts, texts, strict=True):
-            print(f"--- {prompt!r}\n{text}")
+        replies = generate_replies(model, prompts, recipe.decoding, gen.batch_size)
+        for prompt, reply in zip(prompts, replies, strict=True):
+            print(f"--- {prompt!r}\n{reply.text}")
 
 
 def _stream_one(model, prompt: str, recipe: Recipe) -> str:
@@ -55,7 +57,7 @@ def _stream_one(model, prompt: str, recipe: Recipe) -> str:
 
     streamer = TextStreamer(model.tokenizer, skip_prompt=True, skip_special_tokens=True)
     print(prompt, end="", flush=True)
-    return predict.complete(model, [prompt], recipe.decoding, 1, streamer=streamer)[0]
+    return generate_replies(model, [prompt], recipe.decoding, 1, streamer=streamer)[0].text
 
 
 def cmd_collect(recipe: Recipe) -> None:

@@ -28,9 +28,9 @@ def check_inputs(command: str, recipe: Recipe) -> None:
     if command in ("collect", "run"):
         _check_positions("collect.max_new_tokens", recipe.collect.max_new_tokens, facts)
         if recipe.data.prompts:
-            from toolkit.cli.predict import read_prompt_records
+            from toolkit.jsonl import read_prompts
 
-            read_prompt_records(recipe.data.prompts, recipe.data.prompt_field)
+            read_prompts(recipe.data.prompts, recipe.data.prompt_field, key="data.prompts")
     if command == "train":
         from toolkit.lpo.pairs import read_pairs
 

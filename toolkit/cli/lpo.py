@@ -11,8 +11,8 @@ from typing import Any
 
 from lightning.pytorch.utilities import rank_zero_only
 
-from toolkit.cli.predict import read_prompt_records
 from toolkit.errors import DataError
+from toolkit.jsonl import read_prompts
 from toolkit.lpo import synthetic
 from toolkit.lpo.collect import collect_pairs
 from toolkit.lpo.train import train_head
@@ -40,7 +40,7 @@ def prompts_and_reward(model: Any, recipe: Recipe, split: str = "train") -> tupl
             max_new_tokens=recipe.collect.max_new_tokens,
         )
         return records, synthetic.SyntheticReward(model)
-    rows = read_prompt_records(data.prompts, data.prompt_field)
+    rows = [r for _, r in read_prompts(data.prompts, data.prompt_field, key="data.prompts")]
     records = []
     for number, row in enumerate(rows, start=1):
         try:
@@ -144,16 +144,15 @@ def _synthetic_samples(model: Any, records: list, recipe: Recipe) -> None:
 
 
 def _text_samples(model: Any, recipe: Recipe) -> None:
-    from toolkit.cli.predict import complete
+    from toolkit.graft.batching import generate_replies
 
     prompts = recipe.generate.prompts or [
         r["prompt"] for r in prompts_and_reward(model, recipe)[0][:2]
     ]
     say(f"[5/5] samples ({describe(recipe.decoding)}):")
-    for prompt, text in zip(
-        prompts, complete(model, prompts, recipe.decoding, recipe.generate.batch_size), strict=True
-    ):
-        say(f"  {prompt!r} -> {text!r}")
+    replies = generate_replies(model, prompts, recipe.decoding, recipe.generate.batch_size)
+    for prompt, reply in zip(prompts, replies, strict=True):
+        say(f"  {prompt!r} -> {reply.text!r}")
 
 
 def _first_temperature(out: Any, row: int) -> str:

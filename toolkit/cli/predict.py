@@ -14,33 +14,16 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
-import torch
 from lightning.pytorch.callbacks import BasePredictionWriter
 from torch.utils.data import DataLoader
 
 from toolkit import provenance
 from toolkit.errors import DataError
 from toolkit.files import exclusive
-from toolkit.jsonl import append_record, jsonl_values, read_records, read_text, repair_tail
+from toolkit.graft.batching import generate_replies, left_padded, reply_batches
+from toolkit.jsonl import append_record, read_records, repair_tail
 from toolkit.lpo.cache import model_fingerprint
 from toolkit.options import DecodingConfig
-
-
-def read_prompt_records(path: str | Path, field: str) -> list[dict]:
-    """One dict per line of a JSONL file; each must hold a non-empty string under `field`."""
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(f"prompt file not found: {path}")
-    records = []
-    for number, record in jsonl_values(read_text(path).splitlines(), path):
-        if not isinstance(record, dict) or not isinstance(record.get(field), str):
-            raise DataError(f"{path}:{number}: no string field {field!r} in this line")
-        if not record[field]:
-            raise DataError(f"{path}:{number}: the prompt is empty; give some text to continue")
-        records.append(record)
-    if not records:
-        raise DataError(f"{path} holds no prompts")
-    return records
 
 
 def write_jsonl(path: str | Path, records: Sequence[dict]) -> Path:
@@ -58,55 +41,21 @@ def write_jsonl(path: str | Path, records: Sequence[dict]) -> Path:
     return path
 
 
-def _prepare(model: Any) -> Any:
-    tokenizer = model.tokenizer
-    if tokenizer.pad_token_id is None:
-        tokenizer.pad_token = tokenizer.eos_token
-    tokenizer.padding_side = "left"
-    return tokenizer
-
-
 def complete_batches(
     model: Any,
     prompts: Sequence[str],
     decoding: DecodingConfig,
     batch_size: int,
-    streamer: Any = None,
-    device: torch.device | None = None,
     start: int = 0,
 ) -> Iterator[tuple[int, list[str]]]:
     """(index of the batch's first prompt, its continuations) per batch, from prompt `start`
     (a multiple of `batch_size`, so that a resumed run sees the batches of an uninterrupted
     one). Every prompt is checked against the model's positions before any is generated."""
-    tokenizer = _prepare(model)
-    device = device or model.base.get_output_embeddings().weight.device
-    check_lengths(model, [len(ids) for ids in tokenizer(list(prompts[start:]))["input_ids"]],
-                  decoding, first=start)
-    for first in range(start, len(prompts), batch_size):
-        batch = tokenizer(
-            list(prompts[first : first + batch_size]), return_tensors="pt", padding=True
-        )
-        input_ids = batch["input_ids"].to(device)
-        with torch.no_grad():
-            out = model.generate(
-                input_ids, batch["attention_mask"].to(device), decoding=decoding, streamer=streamer
-            )
-        yield first, tokenizer.batch_decode(out[:, input_ids.shape[1] :], skip_special_tokens=True)
-
-
-def complete(
-    model: Any,
-    prompts: Sequence[str],
-    decoding: DecodingConfig,
-    batch_size: int,
-    streamer: Any = None,
-    device: torch.device | None = None,
-) -> list[str]:
-    """The generated continuation (prompt excluded) of every prompt, in order."""
-    texts: list[str] = []
-    for _, batch in complete_batches(model, prompts, decoding, batch_size, streamer, device):
-        texts += batch
-    return texts
+    with left_padded(model.tokenizer) as tokenizer:
+        lengths = [len(ids) for ids in tokenizer(list(prompts[start:]))["input_ids"]]
+    check_lengths(model, lengths, decoding, first=start)
+    for first, replies in reply_batches(model, prompts, decoding, batch_size, start=start):
+        yield first, [r.text for r in replies]
 
 
 def check_lengths(model: Any, lengths: Sequence[int], decoding: DecodingConfig,
@@ -227,7 +176,8 @@ class _Predictor(L.LightningModule):
 
     def predict_step(self, batch: tuple[list[int], list[str]], batch_idx: int) -> list[dict]:
         indices, prompts = batch
-        texts = complete(self.model, prompts, self.decoding, self.batch_size, device=self.device)
+        replies = generate_replies(self.model, prompts, self.decoding, self.batch_size)
+        texts = [r.text for r in replies]
         return [{"index": i, "completion": t} for i, t in zip(indices, texts, strict=True)]
 
 

@@ -20,10 +20,10 @@ from typing import Optional
 
 from toolkit import methods
 from toolkit.errors import ConfigError, check_choice, check_range
+from toolkit.jsonl import BAD_ROW_POLICIES
 
 TASKS = ("truthfulqa", "factor", "gsm8k", "strategyqa", "repetition")
 SCORING_TASKS = ("truthfulqa", "factor")
-BAD_ROW_POLICIES = ("skip", "error")
 PADDING_SIDES = ("right", "left")
 TASK_PRESET, NO_PRESET = "task", "none"
 

@@ -1,52 +1,34 @@
-"""Reading local CSV / JSONL inputs row by row, with the file and line of every row.
+"""Reading local CSV inputs row by row (JSONL goes through `toolkit.jsonl`), with the file and
+line of every row.
 
 A malformed row is either skipped (reported in the results as `file:line: reason`) or raises
-`DataError` naming the file, the line and the problem, per `on_bad_row`; never scored silently.
+`DataError` naming the file, the line and the problem, per `on_bad_row` (a `BadRows` policy);
+never scored silently.
 """
 
 from __future__ import annotations
 
 import csv
-import json
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from toolkit.errors import DataError
+from toolkit.jsonl import BadRows, existing_file
 
-
-@dataclass
-class BadRows:
-    """Collects skipped rows; raises at the first one when the policy is 'error'."""
-
-    policy: str
-    skipped: list[str] = field(default_factory=list)
-
-    def report(self, path: Path, line: int, reason: str) -> None:
-        where = f"{path}:{line}: {reason}"
-        if self.policy == "error":
-            raise DataError(f"{where} (fix the row, or set eval.on_bad_row=skip to skip it)")
-        self.skipped.append(where)
-
-
-def _open(path: str | Path) -> Path:
-    p = Path(path)
-    if not p.is_file():
-        raise DataError(f"data file {str(p)!r} does not exist; set eval.data_path to a local file")
-    return p
+__all__ = ["BadRows", "csv_columns", "csv_rows", "parse_rows"]
 
 
 def csv_columns(path: str | Path) -> list[str]:
     """The header row of a CSV file."""
-    p = _open(path)
+    p = existing_file(path, "eval.data_path")
     with p.open(newline="", encoding="utf-8") as f:
         return next(csv.reader(f), [])
 
 
 def csv_rows(path: str | Path, required: list[str]) -> Iterator[tuple[int, dict[str, str]]]:
     """(first line of the record, row) for every record; a missing column fails the file."""
-    p = _open(path)
+    p = existing_file(path, "eval.data_path")
     with p.open(newline="", encoding="utf-8") as f:
         reader = csv.DictReader(f)
         missing = [c for c in required if c not in (reader.fieldnames or [])]
@@ -59,24 +41,6 @@ def csv_rows(path: str | Path, required: list[str]) -> Iterator[tuple[int, dict[
         for row in reader:
             yield start, row
             start = reader.line_num + 1
-
-
-def jsonl_rows(path: str | Path, bad: BadRows) -> Iterator[tuple[int, dict[str, Any]]]:
-    """(line number, object) for every non-blank line; lines that are not JSON objects are bad."""
-    p = _open(path)
-    with p.open(encoding="utf-8") as f:
-        for number, text in enumerate(f, start=1):
-            if not text.strip():
-                continue
-            try:
-                obj = json.loads(text)
-            except json.JSONDecodeError as err:
-                bad.report(p, number, f"not valid JSON ({err.msg})")
-                continue
-            if not isinstance(obj, dict):
-                bad.report(p, number, "not a JSON object")
-                continue
-            yield number, obj
 
 
 def parse_rows(

@@ -9,15 +9,13 @@ batches through `AugmentedModel.generate`.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any
 
-import torch
-from tqdm.auto import tqdm
-
-from toolkit.eval import answers
-from toolkit.eval.data import BadRows, jsonl_rows, parse_rows
+from toolkit import answers
+from toolkit.eval.data import BadRows, parse_rows
 from toolkit.eval.repetition import repetition_metrics
+from toolkit.graft.batching import generate_replies
+from toolkit.jsonl import read_objects
 from toolkit.options import DecodingConfig, mode_decoding
 
 METRICS = {"gsm8k": ("accuracy",), "strategyqa": ("accuracy",), "repetition": ()}
@@ -50,7 +48,7 @@ PARSERS = {"gsm8k": _parse_gsm8k, "strategyqa": _parse_strategyqa, "repetition":
 
 
 def load(task: str, path: str, bad: BadRows, limit: int | None = None) -> list[dict[str, Any]]:
-    return parse_rows(jsonl_rows(path, bad), path, PARSERS[task], bad, limit)
+    return parse_rows(read_objects(path, bad, "eval.data_path"), path, PARSERS[task], bad, limit)
 
 
 def prompt_of(task: str, item: dict[str, Any], template: str) -> str:
@@ -59,45 +57,14 @@ def prompt_of(task: str, item: dict[str, Any], template: str) -> str:
                                                                           item["question"])
 
 
-def generate_all(
-    am: Any, prompts: Sequence[str], decoding: DecodingConfig, batch_size: int,
-    progress: bool = False, desc: str = "generating",
-) -> list[tuple[str, list[int]]]:
-    """(decoded reply, reply token ids) per prompt; batches are left padded."""
-    tok = am.tokenizer
-    old_side, tok.padding_side = tok.padding_side, "left"
-    device = am.base.get_input_embeddings().weight.device
-    replies: list[tuple[str, list[int]]] = []
-    try:
-        for i in tqdm(range(0, len(prompts), batch_size), desc=desc, disable=not progress):
-            enc = tok(list(prompts[i : i + batch_size]), return_tensors="pt", padding=True)
-            ids, mask = enc["input_ids"].to(device), enc["attention_mask"].to(device)
-            with torch.no_grad():
-                out = am.generate(ids, attention_mask=mask, decoding=decoding)
-            for row in out[:, ids.shape[1] :].tolist():
-                row = _strip_special(row, tok)
-                replies.append((tok.decode(row, skip_special_tokens=True), row))
-    finally:
-        tok.padding_side = old_side
-    return replies
-
-
-def _strip_special(row: list[int], tok: Any) -> list[int]:
-    """Reply tokens up to the first EOS / pad token."""
-    stops = {t for t in (tok.eos_token_id, tok.pad_token_id) if t is not None}
-    for j, t in enumerate(row):
-        if t in stops:
-            return row[:j]
-    return row
-
-
 def item_result(task: str, item: dict[str, Any], reply: str) -> dict[str, Any]:
     """Extracted answer and correctness of one reply (repetition: just the reply)."""
-    text = answers.truncate(reply)
     if task == "repetition":
         return {"reply": reply}
-    extract = answers.extract_number if task == "gsm8k" else answers.extract_yes_no
-    predicted = extract(text)
+    if task == "gsm8k":
+        predicted = answers.predicted_number(reply)
+    else:
+        predicted = answers.extract_yes_no(answers.truncate(reply))
     return {"reply": reply, "predicted": predicted, "gold": item["gold"],
             "accuracy": float(predicted is not None and predicted == item["gold"])}
 
@@ -109,10 +76,10 @@ def run_mode(
     """Per-item results and totals (accuracy where defined, plus repetition metrics)."""
     decoding = mode_decoding(base, mode)
     prompts = [prompt_of(task, it, config.prompt_template) for it in items]
-    replies = generate_all(am, prompts, decoding, config.batch_size, config.progress,
-                           desc=f"{task} {mode}")
-    results = [item_result(task, it, text) for it, (text, _) in zip(items, replies, strict=True)]
-    totals = repetition_metrics([ids for _, ids in replies])
+    replies = generate_replies(am, prompts, decoding, config.batch_size,
+                               progress=config.progress, desc=f"{task} {mode}")
+    results = [item_result(task, it, r.text) for it, r in zip(items, replies, strict=True)]
+    totals = repetition_metrics([r.ids for r in replies])
     if task != "repetition":
         totals["accuracy"] = sum(r["accuracy"] for r in results) / len(results)
     return results, totals

@@ -107,7 +107,7 @@ def run_eval(model: Any, config: EvalConfig,
         decoding = apply_preset(decoding, preset)
     for mode in config.active_modes:
         am.check_decoding(mode_decoding(decoding, mode))
-    bad = BadRows(config.on_bad_row)
+    bad = BadRows(config.on_bad_row, hint="fix the row, or set eval.on_bad_row=skip to skip it")
     runner = _run_scoring if config.task in SCORING_TASKS else _run_generation
     records, totals, settings = runner(am, config, decoding, bad)
     result = {

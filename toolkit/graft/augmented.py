@@ -74,11 +74,23 @@ class AugmentedModel:
 
     @classmethod
     def graft(cls, base: PreTrainedModel | str | Path, config: GraftConfig | None = None,
-              tokenizer=None) -> AugmentedModel:
-        """Wrap `base` (a model, or a local directory to load it and its tokenizer from)."""
+              tokenizer=None, *, device_map=None, dtype=None) -> AugmentedModel:
+        """Graft the tap and an untrained head onto a base model.
+
+        Args:
+            base: a loaded causal LM, or a local directory to load it (and the tokenizer saved
+                beside it) from, through the toolkit's one base-model loader.
+            config: what to graft (default: `GraftConfig()`).
+            tokenizer: overrides the tokenizer found beside `base`.
+            device_map: transformers' device_map when loading `base` from a directory.
+            dtype: a torch dtype or "auto" when loading `base` from a directory.
+
+        Returns:
+            The AugmentedModel (base frozen, head on lm_head's device).
+        """
         if isinstance(base, (str, Path)):
             reference = checkpoint.reference_of(str(base))
-            base, loaded_tokenizer = checkpoint.load_base(base)
+            base, loaded_tokenizer = checkpoint.load_base(base, device_map, dtype)
             tokenizer = tokenizer or loaded_tokenizer
         else:
             reference = checkpoint.base_reference(base)

@@ -1,8 +1,9 @@
 """Checkpoint files of an AugmentedModel: write atomically, read back with clear errors.
 
 Layout of a checkpoint directory:
-- `head.safetensors`: the grafted tensors only (the head), metadata: toolkit version, head config.
-- `augment_config.json`: format version, graft config, default decoding config, base reference
+- `head.safetensors`: the head's weights only, metadata: toolkit version.
+- `augment_config.json`: format version, graft config (the head's size, temperature grid and
+  level live only here), default decoding config, base reference
   (an absolute path, a Hub id, or "self"), a fingerprint of the base's config and a sample of
   its weights, the sha256 of every other file of the checkpoint, toolkit version. It is written
   last and checked on load (see `toolkit.graft.integrity`).
@@ -114,7 +115,7 @@ def save(directory, *, base, base_reference: str, head, tokenizer, graft_config,
         "weight_fingerprint": integrity.weight_sample(base),
     }
     with atomic.atomic_dir(target) as tmp:
-        _write_head(tmp / HEAD_FILE, head, graft_config.head)
+        _write_head(tmp / HEAD_FILE, head)
         if tokenizer is not None:
             tokenizer.save_pretrained(tmp)
         custom_generate.write_folder(tmp)
@@ -125,13 +126,9 @@ def save(directory, *, base, base_reference: str, head, tokenizer, graft_config,
     return target
 
 
-def _write_head(path: Path, head, head_config) -> None:
+def _write_head(path: Path, head) -> None:
     tensors = {k: v.detach().to("cpu").contiguous() for k, v in head.state_dict().items()}
-    metadata = {
-        "format": "pt",
-        "toolkit_version": __version__,
-        "head_config": json.dumps(dataclasses.asdict(head_config), sort_keys=True),
-    }
+    metadata = {"format": "pt", "toolkit_version": __version__}
     save_file(tensors, str(path), metadata=metadata)
 
 
@@ -205,7 +202,7 @@ def check_fingerprint(checkpoint: Checkpoint, base, where: str) -> None:
 def load_head(head, checkpoint: Checkpoint) -> None:
     """Copy the saved tensors into `head` after a strict key and shape check."""
     expected = head.state_dict()
-    state = checkpoint.head_state
+    state = _without_legacy_grid(head, dict(checkpoint.head_state), checkpoint.directory)
     path = checkpoint.directory / HEAD_FILE
     missing = sorted(set(expected) - set(state))
     unexpected = sorted(set(state) - set(expected))
@@ -222,6 +219,18 @@ def load_head(head, checkpoint: Checkpoint) -> None:
             f"{CONFIG_FILE} does not match the weights, save the checkpoint again"
         )
     head.load_state_dict(state, strict=True)
+
+
+def _without_legacy_grid(head, state: dict[str, torch.Tensor], directory: Path) -> dict:
+    """Checkpoints written before the grid lived only in augment_config.json also saved it as
+    a `temperatures` tensor; it must agree with the config, then it is dropped."""
+    saved = state.pop("temperatures", None)
+    if saved is not None and not torch.equal(saved.float(), head.temperatures.float().cpu()):
+        raise CheckpointError(
+            f"{directory / HEAD_FILE} holds temperatures {saved.tolist()} but {CONFIG_FILE} "
+            f"says {head.temperatures.tolist()}; the checkpoint is corrupted, save it again"
+        )
+    return state
 
 
 def reference_of(source: str) -> str:

@@ -32,7 +32,8 @@ class AdaptiveDecoderHead(nn.Module):
         nn.init.zeros_(self.mlp[-1].weight)
         nn.init.zeros_(self.mlp[-1].bias)
         temperatures = torch.tensor([float(t) for t in self.config.temperatures])
-        self.register_buffer("temperatures", temperatures)
+        # Derived from the config (its one home), so not saved with the weights.
+        self.register_buffer("temperatures", temperatures, persistent=False)
 
     @property
     def grid_size(self) -> int:

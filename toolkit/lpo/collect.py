@@ -14,12 +14,12 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import torch
 from tqdm.auto import tqdm
 
 from toolkit import provenance
 from toolkit.errors import DataError
 from toolkit.files import exclusive
+from toolkit.graft.batching import left_pad
 from toolkit.lpo import pairs
 from toolkit.lpo.cache import model_fingerprint
 from toolkit.lpo.config import CollectConfig
@@ -58,16 +58,6 @@ def _prompt_ids(model, record: dict) -> list[int]:
     return list(model.tokenizer(record["prompt"])["input_ids"])
 
 
-def _left_pad(rows: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
-    width = max(len(r) for r in rows)
-    ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
-    mask = torch.zeros((len(rows), width), dtype=torch.long)
-    for i, row in enumerate(rows):
-        ids[i, width - len(row) :] = torch.tensor(row)
-        mask[i, width - len(row) :] = 1
-    return ids, mask
-
-
 def _pad_id(model) -> int:
     tok = model.tokenizer
     if tok is not None and tok.pad_token_id is not None:
@@ -85,7 +75,7 @@ def _decode(model, ids: list[int]) -> str:
 def _sample_chunk(model, chunk: list[dict], config: CollectConfig, chunk_no: int) -> list[list[dict]]:
     """Per prompt of the chunk, its N replies as {reply_ids, temperature_index, text}."""
     rows = [_prompt_ids(model, r) for r in chunk for _ in range(config.num_replies)]
-    input_ids, attention_mask = _left_pad(rows, _pad_id(model))
+    input_ids, attention_mask = left_pad(rows, _pad_id(model))
     decoding = DecodingConfig(
         do_sample=True,
         adaptive_temperature=AdaptiveOptions(enabled=True, choice="sample"),

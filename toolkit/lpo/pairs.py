@@ -11,7 +11,7 @@ import random
 from pathlib import Path
 
 from toolkit.errors import DataError
-from toolkit.jsonl import append_record, jsonl_values, read_records, read_text, repair_tail
+from toolkit.jsonl import append_record, read_prompts, read_records, repair_tail
 
 __all__ = ["append_record", "read_records", "repair_tail"]
 
@@ -46,7 +46,7 @@ def parse_prompt(obj, path, lineno: int) -> dict:
 def load_prompts(path) -> list[dict]:
     """Prompt records from a JSONL file; a bad line raises DataError naming file and line."""
     records, seen = [], set()
-    for lineno, obj in jsonl_values(read_text(path).splitlines(), path):
+    for lineno, obj in read_prompts(path, "prompt", token_ids=True):
         record = parse_prompt(obj, path, lineno)
         if record["id"] in seen:
             raise DataError(f"{path}:{lineno}: prompt id {record['id']!r} repeats")

@@ -8,45 +8,24 @@ prompt texts, the reply texts and one record per reply (the prompt's input recor
 from __future__ import annotations
 
 import importlib
-import re
 from collections import Counter
 from collections.abc import Callable
 
 import torch
 
+from toolkit.answers import extract_number, predicted_number
 from toolkit.errors import ConfigError, DataError
 from toolkit.lpo.config import RewardConfig
 
 Reward = Callable[[list, list, list], list]
 
-_GSM8K = re.compile(r"####\s*(-?[\d,]*\.?\d+)")
-_NUMBER = re.compile(r"-?\d[\d,]*\.?\d*|-?\.\d+")
-
-
-def _normalise_number(text: str) -> str:
-    text = text.replace(",", "").rstrip(".")
-    try:
-        value = float(text)
-    except ValueError:
-        return text.strip()
-    return str(int(value)) if value == int(value) else repr(value)
-
-
-def final_answer(text: str) -> str | None:
-    """The GSM8K `#### 42` answer if present, else the last number in the text, else None."""
-    match = _GSM8K.search(text)
-    if match:
-        return _normalise_number(match.group(1))
-    numbers = _NUMBER.findall(text)
-    return _normalise_number(numbers[-1]) if numbers else None
-
-
 def exact_match(reply: str, answer) -> float:
-    """1.0 when the reply's final answer equals the reference answer, else 0.0."""
-    reference = final_answer(str(answer))
+    """1.0 when the reply's number (`toolkit.answers.predicted_number`, the rule eval's GSM8K
+    accuracy uses) equals the reference answer's (`#### N`, else its number), else 0.0."""
+    reference = extract_number(str(answer))
     if reference is None:
         reference = str(answer).strip()
-    return float(final_answer(reply) == reference)
+    return float(predicted_number(reply) == reference)
 
 
 def repeated_ngrams(tokens, n: int = 3) -> int:

@@ -18,13 +18,13 @@ from typing import Any
 import torch
 
 from toolkit.errors import CheckpointError, ConfigError, UnsupportedArchitectureError
+from toolkit.layout import CONFIG_FILE
 from toolkit.options import GraftConfig
 from toolkit.presets import CACHE_ENV, cache_dir, check_preset, prepare_preset
 from toolkit.recipes.schema import ModelConfig
 
 __all__ = ["CACHE_ENV", "cache_dir", "check_model", "load_model", "resolve_dtype"]
 
-AUGMENT_CONFIG = "augment_config.json"
 WEIGHT_PATTERNS = ("pytorch_model*.bin", "model*.safetensors", "*.safetensors.index.json",
                    "*.gguf")
 
@@ -40,12 +40,12 @@ def check_model(config: ModelConfig) -> None:
     elif config.preset:
         check_preset(config.preset)
     elif config.tiny:
-        from toolkit.testing import FAMILIES
+        from toolkit.testing import TINY_FAMILIES
 
-        if config.tiny not in FAMILIES:
+        if config.tiny not in TINY_FAMILIES:
             raise ConfigError(
                 f"model.tiny={config.tiny!r} is not a built-in tiny family; "
-                f"choose one of {', '.join(FAMILIES)}"
+                f"choose one of {', '.join(TINY_FAMILIES)}"
             )
 
 
@@ -101,9 +101,9 @@ def _runs_on_gpu(device_map: str | None) -> bool:
 def _checkpoint_dtype(path: Path) -> str | None:
     """The saved dtype of a base model directory, or of an augmented checkpoint's base."""
     config_file = path / "config.json"
-    if (path / AUGMENT_CONFIG).is_file():
+    if (path / CONFIG_FILE).is_file():
         try:
-            reference = json.loads((path / AUGMENT_CONFIG).read_text()).get("base")
+            reference = json.loads((path / CONFIG_FILE).read_text()).get("base")
         except (OSError, json.JSONDecodeError):
             return None
         base = path / "base" if reference == "self" else Path(str(reference))
@@ -140,12 +140,12 @@ def _check_local(path: Path) -> None:
             f"model.path={str(path)!r} is not a directory; set model.path to a local model "
             "directory (with config.json) or an augmented checkpoint"
         )
-    if (path / AUGMENT_CONFIG).is_file():
+    if (path / CONFIG_FILE).is_file():
         return
     config_file = path / "config.json"
     if not config_file.is_file():
         raise CheckpointError(
-            f"{path} has no config.json or {AUGMENT_CONFIG}; point model.path at the directory "
+            f"{path} has no config.json or {CONFIG_FILE}; point model.path at the directory "
             "that save_pretrained wrote"
         )
     _check_architecture(config_file)
@@ -207,7 +207,7 @@ def model_facts(config: ModelConfig) -> ModelFacts:
     if not config.path or config.gguf_file:
         return ModelFacts()  # a preset or a GGUF file: known once loaded
     path = Path(config.path)
-    if not (path / AUGMENT_CONFIG).is_file():
+    if not (path / CONFIG_FILE).is_file():
         return _facts_of_config(path / "config.json")
     from toolkit.graft.checkpoint import BASE_DIR, SELF, read_config
 
@@ -248,7 +248,7 @@ def _load_local(path: Path, config: ModelConfig, graft: GraftConfig | None, say)
 
     dtype, line = resolve_dtype(config, _checkpoint_dtype(path))
     say(line)
-    if (path / AUGMENT_CONFIG).is_file():
+    if (path / CONFIG_FILE).is_file():
         return AugmentedModel.from_pretrained(path, device_map=config.device_map, dtype=dtype)
     from toolkit.graft.checkpoint import load_base
 

@@ -1,8 +1,8 @@
 """Tiny seeded models and an offline tokenizer for tests, examples and quick experiments."""
 
 from toolkit.testing.models import (
-    FAMILIES,
     INITIALIZER_RANGE,
+    TINY_FAMILIES,
     build_tiny_model,
     save_tiny,
     tiny_config,
@@ -10,7 +10,7 @@ from toolkit.testing.models import (
 from toolkit.testing.tokenizer import build_tokenizer
 
 __all__ = [
-    "FAMILIES",
+    "TINY_FAMILIES",
     "INITIALIZER_RANGE",
     "build_tiny_model",
     "build_tokenizer",

@@ -44,7 +44,7 @@ _COMMON = dict(
     eos_token_id=2,
 )
 
-_FAMILIES: dict[str, tuple[type[PretrainedConfig], dict]] = {
+_TINY_CONFIGS: dict[str, tuple[type[PretrainedConfig], dict]] = {
     "llama": (LlamaConfig, {}),
     "mistral": (MistralConfig, {"sliding_window": None}),
     "qwen2": (Qwen2Config, {"tie_word_embeddings": False}),
@@ -53,7 +53,7 @@ _FAMILIES: dict[str, tuple[type[PretrainedConfig], dict]] = {
     "mixtral": (MixtralConfig, {"num_local_experts": 4, "num_experts_per_tok": 2}),
 }
 
-FAMILIES = tuple(_FAMILIES)
+TINY_FAMILIES = tuple(_TINY_CONFIGS)
 
 
 def tiny_config(family: str = "llama", seed: int = 0) -> PretrainedConfig:
@@ -62,9 +62,9 @@ def tiny_config(family: str = "llama", seed: int = 0) -> PretrainedConfig:
     Special token ids match `build_tokenizer()`. `seed` does not change the config; it is
     accepted so that config and weights can be named by the same (family, seed) pair.
     """
-    if family not in _FAMILIES:
-        raise ConfigError(f"family={family!r} is not a tiny test family; choose one of {FAMILIES}")
-    cls, extra = _FAMILIES[family]
+    if family not in _TINY_CONFIGS:
+        raise ConfigError(f"family={family!r} is not a tiny test family; choose one of {TINY_FAMILIES}")
+    cls, extra = _TINY_CONFIGS[family]
     config = cls(**_COMMON, **extra)
     config.dtype = torch.float32
     return config

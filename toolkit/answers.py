@@ -1,4 +1,5 @@
-"""Answer extraction for generation tasks (GSM8K numbers, StrategyQA yes/no).
+"""The one answer extractor (GSM8K numbers, StrategyQA yes/no): eval accuracy and the LPO
+exact-match reward read a reply through the same functions, so they score it the same way.
 
 Follows the DoLa/SLED reference `clean_answer`: after the trigger "the answer is" take the
 first number, otherwise the last number in the text; `#### N` (the GSM8K label format) wins
@@ -51,6 +52,12 @@ def extract_number(completion: str) -> str | None:
     if not found:
         return None
     return _canonical(found[0] if trigger else found[-1])
+
+
+def predicted_number(reply: str) -> str | None:
+    """The number a reply answers with: the reply cut at the first stop string, then
+    `extract_number`. Eval's GSM8K accuracy and LPO's exact_match reward both use it."""
+    return extract_number(truncate(reply))
 
 
 def gold_yes_no(answer: Any) -> bool:
