@@ -22,7 +22,7 @@ import lightning as L
 import torch
 from torch.utils.data import DataLoader
 
-from toolkit.lpo import synthetic
+from toolkit.lpo import pipeline
 from toolkit.lpo.cache import build_cache, compute_features
 from toolkit.lpo.config import TrainConfig, TrainerConfig
 from toolkit.lpo.losses import lpo_loss
@@ -88,8 +88,8 @@ def main(argv=None) -> dict:
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
-        task = synthetic.prepare_task(root, level=args.level, train_prompts=args.prompts,
-                                      eval_prompts=2)
+        task = pipeline.prepare_synthetic(root, level=args.level, train_prompts=args.prompts,
+                                          eval_prompts=2)
         start = time.perf_counter()
         cache_file = build_cache(task.model, task.pairs_path, progress=False)
         cache_seconds = time.perf_counter() - start

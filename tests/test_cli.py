@@ -287,8 +287,8 @@ def test_bad_prompt_file_and_reward_model_dir(capsys, recipe, tmp_path, no_model
 
 
 def test_prompt_file_with_template(recipe, tmp_path):
-    from toolkit.cli.lpo import prompts_and_reward
     from toolkit.errors import DataError
+    from toolkit.lpo.pipeline import task_prompts
     from toolkit.recipes import load_recipe
 
     data = tmp_path / "gsm.jsonl"
@@ -300,7 +300,8 @@ def test_prompt_file_with_template(recipe, tmp_path):
         "data.prompt_field=question",
         "data.template='Q: {question} A:'",
     ]
-    records, reward = prompts_and_reward(None, load_recipe(recipe, overrides))
+    loaded = load_recipe(recipe, overrides)
+    records, reward = task_prompts(None, loaded.data, loaded.collect.max_new_tokens)
     assert reward is None
     assert [(r["prompt"], r["answer"]) for r in records] == [
         ("Q: 1+1? A:", "#### 2"),
@@ -308,4 +309,4 @@ def test_prompt_file_with_template(recipe, tmp_path):
     ]
     broken = load_recipe(recipe, [*overrides[:2], "data.template='{missing}'"])
     with pytest.raises(DataError, match="prompt 1 has no field 'missing'"):
-        prompts_and_reward(None, broken)
+        task_prompts(None, broken.data, broken.collect.max_new_tokens)

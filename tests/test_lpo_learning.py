@@ -6,7 +6,7 @@ import math
 import pytest
 import torch
 
-from toolkit.lpo import cache, synthetic
+from toolkit.lpo import cache, pipeline
 from toolkit.lpo.losses import lpo_loss
 
 pytestmark = pytest.mark.slow
@@ -15,7 +15,7 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def sequence_task(tmp_path_factory):
     root = tmp_path_factory.mktemp("lpo-seq")
-    task = synthetic.prepare_task(root, level="sequence", seed=0)
+    task = pipeline.prepare_synthetic(root, level="sequence", seed=0)
     return root, task
 
 
@@ -24,7 +24,7 @@ def test_sequence_head_learns_the_right_temperatures(sequence_task, loss):
     root, task = sequence_task
     assert task.stats.pairs >= 240
     base = {k: v.clone() for k, v in task.model.base.state_dict().items()}
-    figures = synthetic.train_and_evaluate(task, root / f"ckpt-{loss}", loss=loss)
+    figures = pipeline.train_and_evaluate(task, root / f"ckpt-{loss}", loss=loss)
     print(loss, json.dumps(figures["after"]))
     after = figures["after"]
     assert after["exact_at_zero"] >= 0.9
@@ -44,10 +44,10 @@ def _dataset_loss(model, tensors, loss):
 
 
 def test_token_level_head_trains_without_nan(tmp_path):
-    task = synthetic.prepare_task(tmp_path, level="token", train_prompts=64, eval_prompts=8)
+    task = pipeline.prepare_synthetic(tmp_path, level="token", train_prompts=64, eval_prompts=8)
     tensors, _ = cache.load_cache(cache.build_cache(task.model, task.pairs_path, progress=False))
     before = _dataset_loss(task.model, tensors, "tokens_separate")
-    figures = synthetic.train_and_evaluate(task, tmp_path / "ckpt", loss="tokens_separate",
+    figures = pipeline.train_and_evaluate(task, tmp_path / "ckpt", loss="tokens_separate",
                                            max_epochs=10, lr=3e-3)
     losses = figures["losses"]
     assert len(losses) == 40 and all(math.isfinite(x) for x in losses)

@@ -1,4 +1,5 @@
-"""The LPO steps of the CLI: collect, train, and the whole `run` pipeline.
+"""The LPO steps of the CLI: collect, train, and the whole `run`, each a step of the library's
+one pipeline (`toolkit.lpo.pipeline`) plus what it prints.
 
 Prompts come from `data.prompts` (JSONL) or, when it is unset, the built-in synthetic task
 (`toolkit.lpo.synthetic`), whose reward knows the right temperature per prompt kind.
@@ -11,11 +12,7 @@ from typing import Any
 
 from lightning.pytorch.utilities import rank_zero_only
 
-from toolkit.errors import DataError
-from toolkit.jsonl import read_prompts
-from toolkit.lpo import synthetic
-from toolkit.lpo.collect import collect_pairs
-from toolkit.lpo.train import train_head
+from toolkit.lpo import pipeline, synthetic
 from toolkit.options import DecodingConfig, describe
 from toolkit.recipes.models import load_model
 from toolkit.recipes.schema import Recipe
@@ -23,40 +20,9 @@ from toolkit.recipes.schema import Recipe
 say = rank_zero_only(print)
 
 
-def prompts_and_reward(model: Any, recipe: Recipe, split: str = "train") -> tuple[list, Any]:
-    """(prompt records, reward override or None) for collection or evaluation."""
-    data = recipe.data
-    if data.prompts is None:
-        size = data.synthetic.train_prompts if split == "train" else data.synthetic.eval_prompts
-        seed = data.synthetic.seed + (1 if split == "train" else 2)
-        length = data.synthetic.prompt_length
-        markers = synthetic.pick_markers(model, length, seed=data.synthetic.seed)
-        records = synthetic.make_prompts(
-            model,
-            size,
-            seed,
-            markers,
-            prompt_length=length,
-            max_new_tokens=recipe.collect.max_new_tokens,
-        )
-        return records, synthetic.SyntheticReward(model)
-    rows = [r for _, r in read_prompts(data.prompts, data.prompt_field, key="data.prompts")]
-    records = []
-    for number, row in enumerate(rows, start=1):
-        try:
-            prompt = data.template.format(**row) if data.template else row[data.prompt_field]
-        except (KeyError, IndexError) as err:
-            raise DataError(
-                f"{data.prompts}: prompt {number} has no field {err} that data.template uses"
-            ) from None
-        records.append({**row, "prompt": prompt})
-    return records, None
-
-
 def collect(model: Any, recipe: Recipe) -> Any:
     """Collect the pairs into data.pairs (resumable) and report the counts."""
-    records, reward = prompts_and_reward(model, recipe)
-    stats = collect_pairs(model, records, recipe.collect, recipe.data.pairs, reward=reward)
+    stats = pipeline.collect(model, recipe.data, recipe.collect)
     say(
         f"collected {stats.pairs} pairs from {stats.prompts - stats.skipped} prompts "
         f"({stats.dropped} dropped: all rewards equal; {stats.skipped} done earlier) "
@@ -69,15 +35,9 @@ def train(model: Any, recipe: Recipe) -> Any:
     """Train the head on data.pairs and export the checkpoint (with the recipe's decoding
     options as its default) to output_dir."""
     model.decoding = recipe.decoding
-    result = train_head(
-        model,
-        recipe.data.pairs,
-        recipe.train,
-        recipe.trainer,
-        recipe.output_dir,
-        progress=recipe.trainer.progress_bar,
-        log_dir=Path(recipe.work_dir) / "training",
-    )
+    result = pipeline.train(model, recipe.data, recipe.train, recipe.trainer, recipe.output_dir,
+                            progress=recipe.trainer.progress_bar,
+                            log_dir=Path(recipe.work_dir) / "training")
     if result.losses:
         say(
             f"trained the head ({recipe.train.loss}): loss {result.losses[0]:.4f} -> "
@@ -116,7 +76,8 @@ def _synthetic_report(model: Any, recipe: Recipe) -> None:
     # The task's greedy references and fixed-temperature baselines are defined on plain
     # decoding, so evaluate with the default options rather than the checkpoint's saved ones.
     model.decoding = DecodingConfig()
-    records, _ = prompts_and_reward(model, recipe, split="eval")
+    records, _ = pipeline.task_prompts(model, recipe.data, recipe.collect.max_new_tokens,
+                                       split="eval")
     report = synthetic.evaluate_head(model, records, seed=recipe.data.synthetic.seed)
     say("[5/5] learned temperature per prompt kind (held-out prompts, argmax of the head):")
     for kind, counts in report["choices"].items():
@@ -147,7 +108,8 @@ def _text_samples(model: Any, recipe: Recipe) -> None:
     from toolkit.graft.batching import generate_replies
 
     prompts = recipe.generate.prompts or [
-        r["prompt"] for r in prompts_and_reward(model, recipe)[0][:2]
+        r["prompt"]
+        for r in pipeline.task_prompts(model, recipe.data, recipe.collect.max_new_tokens)[0][:2]
     ]
     say(f"[5/5] samples ({describe(recipe.decoding)}):")
     replies = generate_replies(model, prompts, recipe.decoding, recipe.generate.batch_size)

@@ -131,3 +131,35 @@ class TrainerConfig:
         check_range("trainer.lr", self.lr, low=0.0, low_open=True)
         check_range("trainer.weight_decay", self.weight_decay, low=0.0)
         check_range("trainer.log_every_n_steps", self.log_every_n_steps, low=1)
+
+
+@dataclass
+class SyntheticConfig:
+    """Sizes of the built-in synthetic LPO task (used when `data.prompts` is not set)."""
+
+    train_prompts: int = 64
+    eval_prompts: int = 32
+    prompt_length: int = 6
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        check_range("data.synthetic.prompt_length", self.prompt_length, low=2)
+        check_range("data.synthetic.train_prompts", self.train_prompts, low=1)
+        check_range("data.synthetic.eval_prompts", self.eval_prompts, low=1)
+
+
+@dataclass
+class DataConfig:
+    """LPO data: prompts in (a JSONL file, or the synthetic task when unset), pairs out.
+
+    prompts: JSONL, one object per line with `prompt_field` (and the reward's answer field);
+    template: optional prompt template filled from each line's fields, e.g.
+        'Q: {question}\nA:' (when unset the prompt is the `prompt_field` text);
+    pairs: the preference-pair JSONL that `collect` writes and `train` reads.
+    """
+
+    prompts: Optional[str] = None
+    prompt_field: str = "prompt"
+    template: Optional[str] = None
+    pairs: str = "${work_dir}/pairs.jsonl"
+    synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)

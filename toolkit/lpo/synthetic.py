@@ -7,29 +7,22 @@ Prompts are random token ids ending in a marker token that names their kind:
   reply under the frozen model, which grows with the temperature, so a high temperature is
   best. (The tiny model's greedy replies already repeat few tokens, so a distinct-token ratio
   saturates near 1 for every temperature above 0.4 and cannot tell 0.4 from 1.0.)
-`run_synthetic` runs collect -> feature cache -> train -> evaluate on a tiny random Llama and
-returns the figures; `python -m toolkit.lpo.synthetic OUT_DIR` prints them.
+The flow (collect -> feature cache -> train -> evaluate) is the one LPO pipeline,
+`toolkit.lpo.pipeline` (`run_synthetic`, or `python cli.py run recipes/quickstart.yaml`).
 """
 
 from __future__ import annotations
 
-import argparse
-import json
 import math
 from collections import Counter
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
-from toolkit.lpo.collect import CollectStats, collect_pairs
-from toolkit.lpo.config import CollectConfig, TrainConfig, TrainerConfig
-from toolkit.lpo.train import train_head
 from toolkit.options import GraftConfig, HeadConfig
 
 KINDS = ("exact", "diverse")
 FIRST_BODY_TOKEN = 3  # after the special tokens <pad>, <s>, </s>
-_PREPARE_KEYS = ("train_prompts", "eval_prompts", "num_replies", "max_new_tokens", "head_hidden")
 
 
 def _stack(prompts: list[dict]) -> torch.Tensor:
@@ -178,83 +171,3 @@ def build_task_model(base_dir, level: str = "sequence", head_hidden: int = 64, s
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         return AugmentedModel.graft(base_dir, config)
-
-
-@dataclass
-class SyntheticTask:
-    """A prepared task: the model, its held-out prompts and the collected pairs."""
-
-    model: object
-    eval_set: list
-    pairs_path: Path
-    stats: CollectStats
-    initial_head: dict
-
-
-def prepare_task(out_dir, *, level: str = "sequence", train_prompts: int = 256,
-                 eval_prompts: int = 64, num_replies: int = 8, max_new_tokens: int = 12,
-                 head_hidden: int = 64, seed: int = 0, progress: bool = False) -> SyntheticTask:
-    """Build the tiny model and the prompts; collect the pairs into `out_dir/pairs.jsonl`."""
-    out_dir = Path(out_dir).resolve()
-    model = build_task_model(out_dir / "base", level, head_hidden, seed)
-    markers = pick_markers(model, seed=seed)
-    train_set = make_prompts(model, train_prompts, seed + 1, markers, max_new_tokens=max_new_tokens)
-    eval_set = make_prompts(model, eval_prompts, seed + 2, markers, max_new_tokens=max_new_tokens)
-    collect = CollectConfig(num_replies=num_replies, prompts_per_batch=64,
-                            max_new_tokens=max_new_tokens, seed=seed)
-    stats = collect_pairs(model, train_set, collect, out_dir / "pairs.jsonl",
-                          reward=SyntheticReward(model), progress=progress)
-    initial = {k: v.clone() for k, v in model.head.state_dict().items()}
-    return SyntheticTask(model, eval_set, out_dir / "pairs.jsonl", stats, initial)
-
-
-def train_and_evaluate(task: SyntheticTask, out_dir, *, loss: str = "tokens_separate",
-                       max_epochs: int = 5, batch_size: int = 16, lr: float = 1e-3,
-                       weight_decay: float = 0.0, beta: float = 1.0, seed: int = 0,
-                       progress: bool = False) -> dict:
-    """Train the task's head from its initial weights with `loss`, export, and evaluate."""
-    task.model.head.load_state_dict(task.initial_head)
-    trainer = TrainerConfig(accelerator="cpu", max_epochs=max_epochs, batch_size=batch_size,
-                            lr=lr, weight_decay=weight_decay, seed=seed, progress_bar=progress)
-    result = train_head(task.model, task.pairs_path, TrainConfig(loss=loss, beta=beta), trainer,
-                        out_dir, progress=progress)
-    return {
-        "loss": loss, "level": task.model.graft_config.head.level,
-        "pairs": task.stats.pairs, "dropped": task.stats.dropped,
-        "losses": result.losses, "steps": result.steps, "train_seconds": result.seconds,
-        "checkpoint": str(result.out_dir),
-        "after": evaluate_head(task.model, task.eval_set, seed=seed),
-    }
-
-
-def run_synthetic(out_dir, *, loss: str = "tokens_separate", level: str = "sequence",
-                  seed: int = 0, progress: bool = False, **sizes) -> dict:
-    """collect -> cache -> train -> evaluate on the tiny model; figures also in figures.json.
-
-    `sizes`: keyword arguments of `prepare_task` and `train_and_evaluate`.
-    """
-    out_dir = Path(out_dir).resolve()
-    prep = {k: sizes.pop(k) for k in list(sizes) if k in _PREPARE_KEYS}
-    task = prepare_task(out_dir, level=level, seed=seed, progress=progress, **prep)
-    before = evaluate_head(task.model, task.eval_set, seed=seed)
-    figures = train_and_evaluate(task, out_dir / "checkpoint", loss=loss, seed=seed,
-                                 progress=progress, **sizes)
-    figures["before"] = before
-    (out_dir / "figures.json").write_text(json.dumps(figures, indent=2))
-    return figures
-
-
-def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(description="LPO on the synthetic task with a tiny model")
-    parser.add_argument("out_dir")
-    parser.add_argument("--loss", default="tokens_separate")
-    parser.add_argument("--level", default="sequence")
-    parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args(argv)
-    figures = run_synthetic(args.out_dir, loss=args.loss, level=args.level, seed=args.seed,
-                            progress=True)
-    print(json.dumps(figures["after"], indent=2))
-
-
-if __name__ == "__main__":
-    main()

@@ -13,7 +13,12 @@ from typing import Optional
 from toolkit.bench.config import BenchConfig
 from toolkit.errors import ConfigError, check_choice, check_range
 from toolkit.eval.config import EvalConfig
-from toolkit.lpo.config import CollectConfig, TrainConfig, TrainerConfig
+from toolkit.lpo.config import (
+    CollectConfig,
+    DataConfig,
+    TrainConfig,
+    TrainerConfig,
+)
 from toolkit.options import DecodingConfig, GraftConfig
 
 DTYPES = ("auto", "float32", "float16", "bfloat16")
@@ -83,38 +88,6 @@ class ModelConfig:
                 "model.gguf_file needs model.path, the directory holding it; e.g. "
                 "model.path=/models/dir model.gguf_file=model.Q4_K_M.gguf"
             )
-
-
-@dataclass
-class SyntheticConfig:
-    """Sizes of the built-in synthetic LPO task (used when `data.prompts` is not set)."""
-
-    train_prompts: int = 64
-    eval_prompts: int = 32
-    prompt_length: int = 6
-    seed: int = 0
-
-    def __post_init__(self) -> None:
-        check_range("data.synthetic.prompt_length", self.prompt_length, low=2)
-        check_range("data.synthetic.train_prompts", self.train_prompts, low=1)
-        check_range("data.synthetic.eval_prompts", self.eval_prompts, low=1)
-
-
-@dataclass
-class DataConfig:
-    """LPO data: prompts in (a JSONL file, or the synthetic task when unset), pairs out.
-
-    prompts: JSONL, one object per line with `prompt_field` (and the reward's answer field);
-    template: optional prompt template filled from each line's fields, e.g.
-        'Q: {question}\nA:' (when unset the prompt is the `prompt_field` text);
-    pairs: the preference-pair JSONL that `collect` writes and `train` reads.
-    """
-
-    prompts: Optional[str] = None
-    prompt_field: str = "prompt"
-    template: Optional[str] = None
-    pairs: str = "${work_dir}/pairs.jsonl"
-    synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)
 
 
 @dataclass
