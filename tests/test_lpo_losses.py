@@ -109,3 +109,48 @@ def test_no_nan_values_or_grads(seed, variant, token_level):
 def test_unknown_variant():
     with pytest.raises(ValueError, match="tokens_separate"):
         losses.lpo_loss("dpo", 1.0, torch.zeros(1, 2), torch.zeros(1, 2), _batch(1, 1, 2))
+
+
+def _two_pairs():
+    """Head P(tau) = [0.5, 0.25, 0.25] for both pairs; pair 0 chose tau 0 over tau 1 (margin
+    log 2), pair 1 chose tau 1 over tau 0 (margin -log 2)."""
+    head = torch.log(torch.tensor([[0.5, 0.25, 0.25], [0.5, 0.25, 0.25]]))
+    return head, torch.tensor([0, 1]), torch.tensor([1, 0])
+
+
+@pytest.mark.parametrize("loss_type, expected", [
+    # mean of -log sigma(0.5 * log 2) = log(1 + 2**-0.5) and -log sigma(-0.5 log 2) = log(1 + 2**0.5)
+    ("sigmoid", (math.log(1 + 2 ** -0.5) + math.log(1 + 2 ** 0.5)) / 2),
+    # (log 2 - 1/(2*0.5))^2 and (-log 2 - 1)^2
+    ("ipo", ((math.log(2) - 1) ** 2 + (math.log(2) + 1) ** 2) / 2),
+    # relu(1 - 0.5 log 2) + relu(1 + 0.5 log 2) = 2, mean 1
+    ("hinge", 1.0),
+])
+def test_loss_types_hand_computed(loss_type, expected):
+    head, tau_c, tau_r = _two_pairs()
+    out = losses.tokens_separate_loss(head, tau_c, head, tau_r, 0.5, loss_type=loss_type)
+    assert out.loss.item() == pytest.approx(expected, abs=1e-6)
+    assert out.margin.tolist() == pytest.approx([math.log(2), -math.log(2)], abs=1e-6)
+
+
+def test_hinge_is_zero_past_the_margin_and_ipo_at_its_target():
+    head = torch.log(torch.tensor([[0.8, 0.1, 0.1]]))
+    # margin log 8 = 2.079; beta 1: hinge relu(1 - 2.079) = 0; ipo target 1/(2 beta) = 0.5
+    out = losses.tokens_separate_loss(head, torch.tensor([0]), head, torch.tensor([1]), 1.0,
+                                      loss_type="hinge")
+    assert out.loss.item() == 0.0
+    beta = 1 / (2 * math.log(8))  # makes the ipo target equal the margin
+    out = losses.tokens_separate_loss(head, torch.tensor([0]), head, torch.tensor([1]), beta,
+                                      loss_type="ipo")
+    assert out.loss.item() == pytest.approx(0.0, abs=1e-10)
+
+
+def test_trl_reward_metrics_hand_computed():
+    head, tau_c, tau_r = _two_pairs()
+    out = losses.tokens_separate_loss(head, tau_c, head, tau_r, 0.5)
+    metrics = {k: v.item() for k, v in losses.reward_metrics(out, 0.5).items()}
+    side = 0.5 * (math.log(0.5) + math.log(0.25)) / 2  # beta * mean log P(tau) of each side
+    assert metrics == pytest.approx({"rewards/chosen": side, "rewards/rejected": side,
+                                     "rewards/margins": 0.0, "rewards/accuracies": 0.5}, abs=1e-6)
+    with pytest.raises(ValueError, match="loss_type"):
+        losses.preference_loss(out.margin, 1.0, "kto")

@@ -38,11 +38,7 @@ def train(model: Any, recipe: Recipe) -> Any:
     result = pipeline.train(model, recipe.data, recipe.train, recipe.trainer, recipe.output_dir,
                             progress=recipe.trainer.progress_bar,
                             log_dir=Path(recipe.work_dir) / "training")
-    if result.losses:
-        say(
-            f"trained the head ({recipe.train.loss}): loss {result.losses[0]:.4f} -> "
-            f"{result.losses[-1]:.4f} in {result.steps} steps, {result.seconds:.1f}s"
-        )
+    say(result.summary(f"{recipe.train.loss}, {recipe.train.loss_type}"))
     say(f"checkpoint: {result.out_dir}")
     return result
 

@@ -6,6 +6,7 @@ into objects, naming the key and the allowed values.
 
 from __future__ import annotations
 
+import importlib.util
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
@@ -13,6 +14,12 @@ from toolkit.errors import ConfigError, check_choice, check_range
 
 REWARD_KINDS = ("exact_match", "repetition", "reward_model", "function")
 LOSS_VARIANTS = ("tokens", "tokens_separate", "latent")
+LOSS_TYPES = ("sigmoid", "ipo", "hinge")
+LOGGERS = ("csv", "tensorboard", "wandb", "mlflow")
+LR_SCHEDULERS = ("constant", "cosine", "linear")
+# Loggers from optional extras: the importable modules that serve them, and the extra's name.
+LOGGER_PACKAGES = {"tensorboard": (("tensorboard", "tensorboardX"), "tensorboard"),
+                   "wandb": (("wandb",), "wandb"), "mlflow": (("mlflow",), "mlflow")}
 STRATEGIES = ("auto", "ddp", "ddp_spawn", "fsdp")
 ACCELERATORS = ("auto", "cpu", "gpu", "cuda", "mps")
 PRECISIONS = ("32-true", "32", "16-mixed", "bf16-mixed", "bf16-true", "16-true", "64-true")
@@ -80,14 +87,40 @@ class CollectConfig:
 
 @dataclass
 class TrainConfig:
-    """What the head is trained on: the LPO loss variant (docs/methods.md section 6) and its beta."""
+    """What the head is trained on (docs/methods.md section 6).
+
+    loss: the LPO variant (tokens / tokens_separate / latent); loss_type: how its margin becomes
+    a loss, as TRL names them (sigmoid / ipo / hinge); beta > 0.
+    Validation: `val_fraction` of the pairs (drawn with `val_seed`) held out, or `val_pairs`, a
+    pair JSONL of its own; validation runs every epoch and the best head (lowest val/loss) is the
+    one exported.
+    """
 
     loss: str = "tokens_separate"
+    loss_type: str = "sigmoid"
     beta: float = 1.0
+    val_fraction: float = 0.0
+    val_pairs: Optional[str] = None
+    val_seed: int = 0
 
     def __post_init__(self) -> None:
         check_choice("train.loss", self.loss, LOSS_VARIANTS)
+        check_choice("train.loss_type", self.loss_type, LOSS_TYPES)
         check_range("train.beta", self.beta, low=0.0, low_open=True)
+        if not 0.0 <= self.val_fraction < 1.0:
+            raise ConfigError(
+                f"train.val_fraction={self.val_fraction!r} is out of range; it must be >= 0 "
+                "and < 1 (e.g. 0.1 holds out a tenth of the pairs)"
+            )
+        if self.val_pairs and self.val_fraction > 0:
+            raise ConfigError(
+                "train.val_fraction and train.val_pairs are both set; hold out a fraction or "
+                "give a validation file, not both"
+            )
+
+    @property
+    def validates(self) -> bool:
+        return bool(self.val_pairs) or self.val_fraction > 0
 
 
 @dataclass
@@ -104,7 +137,10 @@ class TrainerConfig:
     batch_size: int = 16
     lr: float = 1e-3
     weight_decay: float = 0.0
-    logger: bool = False
+    lr_scheduler: str = "constant"
+    warmup_steps: int = 0
+    gradient_clip_val: Optional[float] = None
+    logger: Any = False  # false | true (csv) | csv | tensorboard | wandb | mlflow | a list
     progress_bar: bool = False
     log_every_n_steps: int = 10
     checkpoint_dir: Optional[str] = None
@@ -131,6 +167,33 @@ class TrainerConfig:
         check_range("trainer.lr", self.lr, low=0.0, low_open=True)
         check_range("trainer.weight_decay", self.weight_decay, low=0.0)
         check_range("trainer.log_every_n_steps", self.log_every_n_steps, low=1)
+        check_choice("trainer.lr_scheduler", self.lr_scheduler, LR_SCHEDULERS)
+        check_range("trainer.warmup_steps", self.warmup_steps, low=0)
+        if self.gradient_clip_val is not None:
+            check_range("trainer.gradient_clip_val", self.gradient_clip_val, low=0.0,
+                        low_open=True)
+        self.logger = logger_names(self.logger)
+
+
+def logger_names(spec: Any) -> list[str]:
+    """`trainer.logger` as a list of names: false/null -> [], true -> ['csv'], a name or a list
+    of names from LOGGERS (each at most once)."""
+    if spec is None or spec is False:
+        return []
+    if spec is True:
+        return ["csv"]
+    names = [spec] if isinstance(spec, str) else list(spec)
+    for name in names:
+        check_choice("trainer.logger", name, LOGGERS)
+        modules, extra = LOGGER_PACKAGES.get(name, ((), ""))
+        if modules and not any(importlib.util.find_spec(m) for m in modules):
+            raise ConfigError(
+                f"trainer.logger={name} needs the {modules[0]} package, which is not installed; "
+                f"pip install -e \".[{extra}]\" (or choose trainer.logger=csv)"
+            )
+    if len(set(names)) != len(names):
+        raise ConfigError(f"trainer.logger={names!r} repeats a logger; list each once")
+    return names
 
 
 @dataclass

@@ -16,11 +16,15 @@ import torch
 import torch.nn.functional as F
 
 VARIANTS = ("tokens", "tokens_separate", "latent")
+# How the margin becomes a loss, named as TRL's DPOTrainer names its loss_type values.
+LOSS_TYPES = ("sigmoid", "ipo", "hinge")
 
 
 class LossOutput(NamedTuple):
     loss: torch.Tensor  # scalar, mean over pairs
-    margin: torch.Tensor  # (B,) the bracket inside sigma, before beta
+    margin: torch.Tensor  # (B,) chosen - rejected (the bracket inside sigma), before beta
+    chosen: torch.Tensor | None = None  # (B,) the chosen reply's log-ratio (reward / beta)
+    rejected: torch.Tensor | None = None  # (B,) the rejected reply's log-ratio
 
 
 def temperature_log_prob(
@@ -62,9 +66,33 @@ def word_token_term(
     return (policy_c - ref_c) - (policy_r - ref_r)
 
 
-def preference_loss(margin: torch.Tensor, beta: float) -> LossOutput:
-    """-log sigma(beta * margin), averaged over pairs."""
-    return LossOutput(-F.logsigmoid(beta * margin).mean(), margin)
+def preference_loss(margin: torch.Tensor, beta: float, loss_type: str = "sigmoid",
+                    chosen: torch.Tensor | None = None,
+                    rejected: torch.Tensor | None = None) -> LossOutput:
+    """The margin m turned into a loss, averaged over pairs (TRL's DPO loss types):
+    sigmoid -log sigma(beta * m); ipo (m - 1 / (2 * beta))^2; hinge relu(1 - beta * m)."""
+    m = margin.float()
+    if loss_type == "sigmoid":
+        losses = -F.logsigmoid(beta * m)
+    elif loss_type == "ipo":
+        losses = (m - 1.0 / (2.0 * beta)) ** 2
+    elif loss_type == "hinge":
+        losses = torch.relu(1.0 - beta * m)
+    else:
+        raise ValueError(f"unknown loss_type {loss_type!r}; choose one of {LOSS_TYPES}")
+    return LossOutput(losses.mean(), margin, chosen, rejected)
+
+
+def reward_metrics(out: LossOutput, beta: float) -> dict[str, torch.Tensor]:
+    """TRL's DPO metrics: rewards/chosen and rewards/rejected (beta times each side's
+    log-ratio, mean over pairs), rewards/margins (beta * margin), rewards/accuracies (share of
+    pairs whose chosen reward is above the rejected one)."""
+    metrics = {"rewards/margins": beta * out.margin.float().mean(),
+               "rewards/accuracies": (out.margin > 0).float().mean()}
+    if out.chosen is not None and out.rejected is not None:
+        metrics["rewards/chosen"] = beta * out.chosen.float().mean()
+        metrics["rewards/rejected"] = beta * out.rejected.float().mean()
+    return metrics
 
 
 def tokens_separate_loss(
@@ -75,12 +103,12 @@ def tokens_separate_loss(
     beta: float,
     mask_c: torch.Tensor | None = None,
     mask_r: torch.Tensor | None = None,
+    loss_type: str = "sigmoid",
 ) -> LossOutput:
-    """-log sigma(beta * [log P(tau_c) - log P(tau_r)])."""
-    margin = temperature_log_prob(head_c, tau_c, mask_c) - temperature_log_prob(
-        head_r, tau_r, mask_r
-    )
-    return preference_loss(margin, beta)
+    """Margin log P(tau_c) - log P(tau_r); -log sigma(beta * margin) with the sigmoid type."""
+    chosen = temperature_log_prob(head_c, tau_c, mask_c)
+    rejected = temperature_log_prob(head_r, tau_r, mask_r)
+    return preference_loss(chosen - rejected, beta, loss_type, chosen, rejected)
 
 
 def tokens_loss(
@@ -92,18 +120,17 @@ def tokens_loss(
     words: tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor],
     mask_c: torch.Tensor | None = None,
     mask_r: torch.Tensor | None = None,
+    loss_type: str = "sigmoid",
 ) -> LossOutput:
-    """-log sigma(beta * [word-token log ratios + log P(tau_c) - log P(tau_r)]).
+    """Margin word-token log ratios + log P(tau_c) - log P(tau_r).
 
     `words` = (policy log P(y_c), reference log P(y_c), policy log P(y_r), reference log P(y_r)),
     per-sequence sums (B,). With a frozen LM policy and reference are the same tensors.
     """
-    margin = (
-        word_token_term(*words)
-        + temperature_log_prob(head_c, tau_c, mask_c)
-        - temperature_log_prob(head_r, tau_r, mask_r)
-    )
-    return preference_loss(margin, beta)
+    policy_c, ref_c, policy_r, ref_r = words
+    chosen = (policy_c - ref_c) + temperature_log_prob(head_c, tau_c, mask_c)
+    rejected = (policy_r - ref_r) + temperature_log_prob(head_r, tau_r, mask_r)
+    return preference_loss(chosen - rejected, beta, loss_type, chosen, rejected)
 
 
 def latent_loss(
@@ -114,25 +141,28 @@ def latent_loss(
     lp_r: torch.Tensor,
     mask_r: torch.Tensor,
     beta: float,
+    loss_type: str = "sigmoid",
 ) -> LossOutput:
-    """-log sigma(beta * [latent log ratio of y_c - latent log ratio of y_r])."""
-    margin = latent_log_ratio(head_c, lp_c, mask_c) - latent_log_ratio(head_r, lp_r, mask_r)
-    return preference_loss(margin, beta)
+    """Margin: latent log ratio of y_c - latent log ratio of y_r."""
+    chosen = latent_log_ratio(head_c, lp_c, mask_c)
+    rejected = latent_log_ratio(head_r, lp_r, mask_r)
+    return preference_loss(chosen - rejected, beta, loss_type, chosen, rejected)
 
 
 def lpo_loss(
-    variant: str, beta: float, head_c: torch.Tensor, head_r: torch.Tensor, batch: dict
+    variant: str, beta: float, head_c: torch.Tensor, head_r: torch.Tensor, batch: dict,
+    loss_type: str = "sigmoid",
 ) -> LossOutput:
     """Dispatch on the variant with the tensors of a cached batch (see `toolkit.lpo.cache`)."""
     masks = batch["chosen_mask"], batch["rejected_mask"]
     taus = batch["chosen_tau"], batch["rejected_tau"]
     if variant == "tokens_separate":
-        return tokens_separate_loss(head_c, taus[0], head_r, taus[1], beta, *masks)
+        return tokens_separate_loss(head_c, taus[0], head_r, taus[1], beta, *masks, loss_type)
     if variant == "tokens":
         word_c, word_r = batch["chosen_word_logp"], batch["rejected_word_logp"]
         words = (word_c, word_c, word_r, word_r)
-        return tokens_loss(head_c, taus[0], head_r, taus[1], beta, words, *masks)
+        return tokens_loss(head_c, taus[0], head_r, taus[1], beta, words, *masks, loss_type)
     if variant == "latent":
         lps = batch["chosen_lp"], batch["rejected_lp"]
-        return latent_loss(head_c, lps[0], masks[0], head_r, lps[1], masks[1], beta)
+        return latent_loss(head_c, lps[0], masks[0], head_r, lps[1], masks[1], beta, loss_type)
     raise ValueError(f"unknown LPO loss variant {variant!r}; choose one of {VARIANTS}")

@@ -6,21 +6,30 @@ cache (`toolkit.lpo.cache`), so checkpoints hold only the head and the optimizer
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import lightning as L
 import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
+from toolkit.errors import DataError
 from toolkit.lpo.cache import load_cache
-from toolkit.lpo.losses import lpo_loss
+from toolkit.lpo.losses import lpo_loss, reward_metrics
 
 
 class HeadLPOModule(L.LightningModule):
-    """Trains an `AdaptiveDecoderHead` with an LPO loss on cached features."""
+    """Trains an `AdaptiveDecoderHead` with an LPO loss on cached features.
+
+    Logs TRL's DPO metric names: `train/loss`, `rewards/chosen`, `rewards/rejected`,
+    `rewards/accuracies`, `rewards/margins` per step and per epoch; on validation `val/loss` and
+    `val/rewards/...` per epoch.
+    """
 
     def __init__(self, head: torch.nn.Module, loss: str = "tokens_separate", beta: float = 1.0,
-                 lr: float = 1e-3, weight_decay: float = 0.0, level: str = "sequence"):
+                 lr: float = 1e-3, weight_decay: float = 0.0, level: str = "sequence",
+                 loss_type: str = "sigmoid", lr_scheduler: str = "constant",
+                 warmup_steps: int = 0):
         super().__init__()
         self.save_hyperparameters(ignore=["head"])
         self.head = head
@@ -33,17 +42,52 @@ class HeadLPOModule(L.LightningModule):
             return logits, logits
         return self.head(batch["chosen_h"]), self.head(batch["rejected_h"])
 
-    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
+    def _step(self, batch: dict) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         head_c, head_r = self.head_logits(batch)
-        out = lpo_loss(self.hparams.loss, self.hparams.beta, head_c, head_r, batch)
-        self.log("train/loss", out.loss, prog_bar=True)
-        self.log("train/margin", out.margin.mean())
-        self.losses.append(float(out.loss.detach()))
-        return out.loss
+        hp = self.hparams
+        out = lpo_loss(hp.loss, hp.beta, head_c, head_r, batch, loss_type=hp.loss_type)
+        return out.loss, reward_metrics(out, hp.beta)
 
-    def configure_optimizers(self) -> torch.optim.Optimizer:
-        return torch.optim.AdamW(self.head.parameters(), lr=self.hparams.lr,
-                                 weight_decay=self.hparams.weight_decay)
+    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
+        loss, metrics = self._step(batch)
+        size = len(next(iter(batch.values())))
+        self.log("train/loss", loss, prog_bar=True, on_step=True, on_epoch=True,
+                 batch_size=size)
+        self.log_dict(metrics, on_step=True, on_epoch=True, batch_size=size)
+        self.losses.append(float(loss.detach()))
+        return loss
+
+    def validation_step(self, batch: dict, batch_idx: int) -> None:
+        loss, metrics = self._step(batch)
+        size = len(next(iter(batch.values())))
+        self.log("val/loss", loss, prog_bar=True, on_epoch=True, sync_dist=True, batch_size=size)
+        self.log_dict({f"val/{k}": v for k, v in metrics.items()}, on_epoch=True,
+                      sync_dist=True, batch_size=size)
+
+    def configure_optimizers(self):
+        optimizer = torch.optim.AdamW(self.head.parameters(), lr=self.hparams.lr,
+                                      weight_decay=self.hparams.weight_decay)
+        if self.hparams.lr_scheduler == "constant" and not self.hparams.warmup_steps:
+            return optimizer
+        total = int(self.trainer.estimated_stepping_batches)
+        kind, warmup = self.hparams.lr_scheduler, self.hparams.warmup_steps
+        scheduler = torch.optim.lr_scheduler.LambdaLR(
+            optimizer, lambda step: lr_factor(step, warmup, total, kind))
+        return {"optimizer": optimizer,
+                "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+
+def lr_factor(step: int, warmup: int, total: int, kind: str) -> float:
+    """The learning-rate multiplier at optimizer step `step`: linear warmup from 1/(warmup+1) to
+    1 over `warmup` steps, then constant, or cosine / linear decay to 0 at step `total`."""
+    if step < warmup:
+        return (step + 1) / (warmup + 1)
+    if kind == "constant":
+        return 1.0
+    progress = min(1.0, (step - warmup) / max(1, total - warmup))
+    if kind == "cosine":
+        return 0.5 * (1.0 + math.cos(math.pi * progress))
+    return 1.0 - progress
 
 
 class CachedPairs(Dataset):
@@ -63,26 +107,58 @@ class CachedPairs(Dataset):
 class LPODataModule(L.LightningDataModule):
     """Batches of cached pairs. `batch_size` is per device.
 
-    The sampler is always a `DistributedSampler` seeded with `seed` (one replica in a single
-    process), so a global batch holds the same pairs whatever the number of processes. Run the
-    Trainer with `use_distributed_sampler=False`.
+    Validation pairs come from `val_cache_file` (a cache of their own), or `val_fraction` of the
+    training cache, drawn with `val_seed` and never trained on; neither: no validation.
+    The samplers are `DistributedSampler`s seeded with `seed` (one replica in a single process),
+    so a global batch holds the same pairs whatever the number of processes. Run the Trainer
+    with `use_distributed_sampler=False`.
     """
 
-    def __init__(self, cache_file: str | Path, batch_size: int = 16, seed: int = 0):
+    def __init__(self, cache_file: str | Path, batch_size: int = 16, seed: int = 0,
+                 val_fraction: float = 0.0, val_cache_file: str | Path | None = None,
+                 val_seed: int = 0):
         super().__init__()
         self.cache_file = str(cache_file)
         self.batch_size = batch_size
         self.seed = seed
+        self.val_fraction = val_fraction
+        self.val_cache_file = None if val_cache_file is None else str(val_cache_file)
+        self.val_seed = val_seed
         self.dataset = None
+        self.val_dataset = None
 
     def setup(self, stage: str | None = None) -> None:
         tensors, _ = load_cache(self.cache_file)
+        if self.val_cache_file is not None:
+            self.val_dataset = CachedPairs(load_cache(self.val_cache_file)[0])
+        elif self.val_fraction > 0:
+            tensors, held_out = split_pairs(tensors, self.val_fraction, self.val_seed)
+            self.val_dataset = CachedPairs(held_out)
         self.dataset = CachedPairs(tensors)
 
-    def train_dataloader(self) -> DataLoader:
+    def _loader(self, dataset: Dataset, shuffle: bool) -> DataLoader:
         world, rank = 1, 0
         if self.trainer is not None:
             world, rank = self.trainer.world_size, self.trainer.global_rank
-        sampler = DistributedSampler(self.dataset, num_replicas=world, rank=rank, shuffle=True,
+        sampler = DistributedSampler(dataset, num_replicas=world, rank=rank, shuffle=shuffle,
                                      seed=self.seed)
-        return DataLoader(self.dataset, batch_size=self.batch_size, sampler=sampler)
+        return DataLoader(dataset, batch_size=self.batch_size, sampler=sampler)
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader(self.dataset, shuffle=True)
+
+    def val_dataloader(self) -> DataLoader | list:
+        return [] if self.val_dataset is None else self._loader(self.val_dataset, shuffle=False)
+
+
+def split_pairs(tensors: dict[str, torch.Tensor], fraction: float, seed: int
+                ) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+    """(train, held-out) rows of a cache: round(fraction * n) rows, at least 1 and at most
+    n - 1, drawn with `seed`."""
+    size = next(iter(tensors.values())).shape[0]
+    if size < 2:
+        raise DataError(f"cannot hold out validation pairs from {size} pair; collect more")
+    count = min(size - 1, max(1, round(fraction * size)))
+    order = torch.randperm(size, generator=torch.Generator().manual_seed(seed))
+    held, kept = order[:count].sort().values, order[count:].sort().values
+    return ({k: v[kept] for k, v in tensors.items()}, {k: v[held] for k, v in tensors.items()})

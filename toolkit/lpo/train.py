@@ -16,19 +16,25 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import lightning as L
+import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
-from lightning.pytorch.loggers import CSVLogger
 
 from toolkit.errors import CheckpointError
 from toolkit.graft import checkpoint
 from toolkit.lpo.cache import build_cache
 from toolkit.lpo.config import TrainConfig, TrainerConfig
+from toolkit.lpo.loggers import make_loggers
 from toolkit.lpo.module import HeadLPOModule, LPODataModule
 
 
 @dataclass
 class TrainResult:
-    """What a `train_head` call produced."""
+    """What a `train_head` call produced.
+
+    With validation: `val_metrics` are the last validation epoch's `val/...` values, and the
+    exported head is the best one by val/loss (`best_checkpoint`, `best_epoch`, `best_step`,
+    `best_val_loss`); without, the head after the last step.
+    """
 
     out_dir: Path
     cache_file: Path
@@ -37,15 +43,44 @@ class TrainResult:
     seconds: float = 0.0
     last_checkpoint: Path | None = None
     is_global_zero: bool = True
+    val_metrics: dict[str, float] = field(default_factory=dict)
+    best_checkpoint: Path | None = None
+    best_epoch: int | None = None
+    best_step: int | None = None
+    best_val_loss: float | None = None
+
+    def summary(self, loss: str) -> str:
+        """One line: the loss curve, and with validation the final val accuracy and margin and
+        which head was exported."""
+        line = f"trained the head ({loss}): "
+        if self.losses:
+            line += f"loss {self.losses[0]:.4f} -> {self.losses[-1]:.4f} in "
+        line += f"{self.steps} steps, {self.seconds:.1f}s"
+        if self.val_metrics:
+            line += (f"; final val accuracy {self.val_metrics['val/rewards/accuracies']:.3f}, "
+                     f"margin {self.val_metrics['val/rewards/margins']:.4f}")
+        if self.best_checkpoint is not None:
+            line += (f"; exported the best head (epoch {self.best_epoch}, step {self.best_step}, "
+                     f"val/loss {self.best_val_loss:.4f})")
+        return line
 
 
-def make_trainer(config: TrainerConfig, root: Path, callbacks: Sequence = ()) -> L.Trainer:
-    """A Lightning Trainer from the config (own sampler: `use_distributed_sampler=False`)."""
+def make_trainer(config: TrainerConfig, root: Path, callbacks: Sequence = (),
+                 validates: bool = False) -> L.Trainer:
+    """A Lightning Trainer from the config (own sampler: `use_distributed_sampler=False`).
+
+    With `validates`, a ModelCheckpoint keeps the best epoch by val/loss (in `checkpoint_dir`,
+    else `root/checkpoints`)."""
     callbacks = list(callbacks)
-    if config.checkpoint_dir:
+    if validates:
+        callbacks.append(ModelCheckpoint(
+            dirpath=config.checkpoint_dir or str(root / "checkpoints"), monitor="val/loss",
+            mode="min", save_top_k=1, save_last=bool(config.checkpoint_dir),
+            filename="best-{epoch}-{step}"))
+    elif config.checkpoint_dir:
         callbacks.append(ModelCheckpoint(dirpath=config.checkpoint_dir, save_last=True,
                                          every_n_epochs=1))
-    logger = CSVLogger(save_dir=str(root), name="lpo_logs") if config.logger else False
+    loggers = make_loggers(list(config.logger), root)
     return L.Trainer(
         accelerator=config.accelerator,
         devices=config.devices,
@@ -54,10 +89,13 @@ def make_trainer(config: TrainerConfig, root: Path, callbacks: Sequence = ()) ->
         max_steps=config.max_steps,
         max_epochs=config.max_epochs,
         accumulate_grad_batches=config.accumulate_grad_batches,
+        gradient_clip_val=config.gradient_clip_val,
         log_every_n_steps=config.log_every_n_steps,
-        logger=logger,
+        logger=loggers or False,
         callbacks=callbacks,
-        enable_checkpointing=bool(config.checkpoint_dir),
+        enable_checkpointing=validates or bool(config.checkpoint_dir),
+        limit_val_batches=None if validates else 0,
+        num_sanity_val_steps=0,
         enable_progress_bar=config.progress_bar,
         enable_model_summary=False,
         use_distributed_sampler=False,
@@ -67,15 +105,21 @@ def make_trainer(config: TrainerConfig, root: Path, callbacks: Sequence = ()) ->
 
 
 def fit_head(model, cache_file, train_config: TrainConfig, trainer_config: TrainerConfig,
-             root: Path, callbacks: Sequence = ()) -> tuple[L.Trainer, HeadLPOModule]:
+             root: Path, callbacks: Sequence = (), val_cache_file=None
+             ) -> tuple[L.Trainer, HeadLPOModule]:
     """Fit a copy of `model.head` on a cache file; returns the trainer and the module."""
     L.seed_everything(trainer_config.seed, workers=True, verbose=False)
     module = HeadLPOModule(copy.deepcopy(model.head), loss=train_config.loss,
                            beta=train_config.beta, lr=trainer_config.lr,
                            weight_decay=trainer_config.weight_decay,
-                           level=model.graft_config.head.level)
-    data = LPODataModule(cache_file, batch_size=trainer_config.batch_size, seed=trainer_config.seed)
-    trainer = make_trainer(trainer_config, root, callbacks)
+                           level=model.graft_config.head.level,
+                           loss_type=train_config.loss_type,
+                           lr_scheduler=trainer_config.lr_scheduler,
+                           warmup_steps=trainer_config.warmup_steps)
+    data = LPODataModule(cache_file, batch_size=trainer_config.batch_size, seed=trainer_config.seed,
+                         val_fraction=train_config.val_fraction, val_cache_file=val_cache_file,
+                         val_seed=train_config.val_seed)
+    trainer = make_trainer(trainer_config, root, callbacks, validates=train_config.validates)
     trainer.fit(module, datamodule=data, ckpt_path=trainer_config.ckpt_path)
     return trainer, module
 
@@ -91,28 +135,49 @@ def _outside(out_dir: Path, paths: dict[str, object]) -> None:
             )
 
 
+def _best(trainer: L.Trainer) -> tuple[Path | None, dict]:
+    """The best checkpoint by val/loss and its saved state (None, {} without one)."""
+    callback = trainer.checkpoint_callback
+    path = getattr(callback, "best_model_path", "") if callback is not None else ""
+    if not path or getattr(callback, "monitor", None) != "val/loss":
+        return None, {}
+    return Path(path), torch.load(path, map_location="cpu", weights_only=False)
+
+
 def train_head(model, pairs_path, train_config: TrainConfig, trainer_config: TrainerConfig,
                out_dir, progress: bool = False, log_dir=None) -> TrainResult:
     """Train `model.head` on the pairs with LPO; export the AugmentedModel into `out_dir`.
 
-    On return `model.head` holds the trained weights (in every rank). Logs go to `log_dir`
-    (default: `training/` beside the pairs file). Neither they, the pairs nor
-    `trainer_config.checkpoint_dir` may sit inside `out_dir`, which the export replaces.
+    On return `model.head` holds the exported weights (in every rank): the best validation
+    epoch's when `train_config` holds out validation pairs, else the last step's. Logs (and,
+    with validation, the best checkpoint) go to `log_dir` (default: `training/` beside the
+    pairs file). Neither they, the pairs nor `trainer_config.checkpoint_dir` may sit inside
+    `out_dir`, which the export replaces.
     """
     start = time.perf_counter()
     out_dir = checkpoint.check_target(out_dir)
     root = Path(log_dir) if log_dir else Path(pairs_path).resolve().parent / "training"
     _outside(out_dir, {"pairs": pairs_path, "log_dir": root,
-                       "trainer.checkpoint_dir": trainer_config.checkpoint_dir})
+                       "trainer.checkpoint_dir": trainer_config.checkpoint_dir,
+                       "train.val_pairs": train_config.val_pairs})
     cache_file = build_cache(model, pairs_path, progress=progress)
-    trainer, module = fit_head(model, cache_file, train_config, trainer_config, root)
-    state = trainer.strategy.lightning_module_state_dict()
+    val_cache = (build_cache(model, train_config.val_pairs, progress=progress)
+                 if train_config.val_pairs else None)
+    trainer, module = fit_head(model, cache_file, train_config, trainer_config, root,
+                               val_cache_file=val_cache)
+    best_path, best = _best(trainer)
+    state = best["state_dict"] if best else trainer.strategy.lightning_module_state_dict()
     head_state = {k.removeprefix("head."): v for k, v in state.items() if k.startswith("head.")}
     if head_state:
         model.head.load_state_dict(head_state)
     if trainer.is_global_zero:
         model.save_pretrained(out_dir)
     last = Path(trainer_config.checkpoint_dir) / "last.ckpt" if trainer_config.checkpoint_dir else None
+    metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val/")}
+    score = trainer.checkpoint_callback.best_model_score if best else None
     return TrainResult(out_dir=out_dir, cache_file=Path(cache_file), losses=module.losses,
                        steps=trainer.global_step, seconds=time.perf_counter() - start,
-                       last_checkpoint=last, is_global_zero=trainer.is_global_zero)
+                       last_checkpoint=last, is_global_zero=trainer.is_global_zero,
+                       val_metrics=metrics, best_checkpoint=best_path,
+                       best_epoch=best.get("epoch"), best_step=best.get("global_step"),
+                       best_val_loss=None if score is None else float(score))
