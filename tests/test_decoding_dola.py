@@ -143,3 +143,21 @@ def test_properties(data):
 def test_bad_input(final, early, relative_top, match):
     with pytest.raises(ValueError, match=match):
         dola_contrast(torch.zeros(final), torch.zeros(early), relative_top=relative_top)
+
+
+@pytest.mark.parametrize("block", [1, 10_000])
+def test_block_divergences_match_the_reference_formula(monkeypatch, block):
+    """The fused JSD (one block of rows at a time) equals F.kl_div's, finite or not."""
+    import toolkit.decoding.dola as dola
+
+    monkeypatch.setattr(dola, "BLOCK_ELEMENTS", block)
+    gen = torch.Generator().manual_seed(21)
+    final = torch.randn(6, 300, generator=gen) * 4
+    early = torch.randn(6, 5, 300, generator=gen) * 4 + final.unsqueeze(1)
+    early[2, 1, :250] -= 60  # a peaked layer: mixture entries underflow towards 0
+    early[4, 3, 7] = -INF
+    jsd = layer_divergences(final, early)
+    for b in (0, 1, 2, 3, 5):
+        _, _, expected = _reference_row(final[b], early[b])
+        assert torch.allclose(jsd[b], expected, rtol=1e-5, atol=1e-9)
+    assert torch.equal(jsd[4], dola._clamped_divergences(final[4:5], early[4:5])[0])

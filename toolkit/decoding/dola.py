@@ -19,6 +19,7 @@ import math
 
 import torch
 
+from toolkit.decoding.blocks import BLOCK_ELEMENTS, row_blocks
 from toolkit.decoding.checks import check_layer_logits
 
 _LOWEST = torch.finfo(torch.float32).min
@@ -35,15 +36,54 @@ def _kl_from(mix: torch.Tensor, log_mix: torch.Tensor, log_q: torch.Tensor) -> t
     return torch.where(mix > 0, mix * (log_mix - log_q), torch.zeros_like(mix))
 
 
-def layer_divergences(final_logits: torch.Tensor, early_logits: torch.Tensor) -> torch.Tensor:
-    """The reference's Jensen-Shannon score of each candidate layer: (B, V), (B, N, V) -> (B, N)."""
-    final = final_logits.float().clamp_min(_LOWEST).unsqueeze(1)
-    early = early_logits.float().clamp_min(_LOWEST)
+def _clamped_divergences(final: torch.Tensor, early: torch.Tensor) -> torch.Tensor:
+    """JSD as the reference computes it, -inf read as the lowest float: (b, V), (b, N, V) -> (b, N)."""
+    final = final.float().clamp_min(_LOWEST).unsqueeze(1)
+    early = early.float().clamp_min(_LOWEST)
     mix = 0.5 * (torch.softmax(final, dim=-1) + torch.softmax(early, dim=-1))
     log_mix = mix.log()
     kl_final = _kl_from(mix, log_mix, torch.log_softmax(final, dim=-1)).mean(-1)
     kl_early = _kl_from(mix, log_mix, torch.log_softmax(early, dim=-1)).mean(-1)
     return 0.5 * (kl_final + kl_early)
+
+
+def _block_divergences(log_final: torch.Tensor, final_probs: torch.Tensor,
+                       early: torch.Tensor) -> torch.Tensor:
+    """The same JSD in fewer passes, for finite early logits: (b, V) x2, (b, N, V) -> (b, N).
+
+    sum_v M (log M - log P_N) + M (log M - log P_j) = 2 <M, log M> - <M, log P_N> - <M, log P_j>,
+    with log P_j = Z_j - logsumexp(Z_j) and logsumexp = max Z_j - log(max P_j). Where M is 0 its log
+    is clamped to a finite value, so the term is 0 as in F.kl_div. Non-finite early logits give
+    a non-finite result (the caller then uses `_clamped_divergences`).
+    """
+    early = early.float()
+    probs = torch.softmax(early, dim=-1)
+    log_early = early - (early.amax(-1, keepdim=True) - probs.amax(-1, keepdim=True).log())
+    mix = probs.lerp_(final_probs.unsqueeze(1), 0.5)
+    log_mix = mix.log().clamp_min_(-1e4)  # log of the smallest positive float is about -103
+    with_final = torch.matmul(mix, log_final.unsqueeze(-1)).squeeze(-1)
+    total = (2.0 * torch.linalg.vecdot(mix, log_mix) - torch.linalg.vecdot(mix, log_early)
+             - with_final)
+    return total / (2.0 * early.shape[-1])
+
+
+def layer_divergences(final_logits: torch.Tensor, early_logits: torch.Tensor) -> torch.Tensor:
+    """The reference's Jensen-Shannon score of each candidate layer: (B, V), (B, N, V) -> (B, N).
+
+    Computed one block of rows at a time (`toolkit.decoding.blocks`); a block with non-finite
+    logits is computed the reference's way with -inf read as the lowest float.
+    """
+    batch, layers, vocab = early_logits.shape
+    log_final = torch.log_softmax(final_logits.float().clamp_min(_LOWEST), dim=-1)
+    final_probs = log_final.exp()
+    block = BLOCK_ELEMENTS if early_logits.device.type == "cpu" else batch * layers * vocab
+    parts = []
+    for rows in row_blocks(batch, layers * vocab, block):
+        jsd = _block_divergences(log_final[rows], final_probs[rows], early_logits[rows])
+        if not bool(torch.isfinite(jsd).all()):
+            jsd = _clamped_divergences(final_logits[rows], early_logits[rows])
+        parts.append(jsd)
+    return torch.cat(parts)
 
 
 def dola_contrast(
