@@ -125,6 +125,9 @@ def _dispatch(args: argparse.Namespace) -> int:
         print(resolved_yaml(config), end="")
         return 0
     preflight(args.command, recipe)
+    from toolkit import runtime
+
+    runtime.configure(recipe.runtime)
     from toolkit.cli import commands
 
     command: Callable = getattr(commands, f"cmd_{args.command}")

@@ -17,6 +17,7 @@ from typing import Any
 
 import torch
 
+from toolkit import runtime
 from toolkit.errors import CheckpointError, ConfigError, UnsupportedArchitectureError
 from toolkit.layout import CONFIG_FILE
 from toolkit.options import GraftConfig
@@ -61,9 +62,18 @@ def load_model(config: ModelConfig, graft: GraftConfig | None = None,
 
     A directory holding augment_config.json is an augmented checkpoint and loads as saved (its
     own graft config wins over `graft`); any other directory is a base model that is grafted.
-    A preset is prepared once into the cache, then loads like any local directory.
+    A preset is prepared once into the cache, then loads like any local directory. A CLI run
+    also says its thread count and allocator (`toolkit.runtime`).
     """
     check_model(config)
+    model = _load(config, graft, say)
+    line = runtime.describe()  # set by the CLI (runtime section), None otherwise
+    if line:
+        say(line)
+    return model
+
+
+def _load(config: ModelConfig, graft: GraftConfig | None, say: Callable[[str], None]) -> Any:
     if config.random_shape:
         return _random_model(config, graft)
     if config.gguf_file:

@@ -20,6 +20,7 @@ from toolkit.lpo.config import (
     TrainerConfig,
 )
 from toolkit.options import DecodingConfig, GraftConfig
+from toolkit.runtime import RuntimeConfig
 
 DTYPES = ("auto", "float32", "float16", "bfloat16")
 SOURCES = ("path", "preset", "tiny", "random_shape")
@@ -144,6 +145,7 @@ class Recipe:
     generate: GenerateConfig = field(default_factory=GenerateConfig)
     eval: EvalConfig = field(default_factory=lambda: EvalConfig(output_dir="${work_dir}/eval"))
     bench: BenchConfig = field(default_factory=lambda: BenchConfig(output_dir="${work_dir}/bench"))
+    runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
 
     def __post_init__(self) -> None:
         self.model.check_source()
