@@ -13,7 +13,8 @@ from toolkit.bench.shapes import shape_config
 from toolkit.errors import ConfigError
 from toolkit.graft import AugmentedModel
 
-MODES = ["greedy", "floor", "sled_k5", "sled_k20", "dola", "top_n_sigma", "adaptive", "composed"]
+MODES = ["greedy", "floor", "sample", "sled_k5", "sled_k20", "dola", "top_n_sigma", "adaptive",
+         "composed"]
 
 
 def test_shapes():
@@ -56,6 +57,9 @@ def test_run_bench_tiny(tmp_path):
         assert row["ratio_to_floor"] == pytest.approx(
             row["decode_ms_per_token"] / floor["decode_ms_per_token"])
         assert row["tokens_per_s"] == pytest.approx(b * 1000 / row["decode_ms_per_token"])
+        assert row["ratio_to_sample"] == pytest.approx(
+            row["decode_ms_per_token"] / rows[(b, "sample")]["decode_ms_per_token"])
+        assert row["peak_over_greedy_mb"] == pytest.approx(row["peak_mb"] - greedy["peak_mb"])
     assert rows[(1, "greedy")]["ratio_to_greedy"] == 1.0
     schedule = result["schedule"]
     for r in (-1, 0, 1):
@@ -68,8 +72,27 @@ def test_run_bench_tiny(tmp_path):
     saved = json.loads((tmp_path / "bench" / "bench.json").read_text())
     assert saved["rows"] == result["rows"] and len(saved["samples"]) == 2 * 2 * len(MODES)
     table = (tmp_path / "bench" / "bench.md").read_text()
-    assert "| sled_k20 | 2 |" in table and "vs floor" in table
+    assert "| sled_k20 | 2 |" in table and "vs floor" in table and "vs sample" in table
     if importlib.util.find_spec("matplotlib") is None:
         assert "no plot: matplotlib is not installed" in table
     else:
         assert (tmp_path / "bench" / "bench.png").stat().st_size > 0
+
+
+def test_eval_throughput_mode(tmp_path):
+    """eval_questions > 0: greedy, SLED and DoLa scoring timed side by side (questions/s)."""
+    am = AugmentedModel.graft(random_model("tiny", seed=0))
+    cfg = BenchConfig(batch_sizes=[1], prompt_len=4, new_tokens=2, repeats=1, warmup=0,
+                      modes=["greedy"], eval_questions=3, eval_prompt_len=5, eval_answers=4,
+                      eval_answer_len=3, eval_batch_size=5, output_dir=str(tmp_path / "b"),
+                      progress=False, plot=False)
+    result = run_bench(am, cfg)
+    rows = {r["mode"]: r for r in result["eval_rows"]}
+    assert set(rows) == {"greedy", "sled", "dola"}
+    for row in rows.values():
+        assert row["questions_per_s"] == pytest.approx(3 / row["seconds"])
+        assert row["answers_per_s"] == pytest.approx(12 / row["seconds"])
+    assert rows["greedy"]["ratio_to_greedy"] == 1.0
+    assert "| sled |" in (tmp_path / "b" / "bench.md").read_text()
+    with pytest.raises(ConfigError, match="bench.eval_answers"):
+        BenchConfig(eval_answers=0)

@@ -7,11 +7,12 @@ from dataclasses import dataclass, field
 from toolkit import methods
 from toolkit.errors import ConfigError, check_choice, check_range
 
-# greedy, the compute floor, then one mode per registered method and composed (see
-# `toolkit.methods`). `sled` expands to one mode per K in `sled_ks` (sled_k10, sled_k50, ...);
-# greedy and the floor are always measured, since every ratio is taken against them.
+# greedy, the compute floor, plain sampling, then one mode per registered method and composed
+# (see `toolkit.methods`). `sled` expands to one mode per K in `sled_ks` (sled_k10, sled_k50,
+# ...); greedy and the floor are always measured, since every ratio is taken against them.
 FLOOR = "floor"
-MODE_CHOICES = (methods.GREEDY, FLOOR, *methods.generation_modes()[1:])
+SAMPLE = "sample"
+MODE_CHOICES = (methods.GREEDY, FLOOR, SAMPLE, *methods.generation_modes()[1:])
 
 
 @dataclass
@@ -22,7 +23,13 @@ class BenchConfig:
     repeat; the reported numbers are medians over `repeats` after `warmup` untimed rounds.
     Prefill = time to the first new token; decode = per-token time of the remaining tokens.
     The methods' settings (SLED's rate, top-n-sigma's n, ...) come from the recipe's
-    `decoding` section; `sled_ks` sweeps SLED's evolution_scale.
+    `decoding` section; `sled_ks` sweeps SLED's evolution_scale. `sample` is plain sampling at
+    the recipe's temperature, the baseline of the sampling modes.
+
+    eval_questions > 0 also times TruthfulQA-style multiple-choice scoring (greedy and every
+    method with a scoring mode, the truthfulqa preset): that many questions of random tokens,
+    `eval_prompt_len` tokens each, with `eval_answers` answers of `eval_answer_len` tokens,
+    scored `eval_batch_size` answers per forward pass; reported as questions/s and answers/s.
     """
 
     batch_sizes: list[int] = field(default_factory=lambda: [1, 8])
@@ -36,6 +43,11 @@ class BenchConfig:
     output_dir: str = "bench_out"
     plot: bool = True
     progress: bool = True
+    eval_questions: int = 0
+    eval_prompt_len: int = 96
+    eval_answers: int = 8
+    eval_answer_len: int = 12
+    eval_batch_size: int = 8
 
     def __post_init__(self) -> None:
         if not self.batch_sizes:
@@ -50,6 +62,9 @@ class BenchConfig:
             check_choice("bench.modes", mode, MODE_CHOICES)
         for k in self.sled_ks:
             check_range("bench.sled_ks", k, low=1)
+        check_range("bench.eval_questions", self.eval_questions, low=0)
+        for key in ("eval_prompt_len", "eval_answers", "eval_answer_len", "eval_batch_size"):
+            check_range(f"bench.{key}", getattr(self, key), low=1)
 
     def mode_names(self) -> list[str]:
         """Concrete mode names in measuring order (greedy and floor first)."""

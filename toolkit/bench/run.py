@@ -20,8 +20,9 @@ import torch
 from tqdm.auto import tqdm
 from transformers import LogitsProcessorList
 
-from toolkit import methods
-from toolkit.bench.config import FLOOR, BenchConfig
+from toolkit import methods, runtime
+from toolkit.bench.config import FLOOR, SAMPLE, BenchConfig
+from toolkit.bench.eval_speed import run_eval_bench
 from toolkit.bench.measure import FloorProcessor, PeakMemory, StepTimer
 from toolkit.bench.table import markdown_table, plot
 from toolkit.errors import ConfigError
@@ -31,11 +32,13 @@ from toolkit.options import DecodingConfig, mode_decoding
 def bench_decoding(name: str, config: BenchConfig, decoding: DecodingConfig) -> DecodingConfig:
     """The decoding config of a bench mode: `toolkit.options.mode_decoding` of the recipe's
     options with the bench's token count and seed (`sled_kN`: SLED with K = N; the floor
-    decodes greedily)."""
+    decodes greedily; `sample` samples with every method off)."""
     base = dataclasses.replace(decoding, max_new_tokens=config.new_tokens, seed=config.seed)
     if name.startswith("sled_k"):
         sled = dataclasses.replace(base.sled, evolution_scale=int(name[len("sled_k"):]))
         return mode_decoding(dataclasses.replace(base, sled=sled), "sled")
+    if name == SAMPLE:
+        return dataclasses.replace(mode_decoding(base, methods.GREEDY), do_sample=True)
     return mode_decoding(base, methods.GREEDY if name == FLOOR else name)
 
 
@@ -87,16 +90,20 @@ def _summarise(samples: dict, config: BenchConfig, names: list[str]) -> list[dic
         med = {m: {k: statistics.median(s[k] for s in samples[(b, m)])
                    for k in ("prefill_ms", "decode_ms_per_token", "new_tokens")}
                for m in names}
+        peak = {m: max(s["peak_bytes"] for s in samples[(b, m)]) / 2**20 for m in names}
         for m in names:
             decode = med[m]["decode_ms_per_token"]
-            rows.append({
+            row = {
                 "mode": m, "batch": b, "prefill_ms": med[m]["prefill_ms"],
                 "decode_ms_per_token": decode, "tokens_per_s": b * 1e3 / decode,
                 "new_tokens": med[m]["new_tokens"],
                 "ratio_to_greedy": decode / med["greedy"]["decode_ms_per_token"],
                 "ratio_to_floor": decode / med["floor"]["decode_ms_per_token"],
-                "peak_mb": max(s["peak_bytes"] for s in samples[(b, m)]) / 2**20,
-            })
+                "peak_mb": peak[m], "peak_over_greedy_mb": peak[m] - peak["greedy"],
+            }
+            if SAMPLE in med:
+                row["ratio_to_sample"] = decode / med[SAMPLE]["decode_ms_per_token"]
+            rows.append(row)
     return rows
 
 
@@ -142,11 +149,13 @@ def run_bench(model: Any, config: BenchConfig,
             samples[(b, m)].append(sample)
     result = {
         "config": dataclasses.asdict(config), "model": _model_info(model),
-        "torch_threads": torch.get_num_threads(), "memory_method": memory.method,
-        "rows": _summarise(samples, config, names),
+        "torch_threads": torch.get_num_threads(), "allocator": runtime.allocator(),
+        "memory_method": memory.method, "rows": _summarise(samples, config, names),
         "schedule": [{"repeat": r, "batch": b, "mode": m} for r, b, m in schedule],
         "samples": [{"batch": b, "mode": m, **s} for (b, m), ss in samples.items() for s in ss],
     }
+    if config.eval_questions:
+        result["eval_rows"] = run_eval_bench(model, config, decoding)
     _write(result, config)
     return result
 

@@ -19,7 +19,8 @@ def markdown_table(result: dict[str, Any]) -> str:
     lines = [
         f"{info['model_type']} d={info['hidden_size']} layers={info['num_layers']} "
         f"V={info['vocab_size']} N={info['candidate_layers']} candidate layers, "
-        f"{info['dtype']} on {info['device']}, {result['torch_threads']} torch threads; "
+        f"{info['dtype']} on {info['device']}, {result['torch_threads']} torch threads "
+        f"({result.get('allocator', 'allocator not configured')}); "
         f"prompt {cfg['prompt_len']} tokens, {cfg['new_tokens']} new tokens, median of "
         f"{cfg['repeats']} interleaved repeats after {cfg['warmup']} warm-up; "
         f"memory: {result['memory_method']}",
@@ -27,9 +28,34 @@ def markdown_table(result: dict[str, Any]) -> str:
         "| " + " | ".join(HEADERS) + " |",
         "|---|" + "---:|" * (len(HEADERS) - 1),
     ]
+    columns, headers = list(COLUMNS), list(HEADERS)
+    if "ratio_to_sample" in result["rows"][0]:
+        columns.insert(7, ("ratio_to_sample", "{:.2f}x"))
+        headers.insert(7, "vs sample")
+    lines[2:] = ["| " + " | ".join(headers) + " |", "|---|" + "---:|" * (len(headers) - 1)]
     for row in result["rows"]:
-        lines.append("| " + " | ".join(fmt.format(row[k]) for k, fmt in COLUMNS) + " |")
+        lines.append("| " + " | ".join(fmt.format(row.get(k, float("nan"))) for k, fmt in columns)
+                     + " |")
+    if result.get("eval_rows"):
+        lines += ["", *eval_table(result)]
     return "\n".join(lines)
+
+
+def eval_table(result: dict[str, Any]) -> list[str]:
+    """Lines of the multiple-choice scoring throughput table."""
+    cfg = result["config"]
+    lines = [
+        f"Multiple-choice scoring (truthfulqa preset): {cfg['eval_questions']} questions of "
+        f"{cfg['eval_prompt_len']} tokens x {cfg['eval_answers']} answers of "
+        f"{cfg['eval_answer_len']} tokens, {cfg['eval_batch_size']} answers per forward pass",
+        "",
+        "| mode | seconds | questions/s | answers/s | vs greedy |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for row in result["eval_rows"]:
+        lines.append(f"| {row['mode']} | {row['seconds']:.2f} | {row['questions_per_s']:.2f} | "
+                     f"{row['answers_per_s']:.1f} | {row['ratio_to_greedy']:.2f}x |")
+    return lines
 
 
 def plot(result: dict[str, Any], path: Path) -> Path | None:

@@ -80,7 +80,8 @@ def score_batch(
     """Scores of a few encoded pairs in one forward pass, for every mode."""
     base, tap = am.base, am.tap
     device = base.get_input_embeddings().weight.device
-    pad_id = am.tokenizer.pad_token_id if am.tokenizer.pad_token_id is not None else 0
+    pad_id = getattr(am.tokenizer, "pad_token_id", None)  # no tokenizer: token ids given
+    pad_id = 0 if pad_id is None else pad_id
     b = _pad(encoded, pad_id, padding_side, device)
     width = b["input_ids"].shape[1]
     keep = width - int(b["positions"].min())
