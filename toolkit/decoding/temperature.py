@@ -66,6 +66,12 @@ def apply_temperature(logits: torch.Tensor, temperature) -> torch.Tensor:
     t = _row_temperatures(temperature, logits.shape[0], logits.device)
     x = logits.float()
     greedy = t == 0
+    if bool(greedy.all()):
+        return _greedy_rows(x).to(logits.dtype)
+    if not bool(greedy.any()):
+        quotient = (x / t).to(logits.dtype)
+        if not bool(torch.isinf(quotient).any()):  # nothing overflowed and no -inf logits
+            return quotient
     scaled = x / torch.where(greedy, torch.ones_like(t), t)
     top = torch.finfo(logits.dtype).max
     scaled = torch.where(torch.isfinite(x), scaled.clamp(-top, top), scaled)
