@@ -13,7 +13,8 @@ from toolkit.bench.shapes import shape_config
 from toolkit.errors import ConfigError
 from toolkit.graft import AugmentedModel
 
-MODES = ["greedy", "floor", "sample", "sled_k5", "sled_k20", "dola", "top_n_sigma", "adaptive",
+MODES = ["greedy", "floor", "sample", "sled_k5", "sled_k20", "dola", "contrastive", "top_n_sigma",
+         "adaptive",
          "composed"]
 
 

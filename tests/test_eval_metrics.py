@@ -160,9 +160,10 @@ def test_eval_config_validation():
     assert EvalConfig(task="gsm8k").preset_name() is None
     assert EvalConfig(task="gsm8k", preset="factor").preset_name() == "factor"
     assert tq.prompt_template.startswith("Interpret each question literally")
-    assert tq.prompt_template.count("\nA: ") == 6 and tq.active_modes == ["greedy", "sled", "dola"]
+    assert tq.prompt_template.count("\nA: ") == 6 and tq.active_modes == ["greedy", "sled", "dola",
+                                                                   "contrastive"]
     assert EvalConfig(task="gsm8k").active_modes == [
-        "greedy", "sled", "dola", "top_n_sigma", "adaptive", "composed"]
+        "greedy", "sled", "dola", "contrastive", "top_n_sigma", "adaptive", "composed"]
     for bad in (dict(task="mmlu"), dict(modes=["top_n_sigma"]), dict(on_bad_row="ignore"),
                 dict(preset="halfway"),
                 dict(batch_size=0), dict(template="no placeholder"), dict(modes=["sled", "sled"])):

@@ -3,6 +3,7 @@
 Shapes: B batch rows, N early layers, V vocabulary, K = SLED's evolution_scale, G temperatures.
 """
 
+from toolkit.decoding.contrastive import contrastive_logits, contrastive_scores
 from toolkit.decoding.dola import dola_contrast, dola_values, layer_divergences
 from toolkit.decoding.sled import SledResult, sled_details, sled_evolve, sled_scores
 from toolkit.decoding.temperature import apply_temperature, sample_tokens, temperature_log_probs
@@ -11,6 +12,8 @@ from toolkit.decoding.top_n_sigma import top_n_sigma
 __all__ = [
     "SledResult",
     "apply_temperature",
+    "contrastive_logits",
+    "contrastive_scores",
     "dola_contrast",
     "dola_values",
     "layer_divergences",

@@ -7,7 +7,7 @@ and bench modes and the composition order within a stage. Add a method: write
 here. See docs/DESIGN.md.
 """
 
-from toolkit.methods import adaptive, dola, sled, top_n_sigma
+from toolkit.methods import adaptive, contrastive, dola, sled, top_n_sigma
 from toolkit.methods.registry import (
     COMPOSED,
     COMPOSED_METHODS,
@@ -40,5 +40,6 @@ __all__ = [
 
 register(sled.METHOD)
 register(dola.METHOD)
+register(contrastive.METHOD)
 register(top_n_sigma.METHOD)
 register(adaptive.METHOD)
