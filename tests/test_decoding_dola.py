@@ -161,3 +161,29 @@ def test_block_divergences_match_the_reference_formula(monkeypatch, block):
         _, _, expected = _reference_row(final[b], early[b])
         assert torch.allclose(jsd[b], expected, rtol=1e-5, atol=1e-9)
     assert torch.equal(jsd[4], dola._clamped_divergences(final[4:5], early[4:5])[0])
+
+
+def test_ties_pick_the_first_of_the_most_distant_layers():
+    """Two candidates with the same (largest) divergence: the earlier one wins, in every row,
+    whatever else lies between or after them."""
+    final = torch.tensor([[3.0, 0.0, 0.0, -1.0]])
+    near = final[0] + 0.1 * torch.tensor([1.0, -1.0, 0.0, 0.0])
+    far = torch.tensor([0.0, 3.0, 1.0, 2.0])
+    for layers, first in (([far, far], 0), ([near, far, far], 1), ([far, near, far], 0),
+                          ([near, far, near, far, near], 1)):
+        early = torch.stack(layers)[None]
+        jsd = layer_divergences(final, early)[0]
+        assert jsd.max().item() > 0 and (jsd == jsd.max()).sum().item() >= 2
+        _, chosen = dola_contrast(final, early)
+        assert chosen.tolist() == [first], layers
+
+
+def test_masked_final_tokens_stay_masked():
+    """A token at -inf in the final logits is not revived, even in a row where every token is
+    masked (log_softmax of such a row would otherwise make every token finite)."""
+    early = torch.tensor([[[0.5, 0.0, -0.5, 1.0]], [[0.5, 0.0, -0.5, 1.0]]])
+    final = torch.tensor([[-INF] * 4, [2.0, -INF, 1.9, -INF]])
+    out, _ = dola_contrast(final, early, relative_top=1e-9)
+    assert torch.isinf(out[0]).all() and (out[0] < 0).all()
+    assert torch.isfinite(out[1]).tolist() == [True, False, True, False]
+    assert (out[1, [1, 3]] == -INF).all()

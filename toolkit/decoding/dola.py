@@ -9,8 +9,9 @@ Filter: tokens with log p_N >= max log p_N + log(relative_top) are kept (the mos
 always is); they get log p_N - log p_j, all others -inf.
 
 Non-finite logits: -inf is read as the lowest float32 value (as in SLED), so a row never yields
-NaN; a kept token that the premature layer rules out gets the largest finite value of the output
-dtype. +inf and NaN are not valid logits.
+NaN; a token masked in the final logits (-inf) stays -inf, also in a row where every token is
+masked; a kept token that the premature layer rules out gets the largest finite value of the
+output dtype. +inf and NaN are not valid logits.
 """
 
 from __future__ import annotations
@@ -99,7 +100,7 @@ def dola_contrast(
     premature = early_logits[torch.arange(early_logits.shape[0], device=chosen.device), chosen]
     log_premature = torch.log_softmax(premature.float().clamp_min(_LOWEST), dim=-1)
     threshold = log_final.amax(-1, keepdim=True) + math.log(relative_top)
-    keep = log_final >= threshold
+    keep = (log_final >= threshold) & (final_logits != float("-inf"))
     contrast = (log_final - log_premature).clamp_max(torch.finfo(final_logits.dtype).max)
     out = torch.where(keep, contrast, torch.full_like(contrast, float("-inf")))
     return out.to(final_logits.dtype), chosen

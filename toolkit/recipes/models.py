@@ -166,7 +166,7 @@ def check_weight_files(path: Path) -> None:
     """The weights beside config.json exist, and every safetensors file is whole: its header
     parses and the file is as long as the header says (a truncated copy fails here)."""
     shards = sorted(path.glob("*.safetensors"))
-    if not shards and not any(path.glob(p) for p in WEIGHT_PATTERNS):
+    if not shards and not any(any(path.glob(p)) for p in WEIGHT_PATTERNS):
         raise CheckpointError(
             f"{path} has config.json but no weights (*.safetensors or pytorch_model*.bin); "
             "copy the weight files too, or point model.path at the complete model directory"
