@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +20,7 @@ from torch.utils.data import DataLoader
 from toolkit import provenance
 from toolkit.errors import DataError
 from toolkit.files import exclusive
-from toolkit.graft.batching import generate_replies, left_padded, reply_batches
+from toolkit.graft.batching import generate_replies, reply_batches
 from toolkit.jsonl import append_record, read_records, repair_tail
 from toolkit.lpo.cache import model_fingerprint
 from toolkit.options import DecodingConfig
@@ -41,38 +41,6 @@ def write_jsonl(path: str | Path, records: Sequence[dict]) -> Path:
     return path
 
 
-def complete_batches(
-    model: Any,
-    prompts: Sequence[str],
-    decoding: DecodingConfig,
-    batch_size: int,
-    start: int = 0,
-) -> Iterator[tuple[int, list[str]]]:
-    """(index of the batch's first prompt, its continuations) per batch, from prompt `start`
-    (a multiple of `batch_size`, so that a resumed run sees the batches of an uninterrupted
-    one). Every prompt is checked against the model's positions before any is generated."""
-    with left_padded(model.tokenizer) as tokenizer:
-        lengths = [len(ids) for ids in tokenizer(list(prompts[start:]))["input_ids"]]
-    check_lengths(model, lengths, decoding, first=start)
-    for first, replies in reply_batches(model, prompts, decoding, batch_size, start=start):
-        yield first, [r.text for r in replies]
-
-
-def check_lengths(model: Any, lengths: Sequence[int], decoding: DecodingConfig,
-                  first: int = 0) -> None:
-    """Refuse empty prompts and prompts that with max_new_tokens pass the model's positions."""
-    limit = getattr(model.base.config.get_text_config(), "max_position_embeddings", None)
-    for number, length in enumerate(lengths, start=first + 1):
-        if length == 0:
-            raise DataError(f"prompt {number} is empty; give some text to continue")
-        if limit and length + decoding.max_new_tokens > limit:
-            raise DataError(
-                f"prompt {number} has {length} tokens; with max_new_tokens="
-                f"{decoding.max_new_tokens} that passes the model's {limit} positions: shorten "
-                "the prompt or lower decoding.max_new_tokens"
-            )
-
-
 def generate_to_file(model: Any, records: Sequence[dict], field: str, decoding: DecodingConfig,
                      batch_size: int, output: str | Path, force: bool = False) -> tuple[Path, int]:
     """Write one line per prompt (the record plus `completion`) to `output` as each batch
@@ -90,10 +58,10 @@ def generate_to_file(model: Any, records: Sequence[dict], field: str, decoding: 
                          force=force)
         start = len(done) - len(done) % batch_size
         prompts = [r[field] for r in records]
-        for first, texts in complete_batches(model, prompts, decoding, batch_size, start=start):
-            for i, text in enumerate(texts, start=first):
+        for first, replies in reply_batches(model, prompts, decoding, batch_size, start=start):
+            for i, reply in enumerate(replies, start=first):
                 if i >= len(done):
-                    append_record(fh, dict(records[i], completion=text))
+                    append_record(fh, dict(records[i], completion=reply.text))
     return output, len(done)
 
 

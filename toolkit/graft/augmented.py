@@ -102,6 +102,11 @@ class AugmentedModel:
         return self.parts.lm_head.weight.device
 
     @property
+    def max_positions(self) -> int | None:
+        """The base's max_position_embeddings (None when its config has none)."""
+        return getattr(self.base.config.get_text_config(), "max_position_embeddings", None)
+
+    @property
     def vocab_size(self) -> int:
         return self.parts.lm_head.weight.shape[0]
 
@@ -133,6 +138,7 @@ class AugmentedModel:
             attention_mask = torch.ones_like(input_ids)
         attention_mask = attention_mask.to(device)
         _check_rows(attention_mask)
+        self._check_positions(input_ids.shape[1], options.max_new_tokens)
         self.head.to(self.head_device)
         plan = self._plan(options, attention_mask, return_records)
         processors = LogitsProcessorList([*plan.processors, *(hf.pop("logits_processor", None)
@@ -153,6 +159,15 @@ class AugmentedModel:
         if not isinstance(output, torch.Tensor):
             records.generate_output = output
         return records
+
+    def _check_positions(self, prompt_length: int, max_new_tokens: int) -> None:
+        limit = self.max_positions
+        if limit and prompt_length + max_new_tokens > limit:
+            raise DataError(
+                f"the prompt batch is {prompt_length} tokens wide; with max_new_tokens="
+                f"{max_new_tokens} that passes the model's {limit} positions: shorten the "
+                "prompts or lower max_new_tokens"
+            )
 
     def check_decoding(self, options: DecodingConfig) -> None:
         """Raise ConfigError when an enabled method's options do not fit this model (e.g.

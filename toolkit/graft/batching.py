@@ -15,6 +15,8 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
+from toolkit.errors import DataError
+
 
 @dataclass
 class Reply:
@@ -71,6 +73,8 @@ def reply_batches(model: Any, prompts: Sequence[str], decoding: Any, batch_size:
         the first eos / pad and their text); the tokenizer is restored when it ends.
     """
     with left_padded(model.tokenizer) as tok:
+        lengths = [len(ids) for ids in tok(list(prompts[start:]))["input_ids"]]
+        check_lengths(model, lengths, decoding.max_new_tokens, first=start)
         stops = {t for t in (tok.eos_token_id, tok.pad_token_id) if t is not None}
         firsts = range(start, len(prompts), batch_size)
         for first in tqdm(firsts, desc=desc, disable=not progress):
@@ -81,6 +85,22 @@ def reply_batches(model: Any, prompts: Sequence[str], decoding: Any, batch_size:
                                      streamer=streamer)
             rows = [_until_stop(row, stops) for row in out[:, enc["input_ids"].shape[1] :].tolist()]
             yield first, [Reply(tok.decode(ids, skip_special_tokens=True), ids) for ids in rows]
+
+
+def check_lengths(model: Any, lengths: Sequence[int], max_new_tokens: int,
+                  first: int = 0) -> None:
+    """Before generating anything: refuse empty prompts and prompts that with
+    `max_new_tokens` pass the model's positions (prompt numbers counted from 1)."""
+    limit = model.max_positions
+    for number, length in enumerate(lengths, start=first + 1):
+        if length == 0:
+            raise DataError(f"prompt {number} is empty; give some text to continue")
+        if limit and length + max_new_tokens > limit:
+            raise DataError(
+                f"prompt {number} has {length} tokens; with max_new_tokens={max_new_tokens} that "
+                f"passes the model's {limit} positions: shorten the prompt or lower "
+                "decoding.max_new_tokens"
+            )
 
 
 def generate_replies(model: Any, prompts: Sequence[str], decoding: Any, batch_size: int,
