@@ -37,7 +37,7 @@ def test_every_recipe_loads_and_validates(path):
     recipe = load_recipe(path)
     assert isinstance(recipe, Recipe)
     assert isinstance(recipe.decoding, DecodingConfig)
-    sources = [recipe.model.path, recipe.model.tiny, recipe.model.random_shape]
+    sources = [recipe.model.path, recipe.model.preset, recipe.model.tiny, recipe.model.random_shape]
     assert sum(s is not None for s in sources) == 1
     assert recipe.output_dir == f"checkpoints/{recipe.run_name}"
     assert "${" not in resolved_yaml(merged_config(path))
