@@ -20,7 +20,7 @@ import math
 
 import torch
 
-from toolkit.decoding.blocks import BLOCK_ELEMENTS, row_blocks
+from toolkit.decoding.blocks import BLOCK_ELEMENTS, kernel, row_blocks
 from toolkit.decoding.checks import check_layer_logits
 
 _LOWEST = torch.finfo(torch.float32).min
@@ -80,7 +80,7 @@ def layer_divergences(final_logits: torch.Tensor, early_logits: torch.Tensor) ->
     block = BLOCK_ELEMENTS if early_logits.device.type == "cpu" else batch * layers * vocab
     parts = []
     for rows in row_blocks(batch, layers * vocab, block):
-        jsd = _block_divergences(log_final[rows], final_probs[rows], early_logits[rows])
+        jsd = kernel(_block_divergences)(log_final[rows], final_probs[rows], early_logits[rows])
         if not bool(torch.isfinite(jsd).all()):
             jsd = _clamped_divergences(final_logits[rows], early_logits[rows])
         parts.append(jsd)

@@ -44,7 +44,7 @@ from dataclasses import dataclass
 
 import torch
 
-from toolkit.decoding.blocks import BLOCK_ELEMENTS, row_blocks
+from toolkit.decoding.blocks import BLOCK_ELEMENTS, kernel, row_blocks
 from toolkit.decoding.checks import check_layer_logits
 
 COSINE_EPS = 1e-8
@@ -151,7 +151,7 @@ def _layer_cosines(early, z_low, z_finite, topk) -> torch.Tensor:
     parts = []
     for rows in row_blocks(batch, layers * vocab, block):
         args = (early[rows], z_low[rows], z_finite[rows], topk[rows])
-        terms = _block_terms(*args)
+        terms = kernel(_block_terms)(*args)
         if not bool(torch.isfinite(torch.stack(terms[0])).all()):
             terms = _block_terms(*args, careful=True)
         parts.append(_cosines(*terms))
