@@ -41,11 +41,13 @@ def _score_all(am: Any, pairs: list, mode: str, decoding: DecodingConfig, batch:
 
 
 def run_eval_bench(am: Any, config: BenchConfig, decoding: DecodingConfig) -> list[dict[str, Any]]:
-    """One row per scoring mode: median seconds, questions/s, answers/s, ratio to greedy."""
+    """One row per scoring mode (greedy and every registered method that scores, or those of
+    them in `bench.modes`): median seconds, questions/s, answers/s, ratio to greedy."""
     questions = synthetic_questions(config, am.vocab_size)
     pairs = [pair for answers in questions for pair in answers]
     scoring = apply_preset(decoding, "truthfulqa")
-    modes = list(methods.scoring_modes())
+    chosen = set(config.modes) | {methods.GREEDY}
+    modes = [m for m in methods.scoring_modes() if not config.modes or m in chosen]
     seconds: dict[str, list[float]] = {m: [] for m in modes}
     for r in range(-config.warmup, config.repeats):
         shift = r % len(modes)
