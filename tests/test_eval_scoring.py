@@ -66,12 +66,16 @@ def test_greedy_is_the_sum_of_model_log_probs(am):
     assert all(v < 0 for v in got)
 
 
+def _scored(am, mode, settings, batch_size):
+    """(score_pairs' score, final, early, targets) per pair of PAIRS."""
+    got = score_pairs(am, PAIRS, [mode], settings, batch_size=batch_size)[mode]
+    return [(value, *_direct(am, *pair)) for pair, value in zip(PAIRS, got, strict=True)]
+
+
 @pytest.mark.parametrize("settings", [TFQA, FACTOR], ids=["truthfulqa", "factor"])
 def test_sled_is_sled_evolve_on_output_hidden_states(am, settings):
-    got = score_pairs(am, PAIRS, ["sled"], settings, batch_size=3)["sled"]
-    for (prompt, continuation), value in zip(PAIRS, got, strict=True):
-        final, early, targets = _direct(am, prompt, continuation)
-        sled = settings.sled
+    sled, scored = settings.sled, _scored(am, "sled", settings, batch_size=3)
+    for value, final, early, targets in scored:
         evolved = sled_evolve(final, early, evolution_rate=sled.evolution_rate,
                               evolution_scale=sled.evolution_scale,
                               evolution_lower_bound=sled.evolution_lower_bound, op_T=sled.op_T)
@@ -79,15 +83,13 @@ def test_sled_is_sled_evolve_on_output_hidden_states(am, settings):
             evolved = evolved.log_softmax(-1)
         expected = evolved[torch.arange(len(targets)), targets].sum()
         assert value == pytest.approx(float(expected), rel=1e-6, abs=1e-3)
-    assert len(set(got)) == len(got)
+    assert len({value for value, *_ in scored}) == len(scored)
 
 
 @pytest.mark.parametrize("settings", [TFQA, FACTOR], ids=["no-filter", "relative-top"])
 def test_dola_matches_direct_contrast(am, settings):
-    got = score_pairs(am, PAIRS, ["dola"], settings, batch_size=2)["dola"]
-    for (prompt, continuation), value in zip(PAIRS, got, strict=True):
-        final, early, targets = _direct(am, prompt, continuation)
-        dola = settings.dola
+    dola = settings.dola
+    for value, final, early, targets in _scored(am, "dola", settings, batch_size=2):
         if dola.relative_top > 0:
             contrast, _ = dola_contrast(final, early, relative_top=dola.relative_top)
             contrast = torch.where(contrast == -torch.inf, dola.relative_top_value, contrast)

@@ -5,7 +5,7 @@ Shapes: B batch rows, N early layers, V vocabulary, K = SLED's evolution_scale, 
 
 from toolkit.decoding.contrastive import contrastive_logits, contrastive_scores
 from toolkit.decoding.dola import dola_contrast, dola_values, layer_divergences
-from toolkit.decoding.sled import SledResult, sled_details, sled_evolve, sled_scores
+from toolkit.decoding.sled import SledResult, sled_details, sled_evolve
 from toolkit.decoding.temperature import apply_temperature, sample_tokens, temperature_log_probs
 from toolkit.decoding.top_n_sigma import top_n_sigma
 
@@ -20,7 +20,6 @@ __all__ = [
     "sample_tokens",
     "sled_details",
     "sled_evolve",
-    "sled_scores",
     "temperature_log_probs",
     "top_n_sigma",
 ]

@@ -226,27 +226,3 @@ def sled_evolve(
         evolution_lower_bound=evolution_lower_bound,
         op_T=op_T,
     ).logits
-
-
-def sled_scores(
-    final_logits: torch.Tensor,
-    early_logits: torch.Tensor,
-    targets: torch.Tensor,
-    *,
-    evolution_rate: float,
-    evolution_scale: int,
-    evolution_lower_bound: float = -1000.0,
-    op_T: int = 1,
-    log_softmax: bool = True,
-) -> torch.Tensor:
-    """Teacher-forced SLED values: final (M, V), early (M, N, V), targets (M,) -> (M,) float32.
-
-    Every position is evolved on its own; the value at the target is the evolved logit
-    (TruthfulQA protocol) or its log_softmax (FACTOR protocol).
-    """
-    evolved = sled_evolve(final_logits.float(), early_logits.float(),
-                          evolution_rate=evolution_rate, evolution_scale=evolution_scale,
-                          evolution_lower_bound=evolution_lower_bound, op_T=op_T)
-    if log_softmax:
-        evolved = evolved.log_softmax(-1)
-    return evolved.gather(-1, targets[:, None])[:, 0]

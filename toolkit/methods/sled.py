@@ -47,11 +47,14 @@ def step(scores, early, options: SledOptions, layers: list[int]):
 
 
 def score(final, early, targets, options: SledOptions):
-    """Evolved value (raw, or its log_softmax) at each target token."""
-    from toolkit.decoding import sled_scores
+    """Evolved value at each target token: every position evolved on its own, then the raw
+    evolved logit (TruthfulQA protocol) or its log_softmax (FACTOR protocol)."""
+    from toolkit.decoding import sled_evolve
 
-    return sled_scores(final, early, targets, log_softmax=options.score_log_softmax,
-                       **_kwargs(options))
+    evolved = sled_evolve(final.float(), early.float(), **_kwargs(options))
+    if options.score_log_softmax:
+        evolved = evolved.log_softmax(-1)
+    return evolved.gather(-1, targets[:, None])[:, 0]
 
 
 def check(options: SledOptions, vocab_size: int) -> None:
