@@ -12,6 +12,8 @@ import sys
 import textwrap
 from collections.abc import Callable, Sequence
 
+from toolkit import methods
+from toolkit.bench.config import MODE_CHOICES as BENCH_MODES
 from toolkit.errors import ToolkitError
 from toolkit.files import OUTPUT_ERRNOS
 
@@ -51,13 +53,18 @@ SUBCOMMANDS = {
     ),
     "eval": (
         "score decoding modes on a local dataset (TruthfulQA, FACTOR, GSM8K, ...)",
-        "Runs the `eval` section (task, data_path, modes) and writes per-item and total results "
-        "as JSON plus a Markdown report to eval.output_dir.",
+        "Runs the `eval` section (task, data_path, modes, preset) with the methods' settings "
+        "from the `decoding` section and writes per-item and total results as JSON plus a "
+        "Markdown report to eval.output_dir. Modes (from the method registry): scoring tasks "
+        f"{', '.join(methods.scoring_modes())}; generation tasks "
+        f"{', '.join(methods.generation_modes())}. Presets: task (the task's own), none, "
+        f"{', '.join(methods.preset_names())}.",
     ),
     "bench": (
         "time decoding modes side by side (ms/token, memory)",
         "Runs the `bench` section on the model (model.random_shape benchmarks random weights of "
-        "a named shape without any checkpoint) and writes a table, JSON and a plot.",
+        "a named shape without any checkpoint) and writes a table, JSON and a plot. Modes: "
+        f"{', '.join(BENCH_MODES)}; the methods' settings come from the `decoding` section.",
     ),
     "run": (
         "the whole pipeline: graft -> collect -> train -> save -> reload -> generate",

@@ -115,18 +115,29 @@ class AugmentedModel:
                  **kwargs) -> Any:
         """Generate with the base model's `generate()` and this model's processors.
 
-        `decoding` (default: `self.decoding`) with our decoding options among `kwargs` applied
-        through `toolkit.options.with_overrides`; every other keyword that transformers'
-        `generate()` or `GenerationConfig` accepts (eos_token_id, pad_token_id, min_new_tokens,
-        stop_strings, num_return_sequences, min_p, generation_config, streamer,
-        stopping_criteria, return_dict_in_generate, ...) passes through (see
-        `toolkit.graft.hf_generate`). eos and pad default to the base's generation_config (else
-        the tokenizer). `seed` seeds torch's global RNG before sampling and the adaptive head's
-        own generator, so seeded runs repeat. `top_k=None` means no top-k filter.
-        Returns what transformers returns (the sequences (B, T_prompt + T_new), or its output
-        object with `return_dict_in_generate=True`), or an `AugmentedOutput` with per-step
-        records when `return_records` (rows that finished early keep being recorded; see its
-        `reply_mask`; the transformers output object is in its `generate_output`).
+        Args:
+            input_ids: (B, T_prompt) prompt ids, left padded.
+            attention_mask: (B, T_prompt), default all ones.
+            decoding: the options (default: `self.decoding`, the checkpoint's default).
+            return_records: return an `AugmentedOutput` with per-step records (rows that
+                finished early keep being recorded; see its `reply_mask`).
+            **kwargs: our decoding options (`sled=True`, `top_n_sigma=1.5`, `seed=0`, ...),
+                applied over `decoding` by `toolkit.options.with_overrides`; every other
+                keyword that transformers' `generate()` or `GenerationConfig` accepts
+                (eos_token_id, pad_token_id, min_new_tokens, stop_strings,
+                num_return_sequences, min_p, generation_config, streamer, stopping_criteria,
+                return_dict_in_generate, ...) passes through (`toolkit.graft.hf_generate`). eos
+                and pad default to the base's generation_config (else the tokenizer). `seed`
+                seeds torch's global RNG and the adaptive head's generator, so seeded runs
+                repeat; `top_k=None` means no top-k filter.
+
+        Returns:
+            What transformers returns (the sequences (B, T_prompt + T_new), or its output object
+            with `return_dict_in_generate=True`), or with `return_records` an `AugmentedOutput`
+            (the transformers output object in its `generate_output`).
+
+        Raises:
+            ConfigError: unknown or invalid options, or options this model cannot run.
         """
         overrides, hf = hf_generate.split(kwargs)
         options = with_overrides(decoding or self.decoding, **overrides)
@@ -261,7 +272,16 @@ class AugmentedModel:
         return out.last_hidden_state.to(device=weight.device, dtype=weight.dtype)
 
     def save_pretrained(self, directory, self_contained: bool = False) -> Path:
-        """Write head, configs and tokenizer (and the base, if `self_contained`) atomically."""
+        """Write the checkpoint atomically (see `toolkit.graft.checkpoint` for its layout).
+
+        Args:
+            directory: the target; a save replaces it as a whole, so it must be new, empty or
+                a checkpoint this toolkit wrote.
+            self_contained: also write the base model under `base/`.
+
+        Returns:
+            The resolved checkpoint directory.
+        """
         return checkpoint.save(
             directory, base=self.base, base_reference=self.base_reference, head=self.head,
             tokenizer=self.tokenizer, graft_config=self.graft_config, decoding=self.decoding,
@@ -270,11 +290,19 @@ class AugmentedModel:
     @classmethod
     def from_pretrained(cls, directory, device_map=None, dtype=None,
                         base: PreTrainedModel | str | Path | None = None) -> AugmentedModel:
-        """Load a checkpoint in one call: the base (from `directory/base`, the saved reference,
-        or `base` when given), the head (strict key and shape check) and the tokenizer.
+        """Load a checkpoint in one call.
 
-        `device_map` ("auto", a dict, ...) and `dtype` go to transformers' `from_pretrained`;
-        the head and the tap follow lm_head's device.
+        Args:
+            directory: a directory written by `save_pretrained`.
+            device_map: transformers' device_map ("auto", a dict, ...) for the base; the head
+                and the tap follow lm_head's device.
+            dtype: a torch dtype (or "auto") for the base.
+            base: the base model (loaded, or a directory) instead of `directory/base` or the
+                saved reference; its architecture must match the saved fingerprint.
+
+        Returns:
+            The AugmentedModel with the saved head (strict key and shape check), graft config,
+            default decoding options and tokenizer.
         """
         ckpt = checkpoint.read(directory)
         base_tokenizer = None

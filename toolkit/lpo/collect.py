@@ -13,6 +13,7 @@ import random
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from tqdm.auto import tqdm
 
@@ -25,6 +26,9 @@ from toolkit.lpo.cache import model_fingerprint
 from toolkit.lpo.config import CollectConfig
 from toolkit.lpo.rewards import Reward, build_reward
 from toolkit.options import AdaptiveOptions, DecodingConfig
+
+if TYPE_CHECKING:
+    from toolkit.graft.augmented import AugmentedModel
 
 
 @dataclass
@@ -171,18 +175,27 @@ def _producer(model, config: CollectConfig, reward) -> dict:
 
 
 def collect_pairs(
-    model, prompts: str | Path | list, config: CollectConfig, out_path,
-    reward: Reward | None = None, progress: bool = True, force: bool | None = None,
+    model: AugmentedModel, prompts: str | Path | list, config: CollectConfig,
+    out_path: str | Path, reward: Reward | None = None, progress: bool = True,
+    force: bool | None = None,
 ) -> CollectStats:
     """Sample, score and pair replies for every prompt not yet in `out_path`; append the pairs.
 
-    `prompts`: a JSONL path or a list of records with 'prompt' (text) or 'prompt_ids', an
-    optional 'id' (default: the position) and any fields the reward reads. Prompts whose
-    rewards are all equal are dropped and listed in `<out_path>.dropped.jsonl`. `reward`, a
-    batch scorer (see `toolkit.lpo.rewards`), replaces the one `config.reward` names.
-    The file is locked while written; what produced it is kept in `<out_path>.producer.json`,
-    and resuming under another producer (model, grid, settings, reward) raises DataError unless
-    `force` (default: `config.force_resume`).
+    Args:
+        model: the AugmentedModel; temperatures are drawn from its head at its level.
+        prompts: a JSONL path or a list of records with 'prompt' (text) or 'prompt_ids', an
+            optional 'id' (default: the position) and any fields the reward reads.
+        config: replies per prompt, batching, reply length, seed, reward.
+        out_path: the pairs JSONL (appended; prompts already there are skipped). Prompts whose
+            rewards are all equal are listed in `<out_path>.dropped.jsonl`.
+        reward: a batch scorer (`toolkit.lpo.rewards`) replacing the one `config.reward` names.
+        progress: show a progress bar.
+        force: resume a file another producer (model, grid, settings, reward) started
+            (default: `config.force_resume`); the producer is kept in
+            `<out_path>.producer.json` and the file is locked while written.
+
+    Returns:
+        The counts of this run (`CollectStats`).
     """
     start = time.perf_counter()
     records = _prompt_records(prompts)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from toolkit.errors import DataError
 from toolkit.jsonl import read_prompts
@@ -28,6 +28,9 @@ from toolkit.lpo.config import (
 from toolkit.lpo.rewards import Reward
 from toolkit.lpo.train import TrainResult, train_head
 
+if TYPE_CHECKING:
+    from toolkit.graft.augmented import AugmentedModel
+
 # Prompt seeds of the synthetic task's splits, as offsets from `data.synthetic.seed` (the
 # markers use the seed itself): training and held-out prompts never share a random stream.
 SPLIT_OFFSETS = {"train": 1, "eval": 2}
@@ -38,12 +41,13 @@ def split_seed(seed: int, split: str) -> int:
     return seed + SPLIT_OFFSETS[split]
 
 
-def task_prompts(model: Any, data: DataConfig, max_new_tokens: int,
+def task_prompts(model: AugmentedModel | None, data: DataConfig, max_new_tokens: int,
                  split: str = "train") -> tuple[list[dict], Reward | None]:
     """The prompt records of the task and the reward that replaces `collect.reward`, if any.
 
     Args:
-        model: the AugmentedModel (the synthetic task builds its prompts with it).
+        model: the AugmentedModel (the synthetic task builds its prompts with it; a prompt
+            file needs none).
         data: `data.prompts` (JSONL, `prompt_field`, `template`) or, when unset, the synthetic
             task's sizes and seed.
         max_new_tokens: reply length of the synthetic task's greedy references.
@@ -77,17 +81,38 @@ def _file_prompts(data: DataConfig) -> list[dict]:
     return records
 
 
-def collect(model: Any, data: DataConfig, config: CollectConfig,
+def collect(model: AugmentedModel, data: DataConfig, config: CollectConfig,
             progress: bool = True) -> CollectStats:
-    """Collect the task's pairs into `data.pairs` (resumable); returns the counts."""
+    """Collect the task's pairs into `data.pairs` (resumable).
+
+    Args:
+        model: the AugmentedModel whose head draws the temperatures.
+        data: the prompts (`task_prompts`) and the pairs file.
+        config: the `collect` section (replies per prompt, batching, reward, seed).
+        progress: show a progress bar.
+
+    Returns:
+        The counts of this run (`CollectStats`).
+    """
     records, reward = task_prompts(model, data, config.max_new_tokens)
     return collect_pairs(model, records, config, data.pairs, reward=reward, progress=progress)
 
 
-def train(model: Any, data: DataConfig, train_config: TrainConfig,
+def train(model: AugmentedModel, data: DataConfig, train_config: TrainConfig,
           trainer_config: TrainerConfig, out_dir: str | Path, progress: bool = False,
           log_dir: str | Path | None = None) -> TrainResult:
-    """Train the head on `data.pairs` and export the checkpoint to `out_dir`."""
+    """Train the head on `data.pairs` and export the checkpoint to `out_dir`.
+
+    Args:
+        model: the AugmentedModel whose head trains.
+        data: holds the pairs file.
+        train_config: the `train` section; trainer_config: the `trainer` section.
+        out_dir: the checkpoint directory (replaced by the export).
+        progress: show progress bars; log_dir: where logs go (see `train_head`).
+
+    Returns:
+        `TrainResult` (losses, steps, seconds, checkpoint paths).
+    """
     return train_head(model, data.pairs, train_config, trainer_config, out_dir,
                       progress=progress, log_dir=log_dir)
 
@@ -96,7 +121,7 @@ def train(model: Any, data: DataConfig, train_config: TrainConfig,
 class SyntheticTask:
     """A prepared synthetic experiment: the model, its data, held-out prompts and pairs."""
 
-    model: Any
+    model: AugmentedModel
     data: DataConfig
     eval_set: list
     stats: CollectStats

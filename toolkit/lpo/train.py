@@ -14,6 +14,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import lightning as L
 import torch
@@ -25,6 +26,9 @@ from toolkit.lpo.cache import build_cache
 from toolkit.lpo.config import TrainConfig, TrainerConfig
 from toolkit.lpo.loggers import make_loggers
 from toolkit.lpo.module import HeadLPOModule, LPODataModule
+
+if TYPE_CHECKING:
+    from toolkit.graft.augmented import AugmentedModel
 
 
 @dataclass
@@ -144,15 +148,26 @@ def _best(trainer: L.Trainer) -> tuple[Path | None, dict]:
     return Path(path), torch.load(path, map_location="cpu", weights_only=False)
 
 
-def train_head(model, pairs_path, train_config: TrainConfig, trainer_config: TrainerConfig,
-               out_dir, progress: bool = False, log_dir=None) -> TrainResult:
+def train_head(model: AugmentedModel, pairs_path: str | Path, train_config: TrainConfig,
+               trainer_config: TrainerConfig, out_dir: str | Path, progress: bool = False,
+               log_dir: str | Path | None = None) -> TrainResult:
     """Train `model.head` on the pairs with LPO; export the AugmentedModel into `out_dir`.
 
-    On return `model.head` holds the exported weights (in every rank): the best validation
-    epoch's when `train_config` holds out validation pairs, else the last step's. Logs (and,
-    with validation, the best checkpoint) go to `log_dir` (default: `training/` beside the
-    pairs file). Neither they, the pairs nor `trainer_config.checkpoint_dir` may sit inside
-    `out_dir`, which the export replaces.
+    Args:
+        model: the AugmentedModel whose head trains (the base stays frozen).
+        pairs_path: the pairs JSONL that `collect_pairs` wrote (its feature cache is built or
+            reused beside it).
+        train_config: loss, beta, validation split.
+        trainer_config: Lightning Trainer settings and the optimiser's knobs.
+        out_dir: the checkpoint directory the export replaces.
+        progress: show progress bars.
+        log_dir: logs (and, with validation, the best checkpoint); default `training/` beside
+            the pairs file. Neither it, the pairs nor `trainer_config.checkpoint_dir` may sit
+            inside `out_dir`.
+
+    Returns:
+        `TrainResult`. `model.head` then holds the exported weights (in every rank): the best
+        validation epoch's when validation pairs are held out, else the last step's.
     """
     start = time.perf_counter()
     out_dir = checkpoint.check_target(out_dir)

@@ -13,7 +13,7 @@ import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -23,6 +23,9 @@ from toolkit.layout import CONFIG_FILE
 from toolkit.options import GraftConfig
 from toolkit.presets import CACHE_ENV, cache_dir, check_preset, prepare_preset
 from toolkit.recipes.schema import ModelConfig
+
+if TYPE_CHECKING:
+    from toolkit.graft.augmented import AugmentedModel
 
 __all__ = ["CACHE_ENV", "cache_dir", "check_model", "load_model", "resolve_dtype"]
 
@@ -55,15 +58,21 @@ def to_stderr(line: str) -> None:
 
 
 def load_model(config: ModelConfig, graft: GraftConfig | None = None,
-               say: Callable[[str], None] = to_stderr) -> Any:
-    """An AugmentedModel from a local directory (or a GGUF file in it), a preset, the built-in
-    tiny model or a random shape; `say` gets the progress and dtype lines (default: stderr,
-    so that stdout holds only results).
+               say: Callable[[str], None] = to_stderr) -> AugmentedModel:
+    """The recipe's model: its `model` section made into an AugmentedModel.
 
-    A directory holding augment_config.json is an augmented checkpoint and loads as saved (its
-    own graft config wins over `graft`); any other directory is a base model that is grafted.
-    A preset is prepared once into the cache, then loads like any local directory. A CLI run
-    also says its thread count and allocator (`toolkit.runtime`).
+    Args:
+        config: a local directory (or a GGUF file in it), a preset, the built-in tiny model or
+            a random shape. A directory holding augment_config.json is an augmented checkpoint
+            and loads as saved (its own graft config wins over `graft`); any other directory is
+            a base model, loaded by the one base loader (`checkpoint.load_base`) and grafted. A
+            preset is prepared once into the cache, then loads like any local directory.
+        graft: what to graft onto a base model (default: `GraftConfig()`).
+        say: gets the progress and dtype lines (default: stderr, so that stdout holds only
+            results); a CLI run also says its thread count and allocator (`toolkit.runtime`).
+
+    Returns:
+        The AugmentedModel.
     """
     check_model(config)
     model = _load(config, graft, say)
