@@ -6,12 +6,15 @@ new token, after the token is on the host), so one call gives both the time to t
 
 Peak memory: CUDA `max_memory_allocated` above what was allocated before the call; on CPU the
 process's peak resident set (VmHWM) above its RSS before the call, the peak being reset through
-`/proc/self/clear_refs` (Linux); where that is not possible, the growth of `ru_maxrss`, a
-lifetime high-water mark that only shows growth above the earlier peak.
+`/proc/self/clear_refs` (Linux) after freed heap memory is handed back (glibc `malloc_trim`, as
+the toolkit's allocator set-up otherwise keeps it); where that is not possible, the growth of
+`ru_maxrss`, a lifetime high-water mark that only shows growth above the earlier peak.
 """
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import resource
 import time
 from pathlib import Path
@@ -71,6 +74,13 @@ def _status_kb(field: str) -> int:
     raise OSError(f"{field} not in /proc/self/status")
 
 
+def _release_freed_memory() -> None:
+    """Hand freed heap memory back to the system (glibc malloc_trim), so the RSS growth of the
+    next call is its own peak, also when the allocator keeps freed blocks (`runtime.allocator`)."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None).malloc_trim(0)
+
+
 class PeakMemory:
     """Peak memory of a block above its starting point, in bytes (see module docstring)."""
 
@@ -96,6 +106,7 @@ class PeakMemory:
             torch.cuda.reset_peak_memory_stats(self.device)
             self.base = torch.cuda.memory_allocated(self.device)
         elif self.method.startswith("cpu peak RSS"):
+            _release_freed_memory()
             _CLEAR_REFS.write_text("5")
             self.base = _status_kb("VmRSS") * 1024
         else:
