@@ -19,6 +19,7 @@ and not a checkpoint this toolkit wrote, and the current directory or one that h
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
@@ -135,7 +136,9 @@ def _write_head(path: Path, head) -> None:
 def read_config(directory) -> tuple[Path, dict[str, Any], GraftConfig, DecodingConfig]:
     """(resolved dir, raw augment_config.json, its graft and decoding sections), validated."""
     path = Path(directory).resolve()
-    if not path.is_dir():
+    # Put back what an interrupted save left and drop partial dirs of dead processes (in a
+    # read-only location, load what is there).
+    with contextlib.suppress(OSError):
         atomic.recover(path, is_complete)
     if not path.is_dir():
         raise CheckpointError(

@@ -10,6 +10,7 @@ paths; the cache is built by rank 0 before the launch and reused by the others.
 from __future__ import annotations
 
 import copy
+import signal
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -124,8 +125,20 @@ def fit_head(model, cache_file, train_config: TrainConfig, trainer_config: Train
                          val_fraction=train_config.val_fraction, val_cache_file=val_cache_file,
                          val_seed=train_config.val_seed)
     trainer = make_trainer(trainer_config, root, callbacks, validates=train_config.validates)
-    trainer.fit(module, datamodule=data, ckpt_path=trainer_config.ckpt_path)
+    _fit(trainer, module, data, trainer_config.ckpt_path)
     return trainer, module
+
+
+def _fit(trainer: L.Trainer, module, data, ckpt_path) -> None:
+    """trainer.fit, with Ctrl-C raised again as KeyboardInterrupt: Lightning turns it into
+    exit(1) and ignores SIGINT from then on."""
+    try:
+        trainer.fit(module, datamodule=data, ckpt_path=ckpt_path)
+    except SystemExit:
+        if not trainer.interrupted:
+            raise
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        raise KeyboardInterrupt from None
 
 
 def _outside(out_dir: Path, paths: dict[str, object]) -> None:
