@@ -60,6 +60,22 @@ def test_tokens_word_term_is_exactly_zero_with_frozen_lm():
     assert torch.equal(a.loss, b.loss)
 
 
+def test_tokens_word_term_with_a_policy_that_differs_from_the_reference():
+    """log P(y_c)/Pref(y_c) - log P(y_r)/Pref(y_r) by hand, and its place in the tokens loss:
+    with a uniform head the margin is the word term alone."""
+    policy_c, ref_c = torch.tensor([-1.0, -2.0]), torch.tensor([-1.5, -2.0])
+    policy_r, ref_r = torch.tensor([-3.0, -1.0]), torch.tensor([-2.0, -1.5])
+    term = losses.word_token_term(policy_c, ref_c, policy_r, ref_r)
+    assert term.tolist() == pytest.approx([0.5 + 1.0, 0.0 - 0.5])
+    head = torch.zeros(2, 4)
+    tau = torch.tensor([1, 3])
+    out = losses.tokens_loss(head, tau, head, tau.flip(0), 0.5,
+                             (policy_c, ref_c, policy_r, ref_r))
+    assert out.margin.tolist() == pytest.approx([1.5, -0.5])
+    expected = (math.log1p(math.exp(-0.75)) + math.log1p(math.exp(0.25))) / 2
+    assert out.loss.item() == pytest.approx(expected, rel=1e-6)
+
+
 def test_tokens_separate_hand_computed_sequence_level():
     head = torch.tensor([[0.0, math.log(3.0)]])  # P(tau) = [1/4, 3/4]
     out = losses.tokens_separate_loss(head, torch.tensor([1]), head, torch.tensor([0]), 0.5)
