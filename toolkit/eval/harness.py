@@ -15,8 +15,9 @@ From Python: `import toolkit.eval.harness` and then `lm_eval.simple_evaluate(mod
 or pass `SurgeryLM(...)` itself as `model=`.
 
 model_args: `checkpoint` (an AugmentedModel checkpoint) or `pretrained` (a base model directory
-or Hub id, grafted with the default config); `sled` / `dola` (True to enable); any SLED or DoLa
-option prefixed with its method (`sled_evolution_scale=20`, `dola_relative_top=0.1`);
+or Hub id, grafted with the default config); `sled` / `dola` / `contrastive` (any registered
+"logits"-stage method; True to enable); any of its options prefixed with its name
+(`sled_evolution_scale=20`, `dola_relative_top=0.1`);
 `preset` (default `factor`: op_T 1, lower bound -2500, the log-softmax protocol lm-eval scores
 with; `none` keeps the checkpoint's values). Everything else goes to `HFLM`.
 """
@@ -36,7 +37,8 @@ from toolkit.graft.augmented import AugmentedModel
 from toolkit.options import apply_preset, with_overrides
 
 NAME = "surgery"
-SCORED = ("sled", "dola")
+# The methods that rewrite the logits from the early layers (the registry's "logits" stage).
+SCORED = tuple(m.name for m in methods.all_methods() if m.stage == "logits")
 
 
 def _decoding(am: AugmentedModel, preset: str | None, flags: dict[str, Any], options: dict):
@@ -65,9 +67,10 @@ class SurgeryLM(HFLM):
     """HFLM over an AugmentedModel: SLED/DoLa log-likelihoods, generation via its generate()."""
 
     def __init__(self, checkpoint: str | None = None, pretrained: Any = None,
-                 sled: bool | None = None, dola: bool | None = None,
                  preset: str | None = "factor", **kwargs):
-        options = {k: kwargs.pop(k) for k in list(kwargs) if k.startswith(("sled_", "dola_"))}
+        flags = {name: kwargs.pop(name, None) for name in SCORED}
+        prefixes = tuple(f"{name}_" for name in SCORED)
+        options = {k: kwargs.pop(k) for k in list(kwargs) if k.startswith(prefixes)}
         if (checkpoint is None) == (pretrained is None):
             raise ConfigError("give exactly one of checkpoint=DIR (an AugmentedModel checkpoint) "
                               "or pretrained=DIR_OR_HUB_ID in --model_args")
@@ -78,7 +81,7 @@ class SurgeryLM(HFLM):
         else:
             am = AugmentedModel.graft(pretrained)
         self.am = am
-        self.decoding = _decoding(am, preset, {"sled": sled, "dola": dola}, options)
+        self.decoding = _decoding(am, preset, flags, options)
         self._method = next((methods.get(n) for n in SCORED
                              if getattr(self.decoding, n).enabled), None)
         self._spans: dict[tuple[int, ...], int] | None = None
