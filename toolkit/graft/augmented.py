@@ -25,7 +25,7 @@ from transformers import (
     TopPLogitsWarper,
 )
 
-from toolkit import methods
+from toolkit import hub, methods
 from toolkit.errors import DataError
 from toolkit.graft import checkpoint, hf_generate
 from toolkit.graft.families import resolve
@@ -293,7 +293,9 @@ class AugmentedModel:
         """Load a checkpoint in one call.
 
         Args:
-            directory: a directory written by `save_pretrained`.
+            directory: a directory written by `save_pretrained`, or the Hub id (`org/name`)
+                of one, fetched through huggingface_hub (`toolkit.hub`); the saved base
+                reference may be a Hub id too.
             device_map: transformers' device_map ("auto", a dict, ...) for the base; the head
                 and the tap follow lm_head's device.
             dtype: a torch dtype (or "auto") for the base.
@@ -304,7 +306,7 @@ class AugmentedModel:
             The AugmentedModel with the saved head (strict key and shape check), graft config,
             default decoding options and tokenizer.
         """
-        ckpt = checkpoint.read(directory)
+        ckpt = checkpoint.read(hub.resolve(directory))
         base_tokenizer = None
         if base is None or isinstance(base, (str, Path)):
             source = ckpt.base_path if base is None else str(base)

@@ -32,7 +32,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from toolkit import __version__, atomic
+from toolkit import __version__, atomic, hub
 from toolkit.errors import CheckpointError
 from toolkit.graft import custom_generate, integrity
 from toolkit.layout import BASE_DIR, CONFIG_FILE, HEAD_FILE, check_target, is_complete
@@ -247,9 +247,12 @@ def _is_local(source: str) -> bool:
 
 
 def load_base(source, device_map=None, dtype=None, owner: Path | None = None):
-    """Load a base model, and its tokenizer if one is saved beside it, from a directory (or,
-    for a reference that is not a local path, a Hub id)."""
+    """Load a base model, and its tokenizer if one is saved beside it, from a directory or a
+    Hub id (`org/name`, fetched through huggingface_hub; see `toolkit.hub`)."""
     source = str(source)
+    hub_id = source if hub.is_hub_id(source) else None
+    if hub_id:
+        source = str(hub.resolve(hub_id))
     if _is_local(source) and not Path(source).is_dir():
         prefix = f"checkpoint {owner} refers to a base model at {source}, but " if owner else ""
         raise CheckpointError(
@@ -268,4 +271,6 @@ def load_base(source, device_map=None, dtype=None, owner: Path | None = None):
             "corrupted: restore them, or save the checkpoint again"
         ) from err
     tokenizer = AutoTokenizer.from_pretrained(source) if has_tokenizer(source) else None
+    if hub_id:  # as from_pretrained(hub_id) names it, so checkpoints refer to the Hub id
+        model.name_or_path = model.config._name_or_path = hub_id
     return model.eval(), tokenizer

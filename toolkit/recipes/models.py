@@ -19,6 +19,8 @@ import torch
 
 from toolkit import runtime
 from toolkit.errors import CheckpointError, ConfigError, UnsupportedArchitectureError
+from toolkit.hub import is_hub_id
+from toolkit.hub import resolve as resolve_hub
 from toolkit.layout import CONFIG_FILE
 from toolkit.options import GraftConfig
 from toolkit.presets import CACHE_ENV, cache_dir, check_preset, prepare_preset
@@ -39,7 +41,7 @@ def check_model(config: ModelConfig) -> None:
         from toolkit.graft.gguf import check_gguf
 
         check_gguf(config.path, config.gguf_file)
-    elif config.path:
+    elif config.path and not is_hub_id(config.path):
         _check_local(Path(config.path))
     elif config.preset:
         check_preset(config.preset)
@@ -89,6 +91,11 @@ def _load(config: ModelConfig, graft: GraftConfig | None, say: Callable[[str], N
         return _load_gguf(config, graft, say)
     if config.preset:
         path = prepare_preset(config.preset, say=say)
+    elif config.path and is_hub_id(config.path):
+        say(f"fetching {config.path} from the Hugging Face Hub (or its local cache)")
+        path = resolve_hub(config.path)
+        _check_local(path)
+        return _load_local(path, config, graft, say, hub_id=config.path)
     else:
         path = Path(config.path) if config.path else tiny_model_dir(config.tiny, config.seed)
     return _load_local(path, config, graft, say)
@@ -262,7 +269,9 @@ def _check_architecture(config_file: Path) -> None:
         )
 
 
-def _load_local(path: Path, config: ModelConfig, graft: GraftConfig | None, say) -> Any:
+def _load_local(path: Path, config: ModelConfig, graft: GraftConfig | None, say,
+                hub_id: str | None = None) -> Any:
+    """Load from a local directory (`hub_id`: the Hub id it is the snapshot of)."""
     from toolkit.graft.augmented import AugmentedModel
 
     dtype, line = resolve_dtype(config, _checkpoint_dtype(path))
@@ -272,6 +281,8 @@ def _load_local(path: Path, config: ModelConfig, graft: GraftConfig | None, say)
     from toolkit.graft.checkpoint import load_base
 
     base, tokenizer = load_base(path, config.device_map, dtype)
+    if hub_id:  # checkpoints then refer to the Hub id, not to the cache folder
+        base.name_or_path = base.config._name_or_path = hub_id
     return _graft(base, tokenizer, config, graft)
 
 
