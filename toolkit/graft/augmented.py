@@ -78,8 +78,9 @@ class AugmentedModel:
         """Graft the tap and an untrained head onto a base model.
 
         Args:
-            base: a loaded causal LM, or a local directory to load it (and the tokenizer saved
-                beside it) from, through the toolkit's one base-model loader.
+            base: a loaded causal LM, or a local directory or Hub id (`org/name`) to load it
+                (and the tokenizer saved beside it) from, through the toolkit's one base-model
+                loader.
             config: what to graft (default: `GraftConfig()`).
             tokenizer: overrides the tokenizer found beside `base`.
             device_map: transformers' device_map when loading `base` from a directory.
