@@ -222,3 +222,15 @@ def test_top_n_sigma_n_at_most_zero_is_stated(env, tmp_path, capsys, monkeypatch
     code, err = run_case(case, tmp_path, env, capsys, monkeypatch)
     assert code == 0
     assert "note: decoding.top_n_sigma.n=0 <= 0 keeps every token, so top-n-sigma does nothing" in err
+
+
+def test_load_model_refuses_a_graft_the_checkpoint_does_not_have(env):
+    from toolkit.errors import ConfigError
+    from toolkit.options import GraftConfig, HeadConfig
+    from toolkit.recipes.models import load_model
+    from toolkit.recipes.schema import ModelConfig
+
+    config = ModelConfig(path=str(env["ckpt"]))
+    assert load_model(config, GraftConfig()).graft_config.head.hidden_size == 16
+    with pytest.raises(ConfigError, match="graft.head: recipe .*'level': 'token'"):
+        load_model(config, GraftConfig(head=HeadConfig(hidden_size=16, level="token")))

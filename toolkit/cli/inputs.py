@@ -6,13 +6,10 @@ and a recipe `graft` section that a checkpoint would silently override.
 
 from __future__ import annotations
 
-import dataclasses
 import sys
-from pathlib import Path
 
 from toolkit.errors import ConfigError
-from toolkit.options import GraftConfig
-from toolkit.recipes.models import ModelFacts, model_facts
+from toolkit.recipes.facts import ModelFacts, check_graft, model_facts
 from toolkit.recipes.schema import Recipe
 
 
@@ -22,7 +19,8 @@ def check_inputs(command: str, recipe: Recipe) -> None:
     if recipe.model.random_shape:
         return
     facts = model_facts(recipe.model)
-    _check_graft(recipe, facts)
+    if facts.graft is not None:
+        check_graft(recipe.model.path, recipe.graft, facts.graft)
     if command in ("generate", "run"):
         _check_positions("decoding.max_new_tokens", recipe.decoding.max_new_tokens, facts)
     if command in ("collect", "run"):
@@ -54,17 +52,3 @@ def _check_positions(key: str, value: int, facts: ModelFacts) -> None:
             f"{key}={value} does not fit the model's {facts.max_positions} positions (prompt "
             f"included); choose a value below {facts.max_positions}"
         )
-
-
-def _check_graft(recipe: Recipe, facts: ModelFacts) -> None:
-    """A checkpoint keeps the graft it was saved with: refuse a recipe graft that differs."""
-    if facts.graft is None or recipe.graft == GraftConfig() or recipe.graft == facts.graft:
-        return
-    ours, theirs = dataclasses.asdict(recipe.graft), dataclasses.asdict(facts.graft)
-    diff = [f"graft.{k}: recipe {ours[k]!r} vs checkpoint {theirs[k]!r}"
-            for k in ours if ours[k] != theirs[k]]
-    raise ConfigError(
-        f"model.path={str(Path(recipe.model.path))!r} is a checkpoint, which keeps the graft it "
-        f"was saved with, but the recipe's graft section differs ({'; '.join(diff)}); remove "
-        "the graft section or make it match"
-    )

@@ -11,7 +11,6 @@ import shutil
 import sys
 import tempfile
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -24,6 +23,7 @@ from toolkit.hub import resolve as resolve_hub
 from toolkit.layout import CONFIG_FILE
 from toolkit.options import GraftConfig
 from toolkit.presets import CACHE_ENV, cache_dir, check_preset, prepare_preset
+from toolkit.recipes.facts import check_graft
 from toolkit.recipes.schema import ModelConfig
 
 if TYPE_CHECKING:
@@ -214,46 +214,6 @@ def _safetensors_problem(path: Path) -> str | None:
     return None
 
 
-@dataclass
-class ModelFacts:
-    """What the config files tell about a model before its weights load."""
-
-    vocab_size: int | None = None
-    max_positions: int | None = None
-    graft: GraftConfig | None = None  # set when model.path is an augmented checkpoint
-
-
-def model_facts(config: ModelConfig) -> ModelFacts:
-    """Vocabulary size, positions and (for a checkpoint) the saved graft, from files only."""
-    if config.tiny:
-        from toolkit.testing import tiny_config
-
-        text = tiny_config(config.tiny, config.seed)
-        return ModelFacts(text.vocab_size, getattr(text, "max_position_embeddings", None))
-    if not config.path or config.gguf_file:
-        return ModelFacts()  # a preset or a GGUF file: known once loaded
-    path = Path(config.path)
-    if not (path / CONFIG_FILE).is_file():
-        return _facts_of_config(path / "config.json")
-    from toolkit.graft.checkpoint import BASE_DIR, SELF, read_config
-
-    _, saved, graft, _ = read_config(path)
-    base = path / BASE_DIR if saved["base"] == SELF else Path(saved["base"])
-    facts = _facts_of_config(base / "config.json")
-    facts.vocab_size = saved["base_fingerprint"]["keys"].get("vocab_size", facts.vocab_size)
-    facts.graft = graft
-    return facts
-
-
-def _facts_of_config(config_file: Path) -> ModelFacts:
-    try:
-        data = json.loads(config_file.read_text())
-    except (OSError, ValueError):
-        return ModelFacts()
-    text = data.get("text_config") or data
-    return ModelFacts(text.get("vocab_size"), text.get("max_position_embeddings"))
-
-
 def _check_architecture(config_file: Path) -> None:
     from toolkit.graft.families import SUPPORTED
 
@@ -277,7 +237,10 @@ def _load_local(path: Path, config: ModelConfig, graft: GraftConfig | None, say,
     dtype, line = resolve_dtype(config, _checkpoint_dtype(path))
     say(line)
     if (path / CONFIG_FILE).is_file():
-        return AugmentedModel.from_pretrained(path, device_map=config.device_map, dtype=dtype)
+        model = AugmentedModel.from_pretrained(path, device_map=config.device_map, dtype=dtype)
+        if graft is not None:
+            check_graft(config.path, graft, model.graft_config)
+        return model
     from toolkit.graft.checkpoint import load_base
 
     base, tokenizer = load_base(path, config.device_map, dtype)

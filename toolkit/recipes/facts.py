@@ -1,0 +1,70 @@
+"""What a recipe's model files say before any weights load (vocabulary size, positions, the
+graft a checkpoint was saved with), and the check that a recipe's graft matches a checkpoint's.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from toolkit.errors import ConfigError
+from toolkit.layout import CONFIG_FILE
+from toolkit.options import GraftConfig
+from toolkit.recipes.schema import ModelConfig
+
+
+def check_graft(path: str, wanted: GraftConfig, saved: GraftConfig) -> None:
+    """A checkpoint keeps the graft it was saved with: refuse a graft config that differs
+    (the default GraftConfig() means "not given")."""
+    if wanted == GraftConfig() or wanted == saved:
+        return
+    ours, theirs = dataclasses.asdict(wanted), dataclasses.asdict(saved)
+    diff = [f"graft.{k}: recipe {ours[k]!r} vs checkpoint {theirs[k]!r}"
+            for k in ours if ours[k] != theirs[k]]
+    raise ConfigError(
+        f"model.path={str(path)!r} is a checkpoint, which keeps the graft it was saved with, but "
+        f"the recipe's graft section differs ({'; '.join(diff)}); remove the graft section or "
+        "make it match"
+    )
+
+
+@dataclass
+class ModelFacts:
+    """What the config files tell about a model before its weights load."""
+
+    vocab_size: int | None = None
+    max_positions: int | None = None
+    graft: GraftConfig | None = None  # set when model.path is an augmented checkpoint
+
+
+def model_facts(config: ModelConfig) -> ModelFacts:
+    """Vocabulary size, positions and (for a checkpoint) the saved graft, from files only."""
+    if config.tiny:
+        from toolkit.testing import tiny_config
+
+        text = tiny_config(config.tiny, config.seed)
+        return ModelFacts(text.vocab_size, getattr(text, "max_position_embeddings", None))
+    if not config.path or config.gguf_file:
+        return ModelFacts()  # a preset or a GGUF file: known once loaded
+    path = Path(config.path)
+    if not (path / CONFIG_FILE).is_file():
+        return _facts_of_config(path / "config.json")
+    from toolkit.graft.checkpoint import BASE_DIR, SELF, read_config
+
+    _, saved, graft, _ = read_config(path)
+    base = path / BASE_DIR if saved["base"] == SELF else Path(saved["base"])
+    facts = _facts_of_config(base / "config.json")
+    facts.vocab_size = saved["base_fingerprint"]["keys"].get("vocab_size", facts.vocab_size)
+    facts.graft = graft
+    return facts
+
+
+def _facts_of_config(config_file: Path) -> ModelFacts:
+    try:
+        data = json.loads(config_file.read_text())
+    except (OSError, ValueError):
+        return ModelFacts()
+    text = data.get("text_config") or data
+    return ModelFacts(text.get("vocab_size"), text.get("max_position_embeddings"))
