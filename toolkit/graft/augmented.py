@@ -263,8 +263,15 @@ class AugmentedModel:
     @torch.no_grad()
     def head_features(self, input_ids: torch.Tensor,
                       attention_mask: torch.Tensor | None = None) -> torch.Tensor:
-        """(B, T, d) final-norm hidden states of every position, from one frozen forward pass,
-        on the head's device and in its dtype (the head's input, e.g. for LPO's feature cache)."""
+        """The head's inputs: final-norm hidden states of every position (frozen forward pass).
+
+        Args:
+            input_ids: (B, T) token ids.
+            attention_mask: (B, T), default all ones.
+
+        Returns:
+            (B, T, d) on the head's device and in its dtype (e.g. for LPO's feature cache).
+        """
         device = self.base.device
         mask = None if attention_mask is None else attention_mask.to(device)
         out = self.parts.decoder(input_ids=input_ids.to(device), attention_mask=mask,

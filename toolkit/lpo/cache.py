@@ -18,6 +18,7 @@ import hashlib
 import json
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 from safetensors.torch import load_file, safe_open, save_file
@@ -25,6 +26,9 @@ from tqdm.auto import tqdm
 
 from toolkit.decoding import temperature_log_probs
 from toolkit.lpo.pairs import read_pairs
+
+if TYPE_CHECKING:
+    from toolkit.graft.augmented import AugmentedModel
 
 CACHE_VERSION = "1"
 SIDES = ("chosen", "rejected")
@@ -115,9 +119,20 @@ def compute_features(model, batch: list[dict], level: str, width: int | None = N
     return features
 
 
-def build_cache(model, pairs_path, level: str | None = None, batch_size: int = 16,
-                progress: bool = True) -> Path:
-    """Compute (or reuse) the feature cache of `pairs_path`; returns the cache file's path."""
+def build_cache(model: AugmentedModel, pairs_path: str | Path, level: str | None = None,
+                batch_size: int = 16, progress: bool = True) -> Path:
+    """Compute (or reuse) the feature cache of a pairs file.
+
+    Args:
+        model: the AugmentedModel whose frozen LM gives the head's inputs.
+        pairs_path: the pairs JSONL; the cache is written beside it.
+        level: "sequence" or "token" (default: the head's own level).
+        batch_size: pairs per forward pass.
+        progress: show a progress bar.
+
+    Returns:
+        The cache file's path (`<pairs>.<level>.features.safetensors`).
+    """
     level = level or model.graft_config.head.level
     path = cache_path(pairs_path, level)
     key = cache_key(pairs_path, model, level)
