@@ -1,8 +1,9 @@
 """The LPO steps of the CLI: collect, train, and the whole `run`, each a step of the library's
 one pipeline (`toolkit.lpo.pipeline`) plus what it prints.
 
-Prompts come from `data.prompts` (JSONL) or, when it is unset, the built-in synthetic task
-(`toolkit.lpo.synthetic`), whose reward knows the right temperature per prompt kind.
+Prompts come from `data.prompts` (JSONL) or, when it is unset, a built-in task (`data.task`):
+the synthetic task of the tiny models (`toolkit.lpo.synthetic`) or arithmetic + writing prompts
+for a real chat model (`toolkit.lpo.arith_writing`); each has its own reward.
 """
 
 from __future__ import annotations
@@ -47,7 +48,7 @@ def run_pipeline(recipe: Recipe) -> None:
     """graft -> collect -> train -> save -> reload -> generate, reporting each step."""
     from toolkit.graft.augmented import AugmentedModel
 
-    model = load_model(recipe.model, recipe.graft)
+    model = load_model(recipe.model, recipe.graft, say=say)
     head = model.graft_config.head
     say(
         f"[1/5] grafted {model.parts.model_type} ({model.parts.num_layers} layers): "
@@ -62,10 +63,47 @@ def run_pipeline(recipe: Recipe) -> None:
         return
     reloaded = AugmentedModel.from_pretrained(recipe.output_dir)
     say(f"[4/5] reloaded the checkpoint from {result.out_dir}")
-    if recipe.data.prompts is None:
-        _synthetic_report(reloaded, recipe)
-    else:
+    if recipe.data.prompts is not None:
         _text_samples(reloaded, recipe)
+    elif recipe.data.task == "arith_writing":
+        _arith_writing_report(reloaded, recipe)
+    else:
+        _synthetic_report(reloaded, recipe)
+
+
+def _arith_writing_report(model: Any, recipe: Recipe) -> None:
+    from toolkit.cli import task_report
+
+    say("[5/5] evaluating on held-out prompts")
+    report = task_report.evaluate(model, recipe)
+    task_report.print_report(report, "learned temperature per prompt kind, sequence-level head")
+    figures = {"sequence": report}
+    if recipe.data.arith_writing.token_head:
+        figures["token"] = _token_head(model, recipe, report["rewards"])
+    figures["side_by_side"] = task_report.side_by_side(model, recipe)
+    say(f"figures: {task_report.write_json(recipe, figures)}")
+
+
+def _token_head(model: Any, recipe: Recipe, fixed: dict) -> dict:
+    """Graft a token-level head on the same base, train it on the same pairs, evaluate it."""
+    import dataclasses
+
+    from toolkit.cli import task_report
+    from toolkit.graft.augmented import AugmentedModel
+
+    config = model.graft_config
+    token_config = dataclasses.replace(config, head=dataclasses.replace(config.head, level="token"))
+    token = AugmentedModel.graft(model.base, token_config, tokenizer=model.tokenizer)
+    token.decoding = recipe.decoding
+    say("training a token-level head on the same pairs")
+    result = pipeline.train(token, recipe.data, recipe.train, recipe.trainer,
+                            f"{recipe.output_dir}-token", progress=recipe.trainer.progress_bar,
+                            log_dir=Path(recipe.work_dir) / "training-token")
+    say(result.summary(f"token level, {recipe.train.loss}, {recipe.train.loss_type}"))
+    say(f"checkpoint: {result.out_dir}")
+    report = task_report.evaluate(token, recipe, fixed=fixed)
+    task_report.print_report(report, "token-level head")
+    return report
 
 
 def _synthetic_report(model: Any, recipe: Recipe) -> None:

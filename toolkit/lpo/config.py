@@ -211,10 +211,42 @@ class SyntheticConfig:
         check_range("data.synthetic.eval_prompts", self.eval_prompts, low=1)
 
 
+BUILTIN_TASKS = ("synthetic", "arith_writing")
+
+
+@dataclass
+class ArithWritingConfig:
+    """Sizes and reward of the built-in arithmetic + writing task (`toolkit.lpo.arith_writing`).
+
+    train_per_kind / eval_per_kind: prompts of each kind for collection / held-out evaluation
+    (disjoint); eval_samples: replies per held-out prompt and setting; ngram, repetition_penalty:
+    the writing reward (`diversity_rewards`); token_head: after the sequence-level head, `run`
+    also trains a token-level head on the same pairs and reports it (checkpoint
+    `<output_dir>-token`).
+    """
+
+    train_per_kind: int = 16
+    eval_per_kind: int = 12
+    eval_samples: int = 3
+    eval_batch_size: int = 48
+    seed: int = 0
+    ngram: int = 2
+    repetition_penalty: float = 1.0
+    token_head: bool = True
+
+    def __post_init__(self) -> None:
+        for key in ("train_per_kind", "eval_per_kind", "eval_samples", "eval_batch_size", "ngram"):
+            check_range(f"data.arith_writing.{key}", getattr(self, key), low=1)
+        check_range("data.arith_writing.repetition_penalty", self.repetition_penalty, low=0.0)
+
+
 @dataclass
 class DataConfig:
-    """LPO data: prompts in (a JSONL file, or the synthetic task when unset), pairs out.
+    """LPO data: prompts in (a JSONL file, or a built-in task when unset), pairs out.
 
+    task: the built-in task used when `prompts` is unset: 'synthetic' (token-id prompts for the
+        tiny random models) or 'arith_writing' (arithmetic + writing prompts for a real chat
+        model);
     prompts: JSONL, one object per line with `prompt_field` (and the reward's answer field);
     template: optional prompt template filled from each line's fields, e.g.
         'Q: {question}\nA:' (when unset the prompt is the `prompt_field` text);
@@ -225,4 +257,9 @@ class DataConfig:
     prompt_field: str = "prompt"
     template: Optional[str] = None
     pairs: str = "${work_dir}/pairs.jsonl"
+    task: str = "synthetic"
     synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)
+    arith_writing: ArithWritingConfig = field(default_factory=ArithWritingConfig)
+
+    def __post_init__(self) -> None:
+        check_choice("data.task", self.task, BUILTIN_TASKS)

@@ -1,7 +1,7 @@
 """The one LPO pipeline: prompts -> preference pairs -> trained head -> checkpoint.
 
-`task_prompts` gives the prompt records of a `DataConfig` (a JSONL file, or the built-in
-synthetic task of `toolkit.lpo.synthetic`), `collect` writes the pairs and `train` fits the head
+`task_prompts` gives the prompt records of a `DataConfig` (a JSONL file, or a built-in task:
+the synthetic task of `toolkit.lpo.synthetic` or `toolkit.lpo.arith_writing`), `collect` writes the pairs and `train` fits the head
 and exports the checkpoint. The CLI (`collect`, `train`, `run`), the synthetic experiment
 (`prepare_synthetic`, `train_and_evaluate`, `run_synthetic`), the tests and the benchmarks all
 go through them.
@@ -46,16 +46,24 @@ def task_prompts(model: AugmentedModel | None, data: DataConfig, max_new_tokens:
     """The prompt records of the task and the reward that replaces `collect.reward`, if any.
 
     Args:
-        model: the AugmentedModel (the synthetic task builds its prompts with it; a prompt
+        model: the AugmentedModel (the built-in tasks build their prompts with it; a prompt
             file needs none).
-        data: `data.prompts` (JSONL, `prompt_field`, `template`) or, when unset, the synthetic
-            task's sizes and seed.
+        data: `data.prompts` (JSONL, `prompt_field`, `template`) or, when unset, the built-in
+            task `data.task` (synthetic, or arith_writing: `toolkit.lpo.arith_writing`).
         max_new_tokens: reply length of the synthetic task's greedy references.
-        split: "train" (collection) or "eval" (held-out prompts; synthetic task only).
+        split: "train" (collection) or "eval" (held-out prompts; built-in tasks only).
 
     Returns:
         (records, reward): the synthetic task's own reward, or None for a prompt file.
     """
+    if data.prompts is None and data.task == "arith_writing":
+        from toolkit.lpo import arith_writing
+
+        a = data.arith_writing
+        size = a.train_per_kind if split == "train" else a.eval_per_kind
+        records = arith_writing.make_prompts(model.tokenizer, size, split, a.seed,
+                                             held_out=a.eval_per_kind)
+        return records, arith_writing.ArithWritingReward(a.ngram, a.repetition_penalty)
     if data.prompts is None:
         s = data.synthetic
         size = s.train_prompts if split == "train" else s.eval_prompts

@@ -1,0 +1,100 @@
+"""The `run` report for the built-in arith_writing task on a real chat model.
+
+Prints the learned temperature per prompt kind on held-out prompts, the reward table (the head
+vs every fixed temperature of its grid), optionally the same for a token-level head trained on
+the same pairs, and side-by-side replies (greedy / SLED / SLED + top-n-sigma + adaptive
+temperature) for a few prompts. Everything printed is also written to `work_dir/report.json`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+from typing import Any
+
+from lightning.pytorch.utilities import rank_zero_only
+
+from toolkit.lpo import pipeline
+from toolkit.lpo.text_eval import evaluate_text_head
+from toolkit.options import AdaptiveOptions, DecodingConfig, describe, with_overrides
+from toolkit.recipes.schema import Recipe
+
+say = rank_zero_only(print)
+
+
+def held_out(model: Any, recipe: Recipe) -> tuple[list[dict], Any]:
+    """(held-out prompt records, the task's reward)."""
+    return pipeline.task_prompts(model, recipe.data, recipe.collect.max_new_tokens, split="eval")
+
+
+def evaluate(model: Any, recipe: Recipe, fixed: dict | None = None) -> dict:
+    cfg = recipe.data.arith_writing
+    records, reward = held_out(model, recipe)
+    return evaluate_text_head(
+        model, records, reward, samples=cfg.eval_samples,
+        max_new_tokens=recipe.collect.max_new_tokens, seed=recipe.decoding.seed or 0,
+        batch_size=cfg.eval_batch_size, fixed=fixed,
+    )
+
+
+def print_report(report: dict, title: str) -> None:
+    kinds = [k for k in report["mean_temperature"] if k != "all"]
+    say(f"{title} (held-out: {report['prompts']} prompts x {report['samples']} samples):")
+    if "choices" in report:
+        for kind, counts in report["choices"].items():
+            shares = ", ".join(f"tau={t}: {n}" for t, n in counts.items())
+            say(f"  {kind:10s} picks {shares}")
+    else:
+        for kind in kinds:
+            say(f"  {kind:10s} mean temperature of reply tokens "
+                f"{report['mean_temperature'][kind]:.2f}")
+    rewards = report["rewards"]
+    header = "  mean reward      " + "".join(f"{k:>11s}" for k in [*kinds, "all"])
+    say(header)
+    for name, row in rewards.items():
+        label = "head" if name == "head" else f"tau={name}"
+        say(f"  {label:16s} " + "".join(f"{row[k]:11.3f}" for k in [*kinds, "all"]))
+    best = max((k for k in rewards if k != "head"), key=lambda k: rewards[k]["all"])
+    verdict = "beats" if rewards["head"]["all"] > rewards[best]["all"] else "does NOT beat"
+    say(f"  the head {verdict} every fixed temperature (best fixed: tau={best}, "
+        f"{rewards[best]['all']:.3f})")
+
+
+def side_by_side(model: Any, recipe: Recipe, count: int = 3) -> list:
+    """Replies of a few held-out prompts (the first of each kind, then a second writing one)
+    with greedy, SLED, and the recipe's SLED + top-n-sigma + adaptive sampling."""
+    from toolkit.graft.batching import generate_replies
+
+    records, _ = held_out(model, recipe)
+    kinds = list(dict.fromkeys(r["kind"] for r in records))
+    picks = [next(r for r in records if r["kind"] == k) for k in kinds]
+    picks += [r for r in records if r not in picks][-1:]
+    picks = picks[:count]
+    prompts = [r["prompt"] for r in picks]
+    sled = dataclasses.replace(recipe.decoding.sled, enabled=True)
+    modes = {
+        "greedy": DecodingConfig(max_new_tokens=recipe.decoding.max_new_tokens),
+        "SLED": DecodingConfig(sled=sled, max_new_tokens=recipe.decoding.max_new_tokens),
+        describe(recipe.decoding): with_overrides(
+            recipe.decoding, adaptive_temperature=AdaptiveOptions(enabled=True)),
+    }
+    replies = {name: [r.text for r in generate_replies(model, prompts, d, len(prompts))]
+               for name, d in modes.items()}
+    say("side by side (held-out prompts):")
+    rows = []
+    for i, record in enumerate(picks):
+        say(f"  [{record['kind']}] {record['question']}")
+        row = {"question": record["question"]}
+        for name in modes:
+            say(f"    {name}: {replies[name][i]!r}")
+            row[name] = replies[name][i]
+        rows.append(row)
+    return rows
+
+
+def write_json(recipe: Recipe, figures: dict) -> Path:
+    path = Path(recipe.work_dir) / "report.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(figures, indent=1))
+    return path
