@@ -240,12 +240,12 @@ def test_eval_on_a_gsm8k_file(capsys, recipe, tmp_path):
 
 
 @pytest.mark.slow
-def test_quickstart_run_end_to_end(capsys, tmp_path, monkeypatch):
+def test_tiny_run_end_to_end(capsys, tmp_path, monkeypatch):
     monkeypatch.setenv("SURGERY_CACHE", str(tmp_path / "cache"))
     code, out, _ = run_main(
         capsys,
         "run",
-        ROOT / "recipes" / "quickstart.yaml",
+        ROOT / "recipes" / "tiny.yaml",
         f"output_dir={tmp_path}/ckpt",
         f"work_dir={tmp_path}/work",
         "data.synthetic.train_prompts=48",
@@ -310,3 +310,28 @@ def test_prompt_file_with_template(recipe, tmp_path):
     broken = load_recipe(recipe, [*overrides[:2], "data.template='{missing}'"])
     with pytest.raises(DataError, match="prompt 1 has no field 'missing'"):
         task_prompts(None, broken.data, broken.collect.max_new_tokens)
+
+
+@pytest.mark.slow
+def test_arith_writing_run_on_the_tiny_model(capsys, tmp_path, monkeypatch):
+    """The quickstart's task and report, end to end, on the tiny model (the real model's run
+    is the quickstart itself)."""
+    monkeypatch.setenv("SURGERY_CACHE", str(tmp_path / "cache"))
+    code, out, _ = run_main(
+        capsys, "run", ROOT / "recipes" / "quickstart.yaml",
+        "model.preset=null", "model.tiny=llama", "graft.head.hidden_size=16",
+        f"output_dir={tmp_path}/ckpt", f"work_dir={tmp_path}/work",
+        "data.arith_writing.train_per_kind=3", "data.arith_writing.eval_per_kind=2",
+        "data.arith_writing.eval_samples=2", "collect.num_replies=3", "collect.max_new_tokens=4",
+        "decoding.max_new_tokens=4", "trainer.max_epochs=1",
+    )
+    assert code == 0
+    for step in ("sequence-level head (held-out: 4 prompts x 2 samples)", "arithmetic picks",
+                 "writing    picks", "token-level head", "mean temperature of reply tokens",
+                 "[arithmetic] What is", "    SLED: ", "fixed temperature (best fixed: tau="):
+        assert step in out
+    report = json.loads((tmp_path / "work" / "report.json").read_text())
+    assert set(report["sequence"]["rewards"]) == {"head", "0", "0.25", "0.5", "0.75", "1"}
+    assert report["token"]["rewards"]["0.5"] == report["sequence"]["rewards"]["0.5"]
+    assert len(report["side_by_side"]) == 3
+    assert (tmp_path / "ckpt-token" / "head.safetensors").is_file()

@@ -29,7 +29,7 @@ def tiny_recipe(tmp_path) -> Path:
 
 def test_recipes_exist():
     names = {p.name for p in RECIPES}
-    assert {"quickstart.yaml", "sled_llama2_7b.yaml", "mixtral_8x7b_sled.yaml"} <= names
+    assert {"quickstart.yaml", "tiny.yaml", "sled_llama2_7b.yaml", "mixtral_8x7b_sled.yaml"} <= names
 
 
 @pytest.mark.parametrize("path", RECIPES, ids=lambda p: p.name)
@@ -59,8 +59,16 @@ def test_reference_hyperparameters():
     assert (mixtral.decoding.sled.evolution_scale, mixtral.model.device_map) == (50, "auto")
 
 
-def test_quickstart_is_tiny_synthetic_cpu():
+def test_quickstart_is_the_real_model_on_the_built_in_task():
     recipe = load_recipe(Path(RECIPES[0].parent, "quickstart.yaml"))
+    assert recipe.model.preset == "smollm2-135m-instruct" and recipe.model.dtype == "auto"
+    assert recipe.data.prompts is None and recipe.data.task == "arith_writing"
+    assert recipe.data.arith_writing.token_head
+    assert recipe.trainer.accelerator == "cpu"
+
+
+def test_tiny_is_tiny_synthetic_cpu():
+    recipe = load_recipe(Path(RECIPES[0].parent, "tiny.yaml"))
     assert recipe.model.tiny == "llama" and recipe.data.prompts is None
     assert recipe.trainer.accelerator == "cpu"
     d = recipe.decoding
