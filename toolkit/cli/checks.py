@@ -34,7 +34,7 @@ def preflight(command: str, recipe: Recipe) -> None:
     if command == "train":
         _need_file(recipe.data.pairs, "data.pairs", hint="run `collect` first")
         _check_ckpt_path(recipe.trainer.ckpt_path)
-    if command == "eval":
+    if command == "eval" and recipe.eval.task != "arithmetic":
         _need_file(recipe.eval.data_path, "eval.data_path")
     _check_outputs(command, recipe)
     from toolkit.cli.inputs import check_inputs

@@ -78,6 +78,13 @@ def cmd_eval(recipe: Recipe) -> None:
     from toolkit.eval.run import run_eval
 
     result = run_eval(load_model(recipe.model, recipe.graft), recipe.eval, recipe.decoding)
+    if recipe.eval.temperatures:
+        from toolkit.eval.sweep import markdown
+
+        print(f"accuracy vs temperature, {result['questions']} questions x {result['samples']} "
+              f"samples -> {recipe.eval.output_dir}/sweep.json, sweep.md, sweep.png")
+        print(markdown(result), end="")
+        return
     print(f"wrote {result['num_items']} scored items to {recipe.eval.output_dir}")
     for mode, totals in result["totals"].items():
         figures = ", ".join(f"{k} {v:.4f}" for k, v in totals.items() if isinstance(v, float))

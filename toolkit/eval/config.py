@@ -22,7 +22,8 @@ from toolkit import methods
 from toolkit.errors import ConfigError, check_choice, check_range
 from toolkit.jsonl import BAD_ROW_POLICIES
 
-TASKS = ("truthfulqa", "factor", "gsm8k", "strategyqa", "repetition")
+TASKS = ("truthfulqa", "factor", "gsm8k", "strategyqa", "repetition", "arithmetic")
+SWEEP_TASKS = ("gsm8k", "arithmetic")
 SCORING_TASKS = ("truthfulqa", "factor")
 PADDING_SIDES = ("right", "left")
 TASK_PRESET, NO_PRESET = "task", "none"
@@ -54,7 +55,12 @@ class EvalConfig:
     """Evaluation of decoding modes on a local data file.
 
     task: truthfulqa (MC1/2/3), factor (accuracy), gsm8k / strategyqa (generation accuracy),
-        repetition (JSONL with a `prompt` field; distinct-n and repeated n-gram rate).
+        repetition (JSONL with a `prompt` field; distinct-n and repeated n-gram rate),
+        arithmetic (the built-in LPO task's held-out arithmetic questions; sweep only).
+    temperatures: when set, a sweep instead of the modes (`toolkit.eval.sweep`): accuracy at
+        each temperature for plain sampling, top-p 0.9, min-p 0.1 and top-n-sigma n=1, with
+        `sweep_samples` seeded replies per question (gsm8k or arithmetic); `limit` caps the
+        questions.
     modes: scoring tasks take greedy and every method with a scoring function (sled, dola);
         generation tasks greedy, every method's mode (sled, dola, top_n_sigma, adaptive) and
         composed (SLED + top-n-sigma + adaptive temperature). Empty = all.
@@ -75,9 +81,12 @@ class EvalConfig:
     limit: Optional[int] = None
     progress: bool = True
     preset: str = TASK_PRESET
+    temperatures: list[float] = field(default_factory=list)
+    sweep_samples: int = 4
 
     def __post_init__(self) -> None:
         check_choice("eval.task", self.task, TASKS)
+        self._check_sweep()
         allowed = _task_modes(self.task)
         for mode in self.modes:
             check_choice("eval.modes", mode, allowed)
@@ -94,6 +103,18 @@ class EvalConfig:
             raise ConfigError(
                 "eval.template has no {question} placeholder; put {question} where the "
                 "question goes, e.g. 'Q: {question}\\nA:'"
+            )
+
+    def _check_sweep(self) -> None:
+        check_range("eval.sweep_samples", self.sweep_samples, low=1)
+        for t in self.temperatures:
+            check_range("eval.temperatures", t, low=0.0, low_open=True)
+        if self.temperatures:
+            check_choice("eval.task (with eval.temperatures)", self.task, SWEEP_TASKS)
+        elif self.task == "arithmetic":
+            raise ConfigError(
+                "eval.task=arithmetic is the built-in temperature sweep; set eval.temperatures, "
+                "e.g. eval.temperatures='[0.7, 1.0, 1.5, 2.0, 3.0]'"
             )
 
     @property

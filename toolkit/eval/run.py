@@ -95,6 +95,7 @@ def run_eval(model: Any, config: EvalConfig,
     Returns:
         The results (also in `config.output_dir/results.json`): task, modes, settings (the
         options each mode ran with), totals per mode, per-item results, skipped rows, files.
+        With `config.temperatures`, the sweep's table instead (`toolkit.eval.sweep`).
 
     Raises:
         ConfigError: options the model cannot run (e.g. SLED's K above the vocabulary).
@@ -102,6 +103,10 @@ def run_eval(model: Any, config: EvalConfig,
     """
     am = _require_augmented(model)
     decoding = decoding or am.decoding
+    if config.temperatures:
+        from toolkit.eval.sweep import run_sweep
+
+        return run_sweep(am, config, decoding)
     preset = config.preset_name()
     if preset is not None:
         decoding = apply_preset(decoding, preset)

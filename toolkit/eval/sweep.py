@@ -1,0 +1,142 @@
+"""Accuracy vs temperature for several truncation samplers (top-n-sigma's central claim).
+
+`run_sweep(am, config)`: for every temperature of `eval.temperatures` and every sampler of
+`SAMPLERS` (plain sampling, top-p 0.9, min-p 0.1, top-n-sigma n=1), `eval.sweep_samples`
+replies per question, drawn with the seeds `decoding.seed + k` (the same for every cell), are
+scored by exact match of their final number. Writes `sweep.json`, `sweep.md` (the table) and
+`sweep.png` (accuracy vs temperature, one line per sampler; when matplotlib is importable) to
+`eval.output_dir`.
+
+Questions: a GSM8K-format JSONL (`eval.task: gsm8k`, `eval.data_path`) or, with
+`eval.task: arithmetic`, the held-out arithmetic prompts of the built-in LPO task
+(`toolkit.lpo.arith_writing`), in the model's chat template.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+from tqdm.auto import tqdm
+
+from toolkit.lpo.rewards import exact_match
+from toolkit.options import DecodingConfig, with_overrides
+
+# name -> (decoding overrides, transformers generate() keywords)
+SAMPLERS = {
+    "sampling": ({}, {}),
+    "top-p 0.9": ({"top_p": 0.9}, {}),
+    "min-p 0.1": ({}, {"min_p": 0.1}),
+    "top-n-sigma n=1": ({"top_n_sigma": {"enabled": True, "n": 1.0}}, {}),
+}
+
+
+def questions(am: Any, config: Any) -> list[dict[str, Any]]:
+    """[{prompt, answer}] for the sweep (see the module docstring)."""
+    if config.task == "arithmetic":
+        from toolkit.lpo.arith_writing import make_prompts
+
+        records = [r for r in make_prompts(am.tokenizer, config.limit or 32, "eval")
+                   if r["kind"] == "arithmetic"]
+        return [{"question": r["question"], "prompt": r["prompt"], "answer": r["answer"]}
+                for r in records]
+    from toolkit.eval.data import BadRows
+    from toolkit.eval.generation import load, prompt_of
+
+    items = load("gsm8k", config.data_path, BadRows(config.on_bad_row), config.limit)
+    return [{"question": it["question"], "prompt": prompt_of("gsm8k", it, config.prompt_template),
+             "answer": it["gold"]} for it in items]
+
+
+def _decoding(base: DecodingConfig, overrides: dict, temperature: float, seed: int):
+    return with_overrides(base, do_sample=True, temperature=temperature, seed=seed,
+                          sled=False, dola=False, adaptive_temperature=False, **overrides)
+
+
+@torch.no_grad()
+def _accuracy(am: Any, items: list[dict], decoding: DecodingConfig, hf: dict,
+              batch_size: int) -> float:
+    tok = am.tokenizer
+    old, tok.padding_side = tok.padding_side, "left"
+    correct = 0.0
+    try:
+        for start in range(0, len(items), batch_size):
+            chunk = items[start : start + batch_size]
+            enc = tok([it["prompt"] for it in chunk], return_tensors="pt", padding=True)
+            out = am.generate(enc["input_ids"], enc["attention_mask"], decoding=decoding, **hf)
+            texts = tok.batch_decode(out[:, enc["input_ids"].shape[1] :], skip_special_tokens=True)
+            correct += sum(exact_match(t, it["answer"]) for t, it in zip(texts, chunk, strict=True))
+    finally:
+        tok.padding_side = old
+    return correct / len(items)
+
+
+def run_sweep(am: Any, config: Any, base: DecodingConfig) -> dict[str, Any]:
+    """The accuracy table {sampler: {temperature: accuracy}}; also written to disk."""
+    items = questions(am, config)
+    seed0 = base.seed or 0
+    table: dict[str, dict[str, float]] = {}
+    cells = [(s, t) for s in SAMPLERS for t in config.temperatures]
+    for sampler, temperature in tqdm(cells, desc="sweep", disable=not config.progress):
+        overrides, hf = SAMPLERS[sampler]
+        accs = [_accuracy(am, items, _decoding(base, overrides, temperature, seed0 + k), hf,
+                          config.batch_size) for k in range(config.sweep_samples)]
+        table.setdefault(sampler, {})[f"{temperature:g}"] = sum(accs) / len(accs)
+    greedy = with_overrides(base, do_sample=False, sled=False, dola=False,
+                            adaptive_temperature=False, top_n_sigma=False)
+    result = {"task": config.task, "questions": len(items), "samples": config.sweep_samples,
+              "greedy_accuracy": _accuracy(am, items, greedy, {}, config.batch_size),
+              "seeds": [seed0 + k for k in range(config.sweep_samples)],
+              "max_new_tokens": base.max_new_tokens, "temperatures": list(config.temperatures),
+              "accuracy": table}
+    write_sweep(result, Path(config.output_dir))
+    return result
+
+
+def markdown(result: dict[str, Any]) -> str:
+    temps = [f"{t:g}" for t in result["temperatures"]]
+    lines = ["| sampler | " + " | ".join(f"T={t}" for t in temps) + " |",
+             "|---|" + "---:|" * len(temps)]
+    for sampler, row in result["accuracy"].items():
+        lines.append(f"| {sampler} | " + " | ".join(f"{row[t]:.3f}" for t in temps) + " |")
+    lines.append(f"\ngreedy (no sampling): {result['greedy_accuracy']:.3f}")
+    return "\n".join(lines) + "\n"
+
+
+def write_sweep(result: dict[str, Any], out: Path) -> list[Path]:
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "sweep.json").write_text(json.dumps(result, indent=1))
+    (out / "sweep.md").write_text(
+        f"# Accuracy vs temperature ({result['task']}, {result['questions']} questions x "
+        f"{result['samples']} samples, seeds {result['seeds']})\n\n" + markdown(result))
+    written = [out / "sweep.json", out / "sweep.md"]
+    from toolkit.eval.report import matplotlib_available
+
+    if matplotlib_available():
+        _plot(result, out / "sweep.png")
+        written.append(out / "sweep.png")
+    return written
+
+
+def _plot(result: dict[str, Any], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    temps = result["temperatures"]
+    fig, ax = plt.subplots(figsize=(5.5, 3.6))
+    for sampler, row in result["accuracy"].items():
+        ax.plot(temps, [row[f"{t:g}"] for t in temps], marker="o", label=sampler)
+    ax.set_xlabel("temperature")
+    ax.set_ylabel("accuracy (exact match)")
+    ax.set_title(f"{result['task']}: accuracy vs temperature")
+    ax.axhline(result["greedy_accuracy"], color="grey", linestyle="--", label="greedy")
+    ax.set_ylim(bottom=0)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
