@@ -225,3 +225,16 @@ def test_override_value_that_is_not_yaml_suggests_a_fix_that_works(tiny_recipe, 
     assert getattr(getattr(load_recipe(tiny_recipe, [fixed]), section), field) == expected
 
 
+
+
+def test_command_line_prompts_replace_the_recipes_and_the_other_way_round(tmp_path):
+    inline = write(tmp_path, "model:\n  tiny: llama\ngenerate:\n  prompts: [Hello]\n")
+    recipe = load_recipe(inline, ["generate.input=in.jsonl"])
+    assert (recipe.generate.input, recipe.generate.prompts) == ("in.jsonl", [])
+    from_file = write(tmp_path, "model:\n  tiny: llama\ngenerate:\n  input: in.jsonl\n", "f.yaml")
+    recipe = load_recipe(from_file, ["generate.prompts=[Hi]"])
+    assert (recipe.generate.input, recipe.generate.prompts) == (None, ["Hi"])
+    both = write(tmp_path, "model:\n  tiny: llama\ngenerate:\n  input: a.jsonl\n  prompts: [Hi]\n",
+                 "b.yaml")
+    with pytest.raises(ConfigError, match="both set"):
+        load_recipe(both)

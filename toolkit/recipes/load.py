@@ -46,7 +46,21 @@ def merged_config(path: str | Path, overrides: Sequence[str] = ()) -> DictConfig
             parsed = shorthand.expand(parsed)
         with _translated(f"override '{item}'"):
             merged = OmegaConf.merge(merged, parsed)
+        _drop_replaced(merged, item.partition("=")[0].strip())
     return merged
+
+
+# An override of one of these keys replaces the other when the recipe file set it (prompts
+# given on the command line win over the recipe's inline prompts, and the other way round).
+REPLACES = {"generate.input": ("generate", "prompts", []),
+            "generate.prompts": ("generate", "input", None)}
+
+
+def _drop_replaced(merged: DictConfig, key: str) -> None:
+    if key not in REPLACES or OmegaConf.select(merged, key) in (None, []):
+        return
+    section, other, empty = REPLACES[key]
+    merged[section][other] = empty
 
 
 def to_recipe(config: DictConfig) -> Recipe:
