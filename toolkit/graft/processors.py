@@ -69,14 +69,23 @@ class TemperatureLogitsProcessor(LogitsProcessor):
 
 
 class PromptAwareRepetitionPenalty(RepetitionPenaltyLogitsProcessor):
-    """transformers' repetition penalty, blind to each row's left padding (`prompt_ignore_length`
-    per row); the padding follows rows that generate() repeats (num_return_sequences, beams)."""
+    """transformers' repetition penalty, blind to each row's left padding: the first
+    `prompt_ignore_length[b]` ids of row b do not count. The padding follows rows that generate()
+    repeats (num_return_sequences, beams). Ignored ids are replaced by the row's last id, which
+    is penalised anyway, so this needs no tensor support from transformers' own class."""
+
+    def __init__(self, penalty: float, prompt_ignore_length: torch.Tensor):
+        super().__init__(penalty)
+        self.padding = prompt_ignore_length
 
     def __call__(self, input_ids: torch.LongTensor, scores: torch.Tensor) -> torch.Tensor:
-        pad = self.prompt_ignore_length
-        if isinstance(pad, torch.Tensor) and pad.shape[0] != input_ids.shape[0]:
-            self.prompt_ignore_length = pad.repeat_interleave(input_ids.shape[0] // pad.shape[0])
-        return super().__call__(input_ids, scores)
+        pad = self.padding.to(input_ids.device)
+        if pad.shape[0] != input_ids.shape[0]:
+            pad = pad.repeat_interleave(input_ids.shape[0] // pad.shape[0])
+        positions = torch.arange(input_ids.shape[1], device=input_ids.device)
+        ignored = positions[None, :] < pad[:, None]
+        ids = torch.where(ignored, input_ids[:, -1:].expand_as(input_ids), input_ids)
+        return super().__call__(ids, scores)
 
 
 class EarlyExitLogitsProcessor(LogitsProcessor):
