@@ -8,8 +8,10 @@ one line and exit code 2 as well; Ctrl-C is one line and exit code 130.
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 import textwrap
+import warnings
 from collections.abc import Callable, Sequence
 
 from toolkit import methods
@@ -104,6 +106,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of `surgery` and `cli.py`; returns the process exit code."""
     args = build_parser().parse_args(argv)
+    _quiet_library_banners()
     try:
         return _dispatch(args)
     except ToolkitError as err:
@@ -120,6 +123,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("interrupted; what was written so far is kept: rerun the same command to resume",
               file=sys.stderr)
         return 130
+
+
+def _quiet_library_banners() -> None:
+    """Keep Lightning's rank-zero notices (accelerator availability, tips, "fit stopped") and
+    one internal deprecation of Lightning under torch 2.13 off the terminal; warnings still show."""
+    logging.getLogger("lightning.pytorch.utilities.rank_zero").setLevel(logging.WARNING)
+    warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*")
 
 
 def _dispatch(args: argparse.Namespace) -> int:
