@@ -19,6 +19,7 @@ from pathlib import Path
 
 import torch
 
+from toolkit.lpo.text_eval import mean_by_kind
 from toolkit.options import GraftConfig, HeadConfig
 
 KINDS = ("exact", "diverse")
@@ -121,13 +122,7 @@ class SyntheticReward:
 
 def _mean_rewards(scorer, prompts: list[dict], replies: list[list[int]]) -> dict[str, float]:
     records = [{**p, "reply_ids": ids} for p, ids in zip(prompts, replies, strict=True)]
-    values = scorer(None, None, records)
-    out = {}
-    for kind in KINDS:
-        mine = [v for v, p in zip(values, prompts, strict=True) if p["kind"] == kind]
-        out[kind] = sum(mine) / max(len(mine), 1)
-    out["all"] = sum(values) / max(len(values), 1)
-    return out
+    return mean_by_kind(scorer(None, None, records), prompts, KINDS)
 
 
 @torch.no_grad()

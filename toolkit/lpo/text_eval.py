@@ -54,7 +54,8 @@ def _rewards(reward, records: list[dict], texts: list[str], samples: int) -> lis
     return [sum(scores[i * samples : (i + 1) * samples]) / samples for i in range(len(records))]
 
 
-def _by_kind(values: list[float], records: list[dict], kinds: list[str]) -> dict[str, float]:
+def mean_by_kind(values: list[float], records: list[dict], kinds) -> dict[str, float]:
+    """Mean of `values` over the records of each kind (record['kind']), and over all."""
     out = {}
     for kind in kinds:
         mine = [v for v, r in zip(values, records, strict=True) if r["kind"] == kind]
@@ -100,7 +101,7 @@ def evaluate_text_head(model, records: list[dict], reward, *, samples: int = 3,
                                       max_new_tokens=max_new_tokens, seed=seed)
             texts, _ = _generate(model, records, samples, decoding, batch_size)
         per_record[f"{tau:g}"] = _rewards(reward, records, texts, samples)
-    rewards = {k: _by_kind(v, records, kinds) for k, v in per_record.items()}
+    rewards = {k: mean_by_kind(v, records, kinds) for k, v in per_record.items()}
     rewards.update({k: v for k, v in (fixed or {}).items() if k != "head"})
     report: dict[str, Any] = {"level": level, "samples": samples, "prompts": len(records),
                               "rewards": rewards}
@@ -112,5 +113,5 @@ def evaluate_text_head(model, records: list[dict], reward, *, samples: int = 3,
             for k in kinds
         }
     mean_temp = [sum(temps[i * samples : (i + 1) * samples]) / samples for i in range(len(records))]
-    report["mean_temperature"] = _by_kind(mean_temp, records, kinds)
+    report["mean_temperature"] = mean_by_kind(mean_temp, records, kinds)
     return report
