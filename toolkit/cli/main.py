@@ -125,10 +125,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
 
 
+_BANNERS = ("GPU available:", "TPU available:", "HPU available:", "\U0001f4a1 Tip:", "`Trainer.fit` stopped:")
+
+
+def _not_a_banner(record: logging.LogRecord) -> bool:
+    return not record.getMessage().startswith(_BANNERS)
+
+
 def _quiet_library_banners() -> None:
-    """Keep Lightning's rank-zero notices (accelerator availability, tips, "fit stopped") and
-    one internal deprecation of Lightning under torch 2.13 off the terminal; warnings still show."""
-    logging.getLogger("lightning.pytorch.utilities.rank_zero").setLevel(logging.WARNING)
+    """Keep Lightning's start-up banners (accelerator availability, tips, "fit stopped") and one
+    internal deprecation of Lightning under torch 2.13 off the terminal; its other notices (how
+    many processes started) and its warnings still show."""
+    logger = logging.getLogger("lightning.pytorch.utilities.rank_zero")
+    if _not_a_banner not in logger.filters:
+        logger.addFilter(_not_a_banner)
     warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*")
 
 
