@@ -34,7 +34,8 @@ def setup(tiny_llama_dir):
 
 
 @pytest.mark.parametrize("method", [dict(sled={"evolution_scale": 5}), dict(dola=True),
-                                    dict(sled={"evolution_rate": 2.0, "layers": [1, 3]})])
+                                    dict(sled={"evolution_rate": 2.0, "layers": [1, 3]}),
+                                    dict(contrastive=True)])
 def test_callable_greedy_equals_augmented_model(setup, method):
     am, plain, ids, mask = setup
     expected = am.generate(ids, mask, max_new_tokens=NEW, **method)
@@ -81,3 +82,8 @@ def test_checkpoint_folder_needs_and_works_with_trust_remote_code(setup, tmp_pat
     got = plain.generate(ids, attention_mask=mask, max_new_tokens=NEW, custom_generate=str(ckpt),
                          trust_remote_code=True, sled={"evolution_scale": 5})
     assert torch.equal(got, expected)
+
+
+def test_decoder_names_the_methods_it_takes():
+    with pytest.raises(ConfigError, match="adaptive_temperature is not one of them"):
+        decoder(adaptive_temperature=True)

@@ -1,4 +1,5 @@
-"""SLED, DoLa and top-n-sigma for a plain transformers model, through transformers 5's
+"""SLED, DoLa, contrastive decoding and top-n-sigma (every logits- and filter-stage method of
+the registry) for a plain transformers model, through transformers 5's
 `generate(custom_generate=...)` hook; no AugmentedModel needed.
 
 A callable (transformers prepares inputs, cache and stopping criteria, then calls it):
@@ -55,15 +56,37 @@ from toolkit.graft.custom_generate import generate  # noqa: F401
 '''
 
 
-def decoder(sled: Any = None, dola: Any = None, top_n_sigma: Any = None,
-            early_exit_norm: bool = False, streamer=None) -> Callable:
-    """A `custom_generate` callable that decodes with the given methods (same forms as
-    `AugmentedModel.generate`: True, a dict of options, an options object; top_n_sigma a float).
+def plain_methods() -> tuple[str, ...]:
+    """The registered methods a plain transformers model can decode with: every logits- and
+    filter-stage method (the temperature stage needs the grafted head)."""
+    return tuple(m.name for m in methods.all_methods() if m.stage in ("logits", "filter"))
+
+
+def decoder(early_exit_norm: bool = False, streamer=None, **method_options: Any) -> Callable:
+    """A `custom_generate` callable that decodes with the given methods.
 
     transformers (5.24) does not forward `generate(streamer=...)` to a custom_generate callable:
-    give the streamer here instead (the folder entry point does that for you)."""
+    give the streamer here instead (the folder entry point does that for you).
+
+    Args:
+        early_exit_norm: apply the final norm to early layers before lm_head.
+        streamer: a transformers streamer for the decoded tokens.
+        **method_options: one keyword per method of `plain_methods()` (sled, dola, contrastive,
+            top_n_sigma, ...), in the forms `AugmentedModel.generate` takes: True, a dict of
+            options, an options object; top_n_sigma also a float.
+
+    Returns:
+        The callable to pass as `generate(custom_generate=...)`.
+    """
+    allowed = plain_methods()
+    unknown = sorted(set(method_options) - set(allowed))
+    if unknown:
+        raise ConfigError(
+            f"custom_generate decoding takes the methods {', '.join(allowed)}; {', '.join(unknown)} "
+            "is not one of them (the adaptive temperature needs AugmentedModel.generate)"
+        )
     bound_streamer = streamer
-    options = with_overrides(None, sled=sled, dola=dola, top_n_sigma=top_n_sigma)
+    options = with_overrides(None, **method_options)
     active = methods.active(options)
     early = [m for m in active if m.stage == "logits"]
     filters = [m for m in active if m.stage == "filter"]
@@ -110,13 +133,14 @@ def _spliced(prepared: LogitsProcessorList, first: list, after_temperature: list
                                + tail[len(temperature):])
 
 
-def generate(model, *args, sled: Any = None, dola: Any = None, top_n_sigma: Any = None,
-             early_exit_norm: bool = False, **kwargs):
+def generate(model, *args, early_exit_norm: bool = False, **kwargs):
     """The entry point of a `custom_generate/generate.py` folder: transformers' own generate()
-    with `decoder(...)` as the decoding loop."""
+    with `decoder(...)` as the decoding loop; the keywords named by `plain_methods()` go to
+    the decoder, the rest to generate()."""
     kwargs.pop("custom_generate", None)
     streamer = kwargs.pop("streamer", None)
-    loop = decoder(sled, dola, top_n_sigma, early_exit_norm, streamer=streamer)
+    chosen = {name: kwargs.pop(name) for name in plain_methods() if name in kwargs}
+    loop = decoder(early_exit_norm, streamer=streamer, **chosen)
     return GenerationMixin.generate(model, *args, custom_generate=loop, **kwargs)
 
 
