@@ -14,7 +14,7 @@ PROMPTS = [
     "What is the capital of France? The capital",
     "Two",
 ]
-PARITY_FAMILIES = ("llama", "gemma", "gemma2", "mixtral")
+PARITY_FAMILIES = ("llama", "gemma", "gemma2", "gemma3_text", "mixtral")
 
 
 def small_graft(**head) -> GraftConfig:

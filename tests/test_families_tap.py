@@ -128,7 +128,7 @@ def test_tap_matches_model_logits_and_hidden_states(family, tiny_model_dir):
     assert not torch.allclose(early[:, :, 1], early[:, :, L - 1], atol=1e-2)
 
 
-@pytest.mark.parametrize("family", ["gemma", "gemma2"])
+@pytest.mark.parametrize("family", ["gemma", "gemma2", "gemma3_text"])
 def test_layer_zero_includes_gemma_embedding_scale(family, tiny_model_dir):
     model, tok = load(tiny_model_dir, family)
     tap, out, early = full_capture(model, tok, layers=[0])

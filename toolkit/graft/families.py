@@ -31,6 +31,7 @@ FAMILIES: dict[str, Family] = {
     "qwen2": Family(),
     "gemma": Family(),
     "gemma2": Family(softcap="final_logit_softcapping"),
+    "gemma3_text": Family(softcap="final_logit_softcapping"),  # Gemma 3 text (None: no cap)
     "mixtral": Family(),
 }
 

@@ -8,6 +8,7 @@ import torch
 from transformers import (
     AutoModelForCausalLM,
     Gemma2Config,
+    Gemma3TextConfig,
     GemmaConfig,
     LlamaConfig,
     MistralConfig,
@@ -50,6 +51,7 @@ _TINY_CONFIGS: dict[str, tuple[type[PretrainedConfig], dict]] = {
     "qwen2": (Qwen2Config, {"tie_word_embeddings": False}),
     "gemma": (GemmaConfig, {"head_dim": 16}),
     "gemma2": (Gemma2Config, {"head_dim": 16, "sliding_window": 8}),
+    "gemma3_text": (Gemma3TextConfig, {"head_dim": 16, "sliding_window": 8}),
     "mixtral": (MixtralConfig, {"num_local_experts": 4, "num_experts_per_tok": 2}),
 }
 
