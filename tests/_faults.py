@@ -3,7 +3,8 @@
     python tests/_faults.py POINT SIGNAL N -- SUBCOMMAND RECIPE [key=value ...]
 
 POINT names where (after the N-th call of a function, or between the two renames of a
-directory swap); SIGNAL is KILL (no cleanup at all) or INT (Ctrl-C). Exits with the CLI's code.
+directory swap); SIGNAL is KILL (no cleanup at all) or INT (Ctrl-C, delivered however the
+driver's parent left SIGINT's disposition). Exits with the CLI's code.
 """
 
 from __future__ import annotations
@@ -72,6 +73,9 @@ def install(point: str, sig: int, n: int) -> None:
 def main() -> int:
     point, name, n, sep, *argv = sys.argv[1:]
     assert sep == "--"
+    # A background job of a non-interactive shell (`nohup pytest &`, some CI runners) starts
+    # with SIGINT ignored and passes that on; Ctrl-C must reach this process as it does a user's.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     install(point, getattr(signal, f"SIG{name}"), int(n))
     from toolkit.cli.main import main as cli
 
