@@ -2,6 +2,11 @@
 non-blank line, errors naming file and line; append-safe writing (one write + fsync per record)
 and repair of a torn last line, so that long jobs write as they go and resume.
 
+A line ends only at `\\n` (a `\\r` before it is JSON whitespace, so CRLF files read as well).
+`str.splitlines` would also break at U+0085, U+2028, U+2029 and other code points that are valid
+raw inside a JSON string; readers therefore split at `\\n` alone, and `dumps_line` escapes every
+code point that `splitlines` breaks at, so a record reads back as one line with any tool.
+
 `read_objects` yields the JSON objects of an input file with their line numbers; a line that is
 not a JSON object goes to a `BadRows` policy: "error" raises `DataError` naming `file:line` and
 the problem, "skip" lists it and goes on. `read_prompts` builds on it for prompt files.
@@ -20,6 +25,21 @@ from typing import Any
 from toolkit.errors import DataError
 
 BAD_ROW_POLICIES = ("skip", "error")
+# Every code point `str.splitlines` breaks a line at; `json.dumps` escapes those below U+0020.
+LINE_BREAKS = "\n\x0b\x0c\r\x1c\x1d\x1e\x85\u2028\u2029"
+_ESCAPES = {ord(c): f"\\u{ord(c):04x}" for c in LINE_BREAKS}
+
+
+def dumps_line(record: Any) -> str:
+    """One JSONL line for `record` (with its `\\n`): UTF-8 text kept readable, every line-breaking
+    code point escaped."""
+    return json.dumps(record, ensure_ascii=False).translate(_ESCAPES) + "\n"
+
+
+def split_lines(text: str) -> list[str]:
+    """The lines of a JSONL text: split at `\\n` only (a trailing `\\r` stays; JSON ignores it)."""
+    parts = text.split("\n")
+    return parts[:-1] if parts and parts[-1] == "" else parts
 
 
 @dataclass
@@ -82,7 +102,8 @@ def split_tail(data: bytes) -> tuple[bytes, bytes]:
 
 
 def repair_tail(path: str | Path) -> None:
-    """Truncate a torn last line (left by an interruption) before appending, with a warning."""
+    """Truncate a torn last line (left by an interruption) before appending, with a warning.
+    Call it only on a file this toolkit wrote (`toolkit.provenance.check` first)."""
     path = Path(path)
     if not path.exists():
         return
@@ -108,13 +129,13 @@ def read_records(path: str | Path) -> list[Any]:
         text = complete.decode("utf-8")
     except UnicodeDecodeError:
         text = read_text(path)
-    return [obj for _, obj in jsonl_values(text.splitlines(), path)]
+    return [obj for _, obj in jsonl_values(split_lines(text), path)]
 
 
 def append_record(fh, record: Any) -> None:
     """Write one record as one line with a single write, then flush and fsync, so that an
     interruption can leave at most a torn last line."""
-    fh.write((json.dumps(record, ensure_ascii=False) + "\n").encode("utf-8"))
+    fh.write(dumps_line(record).encode("utf-8"))
     fh.flush()
     os.fsync(fh.fileno())
 
@@ -133,7 +154,7 @@ def read_objects(path: str | Path, bad: BadRows | None = None,
     """
     p = existing_file(path, key)
     bad = bad or BadRows()
-    for number, text in enumerate(read_text(p).splitlines(), start=1):
+    for number, text in enumerate(split_lines(read_text(p)), start=1):
         if not text.strip():
             continue
         try:

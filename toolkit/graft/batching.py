@@ -72,6 +72,8 @@ def reply_batches(model: Any, prompts: Sequence[str], decoding: Any, batch_size:
         An iterator of (first index, one `Reply` per prompt of the batch: the token ids up to
         the first eos / pad and their text); the tokenizer is restored when it ends.
     """
+    if start >= len(prompts):
+        return
     with left_padded(model.tokenizer) as tok:
         lengths = [len(ids) for ids in tok(list(prompts[start:]))["input_ids"]]
         check_lengths(model, lengths, decoding.max_new_tokens, first=start)
