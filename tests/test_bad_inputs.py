@@ -120,8 +120,8 @@ CASES: dict[str, Case] = {
     "trainer.checkpoint_dir inside output_dir": Case("train", ["data.pairs={tmp}/pairs.jsonl", "trainer.checkpoint_dir={tmp}/out/l"], "trainer.checkpoint_dir=", setup=_write("pairs.jsonl", _pairs())),
     "run with data.pairs inside output_dir": Case("run", ["data.pairs={tmp}/out/pairs.jsonl"], "data.pairs="),
     "collect resumes a file of another producer": Case("collect", ["data.pairs={tmp}/pairs.jsonl", "collect.num_replies=2", "data.synthetic.train_prompts=2"], "another producer", early=False, setup=_producer_then_other_seed),
-    "collect appends to pairs without provenance": Case("collect", ["data.pairs={tmp}/pairs.jsonl", "data.synthetic.train_prompts=2"], "no record of what produced them", early=False, setup=_write("pairs.jsonl", json.dumps({"id": "0", "reward": 0}) + "\n")),
-    "generate.output holding other prompts' completions": Case("generate", [PROMPTS, "generate.output={tmp}/o.jsonl"], "holds the completion of another prompt", early=False, setup=_write("o.jsonl", json.dumps({"prompt": "x", "completion": "y"}) + "\n")),
+    "collect appends to pairs without provenance": Case("collect", ["data.pairs={tmp}/pairs.jsonl", "data.synthetic.train_prompts=2"], "no record of what produced it", early=False, setup=_write("pairs.jsonl", json.dumps({"id": "0", "reward": 0}) + "\n")),
+    "generate.output holding other prompts' completions": Case("generate", [PROMPTS, "generate.output={tmp}/o.jsonl", "generate.force_resume=true"], "holds the completion of another prompt", early=False, setup=_write("o.jsonl", json.dumps({"prompt": "x", "completion": "y"}) + "\n")),
     # a checkpoint is what it claims
     "flipped bytes in head.safetensors": Case("generate", [PROMPTS, "model.path={tmp}/ckpt"], "does not match the content hash", early=False, setup=_edit_ckpt(files=_flip)),
     "format_version newer than known": Case("generate", [PROMPTS, "model.path={tmp}/ckpt"], "newer than this toolkit reads", setup=_edit_ckpt(lambda c: c.update(format_version=9))),

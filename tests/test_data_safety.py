@@ -229,7 +229,7 @@ def test_collect_refuses_a_file_without_producer_and_a_locked_file(model, tmp_pa
     out = tmp_path / "pairs.jsonl"
     out.write_text(json.dumps({"id": "0", "reward": 1.0}) + "\n")
     config = CollectConfig(num_replies=3, prompts_per_batch=2, max_new_tokens=3)
-    with pytest.raises(DataError, match="no record of what produced them"):
+    with pytest.raises(DataError, match="no record of what produced it"):
         collect_pairs(model, _prompts(2), config, out, reward=by_sum, progress=False)
     locked = tmp_path / "locked.jsonl"
     with (open(locked, "ab") as fh, files.exclusive(fh, locked, "data.pairs"),
@@ -320,6 +320,8 @@ def test_generate_output_errors_are_one_line(capsys, tmp_path, tiny_llama_dir, m
     out.write_text(json.dumps({"id": 9, "prompt": "other", "completion": "x"}) + "\n")
     args = ("generate", recipe, f"generate.input={source}", f"generate.output={out}")
     code, err = run(capsys, *args)
+    assert code == 2 and "has no record of what produced it" in err
+    code, err = run(capsys, *args, "generate.force_resume=true")
     assert code == 2 and "holds the completion of another prompt" in err
     out.unlink()
 

@@ -1,17 +1,21 @@
 """File-system guards shared by every job: writability probes, exclusive locks, process checks.
 
-Outputs are checked before any model loads (`check_writable`), long-running writers hold an
-exclusive lock on the file they append to (`exclusive`), and leftovers of killed processes are
-recognised by the process id in their names (`pid_alive`).
+Outputs are checked before any model loads (`check_writable`), every writer holds an exclusive
+lock on each file or folder it writes (`hold`, `exclusive`; a second writer is refused with one
+line), leftovers of killed processes are recognised by the process id in their names
+(`pid_alive`), files written through a private temp file get the permissions of a plain new
+file (`public`), and a write that fails names the user's path, not the temp file
+(`target_named`).
 """
 
 from __future__ import annotations
 
 import errno
+import hashlib
 import os
 import tempfile
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
 from toolkit.errors import DataError
@@ -73,20 +77,112 @@ def check_writable(path, key: str, *, is_dir: bool = False) -> None:
         )
 
 
+# (device, inode) of every file and folder this process holds through `hold`.
+_HELD: set[tuple[int, int]] = set()
+
+
+def _ident(fileno: int) -> tuple[int, int]:
+    stat = os.fstat(fileno)
+    return stat.st_dev, stat.st_ino
+
+
 @contextmanager
 def exclusive(handle, path, what: str) -> Iterator[None]:
-    """Hold an exclusive, non-blocking lock on an open file while writing it."""
-    if fcntl is None:
+    """Hold an exclusive, non-blocking lock on an open file (or folder) while writing it;
+    DataError naming `path` and the recipe key `what` when another holder has it. Inside a
+    `hold` of the same file this process already has the lock."""
+    fileno = handle if isinstance(handle, int) else handle.fileno()
+    if fcntl is None or _ident(fileno) in _HELD:
         yield
         return
     try:
-        fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        fcntl.flock(fileno, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
+        kind = "folder" if os.path.isdir(path) else "file"
         raise DataError(
             f"{path} is being written by another process; wait for it to finish or set {what} "
-            "to another file"
+            f"to another {kind}"
         ) from None
     try:
         yield
     finally:
-        fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+        fcntl.flock(fileno, fcntl.LOCK_UN)
+
+
+@contextmanager
+def hold(path, what: str, *, is_dir: bool = False) -> Iterator[None]:
+    """Lock the file or folder `path` (created empty when missing) for this process's writes
+    (the `exclusive` locks taken inside share it); DataError when another process holds it. A
+    folder it created that is still empty at the end is removed."""
+    path = Path(path)
+    created = not path.exists()
+    if is_dir:
+        path.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    else:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_RDONLY | os.O_CREAT, 0o666)
+    try:
+        with exclusive(fd, path, what):
+            ident = _ident(fd)
+            outer = ident not in _HELD
+            _HELD.add(ident)
+            try:
+                yield
+            finally:
+                if outer:
+                    _HELD.discard(ident)
+    finally:
+        os.close(fd)
+        if is_dir and created:
+            with suppress(OSError):
+                path.rmdir()  # fails unless the folder is still empty
+
+
+def sha256_file(path) -> str:
+    """The SHA-256 of a file's bytes (hex), read in 1 MiB blocks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _umask() -> int:
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def public(path, *, is_dir: bool = False) -> None:
+    """Give `path` the permissions a plain new file (or folder) gets, 0666 (0777) less the
+    umask: temp-file writers (mkstemp, safetensors) create them private (0600)."""
+    os.chmod(path, (0o777 if is_dir else 0o666) & ~_umask())
+
+
+def public_tree(directory) -> None:
+    """`public` for `directory` and everything under it."""
+    public(directory, is_dir=True)
+    for root, dirs, names in os.walk(directory):
+        for name in dirs:
+            public(os.path.join(root, name), is_dir=True)
+        for name in names:
+            public(os.path.join(root, name))
+
+
+@contextmanager
+def target_named(target) -> Iterator[None]:
+    """Re-raise an output OSError (disk full, read-only, ...) as one naming `target`, the
+    user's path, instead of the temp file written on its way there."""
+    try:
+        yield
+    except OSError as err:
+        if err.errno not in OUTPUT_ERRNOS:
+            raise
+        raise OSError(err.errno, err.strerror or os.strerror(err.errno), str(target)) from None

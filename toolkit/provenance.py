@@ -3,7 +3,10 @@
 A producer is a JSON object (model fingerprint, decoding or collection settings, seed, grid).
 The first run writes it before its first record; a rerun resumes only under an equal producer,
 otherwise it stops with one line naming what differs, unless `force` is given, which appends
-the new producer to the list (the file then honestly says it has several).
+the new producer to the list (the file then honestly says it has several). A non-empty file
+without a sidecar is not ours: it is refused before any byte of it changes (callers read the
+file, then `check`, then repair a torn last line), and under `force` one whose last line has no
+newline is refused rather than cut.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from toolkit.errors import DataError
+from toolkit.files import target_named
 
 
 def sidecar(path) -> Path:
@@ -56,21 +60,53 @@ def _read(side: Path) -> list[dict]:
 
 def _write(side: Path, producers: list[dict]) -> None:
     tmp = side.with_name(f".{side.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps({"producers": producers}, indent=2, sort_keys=True) + "\n")
-    os.replace(tmp, side)
+    try:
+        with target_named(side):
+            tmp.write_text(json.dumps({"producers": producers}, indent=2, sort_keys=True) + "\n")
+            os.replace(tmp, side)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
-def check(path, producer: dict, *, has_records: bool, key: str, force: bool = False) -> None:
+def record(path, producer: dict) -> None:
+    """Record `producer` as the only one of `path`, which it has just written as a whole."""
+    _write(sidecar(path), [json.loads(json.dumps(producer, sort_keys=True))])
+
+
+def owned(path, key: str, force: bool = False) -> None:
+    """Refuse a non-empty `path` without a producer sidecar (unless `force`): it holds
+    something this toolkit did not write. Reads nothing but the file's size; creates nothing."""
+    path = Path(path)
+    if not force and not sidecar(path).exists() and path.is_file() and path.stat().st_size:
+        raise DataError(
+            f"{path} is not empty but has no record of what produced it ({sidecar(path).name} "
+            f"is missing), so this toolkit did not write it; write to a new file, or set "
+            f"{key}=true to append to it anyway"
+        )
+
+
+def _ends_in_newline(path: Path) -> None:
+    """Refuse a file another program wrote whose last line has no newline: appending would
+    glue a record to it, and dropping it as a torn line would lose the user's bytes."""
+    if path.is_file() and path.stat().st_size:
+        with open(path, "rb") as fh:
+            fh.seek(-1, os.SEEK_END)
+            if fh.read(1) != b"\n":
+                raise DataError(
+                    f"{path} was not written by this toolkit and its last line has no newline; "
+                    "end it with a newline, or write to a new file"
+                )
+
+
+def check(path, producer: dict, *, key: str, force: bool = False) -> None:
     """Record `producer` for a new file, or refuse to append to one made by another producer
-    (or by an unknown one, when records exist without a sidecar) unless `force`."""
+    (or by an unknown one: a non-empty file without a sidecar) unless `force`. Changes nothing
+    but the sidecar; afterwards the file is ours, so a torn last line may be repaired."""
     side = sidecar(path)
     producer = json.loads(json.dumps(producer, sort_keys=True))
     if not side.exists():
-        if has_records and not force:
-            raise DataError(
-                f"{path} already holds records but no record of what produced them ({side.name} "
-                f"is missing); set {key}=true to append anyway, or write to a new file"
-            )
+        owned(path, key, force)
+        _ends_in_newline(Path(path))
         _write(side, [producer])
         return
     producers = _read(side)

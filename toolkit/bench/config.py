@@ -13,6 +13,9 @@ from toolkit.errors import ConfigError, check_choice, check_range
 FLOOR = "floor"
 SAMPLE = "sample"
 MODE_CHOICES = (methods.GREEDY, FLOOR, SAMPLE, *methods.generation_modes()[1:])
+KEY = "bench.output_dir"
+# The files a bench writes into bench.output_dir (see `toolkit.reports`).
+FILES = ("bench.json", "bench.md", "bench.png")
 
 
 @dataclass

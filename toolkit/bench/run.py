@@ -20,11 +20,11 @@ import torch
 from tqdm.auto import tqdm
 from transformers import LogitsProcessorList
 
-from toolkit import methods, runtime
-from toolkit.bench.config import FLOOR, SAMPLE, BenchConfig
+from toolkit import methods, reports, runtime
+from toolkit.bench.config import FILES, FLOOR, KEY, SAMPLE, BenchConfig
 from toolkit.bench.eval_speed import run_eval_bench
 from toolkit.bench.measure import FloorProcessor, PeakMemory, StepTimer
-from toolkit.bench.table import markdown_table, plot
+from toolkit.bench.table import markdown_table, plot, plot_available
 from toolkit.errors import ConfigError
 from toolkit.options import DecodingConfig, mode_decoding
 
@@ -132,6 +132,7 @@ def run_bench(model: Any, config: BenchConfig,
     if not all(hasattr(model, a) for a in ("base", "tap", "generate", "check_decoding")):
         raise ConfigError(f"run_bench needs an AugmentedModel (got {type(model).__name__}); "
                           "graft the base model first with AugmentedModel.graft(model)")
+    reports.check(Path(config.output_dir), FILES, KEY)
     names = config.mode_names()
     decoding = decoding or model.decoding
     decodings = {m: bench_decoding(m, config, decoding) for m in names}
@@ -161,17 +162,19 @@ def run_bench(model: Any, config: BenchConfig,
 
 
 def _write(result: dict[str, Any], config: BenchConfig) -> None:
+    """bench.md, bench.json (+ bench.png), as reports this toolkit owns (`toolkit.reports`)."""
     out = Path(config.output_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    reports.check(out, FILES, KEY)
     table = markdown_table(result)
     print(table)
     result["files"] = [str(out / "bench.json"), str(out / "bench.md")]
     if config.plot:
-        png = plot(result, out / "bench.png")
+        png = None
+        if plot_available():
+            png = reports.write(out, "bench.png", KEY, lambda tmp: plot(result, tmp))
         result["plot_note"] = f"plot: {png}" if png else (
             "no plot: matplotlib is not installed (`pip install matplotlib` for bench.png)")
         if png:
             result["files"].append(str(png))
-    (out / "bench.md").write_text(table + "\n" + result.get("plot_note", "") + "\n",
-                                  encoding="utf-8")
-    (out / "bench.json").write_text(json.dumps(result, indent=1), encoding="utf-8")
+    reports.write_text(out, "bench.md", KEY, table + "\n" + result.get("plot_note", "") + "\n")
+    reports.write_text(out, "bench.json", KEY, json.dumps(result, indent=1))

@@ -58,9 +58,15 @@ def eval_table(result: dict[str, Any]) -> list[str]:
     return lines
 
 
+def plot_available() -> bool:
+    """Whether matplotlib (optional) is importable, so `plot` can draw."""
+    return importlib.util.find_spec("matplotlib") is not None
+
+
 def plot(result: dict[str, Any], path: Path) -> Path | None:
-    """Bars of decode ms/token per mode, one group per batch size; None without matplotlib."""
-    if importlib.util.find_spec("matplotlib") is None:
+    """Bars of decode ms/token per mode, one group per batch size, as a PNG at `path`; None
+    without matplotlib."""
+    if not plot_available():
         return None
     import matplotlib
 
@@ -76,6 +82,6 @@ def plot(result: dict[str, Any], path: Path) -> Path | None:
         ax.set_ylabel("decode ms/token")
         ax.tick_params(axis="x", rotation=45)
     fig.tight_layout()
-    fig.savefig(path)
+    fig.savefig(path, format="png")
     plt.close(fig)
     return path

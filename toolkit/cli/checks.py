@@ -4,17 +4,17 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from toolkit.cli import outputs
+from toolkit.cli.outputs import SAVING
 from toolkit.errors import ConfigError, DataError
-from toolkit.files import check_writable
-from toolkit.layout import check_target, inside
+from toolkit.layout import inside
 from toolkit.recipes.models import check_model
 from toolkit.recipes.schema import Recipe
 
-SAVING = ("graft", "train", "run")
 
-
-def preflight(command: str, recipe: Recipe) -> None:
-    """Checks on files and combinations that must fail before any model loads."""
+def preflight(command: str, recipe: Recipe, recipe_file: str | None = None) -> None:
+    """Checks on files and combinations that must fail before any model loads (`recipe_file`:
+    the recipe's own path, which no output may name)."""
     if recipe.model.random_shape and command != "bench":
         raise ConfigError(
             f"model.random_shape is for bench only; `{command}` needs model.path or model.tiny"
@@ -36,28 +36,18 @@ def preflight(command: str, recipe: Recipe) -> None:
         _check_ckpt_path(recipe.trainer.ckpt_path)
     if command == "eval" and recipe.eval.task != "arithmetic":
         _need_file(recipe.eval.data_path, "eval.data_path")
-    _check_outputs(command, recipe)
+    _check_outputs(command, recipe, recipe_file)
     from toolkit.cli.inputs import check_inputs
 
     check_inputs(command, recipe)
 
 
-def _check_outputs(command: str, recipe: Recipe) -> None:
-    """Every output is writable, and no input or work file sits where a save replaces all."""
+def _check_outputs(command: str, recipe: Recipe, recipe_file: str | None) -> None:
+    """Every output may be written (`toolkit.cli.outputs`), and no input or work file sits
+    where a save replaces all."""
+    outputs.check(command, recipe, recipe_file)
     if command in SAVING:
-        target = check_target(recipe.output_dir)
-        _check_layout(recipe, target)
-        check_writable(target, "output_dir", is_dir=True)
-    if command in ("train", "run"):
-        check_writable(recipe.work_dir, "work_dir", is_dir=True)
-    if command in ("collect", "run"):
-        check_writable(recipe.data.pairs, "data.pairs")
-    if command == "generate" and recipe.generate.output:
-        check_writable(recipe.generate.output, "generate.output")
-    if command == "eval":
-        check_writable(recipe.eval.output_dir, "eval.output_dir", is_dir=True)
-    if command == "bench":
-        check_writable(recipe.bench.output_dir, "bench.output_dir", is_dir=True)
+        _check_layout(recipe, Path(recipe.output_dir).resolve())
 
 
 def _check_layout(recipe: Recipe, target: Path) -> None:

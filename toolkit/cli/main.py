@@ -151,12 +151,14 @@ def _dispatch(args: argparse.Namespace) -> int:
     if args.print_config:
         print(resolved_yaml(config), end="")
         return 0
-    preflight(args.command, recipe)
+    preflight(args.command, recipe, args.recipe)
     from toolkit import runtime
+    from toolkit.cli.outputs import held
 
     runtime.configure(recipe.runtime)
     from toolkit.cli import commands
 
     command: Callable = getattr(commands, f"cmd_{args.command}")
-    command(recipe)
+    with held(args.command, recipe):
+        command(recipe)
     return 0

@@ -19,9 +19,9 @@ from torch.utils.data import DataLoader
 
 from toolkit import provenance
 from toolkit.errors import DataError
-from toolkit.files import exclusive
+from toolkit.files import exclusive, target_named
 from toolkit.graft.batching import generate_replies, reply_batches
-from toolkit.jsonl import append_record, read_records, repair_tail
+from toolkit.jsonl import append_record, dumps_line, read_records, repair_tail, split_lines
 from toolkit.lpo.cache import model_fingerprint
 from toolkit.options import DecodingConfig
 
@@ -32,9 +32,9 @@ def write_jsonl(path: str | Path, records: Sequence[dict]) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
-        with open(tmp, "w", encoding="utf-8") as out:
+        with target_named(path), open(tmp, "w", encoding="utf-8") as out:
             for record in records:
-                out.write(json.dumps(record, ensure_ascii=False) + "\n")
+                out.write(dumps_line(record))
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
@@ -49,13 +49,11 @@ def generate_to_file(model: Any, records: Sequence[dict], field: str, decoding: 
     output = Path(output)
     output.parent.mkdir(parents=True, exist_ok=True)
     with open(output, "ab") as fh, exclusive(fh, output, "generate.output"):
-        repair_tail(output)
         done = read_records(output)
         _check_done(output, done, records)
-        producer = {"model": model_fingerprint(model), "decoding": dataclasses.asdict(decoding),
-                    "batch_size": batch_size, "prompt_field": field}
-        provenance.check(output, producer, has_records=bool(done), key="generate.force_resume",
-                         force=force)
+        provenance.check(output, _producer(model, decoding, batch_size, field),
+                         key="generate.force_resume", force=force)
+        repair_tail(output)
         start = len(done) - len(done) % batch_size
         prompts = [r[field] for r in records]
         for first, replies in reply_batches(model, prompts, decoding, batch_size, start=start):
@@ -63,6 +61,11 @@ def generate_to_file(model: Any, records: Sequence[dict], field: str, decoding: 
                 if i >= len(done):
                     append_record(fh, dict(records[i], completion=reply.text))
     return output, len(done)
+
+
+def _producer(model: Any, decoding: DecodingConfig, batch_size: int, field: str) -> dict:
+    return {"model": model_fingerprint(model), "decoding": dataclasses.asdict(decoding),
+            "batch_size": batch_size, "prompt_field": field}
 
 
 def _check_done(output: Path, done: list, records: Sequence[dict]) -> None:
@@ -88,7 +91,8 @@ def predict_parallel(
     trainer_config: Any,
     output: str | Path,
 ) -> Path | None:
-    """Shard `records` over the trainer's processes; rank 0 writes `output` (None elsewhere)."""
+    """Shard `records` over the trainer's processes; rank 0 replaces `output` as a whole (None
+    elsewhere) and records its producer, so a later run resumes or refuses it like its own."""
     output = Path(output)
     parts = output.parent / f".{output.name}.parts"
     trainer = L.Trainer(
@@ -110,7 +114,9 @@ def predict_parallel(
         return None
     completions = _merge_parts(parts, trainer.world_size)
     merged = [dict(r, completion=completions[i]) for i, r in enumerate(records)]
-    return write_jsonl(output, merged)
+    write_jsonl(output, merged)
+    provenance.record(output, _producer(model, decoding, batch_size, prompt_field))
+    return output
 
 
 def _collate(items: list[tuple[int, str]]) -> tuple[list[int], list[str]]:
@@ -121,7 +127,7 @@ def _merge_parts(parts: Path, world_size: int) -> dict[int, str]:
     completions: dict[int, str] = {}
     for rank in range(world_size):
         part = parts / f"rank{rank}.jsonl"
-        for line in part.read_text(encoding="utf-8").splitlines():
+        for line in split_lines(part.read_text(encoding="utf-8")):
             row = json.loads(line)
             completions[row["index"]] = row["completion"]
         part.unlink()
@@ -165,7 +171,7 @@ class _PartWriter(BasePredictionWriter):
     ) -> None:
         with self._file(trainer).open("a", encoding="utf-8") as out:
             for row in prediction:
-                out.write(json.dumps(row, ensure_ascii=False) + "\n")
+                out.write(dumps_line(row))
 
     def _file(self, trainer) -> Path:
         return self.parts / f"rank{trainer.global_rank}.jsonl"

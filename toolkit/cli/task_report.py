@@ -15,6 +15,7 @@ from typing import Any
 
 from lightning.pytorch.utilities import rank_zero_only
 
+from toolkit import reports
 from toolkit.lpo import pipeline
 from toolkit.lpo.text_eval import evaluate_text_head
 from toolkit.options import AdaptiveOptions, DecodingConfig, describe, with_overrides
@@ -93,8 +94,9 @@ def side_by_side(model: Any, recipe: Recipe, count: int = 3) -> list:
     return rows
 
 
+REPORT = "report.json"
+
+
 def write_json(recipe: Recipe, figures: dict) -> Path:
-    path = Path(recipe.work_dir) / "report.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(figures, indent=1))
-    return path
+    """The figures as work_dir/report.json, a report this toolkit owns (`toolkit.reports`)."""
+    return reports.write_text(recipe.work_dir, REPORT, "work_dir", json.dumps(figures, indent=1))

@@ -7,6 +7,11 @@ import importlib.util
 from pathlib import Path
 from typing import Any
 
+from toolkit import reports
+
+KEY = "eval.output_dir"
+# Every file an evaluation may write into eval.output_dir (plain run, or a temperature sweep).
+FILES = ("results.json", "report.md", "report.png", "sweep.json", "sweep.md", "sweep.png")
 
 def markdown(result: dict[str, Any]) -> str:
     """A table with one row per metric and one column per decoding mode."""
@@ -53,18 +58,18 @@ def bar_chart(result: dict[str, Any], path: Path, metrics: list[str]) -> None:
     ax.set_title(f"{result['task']}: decoding modes")
     ax.legend()
     fig.tight_layout()
-    fig.savefig(path)
+    fig.savefig(path, format="png")
     plt.close(fig)
 
 
 def write_report(result: dict[str, Any], out_dir: Path, metrics: list[str]) -> list[Path]:
-    """Write report.md (+ report.png when possible); returns the written paths."""
+    """Write report.md (+ report.png when possible) as reports this toolkit owns
+    (`toolkit.reports`); returns the written paths."""
     written = []
     if matplotlib_available() and metrics:
-        bar_chart(result, out_dir / "report.png", metrics)
-        written.append(out_dir / "report.png")
+        written.append(reports.write(out_dir, "report.png", KEY,
+                                     lambda tmp: bar_chart(result, tmp, metrics)))
     else:
         result["plot_note"] = ("No PNG chart: matplotlib is not installed "
                                "(`pip install matplotlib` to get report.png).")
-    (out_dir / "report.md").write_text(markdown(result), encoding="utf-8")
-    return [out_dir / "report.md"] + written
+    return [reports.write_text(out_dir, "report.md", KEY, markdown(result))] + written

@@ -11,12 +11,12 @@ import json
 from pathlib import Path
 from typing import Any
 
-from toolkit import methods
+from toolkit import methods, reports
 from toolkit.errors import ConfigError
 from toolkit.eval import factor, generation, truthfulqa
 from toolkit.eval.config import SCORING_TASKS, EvalConfig
 from toolkit.eval.data import BadRows
-from toolkit.eval.report import write_report
+from toolkit.eval.report import FILES, KEY, write_report
 from toolkit.eval.scoring import score_pairs
 from toolkit.options import DecodingConfig, apply_preset, mode_decoding
 
@@ -99,9 +99,11 @@ def run_eval(model: Any, config: EvalConfig,
 
     Raises:
         ConfigError: options the model cannot run (e.g. SLED's K above the vocabulary).
-        DataError: a missing file, or a bad row under on_bad_row='error'.
+        DataError: a missing file, a bad row under on_bad_row='error', or a file in
+            `config.output_dir` this toolkit did not write (checked before anything runs).
     """
     am = _require_augmented(model)
+    reports.check(Path(config.output_dir), FILES, KEY)
     decoding = decoding or am.decoding
     if config.temperatures:
         from toolkit.eval.sweep import run_sweep
@@ -121,9 +123,8 @@ def run_eval(model: Any, config: EvalConfig,
         "skipped_rows": bad.skipped, "items": records,
     }
     out = Path(config.output_dir)
-    out.mkdir(parents=True, exist_ok=True)
     metrics = list(next(iter(totals.values())))
     result["files"] = [str(p) for p in write_report(result, out, metrics)]
     result["files"].append(str(out / "results.json"))
-    (out / "results.json").write_text(json.dumps(result, indent=1), encoding="utf-8")
+    reports.write_text(out, "results.json", KEY, json.dumps(result, indent=1))
     return result

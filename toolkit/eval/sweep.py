@@ -21,6 +21,7 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
+from toolkit import reports
 from toolkit.lpo.rewards import exact_match
 from toolkit.options import DecodingConfig, with_overrides
 
@@ -106,17 +107,18 @@ def markdown(result: dict[str, Any]) -> str:
 
 
 def write_sweep(result: dict[str, Any], out: Path) -> list[Path]:
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "sweep.json").write_text(json.dumps(result, indent=1))
-    (out / "sweep.md").write_text(
-        f"# Accuracy vs temperature ({result['task']}, {result['questions']} questions x "
-        f"{result['samples']} samples, seeds {result['seeds']})\n\n" + markdown(result))
-    written = [out / "sweep.json", out / "sweep.md"]
-    from toolkit.eval.report import matplotlib_available
+    from toolkit.eval.report import FILES, KEY, matplotlib_available
 
+    reports.check(out, FILES, KEY)
+    written = [
+        reports.write_text(out, "sweep.json", KEY, json.dumps(result, indent=1)),
+        reports.write_text(
+            out, "sweep.md", KEY,
+            f"# Accuracy vs temperature ({result['task']}, {result['questions']} questions x "
+            f"{result['samples']} samples, seeds {result['seeds']})\n\n" + markdown(result)),
+    ]
     if matplotlib_available():
-        _plot(result, out / "sweep.png")
-        written.append(out / "sweep.png")
+        written.append(reports.write(out, "sweep.png", KEY, lambda tmp: _plot(result, tmp)))
     return written
 
 
@@ -138,5 +140,5 @@ def _plot(result: dict[str, Any], path: Path) -> None:
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=110, format="png")
     plt.close(fig)

@@ -14,7 +14,6 @@ base's weights, a known format version, and a config that passes the typed schem
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import typing
 from pathlib import Path
 from typing import Any
@@ -22,6 +21,7 @@ from typing import Any
 import torch
 
 from toolkit.errors import CheckpointError, ToolkitError
+from toolkit.files import sha256_file
 from toolkit.options import DecodingConfig, GraftConfig
 
 FORMAT_VERSION = 2
@@ -42,14 +42,6 @@ def file_hashes(directory: Path, skip: str) -> dict[str, str]:
         for path in sorted(directory.rglob("*"))
         if path.is_file() and path.relative_to(directory).as_posix() != skip
     }
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def check_files(directory: Path, files: dict[str, str]) -> None:

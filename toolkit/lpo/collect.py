@@ -208,11 +208,10 @@ def collect_pairs(
     out_path.parent.mkdir(parents=True, exist_ok=True)
     force = config.force_resume if force is None else force
     with open(out_path, "ab") as pair_fh, exclusive(pair_fh, out_path, "data.pairs"):
+        done = pairs.done_ids(out_path)
+        provenance.check(out_path, producer, key="collect.force_resume", force=force)
         for path in (out_path, pairs.dropped_path(out_path)):
             pairs.repair_tail(path)
-        done = pairs.done_ids(out_path)
-        provenance.check(out_path, producer, has_records=bool(done), key="collect.force_resume",
-                         force=force)
         stats = CollectStats(len(records), sum(r["id"] in done for r in records), 0, 0, 0, 0.0)
         with open(pairs.dropped_path(out_path), "ab") as drop_fh:
             _collect_chunks(model, records, done, config, reward, (pair_fh, drop_fh), stats,

@@ -111,5 +111,11 @@ def _check_ranges(pair: dict, where: str, vocab_size: int | None, grid_size: int
 
 def done_ids(pairs_path) -> set[str]:
     """Prompt ids already handled: written as a pair or recorded as dropped."""
-    records = read_records(pairs_path) + read_records(dropped_path(pairs_path))
-    return {str(r["id"]) for r in records}
+    done = set()
+    for path in (Path(pairs_path), dropped_path(pairs_path)):
+        for number, record in enumerate(read_records(path), start=1):
+            if not isinstance(record, dict) or "id" not in record:
+                raise DataError(f"{path}: record {number} is not a pair with an 'id'; this is "
+                                "not a pairs file: set data.pairs to a new file")
+            done.add(str(record["id"]))
+    return done
