@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from toolkit.errors import ConfigError, ToolkitError
+from toolkit.files import public_tree
 
 CACHE_ENV = "SURGERY_CACHE"
 HUB_HOST = "huggingface.co"
@@ -125,9 +126,7 @@ def publish_to_cache(target: Path, build: Callable[[Path], object],
     try:
         if build(staging) is False:
             return False
-        umask = os.umask(0)
-        os.umask(umask)
-        staging.chmod(0o777 & ~umask)  # mkdtemp makes it private; a cache is readable like a file
+        public_tree(staging)  # mkdtemp and safetensors make them private; a cache is not
         try:
             staging.rename(target)
         except OSError:

@@ -34,6 +34,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from toolkit import __version__, atomic, hub
 from toolkit.errors import CheckpointError
+from toolkit.files import public_tree, target_named
 from toolkit.graft import custom_generate, integrity
 from toolkit.layout import BASE_DIR, CONFIG_FILE, HEAD_FILE, check_target, is_complete
 from toolkit.options import DecodingConfig, GraftConfig
@@ -115,7 +116,7 @@ def save(directory, *, base, base_reference: str, head, tokenizer, graft_config,
         "base_fingerprint": fingerprint(base.config),
         "weight_fingerprint": integrity.weight_sample(base),
     }
-    with atomic.atomic_dir(target) as tmp:
+    with target_named(target), atomic.atomic_dir(target) as tmp:
         _write_head(tmp / HEAD_FILE, head)
         if tokenizer is not None:
             tokenizer.save_pretrained(tmp)
@@ -124,6 +125,7 @@ def save(directory, *, base, base_reference: str, head, tokenizer, graft_config,
             base.save_pretrained(tmp / BASE_DIR, safe_serialization=True)
         config["files"] = integrity.file_hashes(tmp, skip=CONFIG_FILE)
         (tmp / CONFIG_FILE).write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
+        public_tree(tmp)
     return target
 
 

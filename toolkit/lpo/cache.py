@@ -25,6 +25,7 @@ from safetensors.torch import load_file, safe_open, save_file
 from tqdm.auto import tqdm
 
 from toolkit.decoding import temperature_log_probs
+from toolkit.files import public, target_named
 from toolkit.lpo.pairs import read_pairs
 
 if TYPE_CHECKING:
@@ -150,8 +151,13 @@ def build_cache(model: AugmentedModel, pairs_path: str | Path, level: str | None
     tensors = {name: torch.cat(values).contiguous() for name, values in parts.items()}
     metadata = {"key": key, "level": level, "pairs": str(len(pairs)), "version": CACHE_VERSION}
     tmp = path.with_name(path.name + f".tmp{os.getpid()}")
-    save_file(tensors, str(tmp), metadata=metadata)
-    os.replace(tmp, path)
+    try:
+        with target_named(path):
+            save_file(tensors, str(tmp), metadata=metadata)
+            public(tmp)
+            os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
     return path
 
 

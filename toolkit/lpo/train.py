@@ -10,6 +10,7 @@ paths; the cache is built by rank 0 before the launch and reused by the others.
 from __future__ import annotations
 
 import copy
+import os
 import signal
 import time
 from collections.abc import Sequence
@@ -19,9 +20,11 @@ from typing import TYPE_CHECKING
 
 import lightning as L
 import torch
+from lightning.fabric.plugins import TorchCheckpointIO
 from lightning.pytorch.callbacks import ModelCheckpoint
 
 from toolkit.errors import CheckpointError
+from toolkit.files import target_named
 from toolkit.graft import checkpoint
 from toolkit.lpo.cache import build_cache
 from toolkit.lpo.config import TrainConfig, TrainerConfig
@@ -70,6 +73,29 @@ class TrainResult:
         return line
 
 
+class LocalCheckpointIO(TorchCheckpointIO):
+    """Lightning checkpoints (last.ckpt, best-*.ckpt) written to a temp file beside the target,
+    then renamed into place: a full disk leaves no truncated checkpoint, and the error names
+    the checkpoint, not a temp file elsewhere (Lightning's own writer stages in /tmp)."""
+
+    def save_checkpoint(self, checkpoint: dict, path, storage_options=None) -> None:
+        if storage_options is not None:
+            super().save_checkpoint(checkpoint, path, storage_options)  # refuses them
+            return
+        path = Path(path)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        try:
+            with target_named(path):
+                path.parent.mkdir(parents=True, exist_ok=True)
+                with open(tmp, "wb") as fh:
+                    torch.save(checkpoint, fh)
+                    fh.flush()
+                    os.fsync(fh.fileno())
+                os.replace(tmp, path)
+        finally:
+            tmp.unlink(missing_ok=True)
+
+
 def make_trainer(config: TrainerConfig, root: Path, callbacks: Sequence = (),
                  validates: bool = False) -> L.Trainer:
     """A Lightning Trainer from the config (own sampler: `use_distributed_sampler=False`).
@@ -98,6 +124,7 @@ def make_trainer(config: TrainerConfig, root: Path, callbacks: Sequence = (),
         log_every_n_steps=config.log_every_n_steps,
         logger=loggers or False,
         callbacks=callbacks,
+        plugins=[LocalCheckpointIO()],
         enable_checkpointing=validates or bool(config.checkpoint_dir),
         limit_val_batches=None if validates else 0,
         num_sanity_val_steps=0,
