@@ -24,6 +24,12 @@ CASES = {
     "train": (["train", "data.pairs={t}/pairs.jsonl", "trainer.max_epochs=1"], "{t}/out"),
     "generate": (["generate", "generate.prompts=[hello]", "generate.output={t}/gen.jsonl"],
                  "{t}/gen.jsonl"),
+    "collect": (["collect", "data.pairs={t}/p.jsonl", "data.synthetic.train_prompts=2"],
+                "{t}/p.jsonl"),
+    "bench": (["bench", "model.path=null", "model.random_shape=tiny", "bench.batch_sizes=[1]",
+               "bench.prompt_len=4", "bench.new_tokens=2", "bench.repeats=1", "bench.warmup=0",
+               "bench.modes=[greedy]", "bench.plot=false", "bench.progress=false",
+               "bench.output_dir={t}/bench"], "{t}/bench"),
     "eval": (["eval", "eval.task=gsm8k", "eval.data_path={t}/gsm8k.jsonl", "eval.modes=[greedy]",
               "eval.progress=false", "eval.output_dir={t}/eval"], "{t}/eval"),
 }
