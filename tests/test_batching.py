@@ -6,7 +6,8 @@ from __future__ import annotations
 import torch
 from _generation import PROMPTS, graft
 
-from toolkit.graft.batching import generate_replies, left_pad
+from toolkit.graft.batching import generate_replies
+from toolkit.graft.prompting import left_pad
 from toolkit.options import DecodingConfig
 
 GREEDY = DecodingConfig(max_new_tokens=5)

@@ -27,6 +27,9 @@ class FakeModel:
         self.tokenizer = build_tokenizer()
         self.calls = []
 
+    def prompt_convention(self, chat_template):
+        return "raw"
+
     def generate(self, ids, mask, decoding, **hf):
         self.calls.append((decoding, hf))
         good = not decoding.do_sample or decoding.temperature <= 1.0

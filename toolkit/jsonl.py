@@ -174,7 +174,8 @@ def read_prompts(path: str | Path, field: str = "prompt", bad: BadRows | None = 
 
     Args:
         path: the JSONL file.
-        field: the field holding the prompt text.
+        field: the field holding the prompt: text, or a conversation (a list of
+            {"role", "content"} messages, rendered with the model's chat template).
         bad: the policy for bad lines (default: raise DataError naming file and line).
         token_ids: also accept a record whose 'prompt_ids' is a non-empty list of token ids.
         key: the recipe key the path came from, for the error message.
@@ -191,11 +192,19 @@ def read_prompts(path: str | Path, field: str = "prompt", bad: BadRows | None = 
         if obj.get(field) == "" and not has_ids:
             bad.report(path, number, "the prompt is empty; give some text to continue")
             continue
-        if isinstance(obj.get(field), str) or has_ids:
+        if isinstance(obj.get(field), str) or has_ids or is_conversation(obj.get(field)):
             records.append((number, obj))
             continue
         also = " or 'prompt_ids' (a list of token ids)" if token_ids else ""
-        bad.report(path, number, f"missing field {field!r} (a string){also}")
+        bad.report(path, number, f"missing field {field!r} (a string or a list of "
+                                 f"{{'role', 'content'}} messages){also}")
     if not records:
         raise DataError(f"{path} holds no prompts")
     return records
+
+
+def is_conversation(value: Any) -> bool:
+    """A non-empty list of {"role": str, "content": str} messages."""
+    return isinstance(value, list) and bool(value) and all(
+        isinstance(m, dict) and isinstance(m.get("role"), str) and isinstance(m.get("content"), str)
+        for m in value)

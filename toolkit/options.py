@@ -22,9 +22,22 @@ from toolkit.methods.sled import SledOptions
 from toolkit.methods.top_n_sigma import TopNSigmaOptions
 
 HEAD_LEVELS = ("sequence", "token")
+# How prompts meet a chat model (generate.chat_template, data.chat_template,
+# eval.chat_template): "auto" = as the head was trained, else the template when the tokenizer
+# has one; "on" = always the template; "off" = the text as written (`toolkit.graft.prompting`).
+CHAT_TEMPLATES = ("auto", "on", "off")
+
+
+def chat_template_setting(key: str, value: Any) -> str:
+    """A chat_template setting: auto / on / off, where YAML's reading of on/off (true/false)
+    and Python's True/False count as on/off; anything else is a ConfigError naming `key`."""
+    if isinstance(value, bool) or value in ("True", "False", "true", "false"):
+        value = "on" if value in (True, "True", "true") else "off"
+    check_choice(key, value, CHAT_TEMPLATES)
+    return value
 
 __all__ = [
-    "HEAD_LEVELS", "LAYER_BUCKETS", "AdaptiveOptions", "DecodingConfig", "DolaOptions",
+    "CHAT_TEMPLATES", "HEAD_LEVELS", "LAYER_BUCKETS", "AdaptiveOptions", "DecodingConfig", "DolaOptions",
     "GraftConfig", "HeadConfig", "SledOptions", "TopNSigmaOptions", "apply_preset",
     "check_layers", "describe", "mode_decoding", "with_overrides",
 ]

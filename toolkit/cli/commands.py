@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from toolkit.cli import lpo, predict
 from toolkit.cli.checks import parallel
-from toolkit.graft.batching import generate_replies
+from toolkit.graft.batching import EMPTY_NOTE, generate_replies
 from toolkit.jsonl import read_prompts
 from toolkit.recipes.models import load_model
 from toolkit.recipes.schema import Recipe
@@ -23,41 +23,41 @@ def cmd_generate(recipe: Recipe) -> None:
     else:
         records = [{gen.prompt_field: p} for p in gen.prompts]
     model = load_model(recipe.model, recipe.graft)
-    prompts = [r[gen.prompt_field] for r in records]
+    form = model.prompt_convention(gen.chat_template)
+    texts = model.render_prompts([r[gen.prompt_field] for r in records], gen.chat_template)
     if parallel(recipe):
         written = predict.predict_parallel(
-            model,
-            records,
-            gen.prompt_field,
-            recipe.decoding,
-            gen.batch_size,
-            recipe.trainer,
-            gen.output,
-        )
+            model, records, texts, recipe.decoding, gen.batch_size, recipe.trainer, gen.output,
+            field=gen.prompt_field, prompt_format=form)
         if written is not None:
             print(f"wrote {len(records)} completions to {written}")
         return
     if gen.output:
         path, earlier = predict.generate_to_file(
-            model, records, gen.prompt_field, recipe.decoding, gen.batch_size, gen.output,
-            force=gen.force_resume,
+            model, records, texts, recipe.decoding, gen.batch_size, gen.output,
+            field=gen.prompt_field, prompt_format=form, force=gen.force_resume,
         )
         resumed = f" ({earlier} more were there from an earlier run)" if earlier else ""
         print(f"wrote {len(records) - earlier} completions to {path}{resumed}")
-    elif len(prompts) == 1:
-        _stream_one(model, prompts[0], recipe)
+    elif len(texts) == 1:
+        _stream_one(model, records[0][gen.prompt_field], texts[0], recipe)
     else:
-        replies = generate_replies(model, prompts, recipe.decoding, gen.batch_size)
-        for prompt, reply in zip(prompts, replies, strict=True):
-            print(f"--- {prompt!r}\n{reply.text}")
+        replies = generate_replies(model, texts, recipe.decoding, gen.batch_size)
+        for record, reply in zip(records, replies, strict=True):
+            print(f"--- {record[gen.prompt_field]!r}\n{reply.shown()}")
 
 
-def _stream_one(model, prompt: str, recipe: Recipe) -> str:
+def _stream_one(model, prompt, text: str, recipe: Recipe) -> None:
+    """Print the prompt, then the reply as it is generated (a chat reply on its own line); an
+    empty reply is shown as a note."""
     from transformers import TextStreamer
 
     streamer = TextStreamer(model.tokenizer, skip_prompt=True, skip_special_tokens=True)
-    print(prompt, end="", flush=True)
-    return generate_replies(model, [prompt], recipe.decoding, 1, streamer=streamer)[0].text
+    chat = text != prompt
+    print(prompt if isinstance(prompt, str) else text, end="\n" if chat else "", flush=True)
+    reply = generate_replies(model, [text], recipe.decoding, 1, streamer=streamer)[0]
+    if reply.empty:
+        print(EMPTY_NOTE)
 
 
 def cmd_collect(recipe: Recipe) -> None:

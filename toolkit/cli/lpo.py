@@ -146,9 +146,10 @@ def _text_samples(model: Any, recipe: Recipe) -> None:
         for r in pipeline.task_prompts(model, recipe.data, recipe.collect.max_new_tokens)[0][:2]
     ]
     say(f"[5/5] samples ({describe(recipe.decoding)}):")
-    replies = generate_replies(model, prompts, recipe.decoding, recipe.generate.batch_size)
+    texts = model.render_prompts(prompts, recipe.generate.chat_template)
+    replies = generate_replies(model, texts, recipe.decoding, recipe.generate.batch_size)
     for prompt, reply in zip(prompts, replies, strict=True):
-        say(f"  {prompt!r} -> {reply.text!r}")
+        say(f"  {prompt!r} -> {reply.shown()!r}")
 
 
 def _first_temperature(out: Any, row: int) -> str:

@@ -1,5 +1,9 @@
 """Batched generation, single-process or data-parallel through Lightning's predict loop.
 
+Each output line is the input record plus `completion` (the reply's text), `finish_reason`
+("stop": an end token ended it, "length": max_new_tokens did) and `empty` (true when the end
+token came first, so the completion is "").
+
 With several processes every rank generates its shard of the prompts and writes its own part
 file; rank 0 merges the parts into one JSONL in input order.
 """
@@ -20,7 +24,7 @@ from torch.utils.data import DataLoader
 from toolkit import provenance
 from toolkit.errors import DataError
 from toolkit.files import exclusive, target_named
-from toolkit.graft.batching import generate_replies, reply_batches
+from toolkit.graft.batching import REPLY_FIELDS, generate_replies, reply_batches
 from toolkit.jsonl import append_record, dumps_line, read_records, repair_tail, split_lines
 from toolkit.lpo.cache import model_fingerprint
 from toolkit.options import DecodingConfig
@@ -41,31 +45,33 @@ def write_jsonl(path: str | Path, records: Sequence[dict]) -> Path:
     return path
 
 
-def generate_to_file(model: Any, records: Sequence[dict], field: str, decoding: DecodingConfig,
-                     batch_size: int, output: str | Path, force: bool = False) -> tuple[Path, int]:
-    """Write one line per prompt (the record plus `completion`) to `output` as each batch
-    finishes, under an exclusive lock; a rerun resumes after the records already there.
-    Returns (path, number of prompts done earlier)."""
+def generate_to_file(model: Any, records: Sequence[dict], texts: Sequence[str],
+                     decoding: DecodingConfig, batch_size: int, output: str | Path, *,
+                     field: str, prompt_format: str, force: bool = False) -> tuple[Path, int]:
+    """Write one line per prompt (the record plus the `REPLY_FIELDS`) to `output` as each
+    batch finishes, under an exclusive lock; a rerun resumes after the records already there.
+    `texts` are the records' `field` as the model reads them (in `prompt_format`, "chat" or
+    "raw"). Returns (path, number of prompts done earlier)."""
     output = Path(output)
     output.parent.mkdir(parents=True, exist_ok=True)
     with open(output, "ab") as fh, exclusive(fh, output, "generate.output"):
         done = read_records(output)
         _check_done(output, done, records)
-        provenance.check(output, _producer(model, decoding, batch_size, field),
+        provenance.check(output, _producer(model, decoding, batch_size, field, prompt_format),
                          key="generate.force_resume", force=force)
         repair_tail(output)
         start = len(done) - len(done) % batch_size
-        prompts = [r[field] for r in records]
-        for first, replies in reply_batches(model, prompts, decoding, batch_size, start=start):
+        for first, replies in reply_batches(model, texts, decoding, batch_size, start=start):
             for i, reply in enumerate(replies, start=first):
                 if i >= len(done):
-                    append_record(fh, dict(records[i], completion=reply.text))
+                    append_record(fh, {**records[i], **reply.fields()})
     return output, len(done)
 
 
-def _producer(model: Any, decoding: DecodingConfig, batch_size: int, field: str) -> dict:
+def _producer(model: Any, decoding: DecodingConfig, batch_size: int, field: str,
+              prompt_format: str) -> dict:
     return {"model": model_fingerprint(model), "decoding": dataclasses.asdict(decoding),
-            "batch_size": batch_size, "prompt_field": field}
+            "batch_size": batch_size, "prompt_field": field, "prompt_format": prompt_format}
 
 
 def _check_done(output: Path, done: list, records: Sequence[dict]) -> None:
@@ -75,7 +81,8 @@ def _check_done(output: Path, done: list, records: Sequence[dict]) -> None:
             "write to a new generate.output"
         )
     for number, (row, record) in enumerate(zip(done, records, strict=False), start=1):
-        if not isinstance(row, dict) or {k: v for k, v in row.items() if k != "completion"} != record:
+        if not isinstance(row, dict) or {k: v for k, v in row.items()
+                                         if k not in REPLY_FIELDS} != record:
             raise DataError(
                 f"{output}:{number} holds the completion of another prompt than input prompt "
                 f"{number}; it was written from other prompts: write to a new generate.output"
@@ -85,11 +92,14 @@ def _check_done(output: Path, done: list, records: Sequence[dict]) -> None:
 def predict_parallel(
     model: Any,
     records: Sequence[dict],
-    prompt_field: str,
+    texts: Sequence[str],
     decoding: DecodingConfig,
     batch_size: int,
     trainer_config: Any,
     output: str | Path,
+    *,
+    field: str,
+    prompt_format: str,
 ) -> Path | None:
     """Shard `records` over the trainer's processes; rank 0 replaces `output` as a whole (None
     elsewhere) and records its producer, so a later run resumes or refuses it like its own."""
@@ -106,16 +116,15 @@ def predict_parallel(
         enable_model_summary=False,
         callbacks=[_PartWriter(parts)],
     )
-    indexed = [(i, r[prompt_field]) for i, r in enumerate(records)]
+    indexed = list(enumerate(texts))
     loader = DataLoader(indexed, batch_size=batch_size, shuffle=False, collate_fn=_collate)
     trainer.predict(_Predictor(model, decoding, batch_size), loader, return_predictions=False)
     trainer.strategy.barrier()
     if not trainer.is_global_zero:
         return None
-    completions = _merge_parts(parts, trainer.world_size)
-    merged = [dict(r, completion=completions[i]) for i, r in enumerate(records)]
-    write_jsonl(output, merged)
-    provenance.record(output, _producer(model, decoding, batch_size, prompt_field))
+    replies = _merge_parts(parts, trainer.world_size)
+    write_jsonl(output, [{**r, **replies[i]} for i, r in enumerate(records)])
+    provenance.record(output, _producer(model, decoding, batch_size, field, prompt_format))
     return output
 
 
@@ -123,16 +132,16 @@ def _collate(items: list[tuple[int, str]]) -> tuple[list[int], list[str]]:
     return [i for i, _ in items], [p for _, p in items]
 
 
-def _merge_parts(parts: Path, world_size: int) -> dict[int, str]:
-    completions: dict[int, str] = {}
+def _merge_parts(parts: Path, world_size: int) -> dict[int, dict]:
+    replies: dict[int, dict] = {}
     for rank in range(world_size):
         part = parts / f"rank{rank}.jsonl"
         for line in split_lines(part.read_text(encoding="utf-8")):
             row = json.loads(line)
-            completions[row["index"]] = row["completion"]
+            replies[row.pop("index")] = row
         part.unlink()
     parts.rmdir()
-    return completions
+    return replies
 
 
 class _Predictor(L.LightningModule):
@@ -151,8 +160,7 @@ class _Predictor(L.LightningModule):
     def predict_step(self, batch: tuple[list[int], list[str]], batch_idx: int) -> list[dict]:
         indices, prompts = batch
         replies = generate_replies(self.model, prompts, self.decoding, self.batch_size)
-        texts = [r.text for r in replies]
-        return [{"index": i, "completion": t} for i, t in zip(indices, texts, strict=True)]
+        return [{"index": i, **r.fields()} for i, r in zip(indices, replies, strict=True)]
 
 
 class _PartWriter(BasePredictionWriter):

@@ -21,6 +21,7 @@ from typing import Optional
 from toolkit import methods
 from toolkit.errors import ConfigError, check_choice, check_range
 from toolkit.jsonl import BAD_ROW_POLICIES
+from toolkit.options import chat_template_setting
 
 TASKS = ("truthfulqa", "factor", "gsm8k", "strategyqa", "repetition", "arithmetic")
 SWEEP_TASKS = ("gsm8k", "arithmetic")
@@ -67,7 +68,11 @@ class EvalConfig:
     preset: "task" (the task's reference protocol, when it has one), "none" (the decoding
         section as it is) or a preset name (truthfulqa, factor) applied over `decoding`.
     template: prompt template with a `{question}` placeholder (None = the task's default:
-        the 6-shot QA primer for TruthfulQA, `Q: {question}\\nA:` for generation tasks).
+        the 6-shot QA primer for TruthfulQA, `Q: {question}\\nA:` for generation tasks, or
+        just `{question}` for them under a chat template).
+    chat_template: auto, on or off, as `generate.chat_template`, for the generation tasks
+        (gsm8k, strategyqa, repetition and the sweep): with the template each prompt is a
+        user turn followed by the generation prompt. Scoring tasks use the text as written.
     """
 
     task: str = "truthfulqa"
@@ -83,9 +88,11 @@ class EvalConfig:
     preset: str = TASK_PRESET
     temperatures: list[float] = field(default_factory=list)
     sweep_samples: int = 4
+    chat_template: str = "auto"
 
     def __post_init__(self) -> None:
         check_choice("eval.task", self.task, TASKS)
+        self.chat_template = chat_template_setting("eval.chat_template", self.chat_template)
         self._check_sweep()
         allowed = _task_modes(self.task)
         for mode in self.modes:

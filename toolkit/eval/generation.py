@@ -3,8 +3,9 @@
 Each mode is a `DecodingConfig` derived from the recipe's `decoding` section by
 `toolkit.options.mode_decoding`: greedy (every method off), one mode per registered method
 (sled, dola, top_n_sigma, adaptive; sampling ones with a fixed seed) and composed (SLED +
-top-n-sigma + adaptive temperature, sampling). Prompts are left padded and generated in
-batches through `AugmentedModel.generate`.
+top-n-sigma + adaptive temperature, sampling). Prompts follow `eval.chat_template` (a user
+turn of the model's chat template by default, when it has one), are left padded and generated
+in batches through `AugmentedModel.generate`.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from toolkit import answers
 from toolkit.eval.data import BadRows, parse_rows
 from toolkit.eval.repetition import repetition_metrics
 from toolkit.graft.batching import generate_replies
+from toolkit.graft.prompting import CHAT
 from toolkit.jsonl import read_objects
 from toolkit.options import DecodingConfig, mode_decoding
 
@@ -69,13 +71,22 @@ def item_result(task: str, item: dict[str, Any], reply: str) -> dict[str, Any]:
             "accuracy": float(predicted is not None and predicted == item["gold"])}
 
 
+def prompts_of(am: Any, task: str, items: list[dict[str, Any]], config: Any) -> list[str]:
+    """The prompt texts of the items as the model reads them: through `eval.template` (by
+    default `Q: {question}\\nA:`, or the bare question under a chat template), then wrapped
+    as a user turn when `eval.chat_template` resolves to the template."""
+    chat = am.prompt_convention(config.chat_template) == CHAT
+    template = config.template or ("{question}" if chat else config.prompt_template)
+    return am.render_prompts([prompt_of(task, it, template) for it in items], config.chat_template)
+
+
 def run_mode(
     am: Any, task: str, items: list[dict[str, Any]], mode: str, config: Any,
     base: DecodingConfig,
 ) -> tuple[list[dict[str, Any]], dict[str, float]]:
     """Per-item results and totals (accuracy where defined, plus repetition metrics)."""
     decoding = mode_decoding(base, mode)
-    prompts = [prompt_of(task, it, config.prompt_template) for it in items]
+    prompts = prompts_of(am, task, items, config)
     replies = generate_replies(am, prompts, decoding, config.batch_size,
                                progress=config.progress, desc=f"{task} {mode}")
     results = [item_result(task, it, r.text) for it, r in zip(items, replies, strict=True)]

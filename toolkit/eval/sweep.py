@@ -22,6 +22,7 @@ import torch
 from tqdm.auto import tqdm
 
 from toolkit import reports
+from toolkit.graft.prompting import CHAT, encode
 from toolkit.lpo.rewards import exact_match
 from toolkit.options import DecodingConfig, with_overrides
 
@@ -39,16 +40,18 @@ def questions(am: Any, config: Any) -> list[dict[str, Any]]:
     if config.task == "arithmetic":
         from toolkit.lpo.arith_writing import make_prompts
 
-        records = [r for r in make_prompts(am.tokenizer, config.limit or 32, "eval")
+        chat = am.prompt_convention(config.chat_template) == CHAT
+        records = [r for r in make_prompts(am.tokenizer, config.limit or 32, "eval", chat=chat)
                    if r["kind"] == "arithmetic"]
         return [{"question": r["question"], "prompt": r["prompt"], "answer": r["answer"]}
                 for r in records]
     from toolkit.eval.data import BadRows
-    from toolkit.eval.generation import load, prompt_of
+    from toolkit.eval.generation import load, prompts_of
 
     items = load("gsm8k", config.data_path, BadRows(config.on_bad_row), config.limit)
-    return [{"question": it["question"], "prompt": prompt_of("gsm8k", it, config.prompt_template),
-             "answer": it["gold"]} for it in items]
+    texts = prompts_of(am, "gsm8k", items, config)
+    return [{"question": it["question"], "prompt": text, "answer": it["gold"]}
+            for it, text in zip(items, texts, strict=True)]
 
 
 def _decoding(base: DecodingConfig, overrides: dict, temperature: float, seed: int):
@@ -60,17 +63,13 @@ def _decoding(base: DecodingConfig, overrides: dict, temperature: float, seed: i
 def _accuracy(am: Any, items: list[dict], decoding: DecodingConfig, hf: dict,
               batch_size: int) -> float:
     tok = am.tokenizer
-    old, tok.padding_side = tok.padding_side, "left"
     correct = 0.0
-    try:
-        for start in range(0, len(items), batch_size):
-            chunk = items[start : start + batch_size]
-            enc = tok([it["prompt"] for it in chunk], return_tensors="pt", padding=True)
-            out = am.generate(enc["input_ids"], enc["attention_mask"], decoding=decoding, **hf)
-            texts = tok.batch_decode(out[:, enc["input_ids"].shape[1] :], skip_special_tokens=True)
-            correct += sum(exact_match(t, it["answer"]) for t, it in zip(texts, chunk, strict=True))
-    finally:
-        tok.padding_side = old
+    for start in range(0, len(items), batch_size):
+        chunk = items[start : start + batch_size]
+        enc = encode(tok, [it["prompt"] for it in chunk])
+        out = am.generate(enc["input_ids"], enc["attention_mask"], decoding=decoding, **hf)
+        texts = tok.batch_decode(out[:, enc["input_ids"].shape[1] :], skip_special_tokens=True)
+        correct += sum(exact_match(t, it["answer"]) for t, it in zip(texts, chunk, strict=True))
     return correct / len(items)
 
 

@@ -27,7 +27,7 @@ from transformers import (
 
 from toolkit import hub, methods
 from toolkit.errors import DataError
-from toolkit.graft import checkpoint, hf_generate
+from toolkit.graft import checkpoint, hf_generate, prompting
 from toolkit.graft.families import resolve
 from toolkit.graft.head import AdaptiveDecoderHead
 from toolkit.graft.layers import candidate_layers
@@ -59,9 +59,12 @@ class AugmentedModel:
     """A frozen causal LM plus the grafted tap and AdaptiveDecoder head (see DESIGN.md)."""
 
     def __init__(self, base: PreTrainedModel, graft_config: GraftConfig, tokenizer=None,
-                 decoding: DecodingConfig | None = None, base_reference: str | None = None):
+                 decoding: DecodingConfig | None = None, base_reference: str | None = None,
+                 prompt_format: str | None = None):
         self.base = base.requires_grad_(False).eval()
-        self.tokenizer = tokenizer
+        self.tokenizer = prompting.set_up_for_generation(tokenizer)
+        # The prompt convention the head was trained with ("chat" / "raw"; None: unknown).
+        self.prompt_format = prompt_format
         self.graft_config = graft_config
         self.decoding = decoding or DecodingConfig()
         self.parts = resolve(base)
@@ -82,7 +85,8 @@ class AugmentedModel:
                 (and the tokenizer saved beside it) from, through the toolkit's one base-model
                 loader.
             config: what to graft (default: `GraftConfig()`).
-            tokenizer: overrides the tokenizer found beside `base`.
+            tokenizer: overrides the tokenizer found beside `base`; either one is set up for
+                generation (left padding, the end token as pad token when it has none).
             device_map: transformers' device_map when loading `base` from a directory.
             dtype: a torch dtype or "auto" when loading `base` from a directory.
 
@@ -117,7 +121,8 @@ class AugmentedModel:
         """Generate with the base model's `generate()` and this model's processors.
 
         Args:
-            input_ids: (B, T_prompt) prompt ids, left padded.
+            input_ids: (B, T_prompt) prompt ids, left padded (`encode` gives them); rows padded
+                on the right are moved to the left first, so they give the same tokens.
             attention_mask: (B, T_prompt), default all ones.
             decoding: the options (default: `self.decoding`, the checkpoint's default).
             return_records: return an `AugmentedOutput` with per-step records (rows that
@@ -149,6 +154,7 @@ class AugmentedModel:
         if attention_mask is None:
             attention_mask = torch.ones_like(input_ids)
         attention_mask = attention_mask.to(device)
+        input_ids, attention_mask = prompting.left_aligned(input_ids, attention_mask)
         _check_rows(attention_mask)
         self._check_positions(input_ids.shape[1], options.max_new_tokens)
         self.head.to(self.head_device)
@@ -171,6 +177,30 @@ class AugmentedModel:
         if not isinstance(output, torch.Tensor):
             records.generate_output = output
         return records
+
+    def encode(self, prompts: Any, chat_template: str = "auto") -> Any:
+        """Prompts -> a left-padded `BatchEncoding` (input_ids, attention_mask) for `generate`.
+
+        Args:
+            prompts: a string, a list of strings, a conversation (a list of {"role",
+                "content"} messages) or a list of conversations.
+            chat_template: "auto" (the convention the head was trained with, `prompt_format`;
+                unknown: the template when the tokenizer has one), "on" or "off". With the
+                template a plain string becomes a user turn with the generation prompt;
+                strings that already hold the template's markers are used as written.
+        """
+        return prompting.encode(self.tokenizer, self.render_prompts(prompts, chat_template))
+
+    def render_prompts(self, prompts: Any, chat_template: str = "auto") -> list[str]:
+        """The prompt texts `encode` tokenizes (same arguments)."""
+        chat = self.prompt_convention(chat_template) == prompting.CHAT
+        return prompting.render(self.tokenizer, prompting.as_batch(prompts), chat)
+
+    def prompt_convention(self, chat_template: str = "auto") -> str:
+        """"chat" or "raw" for a chat_template setting (see `encode`)."""
+        if self.tokenizer is None:
+            raise DataError("the AugmentedModel has no tokenizer; pass tokenizer= when grafting")
+        return prompting.convention(self.tokenizer, chat_template, self.prompt_format)
 
     def _check_positions(self, prompt_length: int, max_new_tokens: int) -> None:
         limit = self.max_positions
@@ -293,7 +323,7 @@ class AugmentedModel:
         return checkpoint.save(
             directory, base=self.base, base_reference=self.base_reference, head=self.head,
             tokenizer=self.tokenizer, graft_config=self.graft_config, decoding=self.decoding,
-            self_contained=self_contained)
+            self_contained=self_contained, prompt_format=self.prompt_format)
 
     @classmethod
     def from_pretrained(cls, directory, device_map=None, dtype=None,
@@ -312,7 +342,8 @@ class AugmentedModel:
 
         Returns:
             The AugmentedModel with the saved head (strict key and shape check), graft config,
-            default decoding options and tokenizer.
+            default decoding options, tokenizer and the prompt convention the head was
+            trained with (`prompt_format`).
         """
         ckpt = checkpoint.read(hub.resolve(directory))
         base_tokenizer = None
@@ -326,7 +357,8 @@ class AugmentedModel:
         checkpoint.check_fingerprint(ckpt, base, reference or "the given base model")
         tokenizer = (AutoTokenizer.from_pretrained(str(ckpt.directory)) if ckpt.has_tokenizer
                      else base_tokenizer)
-        model = cls(base, ckpt.graft, tokenizer, decoding=ckpt.decoding, base_reference=reference)
+        model = cls(base, ckpt.graft, tokenizer, decoding=ckpt.decoding, base_reference=reference,
+                    prompt_format=ckpt.prompt_format)
         checkpoint.load_head(model.head, ckpt)
         return model
 

@@ -1,14 +1,13 @@
-"""The one batch-generation loop: prompts in, replies out, the tokenizer's padding restored.
+"""The one batch-generation loop: prompts in, replies out.
 
-`generate_replies` left pads text prompts batch by batch through `AugmentedModel.generate`;
-`left_pad` does the same for prompts given as token ids. Both leave the tokenizer as they
-found it.
+`reply_batches` encodes text prompts batch by batch, left padded (`toolkit.graft.prompting`),
+through `AugmentedModel.generate`, and says of every reply why it ended: an end token
+("stop"; an empty reply means it came first) or `max_new_tokens` ("length").
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,41 +15,35 @@ import torch
 from tqdm.auto import tqdm
 
 from toolkit.errors import DataError
+from toolkit.graft.hf_generate import eos_ids
+from toolkit.graft.prompting import encode, padding_id, token_ids
+
+STOP, LENGTH = "stop", "length"
+REPLY_FIELDS = ("completion", "finish_reason", "empty")
+EMPTY_NOTE = "(empty reply: the end token came first)"
 
 
 @dataclass
 class Reply:
-    """One generated reply: its text and its token ids (up to, not including, eos / pad)."""
+    """One generated reply: its text, its token ids (up to, not including, eos / pad) and why
+    it ended: "stop" (an end token) or "length" (max_new_tokens)."""
 
     text: str
     ids: list[int]
+    finish_reason: str = LENGTH
 
+    @property
+    def empty(self) -> bool:
+        """True when the end token came first (no reply token at all)."""
+        return not self.ids
 
-@contextmanager
-def left_padded(tokenizer: Any) -> Iterator[Any]:
-    """The tokenizer set to pad on the left (with eos as pad when it has no pad token),
-    restored on exit."""
-    side, pad = tokenizer.padding_side, tokenizer.pad_token
-    tokenizer.padding_side = "left"
-    if pad is None:
-        tokenizer.pad_token = tokenizer.eos_token
-    try:
-        yield tokenizer
-    finally:
-        tokenizer.padding_side = side
-        if pad is None:
-            tokenizer.pad_token = None
+    def shown(self) -> str:
+        """The text for a terminal: the reply, or a note saying it is empty and why."""
+        return EMPTY_NOTE if self.empty else self.text
 
-
-def left_pad(rows: Sequence[Sequence[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """(input_ids, attention_mask), both (B, longest), for prompts given as token ids."""
-    width = max(len(r) for r in rows)
-    ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
-    mask = torch.zeros((len(rows), width), dtype=torch.long)
-    for i, row in enumerate(rows):
-        ids[i, width - len(row) :] = torch.tensor(list(row), dtype=torch.long)
-        mask[i, width - len(row) :] = 1
-    return ids, mask
+    def fields(self) -> dict[str, Any]:
+        """The JSONL fields of the reply (`REPLY_FIELDS`)."""
+        return dict(zip(REPLY_FIELDS, (self.text, self.finish_reason, self.empty), strict=True))
 
 
 def reply_batches(model: Any, prompts: Sequence[str], decoding: Any, batch_size: int, *,
@@ -60,7 +53,7 @@ def reply_batches(model: Any, prompts: Sequence[str], decoding: Any, batch_size:
 
     Args:
         model: an AugmentedModel with a tokenizer.
-        prompts: prompt texts.
+        prompts: prompt texts, as the model reads them (`toolkit.graft.prompting.render`).
         decoding: the `DecodingConfig` to generate with.
         batch_size: prompts per `generate` call (left padded).
         start: the first prompt (a multiple of `batch_size` keeps a resumed run's batches
@@ -70,23 +63,22 @@ def reply_batches(model: Any, prompts: Sequence[str], decoding: Any, batch_size:
 
     Returns:
         An iterator of (first index, one `Reply` per prompt of the batch: the token ids up to
-        the first eos / pad and their text); the tokenizer is restored when it ends.
+        the first eos / pad, their text and why the reply ended).
     """
     if start >= len(prompts):
         return
-    with left_padded(model.tokenizer) as tok:
-        lengths = [len(ids) for ids in tok(list(prompts[start:]))["input_ids"]]
-        check_lengths(model, lengths, decoding.max_new_tokens, first=start)
-        stops = {t for t in (tok.eos_token_id, tok.pad_token_id) if t is not None}
-        firsts = range(start, len(prompts), batch_size)
-        for first in tqdm(firsts, desc=desc, disable=not progress):
-            enc = tok(list(prompts[first : first + batch_size]), return_tensors="pt",
-                      padding=True)
-            with torch.no_grad():
-                out = model.generate(enc["input_ids"], enc["attention_mask"], decoding=decoding,
-                                     streamer=streamer)
-            rows = [_until_stop(row, stops) for row in out[:, enc["input_ids"].shape[1] :].tolist()]
-            yield first, [Reply(tok.decode(ids, skip_special_tokens=True), ids) for ids in rows]
+    tok = model.tokenizer
+    lengths = [len(token_ids(tok, p)) for p in prompts[start:]]
+    check_lengths(model, lengths, decoding.max_new_tokens, first=start)
+    stops = {*eos_ids({}, model.base.generation_config, tok), padding_id(tok)}
+    firsts = range(start, len(prompts), batch_size)
+    for first in tqdm(firsts, desc=desc, disable=not progress):
+        enc = encode(tok, prompts[first : first + batch_size])
+        with torch.no_grad():
+            out = model.generate(enc["input_ids"], enc["attention_mask"], decoding=decoding,
+                                 streamer=streamer)
+        yield first, [_reply(tok, row, stops)
+                      for row in out[:, enc["input_ids"].shape[1] :].tolist()]
 
 
 def check_lengths(model: Any, lengths: Sequence[int], max_new_tokens: int,
@@ -112,8 +104,8 @@ def generate_replies(model: Any, prompts: Sequence[str], decoding: Any, batch_si
             for r in batch]
 
 
-def _until_stop(row: list[int], stops: set[int]) -> list[int]:
+def _reply(tok: Any, row: list[int], stops: set[int]) -> Reply:
     for j, token in enumerate(row):
         if token in stops:
-            return row[:j]
-    return row
+            return Reply(tok.decode(row[:j], skip_special_tokens=True), row[:j], STOP)
+    return Reply(tok.decode(row, skip_special_tokens=True), row, LENGTH)

@@ -3,7 +3,8 @@
 Layout of a checkpoint directory:
 - `head.safetensors`: the head's weights only, metadata: toolkit version.
 - `augment_config.json`: format version, graft config (the head's size, temperature grid and
-  level live only here), default decoding config, base reference
+  level live only here), default decoding config, `prompt_format` (the prompt convention the
+  head was trained with: "chat" or "raw"; absent when not known), base reference
   (an absolute path, a Hub id, or "self"), a fingerprint of the base's config and a sample of
   its weights, the sha256 of every other file of the checkpoint, toolkit version. It is written
   last and checked on load (see `toolkit.graft.integrity`).
@@ -86,6 +87,12 @@ class Checkpoint:
     def has_tokenizer(self) -> bool:
         return has_tokenizer(self.directory)
 
+    @property
+    def prompt_format(self) -> str | None:
+        """"chat" or "raw": how the head's training prompts were written (None: not recorded,
+        as in checkpoints of untrained heads and of older toolkits)."""
+        return self.config.get("prompt_format")
+
 
 def has_tokenizer(directory) -> bool:
     """Whether tokenizer files were saved in `directory`."""
@@ -93,7 +100,7 @@ def has_tokenizer(directory) -> bool:
 
 
 def save(directory, *, base, base_reference: str, head, tokenizer, graft_config, decoding,
-         self_contained: bool) -> Path:
+         self_contained: bool, prompt_format: str | None = None) -> Path:
     """Write a checkpoint into `directory` via a partial dir beside it, swapped in at the end."""
     target = check_target(directory, key="directory")
     reference = SELF if self_contained else base_reference
@@ -116,6 +123,8 @@ def save(directory, *, base, base_reference: str, head, tokenizer, graft_config,
         "base_fingerprint": fingerprint(base.config),
         "weight_fingerprint": integrity.weight_sample(base),
     }
+    if prompt_format is not None:
+        config["prompt_format"] = prompt_format
     with target_named(target), atomic.atomic_dir(target) as tmp:
         _write_head(tmp / HEAD_FILE, head)
         if tokenizer is not None:

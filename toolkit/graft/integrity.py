@@ -22,6 +22,7 @@ import torch
 
 from toolkit.errors import CheckpointError, ToolkitError
 from toolkit.files import sha256_file
+from toolkit.graft.prompting import CHAT, CONVENTIONS
 from toolkit.options import DecodingConfig, GraftConfig
 
 FORMAT_VERSION = 2
@@ -30,7 +31,7 @@ REQUIRED = {
     2: ("format_version", "graft", "decoding", "base", "base_fingerprint", "files",
         "weight_fingerprint"),
 }
-OPTIONAL = ("toolkit_version",)
+OPTIONAL = ("toolkit_version", "prompt_format")
 SAMPLE_SIDE = 8
 RTOL, ATOL = 2e-2, 1e-6
 
@@ -140,6 +141,7 @@ def _check_plain(data: dict, path: Path) -> None:
         "files": not isinstance(data.get("files", {}), dict)
         or not all(isinstance(v, str) for v in data.get("files", {}).values()),
         "weight_fingerprint": not isinstance(data.get("weight_fingerprint", {}), dict),
+        "prompt_format": data.get("prompt_format", CHAT) not in CONVENTIONS,
     }
     for key, bad in problems.items():
         if bad:

@@ -10,7 +10,8 @@ Two prompt kinds, generated from a seed (no dataset download):
 
 Prompts are split without overlap: the shuffled pool of each kind gives the held-out prompts
 first and the training prompts after them, so held-out prompts are never seen in training.
-With a chat template the prompt is the templated user turn; otherwise 'Q: ...\\nA:'.
+With a chat template the prompt is the templated user turn (`toolkit.graft.prompting`, as
+`generate` wraps plain prompts); otherwise, or with `chat=False`, 'Q: ...\\nA:'.
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ from __future__ import annotations
 import random
 from collections import Counter, defaultdict
 
+from toolkit.graft.prompting import has_template
+from toolkit.graft.prompting import render as render_prompts
 from toolkit.lpo.rewards import exact_match
 
 KINDS = ("arithmetic", "writing")
@@ -55,21 +58,20 @@ def _pool(kind: str, seed: int) -> list[dict]:
     return items
 
 
-def render(tokenizer, question: str) -> str:
-    """The prompt text: the chat template's user turn when the tokenizer has one."""
-    if tokenizer is not None and getattr(tokenizer, "chat_template", None):
-        return tokenizer.apply_chat_template(
-            [{"role": "user", "content": question}], tokenize=False, add_generation_prompt=True
-        )
+def render(tokenizer, question: str, chat: bool = True) -> str:
+    """The prompt text: the chat template's user turn when `chat` and the tokenizer has one."""
+    if chat and has_template(tokenizer):
+        return render_prompts(tokenizer, [question], chat=True)[0]
     return f"Q: {question}\nA:"
 
 
 def make_prompts(tokenizer, per_kind: int, split: str, seed: int = 0,
-                 held_out: int | None = None) -> list[dict]:
+                 held_out: int | None = None, chat: bool = True) -> list[dict]:
     """`per_kind` prompts of each kind (arithmetic first) from the `split` ('train' or 'eval').
 
     The eval split is the first `held_out` (default `per_kind`) items of each kind's shuffled
-    pool, the train split the items after those, so the two never share a prompt.
+    pool, the train split the items after those, so the two never share a prompt. `chat`:
+    use the tokenizer's chat template when it has one (`render`).
     """
     held_out = per_kind if held_out is None else held_out
     start = 0 if split == "eval" else held_out
@@ -80,7 +82,7 @@ def make_prompts(tokenizer, per_kind: int, split: str, seed: int = 0,
             raise ValueError(f"only {len(pool)} {kind} prompts exist; ask for fewer")
         for i, item in enumerate(pool[start : start + per_kind]):
             records.append({"id": f"{split}-{kind}-{i}", "kind": kind,
-                            "prompt": render(tokenizer, item["question"]), **item})
+                            "prompt": render(tokenizer, item["question"], chat), **item})
     return records
 
 

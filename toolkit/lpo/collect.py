@@ -20,7 +20,7 @@ from tqdm.auto import tqdm
 from toolkit import provenance
 from toolkit.errors import DataError
 from toolkit.files import exclusive
-from toolkit.graft.batching import left_pad
+from toolkit.graft.prompting import left_pad
 from toolkit.lpo import pairs
 from toolkit.lpo.cache import model_fingerprint
 from toolkit.lpo.config import CollectConfig

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any, Optional
 
 from toolkit.errors import ConfigError, check_choice, check_range
+from toolkit.options import chat_template_setting
 
 REWARD_KINDS = ("exact_match", "repetition", "reward_model", "function")
 LOSS_VARIANTS = ("tokens", "tokens_separate", "latent")
@@ -250,7 +251,10 @@ class DataConfig:
     prompts: JSONL, one object per line with `prompt_field` (and the reward's answer field);
     template: optional prompt template filled from each line's fields, e.g.
         'Q: {question}\nA:' (when unset the prompt is the `prompt_field` text);
-    pairs: the preference-pair JSONL that `collect` writes and `train` reads.
+    pairs: the preference-pair JSONL that `collect` writes and `train` reads;
+    chat_template: auto, on or off, as `generate.chat_template`: how text prompts (the
+        file's, after `template`, and the arith_writing task's questions) meet a chat model;
+        the trained checkpoint records the convention and generation follows it.
     """
 
     prompts: Optional[str] = None
@@ -260,6 +264,8 @@ class DataConfig:
     task: str = "synthetic"
     synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)
     arith_writing: ArithWritingConfig = field(default_factory=ArithWritingConfig)
+    chat_template: str = "auto"
 
     def __post_init__(self) -> None:
         check_choice("data.task", self.task, BUILTIN_TASKS)
+        self.chat_template = chat_template_setting("data.chat_template", self.chat_template)

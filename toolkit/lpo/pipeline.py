@@ -49,7 +49,8 @@ def task_prompts(model: AugmentedModel | None, data: DataConfig, max_new_tokens:
         model: the AugmentedModel (the built-in tasks build their prompts with it; a prompt
             file needs none).
         data: `data.prompts` (JSONL, `prompt_field`, `template`) or, when unset, the built-in
-            task `data.task` (synthetic, or arith_writing: `toolkit.lpo.arith_writing`).
+            task `data.task` (synthetic, or arith_writing: `toolkit.lpo.arith_writing`); text
+            prompts follow `data.chat_template` (`AugmentedModel.render_prompts`).
         max_new_tokens: reply length of the synthetic task's greedy references.
         split: "train" (collection) or "eval" (held-out prompts; built-in tasks only).
 
@@ -62,7 +63,7 @@ def task_prompts(model: AugmentedModel | None, data: DataConfig, max_new_tokens:
         a = data.arith_writing
         size = a.train_per_kind if split == "train" else a.eval_per_kind
         records = arith_writing.make_prompts(model.tokenizer, size, split, a.seed,
-                                             held_out=a.eval_per_kind)
+                                             held_out=a.eval_per_kind, chat=_chat(model, data))
         return records, arith_writing.ArithWritingReward(a.ngram, a.repetition_penalty)
     if data.prompts is None:
         s = data.synthetic
@@ -72,7 +73,17 @@ def task_prompts(model: AugmentedModel | None, data: DataConfig, max_new_tokens:
                                          prompt_length=s.prompt_length,
                                          max_new_tokens=max_new_tokens)
         return records, synthetic.SyntheticReward(model)
-    return _file_prompts(data), None
+    records = _file_prompts(data)
+    if model is not None and model.tokenizer is not None:
+        texts = model.render_prompts([r["prompt"] for r in records], data.chat_template)
+        records = [{**r, "prompt": t} for r, t in zip(records, texts, strict=True)]
+    return records, None
+
+
+def _chat(model: AugmentedModel, data: DataConfig) -> bool:
+    from toolkit.graft.prompting import CHAT
+
+    return model.tokenizer is not None and model.prompt_convention(data.chat_template) == CHAT
 
 
 def _file_prompts(data: DataConfig) -> list[dict]:

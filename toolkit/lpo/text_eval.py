@@ -15,17 +15,8 @@ from typing import Any
 
 import torch
 
+from toolkit.graft.prompting import encode
 from toolkit.options import AdaptiveOptions, DecodingConfig
-
-
-def _encode(model, prompts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
-    tok = model.tokenizer
-    old, tok.padding_side = tok.padding_side, "left"
-    try:
-        enc = tok(prompts, return_tensors="pt", padding=True)
-    finally:
-        tok.padding_side = old
-    return enc["input_ids"], enc["attention_mask"]
 
 
 def _generate(model, records: list[dict], samples: int, decoding: DecodingConfig,
@@ -34,7 +25,8 @@ def _generate(model, records: list[dict], samples: int, decoding: DecodingConfig
     rows = [r["prompt"] for r in records for _ in range(samples)]
     texts, temps = [], []
     for start in range(0, len(rows), batch_size):
-        ids, mask = _encode(model, rows[start : start + batch_size])
+        enc = encode(model.tokenizer, rows[start : start + batch_size])
+        ids, mask = enc["input_ids"], enc["attention_mask"]
         out = model.generate(ids, mask, decoding=decoding, return_records=True)
         new = out.sequences[:, ids.shape[1] :].cpu()
         keep = out.reply_mask.cpu()
@@ -67,8 +59,8 @@ def mean_by_kind(values: list[float], records: list[dict], kinds) -> dict[str, f
 @torch.no_grad()
 def head_choices(model, records: list[dict]) -> list[float]:
     """The grid temperature the head's argmax picks at the last prompt token of each record."""
-    ids, mask = _encode(model, [r["prompt"] for r in records])
-    hidden = model.head_features(ids, mask)[:, -1]
+    enc = encode(model.tokenizer, [r["prompt"] for r in records])
+    hidden = model.head_features(enc["input_ids"], enc["attention_mask"])[:, -1]
     grid = [float(t) for t in model.head.temperatures.tolist()]
     return [grid[i] for i in model.head.choose(hidden).tolist()]
 

@@ -25,7 +25,8 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 
 from toolkit.errors import CheckpointError
 from toolkit.files import target_named
-from toolkit.graft import checkpoint
+from toolkit.graft import checkpoint, prompting
+from toolkit.jsonl import read_records
 from toolkit.lpo.cache import build_cache
 from toolkit.lpo.config import TrainConfig, TrainerConfig
 from toolkit.lpo.loggers import make_loggers
@@ -205,6 +206,9 @@ def train_head(model: AugmentedModel, pairs_path: str | Path, train_config: Trai
             the pairs file. Neither it, the pairs nor `trainer_config.checkpoint_dir` may sit
             inside `out_dir`.
 
+    The checkpoint records the prompt convention of the pairs (`prompting.detect`), so
+    generation from it uses the same one by default.
+
     Returns:
         `TrainResult`. `model.head` then holds the exported weights (in every rank): the best
         validation epoch's when validation pairs are held out, else the last step's.
@@ -226,6 +230,8 @@ def train_head(model: AugmentedModel, pairs_path: str | Path, train_config: Trai
     if head_state:
         model.head.load_state_dict(head_state)
     if trainer.is_global_zero:
+        model.prompt_format = prompting.detect(
+            model.tokenizer, [p["prompt_ids"] for p in read_records(pairs_path)])
         model.save_pretrained(out_dir)
     last = Path(trainer_config.checkpoint_dir) / "last.ckpt" if trainer_config.checkpoint_dir else None
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val/")}

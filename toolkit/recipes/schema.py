@@ -19,7 +19,7 @@ from toolkit.lpo.config import (
     TrainConfig,
     TrainerConfig,
 )
-from toolkit.options import DecodingConfig, GraftConfig
+from toolkit.options import DecodingConfig, GraftConfig, chat_template_setting
 from toolkit.runtime import RuntimeConfig
 
 DTYPES = ("auto", "float32", "float16", "bfloat16")
@@ -97,10 +97,18 @@ class GenerateConfig:
 
     prompts: prompts given inline (e.g. `generate.prompts='[Hello]'` on the command line);
     input: a JSONL file with one object per line holding `prompt_field`;
-    output: JSONL written in input order (one object per prompt, with `completion` added),
-        one line per prompt as each batch finishes; a rerun resumes after the lines already
-        there (refused when they came from another model or decoding, unless `force_resume`);
-        when unset, completions are printed to the terminal (a single prompt streams).
+    output: JSONL written in input order (one object per prompt, with `completion`,
+        `finish_reason` -- "stop" when an end token ended the reply, "length" when
+        max_new_tokens did -- and `empty`, true when the end token came first), one line per
+        prompt as each batch finishes; a rerun resumes after the lines already there (refused
+        when they came from another model, decoding or prompt convention, unless
+        `force_resume`); when unset, completions are printed to the terminal (a single prompt
+        streams; an empty reply is shown as a note saying the end token came first).
+    chat_template: auto (the convention the checkpoint's head was trained with, else the chat
+        template when the tokenizer has one), on or off: with the template each plain prompt
+        becomes a user turn followed by the generation prompt; prompts that already hold the
+        template's markers, and JSONL prompts given as a list of {role, content} messages,
+        are not wrapped again.
     """
 
     prompts: list[str] = field(default_factory=list)
@@ -109,9 +117,11 @@ class GenerateConfig:
     output: Optional[str] = None
     batch_size: int = 8
     force_resume: bool = False
+    chat_template: str = "auto"
 
     def __post_init__(self) -> None:
         check_range("generate.batch_size", self.batch_size, low=1)
+        self.chat_template = chat_template_setting("generate.chat_template", self.chat_template)
         for number, prompt in enumerate(self.prompts):
             if not prompt:
                 raise ConfigError(
