@@ -80,7 +80,7 @@ def side_by_side(model: Any, recipe: Recipe, count: int = 3) -> list:
         describe(recipe.decoding): with_overrides(
             recipe.decoding, adaptive_temperature=AdaptiveOptions(enabled=True)),
     }
-    replies = {name: [r.text for r in generate_replies(model, prompts, d, len(prompts))]
+    replies = {name: generate_replies(model, prompts, d, len(prompts))
                for name, d in modes.items()}
     say("side by side (held-out prompts):")
     rows = []
@@ -88,8 +88,9 @@ def side_by_side(model: Any, recipe: Recipe, count: int = 3) -> list:
         say(f"  [{record['kind']}] {record['question']}")
         row = {"question": record["question"]}
         for name in modes:
-            say(f"    {name}: {replies[name][i]!r}")
-            row[name] = replies[name][i]
+            reply = replies[name][i]
+            say(f"    {name}: {reply.text!r}" if reply.text else f"    {name}: {reply.shown()}")
+            row[name] = reply.text
         rows.append(row)
     return rows
 
