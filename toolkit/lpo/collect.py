@@ -20,7 +20,7 @@ from tqdm.auto import tqdm
 from toolkit import provenance
 from toolkit.errors import DataError
 from toolkit.files import exclusive
-from toolkit.graft.prompting import left_pad
+from toolkit.graft.prompting import left_pad, token_ids
 from toolkit.lpo import pairs
 from toolkit.lpo.cache import model_fingerprint
 from toolkit.lpo.config import CollectConfig
@@ -59,7 +59,7 @@ def _prompt_ids(model, record: dict) -> list[int]:
         return [int(i) for i in record["prompt_ids"]]
     if model.tokenizer is None:
         raise DataError(f"prompt {record['id']!r} is text but the model has no tokenizer")
-    return list(model.tokenizer(record["prompt"])["input_ids"])
+    return token_ids(model.tokenizer, record["prompt"])
 
 
 def _pad_id(model) -> int:
