@@ -90,16 +90,30 @@ def test_on_without_a_template_and_bad_settings_are_one_line_errors():
         DataConfig(chat_template="maybe")
 
 
-def test_encode_left_pads_and_adds_no_second_bos():
-    tok = chat_tokenizer()
-    tok._tokenizer.post_processor = None
+def bos_adding_chat_tokenizer():
+    """The chat tokenizer, adding BOS (`<s>`, one of the template's markers) to every text."""
     from tokenizers.processors import TemplateProcessing
 
+    tok = chat_tokenizer()
     tok._tokenizer.post_processor = TemplateProcessing(single="<s> $A", special_tokens=[("<s>", 1)])
     assert tok("a").input_ids[0] == 1
+    return tok
+
+
+def test_encode_left_pads_and_adds_no_second_bos():
+    tok = bos_adding_chat_tokenizer()
     enc = prompting.encode(tok, ["a b c d", "<s>a"])
     assert enc["input_ids"][1].tolist().count(1) == 1  # the text's own BOS only
     assert enc["attention_mask"][1].tolist()[0] == 0 and enc["attention_mask"][0].all()
+
+
+def test_detect_sees_the_template_not_the_bos_the_tokenizer_adds():
+    tok = bos_adding_chat_tokenizer()
+    raw = [prompting.token_ids(tok, t) for t in ("Hello", "The cat")]
+    chat = [prompting.token_ids(tok, t) for t in prompting.render(tok, ["Hello", "Cat"], True)]
+    assert prompting.detect(tok, raw) == "raw" and prompting.detect(tok, chat) == "chat"
+    assert prompting.detect(tok, raw[:1] + chat[:1]) == "raw"
+    assert prompting.detect(build_tokenizer(), chat) == "raw"  # no template: raw
 
 
 def test_a_tokenizer_is_set_up_for_generation_when_loaded_and_saved(tiny_llama_dir, tmp_path):

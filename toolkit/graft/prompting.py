@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import torch
+from jinja2 import TemplateError
 from transformers import BatchEncoding
 
 from toolkit.errors import ConfigError, DataError
@@ -103,7 +104,7 @@ def render(tokenizer: Any, prompts: Sequence[Any], chat: bool) -> list[str]:
 def _wrap(tokenizer: Any, messages: list) -> str:
     try:
         return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-    except Exception as err:  # jinja raises its own errors for malformed conversations
+    except (TemplateError, ValueError, TypeError, KeyError) as err:
         raise DataError(f"the chat template refused the prompt ({err}); give messages as "
                         "[{'role': 'user', 'content': '...'}, ...]") from err
 
@@ -188,9 +189,12 @@ def as_batch(prompts: Any) -> list[Any]:
 
 def detect(tokenizer: Any, prompt_ids: Sequence[Sequence[int]]) -> str:
     """The convention a set of prompts (token ids) was written in: "chat" when the tokenizer
-    has a template and every prompt holds its markers, else "raw"."""
+    has a template and every prompt holds its markers (not counting the BOS the tokenizer adds
+    to any text), else "raw"."""
     found = markers(tokenizer)
     if not found or not prompt_ids:
         return RAW
-    texts = (tokenizer.decode(list(ids)) for ids in prompt_ids)
+    added = list(tokenizer("")["input_ids"])
+    texts = (tokenizer.decode(list(ids)[len(added):] if list(ids)[:len(added)] == added else ids)
+             for ids in prompt_ids)
     return CHAT if all(is_templated(tokenizer, t, found) for t in texts) else RAW
