@@ -244,3 +244,37 @@ def test_an_empty_reply_says_so(chat_dir, tmp_path, capsys):
                  f"generate.output={out}"]) == 0
     row = json.loads(out.read_text())
     assert row == {"prompt": "Hello", "completion": "", "finish_reason": "stop", "empty": True}
+
+
+def test_eval_and_collect_prompts_follow_chat_template(chat_dir, tmp_path):
+    from toolkit.eval.generation import prompts_of
+    from toolkit.lpo.arith_writing import make_prompts
+    from toolkit.lpo.pipeline import task_prompts
+
+    model = AugmentedModel.graft(str(chat_dir), small_graft())
+    items = [{"question": "What is 2 + 3?", "gold": 5.0}]
+    wrapped = "<s>user\nWhat is 2 + 3?</s>\n<s>assistant\n"
+    assert prompts_of(model, "gsm8k", items, EvalConfig(task="gsm8k")) == [wrapped]
+    assert prompts_of(model, "gsm8k", items, EvalConfig(task="gsm8k", chat_template="off")) == [
+        "Q: What is 2 + 3?\nA:"]
+    source = tmp_path / "prompts.jsonl"
+    source.write_text(json.dumps({"prompt": "What is 2 + 3?", "answer": "5"}) + "\n")
+    for setting, expected in (("auto", wrapped), ("off", "What is 2 + 3?")):
+        data = DataConfig(prompts=str(source), chat_template=setting)
+        assert [r["prompt"] for r in task_prompts(model, data, 4)[0]] == [expected]
+    assert make_prompts(model.tokenizer, 1, "eval")[0]["prompt"].startswith("<s>user\nWhat is")
+    assert make_prompts(model.tokenizer, 1, "eval", chat=False)[0]["prompt"].startswith("Q: ")
+
+
+def test_jsonl_prompts_may_be_conversations(chat_dir, tmp_path, capsys):
+    model = AugmentedModel.graft(str(chat_dir), small_graft())
+    conversation = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"}]
+    source = tmp_path / "in.jsonl"
+    source.write_text(json.dumps({"prompt": conversation}) + "\n")
+    out = tmp_path / "out.jsonl"
+    code = main(["generate", str(chat_recipe(tmp_path, model.save_pretrained(tmp_path / "c"))),
+                 f"generate.input={source}", f"generate.output={out}"])
+    assert code == 0, capsys.readouterr().err
+    row = json.loads(out.read_text())
+    expected = generate_replies(model, model.render_prompts([conversation]), GREEDY, 1)[0]
+    assert row["prompt"] == conversation and row["completion"] == expected.text
