@@ -62,11 +62,11 @@ def test_print_config_resolves_and_loads_nothing(capsys, recipe, no_model_load, 
     assert "output_dir: o/x\n" in out and "evolution_scale: 10" in out and "${" not in out
 
 
-def gpt2_dir(tmp_path: Path) -> Path:
-    from transformers import GPT2Config
-
-    path = tmp_path / "gpt2"
-    GPT2Config(n_layer=2, n_embd=32, n_head=2, vocab_size=300).save_pretrained(path)
+def refused_dir(tmp_path: Path) -> Path:
+    """A model folder of a type the toolkit refuses before loading (families.REFUSED)."""
+    path = tmp_path / "refused"
+    path.mkdir()
+    (path / "config.json").write_text('{"model_type": "deepseek_v4"}')
     return path
 
 
@@ -82,7 +82,8 @@ ERRORS = {
         "model.path='/no/such/model' is not a directory",
     ),
     "no config.json": (["model.path={tmp}"], "has no config.json"),
-    "unsupported architecture": (["model.path={gpt2}"], "model_type 'gpt2' is not supported"),
+    "unsupported architecture": (["model.path={refused}"],
+                                 "model_type 'deepseek_v4' is not supported: its decoder layers"),
     "random shape outside bench": (
         ["model.path=null", "model.random_shape=tiny"],
         "for bench only",
@@ -108,7 +109,7 @@ ERRORS = {
 @pytest.mark.parametrize("case", list(ERRORS))
 def test_errors_are_one_line_exit_2_before_loading(capsys, recipe, tmp_path, no_model_load, case):
     overrides, expected = ERRORS[case]
-    subs = {"tmp": tmp_path, "gpt2": gpt2_dir(tmp_path) if "gpt2" in str(overrides) else ""}
+    subs = {"tmp": tmp_path, "refused": refused_dir(tmp_path) if "refused" in str(overrides) else ""}
     code, out, err = run_main(capsys, "generate", recipe, *[o.format(**subs) for o in overrides])
     assert code == 2
     assert err.startswith("error: ") and err.count("\n") == 1, err

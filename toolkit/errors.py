@@ -15,7 +15,7 @@ class ConfigError(ToolkitError, ValueError):
 
 
 class UnsupportedArchitectureError(ToolkitError, ValueError):
-    """The base model's architecture is not in the family table."""
+    """The base model's architecture cannot be grafted (discovery or the graft-time probe failed)."""
 
 
 class CheckpointError(ToolkitError):

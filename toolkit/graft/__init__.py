@@ -1,7 +1,7 @@
-"""Model plumbing: family table, early-exit tap, adaptive-temperature head, AugmentedModel."""
+"""Model plumbing: architecture discovery, early-exit tap, adaptive-temperature head, AugmentedModel."""
 
 from toolkit.graft.augmented import AugmentedModel as AugmentedModel
-from toolkit.graft.families import SUPPORTED as SUPPORTED
+from toolkit.graft.families import REFUSED as REFUSED
 from toolkit.graft.families import ModelParts as ModelParts
 from toolkit.graft.families import resolve as resolve
 from toolkit.graft.head import AdaptiveDecoderHead as AdaptiveDecoderHead

@@ -49,15 +49,24 @@ FINGERPRINT_KEYS = (
     "model_type", "hidden_size", "num_hidden_layers", "vocab_size", "num_attention_heads",
     "num_key_value_heads", "intermediate_size", "head_dim", "tie_word_embeddings",
     "final_logit_softcapping", "num_local_experts", "num_experts_per_tok",
+    "logit_scale", "logits_scaling", "lm_head_multiplier",
 )
 
 
 def fingerprint(config) -> dict[str, Any]:
     """{'sha256': digest of a canonical JSON of the architecture keys, 'keys': those keys}."""
     text = config.get_text_config() if hasattr(config, "get_text_config") else config
-    keys = {k: getattr(text, k) for k in FINGERPRINT_KEYS if getattr(text, k, None) is not None}
+    keys = {k: v for k in FINGERPRINT_KEYS if (v := _config_value(text, k)) is not None}
     canonical = json.dumps(keys, sort_keys=True, separators=(",", ":"))
     return {"sha256": hashlib.sha256(canonical.encode()).hexdigest(), "keys": keys}
+
+
+def _config_value(config, key: str) -> Any:
+    """`config.key`, None when absent or not one value (Gemma 4's per-layer head_dim raises)."""
+    try:
+        return getattr(config, key, None)
+    except Exception:  # noqa: BLE001 - transformers raises its own error types here
+        return None
 
 
 def base_reference(model) -> str:

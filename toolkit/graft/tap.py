@@ -2,7 +2,8 @@
 
 `hidden_states[0]` is the input of decoder layer 0 (embeddings, after any embedding scale),
 `hidden_states[l]` the output of decoder layer l-1 (before the final norm); layer L (the
-number of decoder layers) stands for the model's own final logits. Hooks live only inside
+number of decoder layers) stands for the model's own final logits, read from the decoder's
+output (its last hidden state, after the final norm). Hooks live only inside
 `capture()`; every forward pass overwrites what was captured, so during `generate()` the tap
 holds the prefill and then one new position per step.
 """
@@ -75,7 +76,7 @@ class EarlyExitTap:
             else:
                 continue
             self._handles.append(hook)
-        self._handles.append(self.parts.norm.register_forward_hook(self._final_hook))
+        self._handles.append(self.parts.decoder.register_forward_hook(self._final_hook))
 
     def _keep(self, hidden: Tensor) -> Tensor:
         hidden = hidden.detach()
@@ -95,8 +96,12 @@ class EarlyExitTap:
 
         return hook
 
-    def _final_hook(self, module: nn.Module, args: tuple, output: Tensor) -> None:
-        self._final = self._keep(output)
+    def _final_hook(self, module: nn.Module, args: tuple, output: Any) -> None:
+        self._final = self._keep(output[0])  # the decoder's last_hidden_state (after its norm)
+
+    def state_shapes(self) -> dict[int, tuple[int, ...]]:
+        """The shape of each captured layer's hidden state in the last forward pass."""
+        return {layer: tuple(state.shape) for layer, state in self._states.items()}
 
     def final_hidden(self) -> Tensor:
         """The final-norm output of the last forward pass: (B,d) last_only, else (B,T,d)."""
@@ -136,7 +141,7 @@ class EarlyExitTap:
 
     def project(self, hidden: Tensor) -> Tensor:
         """Early-exit logits of hidden states (...,d): final norm if `early_exit_norm`, then
-        lm_head and the architecture's soft-cap, on lm_head's device."""
+        lm_head, the architecture's logit scale and soft-cap, on lm_head's device."""
         if self.early_exit_norm:
             hidden = self._norm(hidden)
         return self._unembed(hidden)
@@ -150,6 +155,8 @@ class EarlyExitTap:
 
     def _unembed(self, hidden: Tensor) -> Tensor:
         logits = self.parts.lm_head(hidden.to(self._head_device(hidden)))
+        if self.parts.logit_scale != 1.0:
+            logits = logits * self.parts.logit_scale
         cap = self.parts.softcap
         if cap is not None:
             logits = torch.tanh(logits / cap) * cap

@@ -211,18 +211,17 @@ def _safetensors_problem(path: Path) -> str | None:
 
 
 def _check_architecture(config_file: Path) -> None:
-    from toolkit.graft.families import SUPPORTED
+    from toolkit.graft.families import refusal
 
     try:
         config = json.loads(config_file.read_text())
     except json.JSONDecodeError as err:
         raise CheckpointError(f"{config_file} is not valid JSON (line {err.lineno})") from None
-    types = {config.get("model_type"), (config.get("text_config") or {}).get("model_type")}
-    if not types & set(SUPPORTED):
-        raise UnsupportedArchitectureError(
-            f"{config_file.parent}: model_type {config.get('model_type')!r} is not supported; "
-            f"supported: {', '.join(SUPPORTED)}"
-        )
+    for model_type in (config.get("model_type"), (config.get("text_config") or {}).get("model_type")):
+        reason = refusal(model_type) if model_type else None
+        if reason:
+            raise UnsupportedArchitectureError(
+                f"{config_file.parent}: model_type {model_type!r} is not supported: {reason}")
 
 
 def _load_local(path: Path, config: ModelConfig, graft: GraftConfig | None, say,
