@@ -27,7 +27,7 @@ from transformers import (
 
 from toolkit import hub, methods
 from toolkit.errors import DataError
-from toolkit.graft import checkpoint, hf_generate, prompting
+from toolkit.graft import checkpoint, hf_generate, probe, prompting
 from toolkit.graft.families import resolve
 from toolkit.graft.head import AdaptiveDecoderHead
 from toolkit.graft.layers import candidate_layers
@@ -70,6 +70,7 @@ class AugmentedModel:
         self.parts = resolve(base)
         self.tap = EarlyExitTap(base, layers=graft_config.layers,
                                 early_exit_norm=graft_config.early_exit_norm)
+        probe.check_tap(base, self.tap)
         d_model = base.config.get_text_config().hidden_size
         self.head = AdaptiveDecoderHead(d_model, graft_config.head).to(self.head_device)
         self.base_reference = (checkpoint.base_reference(base) if base_reference is None
