@@ -1,5 +1,10 @@
-"""Tiny seeded models and an offline tokenizer for tests, examples and quick experiments."""
+"""Tiny seeded models and an offline tokenizer for tests, examples and quick experiments.
 
+`build_tiny_model` builds the hand-tuned families; `build_any_tiny` a tiny random model of any
+causal-LM type in the installed transformers (`toolkit.testing.coverage` runs them all).
+"""
+
+from toolkit.testing.architectures import build_any_tiny, excluded, tiny_any_config
 from toolkit.testing.models import (
     INITIALIZER_RANGE,
     TINY_FAMILIES,
@@ -10,6 +15,9 @@ from toolkit.testing.models import (
 from toolkit.testing.tokenizer import build_tokenizer
 
 __all__ = [
+    "build_any_tiny",
+    "excluded",
+    "tiny_any_config",
     "TINY_FAMILIES",
     "INITIALIZER_RANGE",
     "build_tiny_model",
