@@ -57,25 +57,26 @@ LOGIT_KEYS = dict(logits_scaling=4.0, logit_scale=0.25, lm_head_multiplier=0.5,
 # Per-layer lists that default to None and are derived from the layer count: left None.
 PATTERN_KEYS = ("layer_types", "mlp_layer_types", "layers_block_type", "attention_layers")
 
-# The few types whose tiny config needs more than SIZE_KEYS.
+# The few types whose tiny config needs more than SIZE_KEYS: hybrids whose layer pattern is a
+# period/offset or absent get one with attention layers (a cache of only state-space layers
+# fails in generate()); the others satisfy their config's own validation or defaults.
 OVERRIDES: dict[str, dict] = {
-    "dots3_note_text": {"num_key_value_heads": 4},
     "gpt_neo": {"attention_types": [[["global", "local"], LAYERS // 2]]},
-    "mamba2": {"num_heads": 8, "head_dim": 16},
-    "zaya": {"num_experts_per_tok": 1},
-    "gemma4_assistant": {"hidden_size_per_layer_input": 0},
+    "mamba2": {"num_heads": 8, "head_dim": 16},  # num_heads * head_dim = 2 * hidden
+    "zaya": {"num_experts_per_tok": 1},  # the only value it supports
     "jamba": {"attn_layer_period": 2, "attn_layer_offset": 1},
-    "gemma3n_text": {"num_kv_shared_layers": 0},
+    "bamba": {"attn_layer_indices": [1, 3]},
+    "granitemoehybrid": {"layer_types": ["mamba", "attention"] * (LAYERS // 2)},
+    "gemma3n_text": {"num_kv_shared_layers": 0},  # the default shares more layers than 4
     "lfm2_moe": {"layer_types": ["conv", "full_attention"] * (LAYERS // 2)},
     "zamba": {"layers_block_type": ["linear_attention", "hybrid"] * (LAYERS // 2)},
-    "xlstm": {"qk_dim_factor": 1.0},
+    "xlstm": {"qk_dim_factor": 1.0},  # its generate() cache assumes qk and v heads alike
+    # DBRX's attention reads rope_theta and clip_qkv from its attn_config.
     "dbrx": {"rope_parameters": {"rope_type": "default", "rope_theta": 10000.0},
              "attn_config": {"kv_n_heads": 2, "rope_theta": 10000.0, "clip_qkv": 8.0},
              "ffn_config": {"ffn_hidden_size": 128, "moe_num_experts": 4, "moe_top_k": 2}},
     "cohere_compass_text": {"rope_parameters": {"full_attention": {"rope_type": "default",
                                                                    "rope_theta": 10000.0}}},
-    "bamba": {"attn_layer_indices": [1, 3]},
-    "granitemoehybrid": {"layer_types": ["mamba", "attention"] * (LAYERS // 2)},
 }
 
 
