@@ -70,7 +70,7 @@ class AugmentedModel:
         self.parts = resolve(base)
         self.tap = EarlyExitTap(base, layers=graft_config.layers,
                                 early_exit_norm=graft_config.early_exit_norm)
-        probe.check_tap(base, self.tap)
+        probe.check_tap(base)
         d_model = base.config.get_text_config().hidden_size
         self.head = AdaptiveDecoderHead(d_model, graft_config.head).to(self.head_device)
         self.base_reference = (checkpoint.base_reference(base) if base_reference is None

@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from toolkit.errors import UnsupportedArchitectureError
+from toolkit.graft.families import resolve
 from toolkit.graft.tap import EarlyExitTap
 
 PROBE_TOKENS = 4
@@ -20,10 +21,11 @@ PROBE_TOKENS = 4
 TOLERANCE = {torch.float32: 1e-4, torch.float64: 1e-9, torch.float16: 1e-2, torch.bfloat16: 3e-2}
 
 
-def check_tap(model: nn.Module, tap: EarlyExitTap) -> float:
+def check_tap(model: nn.Module) -> float:
     """Raise UnsupportedArchitectureError unless the tap at layer L reproduces `model`'s logits
-    on a short probe; return the max abs difference seen."""
-    parts = tap.parts
+    on a short probe and reads a (batch, tokens, hidden) state at every layer; return the max
+    abs difference seen."""
+    parts = resolve(model)
     final_tap = EarlyExitTap(model, layers=list(range(parts.num_layers + 1)))
     weight = parts.lm_head.weight
     ids = torch.arange(1, PROBE_TOKENS + 1).remainder(weight.shape[0]).unsqueeze(0)
