@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 import torch
+import transformers
 from transformers import AutoModelForCausalLM
 
 from toolkit.errors import UnsupportedArchitectureError
@@ -39,11 +40,13 @@ def test_coverage_over_the_installed_transformers():
         assert "\n" not in r.reason
     for model_type, reason in families.REFUSED.items():
         assert results[model_type].status == "fail" and reason in results[model_type].reason
-    # The docs page and the README quote this run (regenerate: benchmarks/coverage_table.py).
-    summary = coverage.summary(list(results.values())).split(" (")[0]
+    # The docs page and the README quote this run (regenerate: benchmarks/coverage_table.py)
+    # when it is made with the transformers the page was written with.
     page = (ROOT / "docs" / "architectures.md").read_text()
-    assert coverage.table(list(results.values())) in page and f"**{summary}" in page
-    assert f"**{summary}**" in (ROOT / "README.md").read_text()
+    if f"transformers {transformers.__version__}'s" in page:
+        summary = coverage.summary(list(results.values())).split(" (")[0]
+        assert coverage.table(list(results.values())) in page and f"**{summary}" in page
+        assert f"**{summary}**" in (ROOT / "README.md").read_text()
 
 
 def test_excluded_types_are_not_decoder_only_text():
