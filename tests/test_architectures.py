@@ -22,6 +22,7 @@ MUST_PASS = (
     "llama", "mistral", "qwen2", "qwen3", "gemma", "gemma2", "gemma3_text", "phi3", "olmo2",
     "smollm3", "mixtral", "qwen3_moe", "gpt_oss", "olmoe", "deepseek_v3", "mamba", "mamba2",
     "jamba", "bamba", "falcon_h1", "granite", "cohere", "minicpm3", "hyperclovax", "gpt2",
+    "gpt_neox", "opt", "bloom", "falcon", "phi",
 )
 
 
@@ -54,6 +55,7 @@ def test_excluded_types_are_not_decoder_only_text():
     assert excluded("bert").startswith("encoder config")
     assert excluded("gemma3").startswith("composite config (text_config, vision_config)")
     assert excluded("llama") is None and excluded("dbrx") is None  # sub-configs of one model
+    assert excluded("gpt_neox") is None  # has is_decoder=False by default, but no cross-attention
 
 
 @pytest.mark.parametrize(("model_type", "scale", "softcap"), [

@@ -64,6 +64,8 @@ OVERRIDES: dict[str, dict] = {
     "gpt_neo": {"attention_types": [[["global", "local"], LAYERS // 2]]},
     "mamba2": {"num_heads": 8, "head_dim": 16},  # num_heads * head_dim = 2 * hidden
     "zaya": {"num_experts_per_tok": 1},  # the only value it supports
+    # Reformer's LM head asserts is_decoder; its axial position embeddings must sum to hidden.
+    "reformer": {"is_decoder": True, "axial_pos_embds_dim": [32, 32], "axial_pos_shape": [16, 16]},
     "jamba": {"attn_layer_period": 2, "attn_layer_offset": 1},
     "bamba": {"attn_layer_indices": [1, 3]},
     "granitemoehybrid": {"layer_types": ["mamba", "attention"] * (LAYERS // 2)},
@@ -85,7 +87,7 @@ def excluded(model_type: str) -> str | None:
     config = CONFIG_MAPPING[model_type]
     if _default(config, "is_encoder_decoder") is True:
         return "encoder-decoder config (its causal-LM class is the decoder half)"
-    if _default(config, "is_decoder") is False:
+    if _default(config, "is_decoder") is False and "add_cross_attention" in _fields(config):
         return "encoder config (BERT-style): a causal LM only when flagged is_decoder=True"
     sub = set(getattr(config, "sub_configs", {}) or {}) - {"attn_config", "ffn_config"}
     if sub:
