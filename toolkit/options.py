@@ -38,8 +38,8 @@ def chat_template_setting(key: str, value: Any) -> str:
 
 __all__ = [
     "CHAT_TEMPLATES", "HEAD_LEVELS", "LAYER_BUCKETS", "AdaptiveOptions", "DecodingConfig", "DolaOptions",
-    "GraftConfig", "HeadConfig", "SledOptions", "TopNSigmaOptions", "apply_preset",
-    "check_layers", "describe", "mode_decoding", "with_overrides",
+    "GraftConfig", "HeadConfig", "NEUTRAL", "SledOptions", "TopNSigmaOptions", "apply_preset",
+    "check_layers", "describe", "mode_decoding", "pinned", "with_overrides",
 ]
 
 
@@ -82,20 +82,33 @@ class _DecodingChecks:
 
     def __post_init__(self) -> None:
         methods.check_exclusive(self)
-        check_range("temperature", self.temperature, low=0.0)
-        if self.top_k is not None:
-            check_range("top_k", self.top_k, low=1)
-        check_range("top_p", self.top_p, low=0.0, high=1.0, low_open=True)
-        check_range("repetition_penalty", self.repetition_penalty, low=0.0, low_open=True)
+        check_generation_settings(self)
         check_range("max_new_tokens", self.max_new_tokens, low=1)
 
 
+# transformers' sampling settings, with the value that switches each off. None in a
+# DecodingConfig means "unset": generate() takes it from the model's generation_config, as
+# transformers does (`toolkit.graft.hf_generate.resolve`); top_k=0 is transformers' "no top-k".
+NEUTRAL: dict[str, Any] = {"do_sample": False, "temperature": 1.0, "top_k": 0, "top_p": 1.0,
+                           "repetition_penalty": 1.0}
+
+
+def check_generation_settings(settings: Any) -> None:
+    """Range checks of the NEUTRAL settings that are set (None: unset) on any object."""
+    checks = {"temperature": dict(low=0.0), "top_k": dict(low=0),
+              "top_p": dict(low=0.0, high=1.0, low_open=True),
+              "repetition_penalty": dict(low=0.0, low_open=True)}
+    for key, bounds in checks.items():
+        if getattr(settings, key, None) is not None:
+            check_range(key, getattr(settings, key), **bounds)
+
+
 _PLAIN_FIELDS: list[tuple[str, Any, Any]] = [
-    ("do_sample", bool, False),
-    ("temperature", float, 1.0),
+    ("do_sample", Optional[bool], None),
+    ("temperature", Optional[float], None),
     ("top_k", Optional[int], None),
-    ("top_p", float, 1.0),
-    ("repetition_penalty", float, 1.0),
+    ("top_p", Optional[float], None),
+    ("repetition_penalty", Optional[float], None),
     ("max_new_tokens", int, 32),
     ("seed", Optional[int], None),
 ]
@@ -113,6 +126,9 @@ Method sections (one per registered method, each with `enabled`):
 {", ".join(m.name for m in methods.all_methods())}. Composition order: the "logits" method
 (SLED or DoLa) on raw logits -> repetition penalty -> temperature (fixed or adaptive) ->
 top-n-sigma -> top-k -> top-p -> sample (or argmax when do_sample is off).
+
+do_sample, temperature, top_k, top_p and repetition_penalty left at None are unset: generate()
+takes them from the base model's generation_config, as transformers does; set ones override it.
 """
 
 
@@ -173,6 +189,13 @@ def _unknown_field(section: str, key: str, names: list[str]) -> str:
     return f"unknown {section} option {key!r}; valid: {', '.join(names)}"
 
 
+def pinned(config: DecodingConfig) -> DecodingConfig:
+    """`config` with every unset sampling setting switched off (NEUTRAL), so that it decodes the
+    same whatever generation_config the model ships (eval/bench modes, LPO's measurements)."""
+    return dataclasses.replace(config, **{k: v for k, v in NEUTRAL.items()
+                                          if getattr(config, k) is None})
+
+
 def mode_decoding(base: DecodingConfig, mode: str) -> DecodingConfig:
     """The decoding config of one eval/bench mode, derived from `base`.
 
@@ -183,11 +206,13 @@ def mode_decoding(base: DecodingConfig, mode: str) -> DecodingConfig:
 
     Returns:
         `base` with every method switched off but the mode's own; modes whose methods sample
-        get do_sample=True and a fixed seed (base.seed, else 0).
+        get do_sample=True and a fixed seed (base.seed, else 0). Sampling settings the recipe
+        leaves unset are off (`pinned`), not the model's generation_config: a mode measures
+        its method, whatever defaults the model ships.
     """
     off = {m.name: dataclasses.replace(getattr(base, m.name), enabled=False)
            for m in methods.all_methods()}
-    plain = dataclasses.replace(base, **off)
+    plain = pinned(dataclasses.replace(base, **off))
     if mode == methods.GREEDY:
         return dataclasses.replace(plain, do_sample=False)
     names = methods.COMPOSED_METHODS if mode == methods.COMPOSED else (methods.get(mode).name,)
@@ -209,5 +234,6 @@ def describe(decoding: DecodingConfig) -> str:
     """One line naming the enabled methods and greedy/sampling, e.g. 'SLED alpha=2 K=10 +
     sampling'."""
     parts = [m.label(getattr(decoding, m.name)) for m in methods.active(decoding)]
-    parts.append("sampling" if decoding.do_sample else "greedy")
+    sampling = {True: "sampling", False: "greedy", None: "the model's generation_config"}
+    parts.append(sampling[decoding.do_sample])
     return " + ".join(parts)

@@ -14,7 +14,7 @@ from typing import Any
 from lightning.pytorch.utilities import rank_zero_only
 
 from toolkit.lpo import pipeline, synthetic
-from toolkit.options import DecodingConfig, describe
+from toolkit.options import DecodingConfig, describe, pinned
 from toolkit.recipes.models import load_model
 from toolkit.recipes.schema import Recipe
 
@@ -109,7 +109,7 @@ def _token_head(model: Any, recipe: Recipe, fixed: dict) -> dict:
 def _synthetic_report(model: Any, recipe: Recipe) -> None:
     # The task's greedy references and fixed-temperature baselines are defined on plain
     # decoding, so evaluate with the default options rather than the checkpoint's saved ones.
-    model.decoding = DecodingConfig()
+    model.decoding = pinned(DecodingConfig())
     records, _ = pipeline.task_prompts(model, recipe.data, recipe.collect.max_new_tokens,
                                        split="eval")
     report = synthetic.evaluate_head(model, records, seed=recipe.data.synthetic.seed)

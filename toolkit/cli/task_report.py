@@ -18,7 +18,7 @@ from lightning.pytorch.utilities import rank_zero_only
 from toolkit import reports
 from toolkit.lpo import pipeline
 from toolkit.lpo.text_eval import evaluate_text_head
-from toolkit.options import AdaptiveOptions, DecodingConfig, describe, with_overrides
+from toolkit.options import AdaptiveOptions, DecodingConfig, describe, pinned, with_overrides
 from toolkit.recipes.schema import Recipe
 
 say = rank_zero_only(print)
@@ -75,8 +75,8 @@ def side_by_side(model: Any, recipe: Recipe, count: int = 3) -> list:
     prompts = [r["prompt"] for r in picks]
     sled = dataclasses.replace(recipe.decoding.sled, enabled=True)
     modes = {
-        "greedy": DecodingConfig(max_new_tokens=recipe.decoding.max_new_tokens),
-        "SLED": DecodingConfig(sled=sled, max_new_tokens=recipe.decoding.max_new_tokens),
+        "greedy": pinned(DecodingConfig(max_new_tokens=recipe.decoding.max_new_tokens)),
+        "SLED": pinned(DecodingConfig(sled=sled, max_new_tokens=recipe.decoding.max_new_tokens)),
         describe(recipe.decoding): with_overrides(
             recipe.decoding, adaptive_temperature=AdaptiveOptions(enabled=True)),
     }

@@ -24,7 +24,7 @@ from tqdm.auto import tqdm
 from toolkit import reports
 from toolkit.graft.prompting import CHAT, encode
 from toolkit.lpo.rewards import exact_match
-from toolkit.options import DecodingConfig, with_overrides
+from toolkit.options import DecodingConfig, pinned, with_overrides
 
 # name -> (decoding overrides, transformers generate() keywords)
 SAMPLERS = {
@@ -55,8 +55,9 @@ def questions(am: Any, config: Any) -> list[dict[str, Any]]:
 
 
 def _decoding(base: DecodingConfig, overrides: dict, temperature: float, seed: int):
-    return with_overrides(base, do_sample=True, temperature=temperature, seed=seed,
-                          sled=False, dola=False, adaptive_temperature=False, **overrides)
+    return pinned(with_overrides(base, do_sample=True, temperature=temperature, seed=seed,
+                                 sled=False, dola=False, adaptive_temperature=False,
+                                 **overrides))
 
 
 @torch.no_grad()
@@ -84,8 +85,8 @@ def run_sweep(am: Any, config: Any, base: DecodingConfig) -> dict[str, Any]:
         accs = [_accuracy(am, items, _decoding(base, overrides, temperature, seed0 + k), hf,
                           config.batch_size) for k in range(config.sweep_samples)]
         table.setdefault(sampler, {})[f"{temperature:g}"] = sum(accs) / len(accs)
-    greedy = with_overrides(base, do_sample=False, sled=False, dola=False,
-                            adaptive_temperature=False, top_n_sigma=False)
+    greedy = pinned(with_overrides(base, do_sample=False, sled=False, dola=False,
+                                   adaptive_temperature=False, top_n_sigma=False))
     result = {"task": config.task, "questions": len(items), "samples": config.sweep_samples,
               "greedy_accuracy": _accuracy(am, items, greedy, {}, config.batch_size),
               "seeds": [seed0 + k for k in range(config.sweep_samples)],

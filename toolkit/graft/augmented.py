@@ -41,7 +41,7 @@ from toolkit.graft.processors import (
 )
 from toolkit.graft.records import AugmentedOutput, reply_mask, stack_steps
 from toolkit.graft.tap import EarlyExitTap
-from toolkit.options import DecodingConfig, GraftConfig, with_overrides
+from toolkit.options import DecodingConfig, GraftConfig
 
 
 @dataclass
@@ -136,7 +136,9 @@ class AugmentedModel:
                 return_dict_in_generate, ...) passes through (`toolkit.graft.hf_generate`). eos
                 and pad default to the base's generation_config (else the tokenizer). `seed`
                 seeds torch's global RNG and the adaptive head's generator, so seeded runs
-                repeat; `top_k=None` means no top-k filter.
+                repeat. Sampling settings follow transformers' rules: unset ones come from
+                the base's generation_config; a passed generation_config or keyword overrides
+                them; `top_k=0` means no top-k (`toolkit.graft.hf_generate`).
 
         Returns:
             What transformers returns (the sequences (B, T_prompt + T_new), or its output object
@@ -147,7 +149,8 @@ class AugmentedModel:
             ConfigError: unknown or invalid options, or options this model cannot run.
         """
         overrides, hf = hf_generate.split(kwargs)
-        options = with_overrides(decoding or self.decoding, **overrides)
+        options = hf_generate.resolve(decoding or self.decoding, overrides, hf,
+                                      self.base.generation_config)
         self.check_decoding(options)
         hf_generate.check(options, hf)
         device = self.base.device
@@ -240,7 +243,7 @@ class AugmentedModel:
         if options.do_sample:
             for method in (m for m in active if m.stage == "filter"):
                 plan.processors.append(FilterLogitsProcessor(method, getattr(options, method.name)))
-            if options.top_k is not None:
+            if options.top_k:
                 plan.processors.append(TopKLogitsWarper(options.top_k))
             if options.top_p < 1.0:
                 plan.processors.append(TopPLogitsWarper(options.top_p))

@@ -1,16 +1,22 @@
-"""transformers `generate()` keywords beside our decoding options.
+"""transformers `generate()` keywords beside our decoding options, by transformers' rules.
 
-`AugmentedModel.generate` takes both. Our options (`toolkit.options.DecodingConfig` fields) build
-the processors in our composition order (docs/methods.md section 7); every keyword that
-transformers' `generate()` or `GenerationConfig` accepts (`eos_token_id`, `pad_token_id`,
-`min_new_tokens`, `stop_strings`, `num_return_sequences`, `min_p`, `typical_p`,
-`no_repeat_ngram_size`, `bad_words_ids`, `generation_config`, `streamer`, `stopping_criteria`,
-`logits_processor`, `return_dict_in_generate`, `output_scores`, ...) goes to the base model's
-`generate()` unchanged. Keywords that would fight our composition raise a ConfigError.
+`AugmentedModel.generate` takes both. Sampling settings (do_sample, temperature, top_k, top_p,
+repetition_penalty) come, first found wins, from: our keywords -> a passed `generation_config`
+-> the set (not None) fields of the DecodingConfig (recipe / checkpoint) -> the base model's
+`generation_config` -> transformers' global defaults (greedy; top_k 50 when sampling). `resolve`
+gives the DecodingConfig with all of them set; we apply temperature, top-k, top-p and the
+repetition penalty in our composition order (docs/methods.md section 7) and hand transformers
+one GenerationConfig (`kwargs_for`) with its own copies neutral. Every other keyword that
+transformers' `generate()` or `GenerationConfig` accepts (`eos_token_id`, `min_new_tokens`,
+`stop_strings`, `num_return_sequences`, `min_p`, `typical_p`, `streamer`, `stopping_criteria`,
+`logits_processor`, `output_scores`, ...) keeps its transformers meaning: config fields go into
+that GenerationConfig, the rest to `generate()`. Only options that cannot compose raise a
+ConfigError.
 """
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import inspect
 import logging
@@ -21,7 +27,7 @@ from transformers import GenerationConfig, GenerationMixin
 
 from toolkit import methods
 from toolkit.errors import ConfigError
-from toolkit.options import DecodingConfig
+from toolkit.options import NEUTRAL, DecodingConfig, check_generation_settings, with_overrides
 
 logger = logging.getLogger(__name__)
 
@@ -33,8 +39,9 @@ _EXTRA = frozenset({"tokenizer", "past_key_values", "use_model_defaults"})
 _CONFIG_FIELDS = frozenset(k for k in GenerationConfig().to_dict() if not k.startswith("_"))
 HF_KEYS = (_PARAMS | _EXTRA | _CONFIG_FIELDS) - OURS - {
     "dola_layers", "custom_generate", "transformers_version"}
-# Ours, applied in our composition order; a generation_config must leave them neutral.
-_COMPOSED = {"temperature": 1.0, "top_k": 0, "top_p": 1.0, "repetition_penalty": 1.0}
+# transformers' global defaults of the settings we apply (GenerationConfig's
+# `_get_default_generation_params` in transformers 5): what a model that sets none of them gets.
+TRANSFORMERS_DEFAULTS = {**NEUTRAL, "top_k": 50}
 
 
 def split(kwargs: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -62,26 +69,27 @@ def split(kwargs: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
                 f"({', '.join(sorted(OURS))}) or a transformers generate()/GenerationConfig "
                 "keyword (e.g. eos_token_id, min_new_tokens, stop_strings)"
             )
-    ours = {**_from_generation_config(hf.get("generation_config"), ours), **ours}
+    if getattr(hf.get("generation_config"), "dola_layers", None) is not None:
+        raise ConfigError("generation_config.dola_layers is transformers' Hub DoLa; use dola=True")
     return ours, hf
 
 
-def _from_generation_config(config: GenerationConfig | None, ours: dict[str, Any]) -> dict:
-    """do_sample / max_new_tokens taken from a passed generation_config (unless given as
-    keywords); temperature / top_k / top_p / repetition_penalty there raise a ConfigError."""
-    if config is None:
-        return {}
-    for key, neutral in _COMPOSED.items():
-        value = getattr(config, key, None)
-        if value is not None and value != neutral:
-            raise ConfigError(
-                f"generation_config.{key}={value!r} would bypass our composition order; pass "
-                f"{key}={value!r} to AugmentedModel.generate instead (docs/methods.md section 7)"
-            )
-    if getattr(config, "dola_layers", None) is not None:
-        raise ConfigError("generation_config.dola_layers is transformers' Hub DoLa; use dola=True")
-    return {k: getattr(config, k) for k in ("do_sample", "max_new_tokens")
-            if getattr(config, k, None) is not None and k not in ours}
+def resolve(decoding: DecodingConfig, overrides: dict[str, Any], hf: dict[str, Any],
+            model_config: GenerationConfig) -> DecodingConfig:
+    """`decoding` with `overrides` applied and every sampling setting set, by transformers'
+    precedence (module doc); max_new_tokens from a passed generation_config unless given."""
+    options = with_overrides(decoding, **overrides)
+    passed = hf.get("generation_config")
+    check_generation_settings(passed)
+    changes: dict[str, Any] = {}
+    for key, default in TRANSFORMERS_DEFAULTS.items():
+        sources = (getattr(passed, key, None), getattr(options, key),
+                   getattr(model_config, key, None), default)
+        changes[key] = overrides[key] if overrides.get(key) is not None else next(
+            v for v in sources if v is not None)
+    if "max_new_tokens" not in overrides and getattr(passed, "max_new_tokens", None):
+        changes["max_new_tokens"] = passed.max_new_tokens
+    return dataclasses.replace(options, **changes)
 
 
 def setting(hf: dict[str, Any], key: str, default: Any = None) -> Any:
@@ -117,24 +125,31 @@ def _warn_truncation(others: str) -> None:
 
 def kwargs_for(options: DecodingConfig, hf: dict[str, Any], config: GenerationConfig,
                tokenizer, explicit: Any = ()) -> dict[str, Any]:
-    """The keyword arguments for the base model's generate(): ours switch transformers' own
-    temperature / top-k / top-p / repetition warpers off; eos and pad default to the base's
-    generation_config, else the tokenizer; the caller's transformers keywords win. A caller's
-    `max_length` replaces our default max_new_tokens unless that is in `explicit` too."""
-    kwargs: dict[str, Any] = dict(repetition_penalty=1.0, do_sample=options.do_sample)
+    """The keyword arguments for the base model's generate(): one GenerationConfig (a copy of
+    the passed one, with the caller's config keywords) in which our settings switch
+    transformers' own temperature / top-k / top-p / repetition warpers off, beside generate()'s
+    non-config keywords; no config field is passed as a keyword next to it. eos and pad
+    default to the base's generation_config (`config`), else the tokenizer. A caller's
+    `max_length` replaces our max_new_tokens unless that is in `explicit` too."""
+    passed = hf.get("generation_config")
+    generation = copy.deepcopy(passed) if passed is not None else GenerationConfig()
+    fields = {k: v for k, v in hf.items() if k in _CONFIG_FIELDS}
+    fields.update(NEUTRAL, do_sample=options.do_sample)
     if setting(hf, "max_length") is None or "max_new_tokens" in explicit:
-        kwargs["max_new_tokens"] = options.max_new_tokens
-    if options.do_sample:
-        kwargs.update(temperature=1.0, top_k=0, top_p=1.0)
-    if config.pad_token_id is None and tokenizer is not None and tokenizer.pad_token_id is not None:
-        kwargs["pad_token_id"] = tokenizer.pad_token_id
-    if config.eos_token_id is None and tokenizer is not None and tokenizer.eos_token_id is not None:
-        kwargs["eos_token_id"] = tokenizer.eos_token_id
+        fields["max_new_tokens"] = options.max_new_tokens
+    generation.update(**fields)  # at once: update() validates the result
+    if (generation.pad_token_id is None and config.pad_token_id is None and tokenizer is not None
+            and tokenizer.pad_token_id is not None):
+        generation.pad_token_id = tokenizer.pad_token_id
+    if (generation.eos_token_id is None and config.eos_token_id is None and tokenizer is not None
+            and tokenizer.eos_token_id is not None):
+        generation.eos_token_id = tokenizer.eos_token_id
+    kwargs = {k: v for k, v in hf.items() if k not in _CONFIG_FIELDS and k != "generation_config"}
     if setting(hf, "stop_strings") is not None and "tokenizer" not in hf:
         if tokenizer is None:
             raise ConfigError("stop_strings needs a tokenizer; pass tokenizer=... as well")
         kwargs["tokenizer"] = tokenizer
-    return {**kwargs, **hf}
+    return {"generation_config": generation, **kwargs}
 
 
 def eos_ids(hf: dict[str, Any], config: GenerationConfig, tokenizer) -> list[int]:

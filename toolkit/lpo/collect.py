@@ -25,7 +25,7 @@ from toolkit.lpo import pairs
 from toolkit.lpo.cache import model_fingerprint
 from toolkit.lpo.config import CollectConfig
 from toolkit.lpo.rewards import Reward, build_reward
-from toolkit.options import AdaptiveOptions, DecodingConfig
+from toolkit.options import AdaptiveOptions, DecodingConfig, pinned
 
 if TYPE_CHECKING:
     from toolkit.graft.augmented import AugmentedModel
@@ -80,12 +80,12 @@ def _sample_chunk(model, chunk: list[dict], config: CollectConfig, chunk_no: int
     """Per prompt of the chunk, its N replies as {reply_ids, temperature_index, text}."""
     rows = [_prompt_ids(model, r) for r in chunk for _ in range(config.num_replies)]
     input_ids, attention_mask = left_pad(rows, _pad_id(model))
-    decoding = DecodingConfig(
+    decoding = pinned(DecodingConfig(
         do_sample=True,
         adaptive_temperature=AdaptiveOptions(enabled=True, choice="sample"),
         max_new_tokens=config.max_new_tokens,
         seed=(config.seed * 1_000_003 + chunk_no) % 2**31,
-    )
+    ))
     out = model.generate(input_ids, attention_mask, decoding=decoding, return_records=True)
     replies = out.sequences[:, input_ids.shape[1] :].cpu()
     keep = out.reply_mask.cpu()

@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 
 from toolkit.lpo.text_eval import mean_by_kind
-from toolkit.options import GraftConfig, HeadConfig
+from toolkit.options import GraftConfig, HeadConfig, pinned
 
 KINDS = ("exact", "diverse")
 FIRST_BODY_TOKEN = 3  # after the special tokens <pad>, <s>, </s>
@@ -72,7 +72,7 @@ def make_prompts(model, n: int, seed: int, markers: dict, prompt_length: int = 6
     body = allowed[torch.randint(len(allowed), (n, prompt_length - 1), generator=gen)]
     kinds = [KINDS[i % 2] for i in range(n)]
     ids = torch.cat([body, torch.tensor([[markers[k]] for k in kinds])], dim=1)
-    greedy = model.generate(ids, do_sample=False, max_new_tokens=max_new_tokens,
+    greedy = model.generate(ids, decoding=pinned(model.decoding), max_new_tokens=max_new_tokens,
                             return_records=True)
     return [
         {"id": f"s{seed}-{i}", "prompt_ids": ids[i].tolist(), "kind": kinds[i],
@@ -135,13 +135,14 @@ def evaluate_head(model, prompts: list[dict], seed: int = 0) -> dict:
     chosen = [grid[i] for i in model.head.choose(hidden).tolist()]
     choices = {k: Counter(t for t, p in zip(chosen, prompts, strict=True) if p["kind"] == k) for k in KINDS}
     n_new = prompts[0]["max_new_tokens"]
-    head_out = model.generate(ids, do_sample=True, max_new_tokens=n_new, seed=seed,
+    plain = pinned(model.decoding)
+    head_out = model.generate(ids, decoding=plain, do_sample=True, max_new_tokens=n_new, seed=seed,
                               adaptive_temperature={"enabled": True, "choice": "argmax"},
                               return_records=True)
     scorer = SyntheticReward(model)
     rewards = {"head": _mean_rewards(scorer, prompts, _replies(head_out, ids.shape[1]))}
     for tau in grid:
-        out = model.generate(ids, do_sample=tau > 0, temperature=tau if tau > 0 else 1.0,
+        out = model.generate(ids, decoding=plain, do_sample=tau > 0, temperature=tau if tau > 0 else 1.0,
                              max_new_tokens=n_new, seed=seed, return_records=True)
         rewards[f"{tau:g}"] = _mean_rewards(scorer, prompts, _replies(out, ids.shape[1]))
     counts = {k: sum(c.values()) for k, c in choices.items()}

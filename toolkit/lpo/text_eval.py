@@ -16,7 +16,7 @@ from typing import Any
 import torch
 
 from toolkit.graft.prompting import encode
-from toolkit.options import AdaptiveOptions, DecodingConfig
+from toolkit.options import AdaptiveOptions, DecodingConfig, pinned
 
 
 def _generate(model, records: list[dict], samples: int, decoding: DecodingConfig,
@@ -77,11 +77,11 @@ def evaluate_text_head(model, records: list[dict], reward, *, samples: int = 3,
     kinds = list(dict.fromkeys(r["kind"] for r in records))
     level = model.graft_config.head.level
     grid = [float(t) for t in model.head.temperatures.tolist()]
-    base = DecodingConfig(max_new_tokens=max_new_tokens, seed=seed)
-    head_decoding = DecodingConfig(
+    base = pinned(DecodingConfig(max_new_tokens=max_new_tokens, seed=seed))
+    head_decoding = pinned(DecodingConfig(
         do_sample=True, adaptive_temperature=AdaptiveOptions(enabled=True),
         max_new_tokens=max_new_tokens, seed=seed,
-    )
+    ))
     texts, temps = _generate(model, records, samples, head_decoding, batch_size)
     per_record = {"head": _rewards(reward, records, texts, samples)}
     for tau in [] if fixed else grid:
@@ -89,8 +89,8 @@ def evaluate_text_head(model, records: list[dict], reward, *, samples: int = 3,
             greedy, _ = _generate(model, records, 1, base, batch_size)
             texts = [t for t in greedy for _ in range(samples)]
         else:
-            decoding = DecodingConfig(do_sample=True, temperature=tau,
-                                      max_new_tokens=max_new_tokens, seed=seed)
+            decoding = pinned(DecodingConfig(do_sample=True, temperature=tau,
+                                             max_new_tokens=max_new_tokens, seed=seed))
             texts, _ = _generate(model, records, samples, decoding, batch_size)
         per_record[f"{tau:g}"] = _rewards(reward, records, texts, samples)
     rewards = {k: mean_by_kind(v, records, kinds) for k, v in per_record.items()}
