@@ -221,7 +221,7 @@ def test_top_n_sigma_n_at_most_zero_is_stated(env, tmp_path, capsys, monkeypatch
                              "decoding.do_sample=true"], "")
     code, err = run_case(case, tmp_path, env, capsys, monkeypatch)
     assert code == 0
-    assert "note: decoding.top_n_sigma.n=0 <= 0 keeps every token, so top-n-sigma does nothing" in err
+    assert "note: decoding.top_n_sigma.n=0 <= 0 switches top-n-sigma off (as in llama.cpp)" in err
 
 
 def test_load_model_refuses_a_graft_the_checkpoint_does_not_have(env):

@@ -5,6 +5,7 @@ override the model's, and every sampling setting runs in our composition order. 
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 
 import pytest
@@ -17,6 +18,7 @@ from transformers import (
     TopPLogitsWarper,
 )
 
+from toolkit import methods
 from toolkit.errors import ConfigError
 from toolkit.graft import hf_generate
 from toolkit.graft.augmented import AugmentedModel
@@ -26,7 +28,11 @@ from toolkit.options import (
     GraftConfig,
     HeadConfig,
     SledOptions,
+    TopNSigmaOptions,
+    describe,
+    mode_decoding,
     pinned,
+    with_overrides,
 )
 from toolkit.testing import build_tiny_model, build_tokenizer
 
@@ -158,3 +164,25 @@ def test_beam_search_in_a_passed_config_still_refuses_tap_methods(model):
     with pytest.raises(ConfigError, match="num_beams=2 cannot compose with sled"):
         model.generate(_ids(), generation_config=GenerationConfig(num_beams=2), sled=True)
 
+
+@pytest.mark.parametrize("n", [-1, 0])
+def test_top_n_sigma_n_at_most_zero_is_off(model, n):
+    """llama.cpp's `--top-n-sigma -1` is its "off": accepted, run and reported as off."""
+    options = with_overrides(DecodingConfig(), top_n_sigma=n, do_sample=True)
+    assert not options.top_n_sigma.enabled and options.top_n_sigma.n == n
+    assert not methods.active(options) and describe(options) == "sampling"
+    assert dataclasses.asdict(options)["top_n_sigma"] == {"enabled": False, "n": n}
+    assert not TopNSigmaOptions(enabled=True, n=n).enabled
+    got = model.generate(_ids(), max_new_tokens=NEW, top_n_sigma=n, seed=1)
+    assert torch.equal(got, model.generate(_ids(), max_new_tokens=NEW, seed=1))
+    mode = mode_decoding(options, "top_n_sigma")
+    assert describe(mode) == "sampling" and not mode.top_n_sigma.enabled
+
+
+def test_top_n_sigma_off_from_a_recipe(tmp_path):
+    from toolkit.recipes.load import load_recipe
+
+    path = tmp_path / "r.yaml"
+    path.write_text("model:\n  tiny: llama\ndecoding:\n  top_n_sigma: -1\n")
+    assert not load_recipe(path).decoding.top_n_sigma.enabled
+    assert not load_recipe(path, ["decoding.top_n_sigma.enabled=true"]).decoding.top_n_sigma.enabled

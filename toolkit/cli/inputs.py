@@ -38,10 +38,10 @@ def check_inputs(command: str, recipe: Recipe) -> None:
 
 def _note_no_ops(recipe: Recipe) -> None:
     top = recipe.decoding.top_n_sigma
-    if top.enabled and top.n <= 0:
+    if top.n <= 0:
         print(
-            f"note: decoding.top_n_sigma.n={top.n:g} <= 0 keeps every token, so top-n-sigma does "
-            "nothing (as in llama.cpp); give n > 0 to filter",
+            f"note: decoding.top_n_sigma.n={top.n:g} <= 0 switches top-n-sigma off (as in "
+            "llama.cpp); give n > 0 to filter",
             file=sys.stderr,
         )
 

@@ -10,13 +10,19 @@ from toolkit.methods.registry import DecodingMethod
 
 @dataclass
 class TopNSigmaOptions:
-    """Top-n-sigma (sampling only): tokens below max - n * std become -inf."""
+    """Top-n-sigma (sampling only): tokens below max - n * std become -inf.
+
+    n <= 0 means off, as llama.cpp's `--top-n-sigma -1`: it is accepted and stored with
+    enabled=False, so every label, record and report says top-n-sigma is off.
+    """
 
     enabled: bool = False
     n: float = 1.0
 
     def __post_init__(self) -> None:
         check_finite("top_n_sigma.n", self.n)
+        if self.n <= 0:
+            self.enabled = False
 
 
 def step(scores, options: TopNSigmaOptions):
