@@ -10,7 +10,9 @@ from transformers import AutoModelForCausalLM
 from transformers.generation.streamers import BaseStreamer
 
 from toolkit.errors import ConfigError
+from toolkit.graft.augmented import AugmentedModel
 from toolkit.graft.custom_generate import decoder
+from toolkit.options import DecodingConfig, GraftConfig, HeadConfig, with_overrides
 
 NEW = 8
 
@@ -82,6 +84,60 @@ def test_checkpoint_folder_needs_and_works_with_trust_remote_code(setup, tmp_pat
     got = plain.generate(ids, attention_mask=mask, max_new_tokens=NEW, custom_generate=str(ckpt),
                          trust_remote_code=True, sled={"evolution_scale": 5})
     assert torch.equal(got, expected)
+
+
+SAVED_SLED = {"evolution_rate": 2.5, "evolution_scale": 7}
+SAVED = dict(sled=SAVED_SLED, top_n_sigma=1.2, do_sample=True, temperature=0.8, top_k=0,
+             top_p=0.95, repetition_penalty=1.2, max_new_tokens=6)
+
+
+@pytest.fixture(scope="module")
+def saved(tiny_llama_dir, tmp_path_factory):
+    """A checkpoint with non-default candidate layers, early_exit_norm and decoding options,
+    loaded back; and unpadded prompts (transformers' repetition penalty counts padding)."""
+    am = AugmentedModel.graft(str(tiny_llama_dir), GraftConfig(
+        layers=[1, 2], early_exit_norm=True, head=HeadConfig(hidden_size=16)))
+    am.decoding = with_overrides(DecodingConfig(), **SAVED)
+    ckpt = am.save_pretrained(tmp_path_factory.mktemp("saved") / "ckpt")
+    ids = torch.randint(3, 300, (2, 7), generator=torch.Generator().manual_seed(6))
+    return ckpt, AugmentedModel.from_pretrained(ckpt), ids
+
+
+def _folder(plain, ckpt, ids, seed=3, **kwargs):
+    torch.manual_seed(seed)
+    return plain.generate(ids, custom_generate=str(ckpt), trust_remote_code=True, **kwargs)
+
+
+def test_checkpoint_folder_uses_the_saved_graft_and_decoding(setup, saved):
+    plain = setup[1]
+    ckpt, loaded, ids = saved
+    expected = loaded.generate(ids, seed=3)
+    got = _folder(plain, ckpt, ids)
+    assert torch.equal(got, expected) and got.shape[1] == ids.shape[1] + 6
+    torch.manual_seed(3)
+    settings = {k: v for k, v in SAVED.items() if k not in ("sled", "top_n_sigma")}
+    unsaved_graft = plain.generate(ids, **settings, custom_generate=decoder(
+        sled=SAVED_SLED, top_n_sigma=1.2))
+    assert not torch.equal(got, unsaved_graft), "layers [1, 2] and the norm changed nothing"
+
+
+def test_checkpoint_folder_keywords_override_the_saved_options(setup, saved):
+    plain = setup[1]
+    ckpt, loaded, ids = saved
+    for change in (dict(sled=False), dict(dola=True, sled=False, do_sample=False),
+                   dict(temperature=0.5, max_new_tokens=4)):
+        assert torch.equal(_folder(plain, ckpt, ids, **change),
+                           loaded.generate(ids, seed=3, **change)), change
+
+
+def test_checkpoint_folder_refuses_a_saved_adaptive_head(setup, tiny_llama_dir, tmp_path):
+    plain, ids = setup[1], setup[2]
+    am = graft(tiny_llama_dir)
+    am.decoding = with_overrides(DecodingConfig(), adaptive_temperature=True)
+    ckpt = am.save_pretrained(tmp_path / "adaptive")
+    with pytest.raises(ConfigError, match="adaptive temperature head.*AugmentedModel"):
+        _folder(plain, ckpt, ids[:1])
+    assert _folder(plain, ckpt, ids[:1], adaptive_temperature=False).shape[0] == 1
 
 
 def test_decoder_names_the_methods_it_takes():

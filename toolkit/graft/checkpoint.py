@@ -138,7 +138,7 @@ def save(directory, *, base, base_reference: str, head, tokenizer, graft_config,
         _write_head(tmp / HEAD_FILE, head)
         if tokenizer is not None:
             tokenizer.save_pretrained(tmp)
-        custom_generate.write_folder(tmp)
+        custom_generate.write_folder(tmp, graft_config, decoding)
         if self_contained:
             base.save_pretrained(tmp / BASE_DIR, safe_serialization=True)
         config["files"] = integrity.file_hashes(tmp, skip=CONFIG_FILE)

@@ -9,32 +9,48 @@ A callable (transformers prepares inputs, cache and stopping criteria, then call
     out = model.generate(ids, attention_mask=mask, max_new_tokens=32,
                          custom_generate=decoder(sled={"evolution_scale": 10}))
 
-Or a local folder: `write_folder(directory)` writes `directory/custom_generate/generate.py`
-(every `AugmentedModel.save_pretrained` checkpoint carries one). transformers executes that file,
-so it needs `trust_remote_code=True` (transformers refuses a local folder without it):
+Or a local folder: `write_folder(directory, graft, decoding)` writes
+`directory/custom_generate/generate.py` (every `AugmentedModel.save_pretrained` checkpoint
+carries one). transformers executes that file, so it needs `trust_remote_code=True`
+(transformers refuses a local folder without it):
 
-    model.generate(ids, custom_generate="checkpoints/run", trust_remote_code=True, sled=True)
+    model.generate(ids, custom_generate="checkpoints/run", trust_remote_code=True)
+
+The file holds the checkpoint's graft (candidate layers, early_exit_norm) and default decoding
+(method options, sampling settings, max_new_tokens), written at save time, since transformers
+runs a copy of it from its module cache: the tokens equal
+`AugmentedModel.from_pretrained(checkpoint).generate(ids)`'s for unpadded prompts (transformers'
+repetition penalty counts left padding, ours does not). Method keywords (`sled=False`,
+`dola={...}`) and transformers' own override the saved values.
 
 Order (docs/methods.md section 7): SLED or DoLa run after transformers' constraint processors
-(and any `logits_processor` given) and before its warpers; top-n-sigma runs right after its
+(and any `logits_processor` given), before its repetition penalty and its warpers; top-n-sigma runs right after its
 temperature, before top-k / top-p / min-p. The adaptive head needs the grafted head: use
 `AugmentedModel.generate` for it.
 """
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import transformers
-from transformers import GenerationMixin, LogitsProcessorList, TemperatureLogitsWarper
+from omegaconf import OmegaConf
+from transformers import (
+    GenerationMixin,
+    LogitsProcessorList,
+    RepetitionPenaltyLogitsProcessor,
+    TemperatureLogitsWarper,
+)
 
 from toolkit import methods
 from toolkit.errors import ConfigError
 from toolkit.graft.processors import EarlyExitLogitsProcessor, FilterLogitsProcessor
 from toolkit.graft.tap import EarlyExitTap
-from toolkit.options import with_overrides
+from toolkit.options import DecodingConfig, GraftConfig, with_overrides
 
 FOLDER = "custom_generate"
 _WARPER_NAMES = ("TemperatureLogitsWarper", "TopHLogitsWarper", "TopKLogitsWarper",
@@ -46,14 +62,22 @@ _FOLDER_CODE = '''"""SLED, DoLa and top-n-sigma for any transformers causal LM (
 
 transformers runs this file only with trust_remote_code=True:
 
-    model.generate(ids, custom_generate="THIS_CHECKPOINT_DIR", trust_remote_code=True,
-                   sled=True)                  # or sled={...}, dola=True, top_n_sigma=1.0
+    model.generate(ids, custom_generate="THIS_CHECKPOINT_DIR", trust_remote_code=True)
+    # this checkpoint's saved decoding; or override: sled={{...}}, dola=True, top_n_sigma=1.0
 
 It needs the toolkit installed (requirements.txt); see docs/methods.md in its repository.
 """
 
-from toolkit.graft.custom_generate import generate  # noqa: F401
+from toolkit.graft.custom_generate import saved_generate
+
+# The checkpoint's graft and default decoding (as in its augment_config.json).
+GRAFT = {graft!r}
+DECODING = {decoding!r}
+
+generate = saved_generate(GRAFT, DECODING)
 '''
+# Sampling settings of a saved DecodingConfig that become the folder's generate() defaults.
+_SAVED_SETTINGS = ("do_sample", "temperature", "top_k", "top_p", "repetition_penalty")
 
 
 def plain_methods() -> tuple[str, ...]:
@@ -62,7 +86,8 @@ def plain_methods() -> tuple[str, ...]:
     return tuple(m.name for m in methods.all_methods() if m.stage in ("logits", "filter"))
 
 
-def decoder(early_exit_norm: bool = False, streamer=None, **method_options: Any) -> Callable:
+def decoder(early_exit_norm: bool = False, streamer=None, layers: Any = "all",
+            **method_options: Any) -> Callable:
     """A `custom_generate` callable that decodes with the given methods.
 
     transformers (5.24) does not forward `generate(streamer=...)` to a custom_generate callable:
@@ -71,6 +96,8 @@ def decoder(early_exit_norm: bool = False, streamer=None, **method_options: Any)
     Args:
         early_exit_norm: apply the final norm to early layers before lm_head.
         streamer: a transformers streamer for the decoded tokens.
+        layers: the candidate layers of a method whose own `layers` option is unset (a
+            checkpoint's `graft.layers`).
         **method_options: one keyword per method of `plain_methods()` (sled, dola, contrastive,
             top_n_sigma, ...), in the forms `AugmentedModel.generate` takes: True, a dict of
             options, an options object; top_n_sigma also a float.
@@ -101,8 +128,9 @@ def decoder(early_exit_norm: bool = False, streamer=None, **method_options: Any)
         ours, tap = [], None
         for method in early:
             method_options = getattr(options, method.name)
-            layers = getattr(method_options, method.layers_key) if method.layers_key else None
-            tap = EarlyExitTap(model, layers=layers or "all", early_exit_norm=early_exit_norm)
+            own = getattr(method_options, method.layers_key) if method.layers_key else None
+            tap = EarlyExitTap(model, layers=layers if own is None else own,
+                               early_exit_norm=early_exit_norm)
             ours.append(EarlyExitLogitsProcessor(tap, method, method_options))
         late = ([FilterLogitsProcessor(m, getattr(options, m.name)) for m in filters]
                 if generation_config.do_sample else [])
@@ -123,31 +151,89 @@ def decoder(early_exit_norm: bool = False, streamer=None, **method_options: Any)
 
 def _spliced(prepared: LogitsProcessorList, first: list, after_temperature: list
              ) -> LogitsProcessorList:
-    """transformers' processors with ours inserted: `first` before its first warper,
-    `after_temperature` right after its temperature warper (or in the same place)."""
+    """transformers' processors with ours inserted: `first` before its repetition penalty and
+    its first warper, `after_temperature` right after its temperature warper (or in the same
+    place): the order of `AugmentedModel.generate`."""
     items = list(prepared)
     cut = next((i for i, p in enumerate(items) if isinstance(p, _WARPERS)), len(items))
     head, tail = items[:cut], items[cut:]
+    penalty = [p for p in head if isinstance(p, RepetitionPenaltyLogitsProcessor)]
+    head = [p for p in head if p not in penalty]
     temperature = tail[:1] if tail and isinstance(tail[0], TemperatureLogitsWarper) else []
-    return LogitsProcessorList(head + first + temperature + after_temperature
+    return LogitsProcessorList(head + first + penalty + temperature + after_temperature
                                + tail[len(temperature):])
 
 
 def generate(model, *args, early_exit_norm: bool = False, **kwargs):
-    """The entry point of a `custom_generate/generate.py` folder: transformers' own generate()
-    with `decoder(...)` as the decoding loop; the keywords named by `plain_methods()` go to
-    the decoder, the rest to generate()."""
+    """transformers' own generate() with `decoder(...)` as the decoding loop; the keywords named
+    by `plain_methods()` go to the decoder, the rest to generate()."""
+    return _run(model, args, kwargs, {"early_exit_norm": early_exit_norm})
+
+
+def _run(model, args, kwargs: dict, graft: dict[str, Any]):
     kwargs.pop("custom_generate", None)
     streamer = kwargs.pop("streamer", None)
     chosen = {name: kwargs.pop(name) for name in plain_methods() if name in kwargs}
-    loop = decoder(early_exit_norm, streamer=streamer, **chosen)
+    loop = decoder(streamer=streamer, **graft, **chosen)
     return GenerationMixin.generate(model, *args, custom_generate=loop, **kwargs)
 
 
-def write_folder(directory) -> Path:
-    """Write `directory/custom_generate/` (generate.py and requirements.txt); returns it."""
+def saved_generate(graft: dict, decoding: dict) -> Callable:
+    """The entry point of a checkpoint's `custom_generate/generate.py`: `generate` with the
+    checkpoint's graft and decoding as defaults (module doc); keywords override them."""
+    graft_config = _typed(GraftConfig, graft)
+    saved = _typed(DecodingConfig, decoding)
+
+    def run(model, *args, **kwargs):
+        adaptive = kwargs.pop("adaptive_temperature", None)
+        options = with_overrides(saved, **{name: kwargs.pop(name) for name in plain_methods()
+                                           if name in kwargs})
+        if adaptive is not None:
+            options = with_overrides(options, adaptive_temperature=adaptive)
+        if options.adaptive_temperature.enabled:
+            raise ConfigError(
+                "this checkpoint decodes with its adaptive temperature head, which a plain "
+                "transformers model lacks; use AugmentedModel.from_pretrained(checkpoint)"
+                ".generate, or pass adaptive_temperature=False"
+            )
+        _saved_settings(options, kwargs)
+        chosen = {name: getattr(options, name) for name in plain_methods()}
+        return _run(model, args, {**kwargs, **chosen},
+                    {"early_exit_norm": graft_config.early_exit_norm,
+                     "layers": graft_config.layers})
+
+    return run
+
+
+def _saved_settings(options: DecodingConfig, kwargs: dict) -> None:
+    """Put the saved sampling settings and max_new_tokens that the caller left unset into
+    the call: into its generation_config (a copy) when it passed one, else as keywords."""
+    passed = kwargs.get("generation_config")
+    defaults = {k: getattr(options, k) for k in _SAVED_SETTINGS
+                if getattr(options, k) is not None and kwargs.get(k) is None
+                and getattr(passed, k, None) is None}
+    lengths = ("max_new_tokens", "max_length")
+    if all(kwargs.get(k) is None and getattr(passed, k, None) is None for k in lengths):
+        defaults["max_new_tokens"] = options.max_new_tokens
+    if passed is not None:
+        kwargs["generation_config"] = copy.deepcopy(passed)
+        kwargs["generation_config"].update(**defaults)
+    else:
+        kwargs.update(defaults)
+
+
+def _typed(schema: type, value: dict) -> Any:
+    return OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(schema), value))
+
+
+def write_folder(directory, graft: GraftConfig | None = None,
+                 decoding: DecodingConfig | None = None) -> Path:
+    """Write `directory/custom_generate/` (generate.py holding `graft` and `decoding`, and
+    requirements.txt); returns it."""
     folder = Path(directory) / FOLDER
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / "generate.py").write_text(_FOLDER_CODE)
+    code = _FOLDER_CODE.format(graft=dataclasses.asdict(graft or GraftConfig()),
+                               decoding=dataclasses.asdict(decoding or DecodingConfig()))
+    (folder / "generate.py").write_text(code)
     (folder / "requirements.txt").write_text("model-surgery-decoding\n")
     return folder
