@@ -120,7 +120,18 @@ def test_set_decoding_fields_override_the_model_and_pinned_ones_ignore_it(model)
     assert torch.equal(pinned_run, expected)
 
 
-def test_one_generation_config_and_no_config_keywords(model, monkeypatch, caplog):
+class _Lines(logging.Handler):
+    def __init__(self):
+        super().__init__()
+        self.lines: list[str] = []
+
+    def emit(self, record):
+        self.lines.append(record.getMessage())
+
+
+def test_one_generation_config_and_no_config_keywords(model, monkeypatch):
+    """No config field passed beside the GenerationConfig (transformers deprecates that), and
+    no warning from transformers, greedy or sampled, on a model whose config samples."""
     seen = {}
     real = model.base.generate
 
@@ -129,15 +140,21 @@ def test_one_generation_config_and_no_config_keywords(model, monkeypatch, caplog
         return real(*args, **kwargs)
 
     monkeypatch.setattr(model.base, "generate", spy)
-    with caplog.at_level(logging.WARNING):
-        model.generate(_ids(), generation_config=GenerationConfig(max_new_tokens=3, top_k=5),
-                       min_new_tokens=2, eos_token_id=9, seed=0)
+    passed = GenerationConfig(max_new_tokens=3, top_p=0.8)
+    handler = _Lines()
+    logging.getLogger("transformers").addHandler(handler)
+    try:
+        for do_sample in (True, False):
+            model.generate(_ids(), generation_config=passed, min_new_tokens=2, eos_token_id=9,
+                           seed=0, do_sample=do_sample)
+    finally:
+        logging.getLogger("transformers").removeHandler(handler)
     fields = set(GenerationConfig().to_dict())
     assert isinstance(seen["generation_config"], GenerationConfig)
     assert not fields & (set(seen) - {"generation_config"})
     assert (seen["generation_config"].min_new_tokens, seen["generation_config"].eos_token_id,
-            seen["generation_config"].top_k) == (2, 9, 0)
-    assert not [r for r in caplog.records if "deprecated" in r.getMessage()]
+            seen["generation_config"].do_sample) == (2, 9, False)
+    assert not handler.lines, handler.lines
 
 
 def test_methods_compose_with_the_models_settings_in_our_order(model):

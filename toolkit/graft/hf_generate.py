@@ -134,7 +134,10 @@ def kwargs_for(options: DecodingConfig, hf: dict[str, Any], config: GenerationCo
     passed = hf.get("generation_config")
     generation = copy.deepcopy(passed) if passed is not None else GenerationConfig()
     fields = {k: v for k, v in hf.items() if k in _CONFIG_FIELDS}
-    fields.update(NEUTRAL, do_sample=options.do_sample)
+    # Greedy runs no warper; there transformers' own defaults keep it from flagging sampling
+    # settings that a model's generation_config sets (it does so for any passed config).
+    fields.update(NEUTRAL if options.do_sample else TRANSFORMERS_DEFAULTS,
+                  do_sample=options.do_sample)
     if setting(hf, "max_length") is None or "max_new_tokens" in explicit:
         fields["max_new_tokens"] = options.max_new_tokens
     generation.update(**fields)  # at once: update() validates the result
