@@ -19,10 +19,11 @@ from toolkit.testing import save_tiny
 NEW = 5
 
 
-def _train_a_little(model) -> None:
+def _train_a_little(model, seed: int = 0) -> None:
     """Give the head non-zero weights so a round trip has something to preserve (seeded: the
-    round trip asserts that this head picks several temperatures, whatever ran before)."""
-    generator = torch.Generator().manual_seed(0)
+    round trip asserts that this head picks several temperatures, whatever ran before; another
+    seed gives other weights)."""
+    generator = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for p in model.head.parameters():
             p.copy_(torch.randn(p.shape, generator=generator, dtype=p.dtype))
@@ -115,7 +116,7 @@ def test_overwrite_is_atomic_and_failures_leave_nothing(trained, tmp_path, monke
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ckpt"]
     assert (target / "head.safetensors").read_bytes() == before
     monkeypatch.undo()
-    _train_a_little(trained)
+    _train_a_little(trained, seed=1)
     trained.save_pretrained(target)
     assert (target / "head.safetensors").read_bytes() != before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ckpt"]
