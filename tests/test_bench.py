@@ -83,22 +83,26 @@ def test_run_bench_tiny(tmp_path):
 
 
 def test_eval_throughput_mode(tmp_path):
-    """eval_questions > 0: greedy, SLED and DoLa scoring timed side by side (questions/s)."""
+    """eval_questions > 0: greedy, SLED and DoLa scoring timed side by side (questions/s),
+    each with the prompt rerun per answer and shared through a KV cache."""
     am = AugmentedModel.graft(random_model("tiny", seed=0))
     cfg = BenchConfig(batch_sizes=[1], prompt_len=4, new_tokens=2, repeats=1, warmup=0,
                       modes=["greedy"], eval_questions=3, eval_prompt_len=5, eval_answers=4,
                       eval_answer_len=3, eval_batch_size=5, output_dir=str(tmp_path / "b"),
                       progress=False, plot=False)
     result = run_bench(am, cfg)
-    rows = {r["mode"]: r for r in result["eval_rows"]}
-    assert set(rows) == {"greedy"}  # bench.modes limits the scoring modes too
+    rows = [(r["mode"], r["shared_prefix"]) for r in result["eval_rows"]]
+    assert rows == [("greedy", False), ("greedy", True)]  # bench.modes limits them too
     cfg = dataclasses.replace(cfg, modes=[])
-    rows = {r["mode"]: r for r in run_bench(am, cfg)["eval_rows"]}
-    assert set(rows) == set(methods.scoring_modes()) >= {"greedy", "sled", "dola"}
-    for row in rows.values():
+    rows = {(r["mode"], r["shared_prefix"]): r for r in run_bench(am, cfg)["eval_rows"]}
+    assert set(rows) == {(m, s) for m in methods.scoring_modes() for s in (False, True)}
+    assert {"greedy", "sled", "dola"} <= set(methods.scoring_modes())
+    for (mode, _), row in rows.items():
         assert row["questions_per_s"] == pytest.approx(3 / row["seconds"])
         assert row["answers_per_s"] == pytest.approx(12 / row["seconds"])
-    assert rows["greedy"]["ratio_to_greedy"] == 1.0
-    assert "| sled |" in (tmp_path / "b" / "bench.md").read_text()
+        assert row["speedup"] == pytest.approx(rows[mode, False]["seconds"] / row["seconds"])
+    assert rows["greedy", True]["ratio_to_greedy"] == rows["greedy", False]["ratio_to_greedy"] == 1.0
+    table = (tmp_path / "b" / "bench.md").read_text()
+    assert "| sled | rerun per answer |" in table and "| sled | shared (KV cache) |" in table
     with pytest.raises(ConfigError, match="bench.eval_answers"):
         BenchConfig(eval_answers=0)

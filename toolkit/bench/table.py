@@ -49,12 +49,14 @@ def eval_table(result: dict[str, Any]) -> list[str]:
         f"{cfg['eval_prompt_len']} tokens x {cfg['eval_answers']} answers of "
         f"{cfg['eval_answer_len']} tokens, {cfg['eval_batch_size']} answers per forward pass",
         "",
-        "| mode | seconds | questions/s | answers/s | vs greedy |",
-        "|---|---:|---:|---:|---:|",
+        "| mode | prompt | seconds | questions/s | answers/s | vs greedy | vs rerun |",
+        "|---|---|---:|---:|---:|---:|---:|",
     ]
     for row in result["eval_rows"]:
-        lines.append(f"| {row['mode']} | {row['seconds']:.2f} | {row['questions_per_s']:.2f} | "
-                     f"{row['answers_per_s']:.1f} | {row['ratio_to_greedy']:.2f}x |")
+        prompt = "shared (KV cache)" if row["shared_prefix"] else "rerun per answer"
+        lines.append(f"| {row['mode']} | {prompt} | {row['seconds']:.2f} | "
+                     f"{row['questions_per_s']:.2f} | {row['answers_per_s']:.1f} | "
+                     f"{row['ratio_to_greedy']:.2f}x | {row['speedup']:.2f}x |")
     return lines
 
 

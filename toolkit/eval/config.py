@@ -73,6 +73,9 @@ class EvalConfig:
     chat_template: auto, on or off, as `generate.chat_template`, for the generation tasks
         (gsm8k, strategyqa, repetition and the sweep): with the template each prompt is a
         user turn followed by the generation prompt. Scoring tasks use the text as written.
+    shared_prefix: scoring tasks run each question's prompt once into a KV cache and score
+        only its answers after it (the same scores as running every whole sequence, several
+        times faster); false runs every prompt + answer in full (`padding_side` applies).
     """
 
     task: str = "truthfulqa"
@@ -82,6 +85,7 @@ class EvalConfig:
     template: Optional[str] = None
     batch_size: int = 8
     padding_side: str = "right"
+    shared_prefix: bool = True
     on_bad_row: str = "error"
     limit: Optional[int] = None
     progress: bool = True

@@ -37,7 +37,7 @@ def _run_scoring(am: Any, config: EvalConfig, decoding: DecodingConfig,
     per_item = [_item_pairs(config.task, it, config) for it in items]
     flat = [p for pairs in per_item for p in pairs]
     scores = score_pairs(am, flat, modes, decoding, config.batch_size, config.padding_side,
-                         config.progress)
+                         config.progress, config.shared_prefix)
     records = [_record(it) for it in items]
     totals: dict[str, dict[str, float]] = {}
     for mode in modes:

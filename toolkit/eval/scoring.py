@@ -8,13 +8,18 @@ DoLa = the contrast log_softmax(z_L) - log_softmax(z_j) with the premature layer
 position by JSD, tokens outside the relative-top set valued `relative_top_value`; SLED = every
 position evolved independently, then the raw evolved value or its log_softmax.
 
-Several pairs share one forward pass (right or left padded, position ids from the mask, so
-padding never changes a score); all modes are computed from that same pass.
+Pairs with the same prompt share it (`shared_prefix`, the default): the prompt but its last
+token runs once into a KV cache (transformers' own cache, copied and repeated per batch), then
+each batch runs only the last prompt token and the answers, right padded; every scored
+position is in that pass, so the tap sees it. Without it, every whole sequence runs (right or
+left padded). Position ids come from the mask, so padding never changes a score, and the two
+paths give the same scores (to float rounding); all modes come from the same pass.
 """
 
 from __future__ import annotations
 
 import contextlib
+import copy
 from collections.abc import Sequence
 from typing import Any
 
@@ -77,22 +82,84 @@ def score_batch(
     am: Any, encoded: Sequence[tuple[list[int], int]], modes: Sequence[str],
     decoding: DecodingConfig, padding_side: str = "right",
 ) -> dict[str, list[float]]:
-    """Scores of a few encoded pairs in one forward pass, for every mode."""
-    base, tap = am.base, am.tap
+    """Scores of a few encoded pairs in one forward pass over each whole sequence, every mode."""
+    base = am.base
     device = base.get_input_embeddings().weight.device
-    pad_id = getattr(am.tokenizer, "pad_token_id", None)  # no tokenizer: token ids given
-    pad_id = 0 if pad_id is None else pad_id
-    b = _pad(encoded, pad_id, padding_side, device)
+    b = _pad(encoded, _pad_id(am), padding_side, device)
     width = b["input_ids"].shape[1]
     keep = width - int(b["positions"].min())
-    needs_early = any(methods.get(m).tap == "layers" for m in modes if m != methods.GREEDY)
-    with tap.capture(last_only=False) if needs_early else contextlib.nullcontext():
+    with _capture(am.tap, modes):
         out = base(input_ids=b["input_ids"], attention_mask=b["attention_mask"],
                    position_ids=b["position_ids"], logits_to_keep=keep, use_cache=False)
         rows = torch.arange(len(encoded), device=device)[:, None]
         final = out.logits[rows, b["positions"] - (width - keep)]
-        early = tap.early_logits(positions=b["positions"]) if needs_early else None
-    valid, targets = b["valid"], b["targets"][b["valid"]]
+        early = _early(am.tap, modes, b["positions"])
+    return _mode_scores(final, early, b["valid"], b["targets"], modes, decoding)
+
+
+@torch.no_grad()
+def _prefix_cache(am: Any, prefix: Sequence[int]) -> Any:
+    """The KV cache of `prefix` (one row), or None for an empty prefix."""
+    if not prefix:
+        return None
+    device = am.base.get_input_embeddings().weight.device
+    ids = torch.tensor([list(prefix)], device=device)
+    return am.base(input_ids=ids, use_cache=True, logits_to_keep=1).cache
+
+
+@torch.no_grad()
+def _score_after_prefix(
+    am: Any, cache: Any, prefix_len: int, encoded: Sequence[tuple[list[int], int]],
+    modes: Sequence[str], decoding: DecodingConfig,
+) -> dict[str, list[float]]:
+    """Scores of a few pairs whose first `prefix_len` tokens are in `cache` (`prefix_cache`),
+    in one forward pass over the rest: the last prompt token (whose position predicts the
+    first answer token, so the tap sees it too) and the answer tokens, right padded."""
+    device = am.base.get_input_embeddings().weight.device
+    suffixes = [ids[prefix_len : len(ids) - 1] for ids, _ in encoded]
+    width = max(len(s) for s in suffixes)
+    input_ids = torch.full((len(encoded), width), _pad_id(am), dtype=torch.long)
+    targets = torch.zeros_like(input_ids)
+    valid = torch.zeros_like(input_ids, dtype=torch.bool)
+    for row, ((ids, start), suffix) in enumerate(zip(encoded, suffixes, strict=True)):
+        input_ids[row, : len(suffix)] = torch.tensor(suffix)
+        targets[row, : len(suffix)] = torch.tensor(ids[start:])
+        valid[row, : len(suffix)] = True
+    mask = torch.cat([torch.ones(len(encoded), prefix_len, dtype=torch.long), valid.long()], -1)
+    position_ids = prefix_len + torch.arange(width).expand(len(encoded), -1)
+    past = None
+    if cache is not None:
+        past = copy.deepcopy(cache)
+        past.batch_repeat_interleave(len(encoded))
+    with _capture(am.tap, modes):
+        out = am.base(input_ids=input_ids.to(device), attention_mask=mask.to(device),
+                      position_ids=position_ids.to(device), cache=past, use_cache=True)
+        early = _early(am.tap, modes, None)
+    return _mode_scores(out.logits, early, valid.to(device), targets.to(device), modes, decoding)
+
+
+def _pad_id(am: Any) -> int:
+    pad_id = getattr(am.tokenizer, "pad_token_id", None)  # no tokenizer: token ids given
+    return 0 if pad_id is None else pad_id
+
+
+def _needs_early(modes: Sequence[str]) -> bool:
+    return any(methods.get(m).tap == "layers" for m in modes if m != methods.GREEDY)
+
+
+def _capture(tap: Any, modes: Sequence[str]):
+    return tap.capture(last_only=False) if _needs_early(modes) else contextlib.nullcontext()
+
+
+def _early(tap: Any, modes: Sequence[str], positions: torch.Tensor | None) -> torch.Tensor | None:
+    return tap.early_logits(positions=positions) if _needs_early(modes) else None
+
+
+def _mode_scores(final: torch.Tensor, early: torch.Tensor | None, valid: torch.Tensor,
+                 targets: torch.Tensor, modes: Sequence[str],
+                 decoding: DecodingConfig) -> dict[str, list[float]]:
+    """Summed scores per row: final (B,P,V), early (B,P,N,V) or None, valid/targets (B,P)."""
+    targets = targets[valid]
     lengths = valid.sum(-1).tolist()
     result = {}
     for mode in modes:
@@ -111,11 +178,56 @@ def _values(mode: str, final: torch.Tensor, early: torch.Tensor | None, valid: t
     return method.score(final, early_rows, targets, getattr(decoding, method.name))
 
 
+def batches(encoded: Sequence[tuple[list[int], int]], batch_size: int,
+            shared_prefix: bool) -> list[tuple[tuple[int, ...] | None, list[int]]]:
+    """(shared prefix or None, indices of pairs scored in one forward pass), in scoring order.
+
+    Without a shared prefix, pairs are sorted by length and cut into batches. With it, pairs
+    are grouped by their tokens before the last prompt token (a TruthfulQA question's answers,
+    a FACTOR prefix's completions), each group sorted by length and cut into batches.
+    """
+    if not shared_prefix:
+        order = sorted(range(len(encoded)), key=lambda i: len(encoded[i][0]))
+        return [(None, order[i : i + batch_size]) for i in range(0, len(order), batch_size)]
+    groups: dict[tuple[int, ...], list[int]] = {}
+    for i, (ids, start) in enumerate(encoded):
+        groups.setdefault(tuple(ids[: start - 1]), []).append(i)
+    out = []
+    for prefix, members in groups.items():
+        members.sort(key=lambda i: len(encoded[i][0]))
+        out += [(prefix, members[i : i + batch_size]) for i in range(0, len(members), batch_size)]
+    return out
+
+
+def score_encoded(
+    am: Any, encoded: Sequence[tuple[list[int], int]], modes: Sequence[str],
+    decoding: DecodingConfig, batch_size: int = 8, padding_side: str = "right",
+    shared_prefix: bool = True, progress: bool = False,
+) -> dict[str, list[float]]:
+    """`score_pairs` on encoded pairs (`encode_pair`): mode -> one score per pair, in order."""
+    scores: dict[str, list[float]] = {m: [0.0] * len(encoded) for m in modes}
+    cached: tuple[tuple[int, ...] | None, Any] = (None, None)
+    for prefix, chunk in tqdm(batches(encoded, batch_size, shared_prefix), desc="scoring",
+                              disable=not progress):
+        rows = [encoded[i] for i in chunk]
+        if prefix is None:
+            got = score_batch(am, rows, modes, decoding, padding_side)
+        else:
+            if cached[0] != prefix:
+                cached = (prefix, _prefix_cache(am, prefix))
+            got = _score_after_prefix(am, cached[1], len(prefix), rows, modes, decoding)
+        for mode in modes:
+            for i, value in zip(chunk, got[mode], strict=True):
+                scores[mode][i] = value
+    return scores
+
+
 def score_pairs(
     am: Any, pairs: Sequence[tuple[str, str]], modes: Sequence[str], decoding: DecodingConfig,
     batch_size: int = 8, padding_side: str = "right", progress: bool = False,
+    shared_prefix: bool = True,
 ) -> dict[str, list[float]]:
-    """Score every (prompt, continuation) pair in every mode; batches group similar lengths.
+    """Score every (prompt, continuation) pair in every mode.
 
     Args:
         am: an AugmentedModel with a tokenizer.
@@ -123,19 +235,16 @@ def score_pairs(
         modes: "greedy" and/or mode names of methods with a `score` function.
         decoding: the methods' options (a task preset already applied; `enabled` is ignored).
         batch_size: pairs per forward pass.
-        padding_side: "right" or "left" (scores do not depend on it).
+        padding_side: "right" or "left" without `shared_prefix` (scores do not depend on it;
+            after a shared prefix the answers are always right padded).
         progress: show a progress bar.
+        shared_prefix: run each distinct prompt once into a KV cache and only the answers
+            after it (the same scores, several times faster when prompts repeat); False runs
+            every whole sequence.
 
     Returns:
         mode -> one summed score per pair, in input order.
     """
     encoded = [encode_pair(am.tokenizer, p, c) for p, c in pairs]
-    order = sorted(range(len(encoded)), key=lambda i: len(encoded[i][0]))
-    scores: dict[str, list[float]] = {m: [0.0] * len(encoded) for m in modes}
-    chunks = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
-    for chunk in tqdm(chunks, desc="scoring", disable=not progress):
-        got = score_batch(am, [encoded[i] for i in chunk], modes, decoding, padding_side)
-        for mode in modes:
-            for i, value in zip(chunk, got[mode], strict=True):
-                scores[mode][i] = value
-    return scores
+    return score_encoded(am, encoded, modes, decoding, batch_size, padding_side, shared_prefix,
+                         progress)
