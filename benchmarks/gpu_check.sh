@@ -1,0 +1,63 @@
+#!/usr/bin/env bash
+# GPU check, for a machine with one CUDA GPU: the GPU-marked tests (pytest -m gpu), then the
+# decoding bench on a Llama-2-7B-shaped model with random weights in bfloat16 (every mode at
+# batches 1 and 8, plus multiple-choice scoring throughput). Installs and downloads nothing;
+# about 5 minutes, each step under a time limit so the whole stays under 10.
+#   bash benchmarks/gpu_check.sh OUT_DIR
+#   bash benchmarks/gpu_check.sh --tiny OUT_DIR   # the same steps on CPU, tiny shape (CI)
+# Writes into OUT_DIR: device.txt, pytest-gpu.log, pytest-gpu.xml, bench/ (bench.md,
+# bench.json) and summary.md (device, test result line, SLED's ratios against the GPU goal
+# SLED <= 1.10x greedy at batch 1, the bench tables). Exits non-zero when a step fails.
+set -euo pipefail
+tiny=0
+if [[ "${1:-}" == "--tiny" ]]; then tiny=1; shift; fi
+out=${1:?usage: bash benchmarks/gpu_check.sh [--tiny] OUT_DIR}
+mkdir -p "$out"
+out=$(cd "$out" && pwd)
+cd "$(dirname "$0")/.."
+export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
+
+if (( tiny )); then
+  echo "cpu (--tiny: tiny shape, float32)" > "$out/device.txt"
+  shape=(model.random_shape=tiny model.dtype=float32 'bench.batch_sizes=[1,2]'
+         bench.new_tokens=4 bench.repeats=1 bench.warmup=0 'bench.sled_ks=[10]'
+         bench.eval_questions=2 bench.eval_prompt_len=8 bench.eval_answers=3
+         bench.eval_answer_len=3)
+else
+  python3 -c "import sys, torch; sys.exit(0 if torch.cuda.is_available() else
+    'gpu_check: no CUDA GPU visible to torch; run it on a GPU machine (or pass --tiny)')"
+  python3 -c "import torch; p = torch.cuda.get_device_properties(0);
+print(f'{p.name}, {p.total_memory / 2**30:.0f} GiB, torch {torch.__version__}')" \
+    > "$out/device.txt"
+  shape=(model.random_shape=llama-7b model.dtype=bfloat16 model.device_map=cuda
+         'bench.batch_sizes=[1,8]' bench.new_tokens=32 bench.repeats=3 bench.eval_questions=8)
+fi
+
+status=0
+timeout 240 python3 -m pytest -m gpu -q -p no:cacheprovider --junitxml="$out/pytest-gpu.xml" \
+  > "$out/pytest-gpu.log" 2>&1 || status=$?
+timeout 330 python3 cli.py bench recipes/bench_llama_d512.yaml "${shape[@]}" \
+  graft.head.level=token bench.progress=false "bench.output_dir=$out/bench" \
+  > "$out/bench.log" 2>&1 || status=$?
+
+python3 - "$out" <<'EOF'
+import json, sys
+from pathlib import Path
+out = Path(sys.argv[1])
+log = (out / "pytest-gpu.log").read_text().strip().splitlines()
+lines = ["# GPU check", "", f"device: {(out / 'device.txt').read_text().strip()}",
+         f"pytest -m gpu: {log[-1] if log else 'no output'}", ""]
+bench = out / "bench" / "bench.json"
+if bench.exists():
+    rows = json.loads(bench.read_text())["rows"]
+    for r in rows:
+        if r["mode"].startswith("sled_k") and r["batch"] == 1:
+            lines.append(f"{r['mode']} at batch 1: {r['ratio_to_greedy']:.2f}x greedy "
+                         "(goal <= 1.10x)")
+    lines += ["", (out / "bench" / "bench.md").read_text()]
+else:
+    lines.append(f"bench: no result; see {out / 'bench.log'}")
+(out / "summary.md").write_text("\n".join(lines) + "\n")
+print("\n".join(lines))
+EOF
+exit "$status"

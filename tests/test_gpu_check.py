@@ -1,0 +1,43 @@
+"""benchmarks/gpu_check.sh: its --tiny mode runs the same steps on CPU (tiny shape), so the
+script the GPU machine runs cannot rot; without a GPU the real mode stops with one line."""
+
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+import torch
+
+SCRIPT = Path(__file__).parent.parent / "benchmarks" / "gpu_check.sh"
+
+
+def _run(*args, cwd):
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    return subprocess.run(["bash", str(SCRIPT), *args], cwd=cwd, env=env, capture_output=True,
+                          text=True, timeout=600)
+
+
+@pytest.mark.slow
+def test_tiny_mode_runs_every_step(tmp_path):
+    done = _run("--tiny", "out", cwd=tmp_path)
+    assert done.returncode == 0, done.stdout + done.stderr
+    out = tmp_path / "out"
+    summary = (out / "summary.md").read_text()
+    log = (out / "pytest-gpu.log").read_text().strip().splitlines()[-1]
+    expected = "passed" if torch.cuda.is_available() else "skipped"
+    assert expected in log and "failed" not in log and f"pytest -m gpu: {log}" in summary
+    bench = json.loads((out / "bench" / "bench.json").read_text())
+    assert {(r["mode"], r["batch"]) for r in bench["rows"]} >= {("greedy", 1), ("sled_k10", 2)}
+    assert all(r["decode_ms_per_token"] > 0 for r in bench["rows"])
+    sled = next(r for r in bench["rows"] if r["mode"] == "sled_k10" and r["batch"] == 1)
+    assert f"sled_k10 at batch 1: {sled['ratio_to_greedy']:.2f}x greedy" in summary
+    assert "| dola | shared (KV cache) |" in summary
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="a GPU is present")
+def test_without_a_gpu_it_says_so(tmp_path):
+    done = _run(str(tmp_path / "out"), cwd=tmp_path)
+    assert done.returncode != 0
+    assert done.stderr.strip() == ("gpu_check: no CUDA GPU visible to torch; run it on a GPU "
+                                   "machine (or pass --tiny)")
