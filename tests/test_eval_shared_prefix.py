@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from toolkit import methods
+from toolkit.errors import DataError
 from toolkit.eval import EvalConfig, run_eval
 from toolkit.eval.scoring import batches, encode_pair, score_pairs
 from toolkit.graft import AugmentedModel
@@ -112,3 +113,15 @@ def test_eval_option_switches_the_path(tmp_path):
         for mode in MODES:
             assert new[mode]["scores_true"] == pytest.approx(old[mode]["scores_true"], rel=1e-5)
             assert new[mode]["scores_false"] == pytest.approx(old[mode]["scores_false"], rel=1e-5)
+
+
+def test_a_one_token_prompt_has_no_cache_and_an_empty_one_is_refused():
+    am = _model("llama")
+    pairs = [("Q", a) for a in ANSWERS]
+    assert batches([encode_pair(am.tokenizer, *p) for p in pairs], 8, True)[0][0] == ()
+    old = score_pairs(am, pairs, MODES, TFQA, shared_prefix=False)
+    new = score_pairs(am, pairs, MODES, TFQA)
+    for mode in MODES:
+        assert new[mode] == pytest.approx(old[mode], rel=1e-5, abs=1e-5)
+    with pytest.raises(DataError, match="prompt '' has no tokens"):
+        encode_pair(am.tokenizer, "", " a")

@@ -39,6 +39,8 @@ def encode_pair(tokenizer: Any, prompt: str, continuation: str) -> tuple[list[in
     tokenized on its own and appended, so the scored tokens are exactly the continuation's.
     """
     prefix = tokenizer(prompt)["input_ids"]
+    if not prefix:
+        raise DataError(f"prompt {prompt!r} has no tokens; nothing predicts the first answer token")
     full = tokenizer(prompt + continuation)["input_ids"]
     if len(full) > len(prefix) and full[: len(prefix)] == prefix:
         return list(full), len(prefix)
@@ -112,7 +114,7 @@ def _score_after_prefix(
     am: Any, cache: Any, prefix_len: int, encoded: Sequence[tuple[list[int], int]],
     modes: Sequence[str], decoding: DecodingConfig,
 ) -> dict[str, list[float]]:
-    """Scores of a few pairs whose first `prefix_len` tokens are in `cache` (`prefix_cache`),
+    """Scores of a few pairs whose first `prefix_len` tokens are in `cache` (`_prefix_cache`),
     in one forward pass over the rest: the last prompt token (whose position predicts the
     first answer token, so the tap sees it too) and the answer tokens, right padded."""
     device = am.base.get_input_embeddings().weight.device
