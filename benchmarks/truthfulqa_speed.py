@@ -16,10 +16,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 import time
 from pathlib import Path
 
 from toolkit import runtime
+from toolkit.errors import ToolkitError
 from toolkit.eval import truthfulqa
 from toolkit.eval.data import BadRows
 from toolkit.eval.scoring import encode_pair, score_encoded
@@ -91,4 +93,7 @@ def _table(result: dict) -> str:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except ToolkitError as error:  # a bad recipe, override or data file: one line
+        sys.exit(f"truthfulqa_speed: {error}")

@@ -4,6 +4,12 @@ prompts) and Mixtral, for greedy and every method's scoring mode (SLED op_T=10, 
 without the relative-top filter, contrastive), with the old path right and left padded and
 batches that split a question's answers."""
 
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -125,3 +131,30 @@ def test_a_one_token_prompt_has_no_cache_and_an_empty_one_is_refused():
         assert new[mode] == pytest.approx(old[mode], rel=1e-5, abs=1e-5)
     with pytest.raises(DataError, match="prompt '' has no tokens"):
         encode_pair(am.tokenizer, "", " a")
+
+
+def test_the_truthfulqa_speed_benchmark_runs(tmp_path):
+    """benchmarks/truthfulqa_speed.py on the tiny Llama: both paths timed, scores equal."""
+    data = tmp_path / "tqa.csv"
+    data.write_text("Question,Best Answer,Correct Answers,Incorrect Answers\n"
+                    'What color is the sky?,Blue,"Blue; The sky is blue","Green; Red"\n'
+                    'Do cats bark?,"No, cats meow","No, cats meow; No","Yes, cats bark"\n'
+                    'Is ice cold?,Yes,"Yes; Ice is cold","No; Ice is hot"\n')
+    root = Path(__file__).parent.parent
+    out = tmp_path / "speed.json"
+    done = subprocess.run(
+        [sys.executable, str(root / "benchmarks" / "truthfulqa_speed.py"),
+         str(root / "recipes" / "tiny.yaml"), "--data", str(data), "--questions", "2",
+         "--block", "1", "--out", str(out), 'eval.template="Q: {question}\\nA:"',
+         "runtime.threads=1", f"work_dir={tmp_path}"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=300,
+        env={**os.environ, "PYTHONPATH": str(root)})
+    assert done.returncode == 0, done.stderr
+    result = json.loads(out.read_text())
+    assert (result["questions"], result["answers"]) == (2, 7)
+    assert [r["mode"] for r in result["rows"]] == ["greedy", "dola", "sled"]
+    for row in result["rows"]:
+        assert row["max_rel_diff"] < 1e-5
+        assert row["speedup"] == pytest.approx(row["before_s"] / row["after_s"])
+        assert row["after_qps"] == pytest.approx(2 / row["after_s"])
+    assert "| sled |" in done.stdout
