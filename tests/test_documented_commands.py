@@ -112,6 +112,15 @@ def check_bench(out: str, ctx: Workspace) -> None:
     assert rows and all(r["decode_ms_per_token"] > 0 and r["tokens_per_s"] > 0 for r in rows)
 
 
+def check_scoring_bench(out: str, ctx: Workspace) -> None:
+    check_bench(out, ctx)
+    folder = Path(re.search(r"wrote the benchmark table, JSON and plot to (\S+)", out).group(1))
+    rows = json.loads((ctx.cwd / folder / "bench.json").read_text())["eval_rows"]
+    assert {(r["mode"], r["shared_prefix"]) for r in rows} == {
+        (m, s) for m in ("greedy", "sled", "dola", "contrastive") for s in (False, True)}
+    assert all(r["questions_per_s"] > 0 for r in rows)
+
+
 def check_graft(out: str, ctx: Workspace) -> None:
     saved = Path(re.search(r"saved augmented checkpoint to (\S+)", out).group(1))
     assert (ctx.cwd / saved / "augment_config.json").is_file(), out
@@ -219,6 +228,11 @@ RUNS: dict[str, Run] = {
         real=True),
     "bench recipes/bench_llama_d512.yaml": Run(check_bench, SMALL_BENCH),
     "bench recipes/bench_llama_d512.yaml graft.head.level=token": Run(check_bench, SMALL_BENCH),
+    "bench recipes/bench_llama_d512.yaml 'bench.modes=[greedy,sled,dola,contrastive]' "
+    "'bench.batch_sizes=[1]' bench.new_tokens=2 bench.repeats=3 'bench.sled_ks=[10]' "
+    "bench.eval_questions=2": Run(check_scoring_bench, [
+        *SMALL_BENCH, "bench.eval_questions=1", "bench.eval_prompt_len=6", "bench.eval_answers=2",
+        "bench.eval_answer_len=2"]),
     "bench recipes/bench_smollm2.yaml": Run(check_bench, [*SMALL_BENCH, "bench.eval_questions=1"],
                                             real=True),
     "bench recipes/bench_smollm2.yaml graft.head.level=token": Run(
