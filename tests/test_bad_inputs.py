@@ -1,6 +1,7 @@
 """A table of bad inputs and faults, each run through the CLI: one `error:` line on stderr, exit
-code 2, no traceback, and (for those marked `early`) before any model weights load. The same
-table, run by `bad_input_table()`, prints what each one gives."""
+code 2, no traceback, no code run from a crafted file (none creates its marker), no byte of a
+file that existed before the run changed, and (for those marked `early`) before any model
+weights load."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ import pytest
 import torch
 
 from toolkit.cli.main import main
+from toolkit.graft.integrity import FORMAT_VERSION
 
 GRAFT = "graft:\n  head:\n    hidden_size: 16\n"
 
@@ -108,7 +110,63 @@ def _producer_then_other_seed(tmp: Path, env: dict) -> None:
     (tmp / "pairs.jsonl.producer.json").write_text(json.dumps({"producers": [{"seed": 1}]}))
 
 
+class _Marker:
+    """Pickled, it creates `{tmp}/marker` when unpickled: proof that code ran."""
+
+    def __init__(self, path: Path):
+        self.path = str(path)
+
+    def __reduce__(self):
+        return open, (self.path, "w")
+
+
+def _pickle_file(name: str, wrap: Callable[[object], object] = lambda evil: {"state_dict": evil}):
+    def setup(tmp: Path, env: dict) -> None:
+        torch.save(wrap(_Marker(tmp / "marker")), tmp / name)
+
+    return setup
+
+
+def _pickle_base(tmp: Path, env: dict) -> None:
+    _copy_tiny(lambda p: not p.name.endswith(".safetensors"))(tmp, env)
+    _pickle_file("model/pytorch_model.bin", lambda evil: {"model.embed_tokens.weight": evil})(tmp, env)
+
+
+def _safetensors_header(header) -> Callable[[Path], None]:
+    def edit(target: Path) -> None:
+        data = json.dumps(header).encode()
+        (target / "model.safetensors").write_bytes(len(data).to_bytes(8, "little") + data + b"\0" * 64)
+
+    return edit
+
+
+def _resume_naming(tmp: Path, env: dict) -> None:
+    """A resume checkpoint that loads safely but names a pickle outside the run as its best."""
+    _write("pairs.jsonl", _pairs())(tmp, env)
+    _pickle_file("evil.ckpt")(tmp, env)
+    state = {"best_model_path": str(tmp / "evil.ckpt"), "dirpath": str(tmp / "ckpts")}
+    torch.save({"callbacks": {"ModelCheckpoint{'monitor': 'val/loss'}": state}}, tmp / "last.ckpt")
+
+
+def _nan_reward(tmp: Path, env: dict) -> None:
+    (tmp / "nanreward.py").write_text("def score(prompt, reply, record):\n    return float('nan')\n")
+    (tmp / "in.jsonl").write_text('{"id": "q1", "prompt": "a b"}\n')
+
+
+def _symlink_out(target: Path) -> None:
+    (target / "notes.txt").symlink_to("/etc/hostname")
+
+
+def _list_file(name: str, link: bool = False):
+    def edit(config: dict) -> None:
+        config["files"][name] = "0" * 64
+
+    return _edit_ckpt(edit, files=_symlink_out if link else None)
+
+
 PROMPTS = "generate.prompts=[hello]"
+PAIRS = "data.pairs={tmp}/pairs.jsonl"
+BIG = 50 * 2**20
 CASES: dict[str, Case] = {
     # data loss
     "output_dir=. (the current directory)": Case("graft", ["output_dir=."], "is the current directory or holds it", extra={"chdir": True}),
@@ -144,7 +202,7 @@ CASES: dict[str, Case] = {
     "an empty prompt in data.prompts": Case("collect", ["data.prompts={tmp}/in.jsonl", "data.pairs={tmp}/p.jsonl"], "the prompt is empty", setup=_write("in.jsonl", '{"prompt": ""}\n')),
     "pairs: token id >= vocab": Case("train", ["data.pairs={tmp}/pairs.jsonl"], "chosen_ids holds token id 300, outside 0..299", setup=_write("pairs.jsonl", _pairs(chosen_ids=[300]))),
     "pairs: temperature index >= grid size": Case("train", ["data.pairs={tmp}/pairs.jsonl"], "rejected_tau holds temperature index 6, outside 0..5", setup=_write("pairs.jsonl", _pairs(rejected_tau=[6]))),
-    "pairs: a prompt id twice": Case("train", ["data.pairs={tmp}/pairs.jsonl"], "prompt id '0' repeats record 1", setup=_write("pairs.jsonl", _pairs() * 2)),
+    "pairs: a prompt id twice": Case("train", ["data.pairs={tmp}/pairs.jsonl"], "prompt id '0' repeats line 1", setup=_write("pairs.jsonl", _pairs() * 2)),
     "pairs: negative token id": Case("train", ["data.pairs={tmp}/pairs.jsonl"], "prompt_ids holds token id -1", setup=_write("pairs.jsonl", _pairs(prompt_ids=[-1]))),
     "read-only output (generate.output under /proc)": Case("generate", [PROMPTS, "generate.output=/proc/out.jsonl"], "cannot be written"),
     "output under a file": Case("generate", [PROMPTS, "generate.output={tmp}/f/out.jsonl"], "is a file, not a folder", setup=_write("f", "x")),
@@ -164,7 +222,41 @@ CASES: dict[str, Case] = {
     "a prompt longer than the model's positions": Case("generate", ["generate.prompts=['" + "ab " * 200 + "']"], "passes the model's 256 positions", early=False),
     "NaN logits from a broken model (greedy SLED)": Case("generate", [PROMPTS, "model.path={tmp}/nan-model", "decoding.sled.enabled=true"], "logits at generation step 1 are not finite", early=False, setup=_nan_model),
     "NaN logits from a broken model (sampling)": Case("generate", [PROMPTS, "model.path={tmp}/nan-model", "decoding.do_sample=true", "decoding.seed=0"], "logits at generation step 1 are not finite", early=False, setup=_nan_model),
+    # no code runs from a file (each crafted file would create {tmp}/marker)
+    "pickle-only base (pytorch_model.bin)": Case("generate", [PROMPTS, "model.path={tmp}/model"], "holds its weights only as a pickle (pytorch_model.bin)", setup=_pickle_base),
+    "malicious pickle as trainer.ckpt_path": Case("train", [PAIRS, "trainer.ckpt_path={tmp}/last.ckpt"], "holds objects a safe load refuses (UnpicklingError", setup=lambda t, e: (_write("pairs.jsonl", _pairs())(t, e), _pickle_file("last.ckpt")(t, e))),
+    "trainer.ckpt_path naming a best model outside the run": Case("train", [PAIRS, "trainer.ckpt_path={tmp}/last.ckpt", "trainer.checkpoint_dir={tmp}/ckpts"], "names best_model_path=", early=False, setup=_resume_naming),
+    # tracebacks that are one line now
+    "safetensors header that is a JSON array": Case("generate", [PROMPTS, "model.path={tmp}/model"], "its header is a JSON list, not an object", setup=_copy_tiny(lambda p: True, _safetensors_header([1, 2]))),
+    "safetensors header with empty data_offsets": Case("generate", [PROMPTS, "model.path={tmp}/model"], "has data_offsets [], not [start, end]", setup=_copy_tiny(lambda p: True, _safetensors_header({"w": {"dtype": "F32", "shape": [1], "data_offsets": []}}))),
+    "weight_fingerprint holding strings": Case("generate", [PROMPTS, "model.path={tmp}/ckpt"], "weight_fingerprint is malformed", setup=_edit_ckpt(lambda c: c["weight_fingerprint"].update(embed_tokens=["a", "b"]))),
+    "data.prompts: prompt_ids holding strings": Case("collect", ["data.prompts={tmp}/in.jsonl", "data.pairs={tmp}/p.jsonl"], "in.jsonl:1: prompt_ids must be a non-empty list of token ids", setup=_write("in.jsonl", '{"prompt": "a", "prompt_ids": ["x"]}\n')),
+    "data.prompts: prompt_ids empty": Case("collect", ["data.prompts={tmp}/in.jsonl", "data.pairs={tmp}/p.jsonl"], "in.jsonl:1: prompt_ids must be a non-empty list of token ids", setup=_write("in.jsonl", '{"prompt": "a", "prompt_ids": []}\n')),
+    "pairs: prompt_ids holding strings": Case("train", [PAIRS], "pairs.jsonl:1: prompt_ids must be a list of integers", setup=_write("pairs.jsonl", _pairs(prompt_ids=["5"]))),
+    "pairs: prompt_ids empty": Case("train", [PAIRS], "pairs.jsonl:1: prompt_ids is empty", setup=_write("pairs.jsonl", _pairs(prompt_ids=[]))),
+    "pairs: chosen_tau longer than the ids": Case("train", [PAIRS], "pairs.jsonl:1: chosen_tau holds 3 temperature indices for 1 chosen_ids tokens", setup=_write("pairs.jsonl", _pairs(chosen_tau=[0, 1, 2]))),
+    "reward function returning NaN": Case("collect", ["data.prompts={tmp}/in.jsonl", "data.pairs={tmp}/p.jsonl", "collect.num_replies=2", "collect.reward.kind=function", "collect.reward.function=nanreward:score"], "the reward gave nan for a reply to prompt id 'q1'; a reward must be a finite number", early=False, setup=_nan_reward, extra={"syspath": True}),
+    # silent success on inconsistent pairs, refused before training
+    "pairs: empty reply": Case("train", [PAIRS], "pairs.jsonl:2: rejected_ids is empty", setup=_write("pairs.jsonl", _pairs() + _pairs(id="1", rejected_ids=[], rejected_tau=[]))),
+    "pairs: tau list shorter than the ids": Case("train", [PAIRS], "pairs.jsonl:1: rejected_tau holds 1 temperature indices for 2 rejected_ids tokens", setup=_write("pairs.jsonl", _pairs(rejected_ids=[8, 9]))),
+    "pairs: prompt longer than the model's positions": Case("train", [PAIRS], "pairs.jsonl:1: prompt and reply hold 301 tokens, past the model's 256 positions", setup=_write("pairs.jsonl", _pairs(prompt_ids=[5] * 300))),
+    # a checkpoint's files list reaching outside it, refused before reading
+    "checkpoint files list with ../../../../etc/hostname": Case("generate", [PROMPTS, "model.path={tmp}/ckpt"], "lists the file '../../../../etc/hostname', which is not inside the checkpoint", early=False, setup=_list_file("../../../../etc/hostname")),
+    "checkpoint files list with an absolute path": Case("generate", [PROMPTS, "model.path={tmp}/ckpt"], "lists the file '/etc/hostname', which is not inside", early=False, setup=_list_file("/etc/hostname")),
+    "checkpoint files list with a symlink out": Case("generate", [PROMPTS, "model.path={tmp}/ckpt"], "lists the file 'notes.txt', which is not inside", early=False, setup=_list_file("notes.txt", link=True)),
+    # hostile sizes
+    "tampered graft.head.hidden_size (10**6: 4 TB if allocated)": Case("generate", [PROMPTS, "model.path={tmp}/ckpt"], "has tensors of the wrong shape (mlp.0.weight [16, 64] where graft.head", early=False, setup=_edit_ckpt(lambda c: c["graft"]["head"].update(hidden_size=10**6)), extra={"no_graft": True}),
+    "format_version FORMAT_VERSION + 1": Case("generate", [PROMPTS, "model.path={tmp}/ckpt"], "newer than this toolkit reads", setup=_edit_ckpt(lambda c: c.update(format_version=FORMAT_VERSION + 1))),
+    "a 50 MB line in generate.input": Case("generate", ["generate.input={tmp}/in.jsonl"], "in.jsonl:2: the line is longer than 8 MiB", setup=_write("in.jsonl", '{"prompt": "a"}\n{"prompt": "' + "x" * BIG + '"}\n')),
+    "a 1.5 M character prompt in data.prompts": Case("collect", ["data.prompts={tmp}/in.jsonl", "data.pairs={tmp}/p.jsonl"], "in.jsonl:1: the prompt has 1500000 characters, more than the 1048576", setup=_write("in.jsonl", '{"prompt": "' + "y" * 1_500_000 + '"}\n')),
+    # paths vs Hub ids
+    "model.path=checkpoints/tiny before it exists": Case("generate", [PROMPTS, "model.path=checkpoints/tiny"], "model.path='checkpoints/tiny' does not exist (written as a local path, so not looked up on the Hub)", extra={"chdir": True}),
 }
+
+
+def _snapshot(tmp: Path) -> dict[str, bytes]:
+    """Every file's bytes under `tmp` (links not followed)."""
+    return {str(p): p.read_bytes() for p in tmp.rglob("*") if p.is_file() and not p.is_symlink()}
 
 
 def run_case(case: Case, tmp: Path, env: dict, capsys, monkeypatch) -> tuple[int, str]:
@@ -186,9 +278,17 @@ def run_case(case: Case, tmp: Path, env: dict, capsys, monkeypatch) -> tuple[int
             f_bavail, f_frsize = 0, 4096
 
         monkeypatch.setattr("toolkit.files.os.statvfs", lambda path: Full())
+    if case.extra.get("no_graft"):
+        recipe.write_text(recipe.read_text().replace(GRAFT, ""))
+    if case.extra.get("syspath"):
+        monkeypatch.syspath_prepend(str(tmp))
     overrides = [o.format(tmp=tmp) for o in case.overrides]
+    before = _snapshot(tmp)
     capsys.readouterr()
     code = main([case.command, str(recipe), *overrides])
+    after = _snapshot(tmp)
+    assert not (tmp / "marker").exists(), "code ran from a crafted file"
+    assert {k: v for k, v in after.items() if k in before} == before, "a user's byte changed"
     return code, capsys.readouterr().err
 
 

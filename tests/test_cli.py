@@ -79,7 +79,7 @@ ERRORS = {
     "out of range": (["decoding.top_p=1.5"], "top_p=1.5 is out of range"),
     "missing model dir": (
         ["model.path=/no/such/model"],
-        "model.path='/no/such/model' is not a directory",
+        "model.path='/no/such/model' does not exist",
     ),
     "no config.json": (["model.path={tmp}"], "has no config.json"),
     "unsupported architecture": (["model.path={refused}"],

@@ -243,7 +243,7 @@ def test_duplicated_prompt_ids_are_refused(tmp_path):
             "chosen_tau": [0], "rejected_tau": [1]}
     path = tmp_path / "pairs.jsonl"
     path.write_text(json.dumps(line) + "\n" + json.dumps(line) + "\n")
-    with pytest.raises(DataError, match="record 2: prompt id '7' repeats record 1"):
+    with pytest.raises(DataError, match="jsonl:2: prompt id '7' repeats line 1"):
         pairs.read_pairs(path)
 
 

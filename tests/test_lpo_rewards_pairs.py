@@ -127,7 +127,7 @@ def test_append_and_torn_tail(tmp_path):
 def test_read_pairs_checks_fields(tmp_path):
     path = tmp_path / "pairs.jsonl"
     path.write_text('{"id": "a", "prompt_ids": [1]}\n')
-    with pytest.raises(DataError, match="record 1: missing field"):
+    with pytest.raises(DataError, match=":1: missing field"):
         pairs.read_pairs(path)
     path.write_text("")
     with pytest.raises(DataError, match="no preference pairs"):

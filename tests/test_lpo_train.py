@@ -94,7 +94,7 @@ def test_cache_is_reused_and_rebuilt(tiny_llama_dir, pairs_file, tmp_path, monke
     assert calls and cache.load_cache(path)[0]["chosen_lp"].shape[-1] == 6
     smaller = AugmentedModel(model.base, GraftConfig(head=HeadConfig(
         hidden_size=16, temperatures=[0.0, 0.5, 1.0])), model.tokenizer)
-    with pytest.raises(DataError, match="record 1: chosen_tau holds temperature index [3-5], "
+    with pytest.raises(DataError, match="jsonl:1: chosen_tau holds temperature index [3-5], "
                        "outside 0..2"):
         cache.build_cache(smaller, local, progress=False)
 

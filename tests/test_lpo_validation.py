@@ -101,7 +101,7 @@ def test_best_head_by_val_loss_is_exported(tiny_llama_dir, pairs_file, swapped_f
     assert (result.best_epoch, result.best_step) == (0, 4)
     assert result.best_val_loss == pytest.approx(val_losses[0], abs=1e-6)
     assert "exported the best head (epoch 0, step 4, val/loss" in result.summary("x")
-    saved = torch.load(result.best_checkpoint, weights_only=False)["state_dict"]
+    saved = torch.load(result.best_checkpoint, weights_only=True)["state_dict"]
     exported = AugmentedModel.from_pretrained(result.out_dir).head.state_dict()
     assert all(torch.equal(exported[k], saved[f"head.{k}"]) for k in exported)
     # ... and it is not the head of the last step

@@ -30,6 +30,16 @@ class NonFiniteLogitsError(ToolkitError, RuntimeError):
     """The model produced NaN or +inf logits (or a row with every token masked) at a step."""
 
 
+def reason(err: BaseException, limit: int = 160) -> str:
+    """The first line of an exception's message (its type's name when it has none), cut at a
+    word boundary to about `limit` characters, for quoting inside a one-line error."""
+    text = str(err).strip().splitlines()[0].strip() if str(err).strip() else type(err).__name__
+    if len(text) <= limit:
+        return text
+    cut = text[:limit].rsplit(" ", 1)[0] if " " in text[:limit] else text[:limit]
+    return cut.rstrip(" ,;:") + " ..."
+
+
 def check_choice(key: str, value, allowed) -> None:
     """Raise ConfigError unless `value` is one of `allowed`, naming the key and the choices."""
     if value not in allowed:

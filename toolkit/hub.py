@@ -1,52 +1,76 @@
 """Hugging Face Hub ids as model sources: `model.path`, `AugmentedModel.graft/from_pretrained`
-and a checkpoint's base reference may name `org/name` instead of a local directory.
+and a checkpoint's base reference may name a Hub id (`gpt2`, `org/name`, `org/name@revision`)
+instead of a local directory.
+
+A value written like a path is never sent to the Hub: an absolute path, one starting with `.`
+or `~`, one with a backslash or more than one `/`, `DIR/name` where DIR exists here, and
+`checkpoints/...` or `runs/...` (the toolkit's own folders). Anything else that does not exist
+locally and that `huggingface_hub.utils.validate_repo_id` accepts is a Hub id.
 
 The files come through `huggingface_hub.snapshot_download` (config, tokenizer, safetensors
 weights, our checkpoint files) into its cache; later runs reuse it, offline too with
-`HF_HUB_OFFLINE=1`. With no network and nothing cached, one line says what to do.
+`HF_HUB_OFFLINE=1` (read by huggingface_hub itself: `huggingface_hub.constants`). With no
+network and nothing cached, one line says what to do.
 """
 
 from __future__ import annotations
 
-import os
-import re
 from pathlib import Path
 
-from toolkit.errors import CheckpointError
+from toolkit.errors import CheckpointError, reason
 
 # What a causal LM or an AugmentedModel checkpoint needs (no .bin/.pt/.gguf duplicates).
 PATTERNS = ["*.json", "*.safetensors", "*.txt", "*.model", "*.tiktoken", "*.jinja",
             "custom_generate/*"]
-_PART = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+# Folders the toolkit writes into: `checkpoints/x` names a checkpoint, never a Hub repo.
+OWN_FOLDERS = ("checkpoints", "runs")
+
+
+def looks_like_path(source) -> bool:
+    """Whether `source` is written as a local path (whether or not it exists)."""
+    text = str(source)
+    parts = text.split("/")
+    return (Path(text).exists() or Path(text).is_absolute() or text.startswith((".", "~"))
+            or "\\" in text or len(parts) > 2 or parts[0] in OWN_FOLDERS
+            or (len(parts) == 2 and Path(parts[0]).is_dir()))
+
+
+def split_id(source) -> tuple[str, str | None]:
+    """(repo id, revision or None) of `org/name@revision`."""
+    repo, _, revision = str(source).partition("@")
+    return repo, revision or None
 
 
 def is_hub_id(source) -> bool:
-    """`org/name` that is not an existing local path (nor written like one)."""
-    text = str(source)
-    if Path(text).exists() or text.startswith((".", "/", "~")) or "\\" in text:
+    """A Hub id (`name`, `org/name`, optionally `@revision`) not written like a local path."""
+    if looks_like_path(source):
         return False
-    parts = text.split("/")
-    return len(parts) == 2 and all(_PART.fullmatch(p) for p in parts)
+    from huggingface_hub.utils import HFValidationError, validate_repo_id
 
-
-def _offline() -> bool:
-    return os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on")
+    repo, revision = split_id(source)
+    try:
+        validate_repo_id(repo)
+    except HFValidationError:
+        return False
+    return "@" not in str(source) or bool(revision and revision.strip() == revision)
 
 
 def resolve(source) -> Path:
     """A local directory for `source`: the path itself, or the Hub snapshot of a Hub id."""
     if not is_hub_id(source):
         return Path(source)
-    from huggingface_hub import snapshot_download
+    import huggingface_hub
+    from huggingface_hub import constants
 
+    repo, revision = split_id(source)
     try:
-        return Path(snapshot_download(repo_id=str(source), allow_patterns=PATTERNS,
-                                      cache_dir=os.environ.get("HF_HUB_CACHE") or None,
-                                      local_files_only=_offline()))
+        return Path(huggingface_hub.snapshot_download(
+            repo_id=repo, revision=revision, allow_patterns=PATTERNS,
+            local_files_only=constants.HF_HUB_OFFLINE))
     except Exception as err:  # network, auth, missing repo, empty cache: all end the same way
-        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        option = f" --revision {revision}" if revision else ""
         raise CheckpointError(
-            f"cannot get {source!r} from the Hugging Face Hub ({reason[:160]}); give a local "
-            f"model directory instead, or download it where there is network "
-            f"(huggingface-cli download {source}) and run with HF_HUB_OFFLINE=1"
-        ) from err
+            f"no local directory {str(source)!r} exists, and the Hugging Face Hub gave no model "
+            f"of that id ({reason(err)}); give a local model directory, or download it where "
+            f"there is network (hf download {repo}{option}) and run with HF_HUB_OFFLINE=1"
+        ) from None

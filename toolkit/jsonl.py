@@ -25,6 +25,9 @@ from typing import Any
 from toolkit.errors import DataError
 
 BAD_ROW_POLICIES = ("skip", "error")
+# Hostile sizes are refused while reading: a line (one record) and a prompt's text.
+MAX_LINE_BYTES = 8 * 2**20
+MAX_PROMPT_CHARS = 2**20
 # Every code point `str.splitlines` breaks a line at; `json.dumps` escapes those below U+0020.
 LINE_BREAKS = "\n\x0b\x0c\r\x1c\x1d\x1e\x85\u2028\u2029"
 _ESCAPES = {ord(c): f"\\u{ord(c):04x}" for c in LINE_BREAKS}
@@ -77,21 +80,38 @@ def jsonl_values(lines: Iterable[str], path: str | Path) -> Iterator[tuple[int, 
     for lineno, line in enumerate(lines, start=1):
         if not line.strip():
             continue
-        try:
-            yield lineno, json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise DataError(f"{path}:{lineno}: invalid JSON ({exc.msg})") from None
+        yield lineno, _parse(line, path, lineno)
 
 
-def read_text(path: str | Path) -> str:
-    """The file's text as UTF-8; a byte that is not UTF-8 raises DataError naming the line."""
-    data = Path(path).read_bytes()
+def _parse(line: str, path: str | Path, lineno: int) -> Any:
     try:
-        return data.decode("utf-8")
+        return json.loads(line)
+    except json.JSONDecodeError as exc:
+        raise DataError(f"{path}:{lineno}: invalid JSON ({exc.msg})") from None
+
+
+def raw_lines(path: str | Path) -> Iterator[tuple[int, bytes, bool]]:
+    """(line number, bytes without the `\n`, whether the `\n` was there) for each line, read
+    one line at a time: a line longer than MAX_LINE_BYTES raises DataError as soon as that many
+    bytes are read, so memory stays bounded whatever the file holds."""
+    with open(path, "rb") as fh:
+        for number, raw in enumerate(iter(lambda: fh.readline(MAX_LINE_BYTES + 1), b""), start=1):
+            if len(raw) > MAX_LINE_BYTES:
+                raise DataError(
+                    f"{path}:{number}: the line is longer than {MAX_LINE_BYTES // 2**20} MiB, "
+                    "the most one JSONL record may hold; shorten or split that record"
+                )
+            complete = raw.endswith(b"\n")
+            yield number, raw[:-1] if complete else raw, complete
+
+
+def decode(raw: bytes, path: str | Path, line: int) -> str:
+    """One line's text as UTF-8; a byte that is not UTF-8 raises DataError naming the line."""
+    try:
+        return raw.decode("utf-8")
     except UnicodeDecodeError as err:
-        line = data[: err.start].count(b"\n") + 1
         raise DataError(
-            f"{path}:{line}: byte 0x{data[err.start]:02x} is not UTF-8; save the file as UTF-8"
+            f"{path}:{line}: byte 0x{raw[err.start]:02x} is not UTF-8; save the file as UTF-8"
         ) from None
 
 
@@ -119,17 +139,24 @@ def repair_tail(path: str | Path) -> None:
 
 def read_records(path: str | Path) -> list[Any]:
     """All complete records of a JSONL file; a torn last line is ignored with a warning."""
+    return [record for _, record in read_numbered(path)]
+
+
+def read_numbered(path: str | Path) -> list[tuple[int, Any]]:
+    """(line number, record) for every complete non-blank line; a torn last line is ignored
+    with a warning, a missing file holds none."""
     path = Path(path)
     if not path.exists():
         return []
-    complete, tail = split_tail(path.read_bytes())
-    if tail:
-        warnings.warn(f"{path}: ignoring a torn last line ({len(tail)} bytes)", stacklevel=2)
-    try:
-        text = complete.decode("utf-8")
-    except UnicodeDecodeError:
-        text = read_text(path)
-    return [obj for _, obj in jsonl_values(split_lines(text), path)]
+    records = []
+    for number, raw, complete in raw_lines(path):
+        if not complete:
+            warnings.warn(f"{path}: ignoring a torn last line ({len(raw)} bytes)", stacklevel=3)
+            break
+        text = decode(raw, path, number)
+        if text.strip():
+            records.append((number, _parse(text, path, number)))
+    return records
 
 
 def append_record(fh, record: Any) -> None:
@@ -154,7 +181,8 @@ def read_objects(path: str | Path, bad: BadRows | None = None,
     """
     p = existing_file(path, key)
     bad = bad or BadRows()
-    for number, text in enumerate(split_lines(read_text(p)), start=1):
+    for number, raw, _ in raw_lines(p):
+        text = decode(raw, p, number)
         if not text.strip():
             continue
         try:
@@ -187,9 +215,19 @@ def read_prompts(path: str | Path, field: str = "prompt", bad: BadRows | None = 
     records = []
     for number, obj in read_objects(path, bad, key):
         ids = obj.get("prompt_ids")
-        has_ids = token_ids and isinstance(ids, list) and bool(ids) and all(
+        good_ids = isinstance(ids, list) and bool(ids) and all(
             isinstance(i, int) and not isinstance(i, bool) for i in ids)
-        if obj.get(field) == "" and not has_ids:
+        has_ids = token_ids and good_ids
+        text = obj.get(field)
+        if "prompt_ids" in obj and not good_ids:  # collect uses them, not the text
+            bad.report(path, number, "prompt_ids must be a non-empty list of token ids "
+                       "(integers); fix it or drop the field to use the prompt text")
+            continue
+        if isinstance(text, str) and len(text) > MAX_PROMPT_CHARS:
+            bad.report(path, number, f"the prompt has {len(text)} characters, more than the "
+                       f"{MAX_PROMPT_CHARS} a prompt may hold; shorten it")
+            continue
+        if text == "" and not has_ids:
             bad.report(path, number, "the prompt is empty; give some text to continue")
             continue
         if isinstance(obj.get(field), str) or has_ids or is_conversation(obj.get(field)):

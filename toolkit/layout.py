@@ -79,3 +79,17 @@ def inside(path, directory) -> bool:
     """Whether `path` is `directory` or lies under it (both resolved)."""
     path, directory = Path(path).resolve(), Path(directory).resolve()
     return path == directory or directory in path.parents
+
+
+def refuse_pickles(path: Path) -> None:
+    """A model folder whose weights are only pickles (pytorch_model*.bin) is refused: loading a
+    pickle can run code, so only safetensors weights are read."""
+    if any(path.glob("*.safetensors")):
+        return
+    pickles = sorted(p.name for p in path.glob("pytorch_model*.bin"))
+    if pickles:
+        raise CheckpointError(
+            f"{path} holds its weights only as a pickle ({pickles[0]}), which can run code when "
+            "loaded, so this toolkit reads safetensors only; convert the model where you trust "
+            "it (save_pretrained(DIR, safe_serialization=True)) and use DIR"
+        )

@@ -70,7 +70,8 @@ def _check_layout(recipe: Recipe, target: Path) -> None:
 
 
 def _check_ckpt_path(path: str | None) -> None:
-    """A Lightning checkpoint to resume from must exist and be an intact torch zip file."""
+    """A Lightning checkpoint to resume from must exist, be an intact torch zip file and load
+    with `weights_only=True` (the paths it names are checked once the trainer exists)."""
     if not path:
         return
     _need_file(path, "trainer.ckpt_path", hint="point it at a last.ckpt that training wrote")
@@ -86,6 +87,9 @@ def _check_ckpt_path(path: str | None) -> None:
             f"trainer.ckpt_path={path!r} is corrupted or not a Lightning checkpoint ({broken} "
             "does not read back); point it at an intact last.ckpt or unset it to start afresh"
         )
+    from toolkit.lpo import resume
+
+    resume.load(path)
 
 
 def parallel(recipe: Recipe) -> bool:

@@ -33,7 +33,7 @@ def check_inputs(command: str, recipe: Recipe) -> None:
         from toolkit.lpo.pairs import read_pairs
 
         grid = facts.graft.head.temperatures if facts.graft else recipe.graft.head.temperatures
-        read_pairs(recipe.data.pairs, facts.vocab_size, len(grid))
+        read_pairs(recipe.data.pairs, facts.vocab_size, len(grid), facts.max_positions)
 
 
 def _note_no_ops(recipe: Recipe) -> None:

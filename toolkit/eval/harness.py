@@ -25,6 +25,7 @@ with; `none` keeps the checkpoint's values). Everything else goes to `HFLM`.
 from __future__ import annotations
 
 import dataclasses
+import sys
 from typing import Any
 
 import torch
@@ -32,7 +33,7 @@ from lm_eval.api.registry import register_model
 from lm_eval.models.huggingface import HFLM, stop_sequences_criteria
 
 from toolkit import methods
-from toolkit.errors import ConfigError
+from toolkit.errors import ConfigError, ToolkitError
 from toolkit.graft.augmented import AugmentedModel
 from toolkit.options import apply_preset, with_overrides
 
@@ -150,12 +151,19 @@ class SurgeryLM(HFLM):
                                 pad_token_id=self.tokenizer.pad_token_id, **generation_kwargs)
 
 
-def main() -> None:
-    """`python -m toolkit.eval.harness ARGS`: lm-eval's CLI with the `surgery` backend."""
+def main() -> int:
+    """`python -m toolkit.eval.harness ARGS`: lm-eval's CLI with the `surgery` backend. A
+    ToolkitError (a missing checkpoint, a Hub id offline, ...) is one `error:` line and exit
+    code 2, as from cli.py."""
     from lm_eval.__main__ import cli_evaluate
 
-    cli_evaluate()
+    try:
+        cli_evaluate()
+    except ToolkitError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -34,10 +34,17 @@ from safetensors.torch import save_file
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from toolkit import __version__, atomic, hub
-from toolkit.errors import CheckpointError
+from toolkit.errors import CheckpointError, reason
 from toolkit.files import public_tree, target_named
 from toolkit.graft import custom_generate, integrity
-from toolkit.layout import BASE_DIR, CONFIG_FILE, HEAD_FILE, check_target, is_complete
+from toolkit.layout import (
+    BASE_DIR,
+    CONFIG_FILE,
+    HEAD_FILE,
+    check_target,
+    is_complete,
+    refuse_pickles,
+)
 from toolkit.options import DecodingConfig, GraftConfig
 
 SELF = "self"
@@ -186,16 +193,18 @@ def read(directory) -> Checkpoint:
     was saved or written by a newer toolkit raises CheckpointError."""
     path, config, graft, decoding = read_config(directory)
     integrity.check_files(path, config.get("files", {}))
-    return Checkpoint(path, config, _read_head(path / HEAD_FILE), graft, decoding)
+    return Checkpoint(path, config, _read_head(path / HEAD_FILE, graft), graft, decoding)
 
 
-def _read_head(path: Path) -> dict[str, torch.Tensor]:
+def _read_head(path: Path, graft: GraftConfig) -> dict[str, torch.Tensor]:
     if not path.is_file():
         raise CheckpointError(
             f"{path} is missing; the checkpoint is incomplete, save it again"
         )
     try:
         with safe_open(str(path), framework="pt") as f:
+            shapes = {k: f.get_slice(k).get_shape() for k in f.keys()}  # noqa: SIM118
+            integrity.check_head_shapes(path, shapes, graft)
             return {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118
     except (SafetensorError, OSError, ValueError) as err:
         raise CheckpointError(
@@ -261,11 +270,6 @@ def reference_of(source: str) -> str:
     return str(Path(source).resolve()) if Path(source).is_dir() else source
 
 
-def _is_local(source: str) -> bool:
-    path = Path(source)
-    return path.exists() or path.is_absolute() or source.startswith(".") or source.count("/") > 1
-
-
 def load_base(source, device_map=None, dtype=None, owner: Path | None = None):
     """Load a base model, and its tokenizer if one is saved beside it, from a directory or a
     Hub id (`org/name`, fetched through huggingface_hub; see `toolkit.hub`)."""
@@ -273,21 +277,24 @@ def load_base(source, device_map=None, dtype=None, owner: Path | None = None):
     hub_id = source if hub.is_hub_id(source) else None
     if hub_id:
         source = str(hub.resolve(hub_id))
-    if _is_local(source) and not Path(source).is_dir():
+    if not hub_id and not Path(source).is_dir():
         prefix = f"checkpoint {owner} refers to a base model at {source}, but " if owner else ""
         raise CheckpointError(
             f"{prefix}no model directory exists at {Path(source).resolve()}; check the path, pass "
             "base=... to from_pretrained, or save with self_contained=True so the checkpoint "
             "carries its base"
         )
-    kwargs = {"device_map": device_map} if device_map is not None else {}
+    refuse_pickles(Path(source))
+    kwargs = {"use_safetensors": True}  # never a pickle (pytorch_model.bin) file
+    if device_map is not None:
+        kwargs["device_map"] = device_map
     if dtype is not None:
         kwargs["dtype"] = dtype
     try:
         model = AutoModelForCausalLM.from_pretrained(source, **kwargs)
     except (OSError, ValueError, RuntimeError, SafetensorError) as err:
         raise CheckpointError(
-            f"cannot load the base model from {source} ({err}); its files are missing or "
+            f"cannot load the base model from {source} ({reason(err)}); its files are missing or "
             "corrupted: restore them, or save the checkpoint again"
         ) from err
     tokenizer = AutoTokenizer.from_pretrained(source) if has_tokenizer(source) else None

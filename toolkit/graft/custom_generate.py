@@ -33,6 +33,8 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import json
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -47,9 +49,12 @@ from transformers import (
 )
 
 from toolkit import methods
-from toolkit.errors import ConfigError
+from toolkit.errors import CheckpointError, ConfigError
+from toolkit.files import sha256_file
+from toolkit.graft import integrity
 from toolkit.graft.processors import EarlyExitLogitsProcessor, FilterLogitsProcessor
 from toolkit.graft.tap import EarlyExitTap
+from toolkit.layout import CONFIG_FILE
 from toolkit.options import DecodingConfig, GraftConfig, with_overrides
 
 FOLDER = "custom_generate"
@@ -66,15 +71,27 @@ transformers runs this file only with trust_remote_code=True:
     # this checkpoint's saved decoding; or override: sled={{...}}, dola=True, top_n_sigma=1.0
 
 It needs the toolkit installed (requirements.txt); see docs/methods.md in its repository.
+
+Before decoding, the code that runs (this file, as transformers copied it) and every file of
+this folder are checked against the sha256 hashes in the checkpoint's augment_config.json; a
+changed file stops with one line. This catches edits and corruption, not an attacker: whoever
+can edit this file can also delete the check. Treat the folder as code you run.
 """
 
-from toolkit.graft.custom_generate import saved_generate
+from pathlib import Path
+
+from toolkit.graft import custom_generate
 
 # The checkpoint's graft and default decoding (as in its augment_config.json).
 GRAFT = {graft!r}
 DECODING = {decoding!r}
 
-generate = saved_generate(GRAFT, DECODING)
+_run = custom_generate.saved_generate(GRAFT, DECODING)
+
+
+def generate(model, *args, **kwargs):
+    custom_generate.verify_folder(custom_generate.calling_folder(), Path(__file__))
+    return _run(model, *args, **kwargs)
 '''
 # Sampling settings of a saved DecodingConfig that become the folder's generate() defaults.
 _SAVED_SETTINGS = ("do_sample", "temperature", "top_k", "top_p", "repetition_penalty")
@@ -224,6 +241,52 @@ def _saved_settings(options: DecodingConfig, kwargs: dict) -> None:
 
 def _typed(schema: type, value: dict) -> Any:
     return OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(schema), value))
+
+
+def calling_folder() -> str | None:
+    """The `custom_generate=DIR` string of the `GenerationMixin.generate` call that is running
+    a folder's generate.py. transformers passes the folder neither to the function nor in the
+    copy of the file it imports (it copies it under its modules cache), so it is read from the
+    caller's frame; None when that frame is not found (then nothing can be checked)."""
+    frame = sys._getframe(1)
+    for _ in range(4):
+        frame = frame.f_back
+        if frame is None:
+            return None
+        value = frame.f_locals.get("custom_generate")
+        if frame.f_code.co_name == "generate" and isinstance(value, (str, Path)):
+            return str(value)
+    return None
+
+
+def verify_folder(checkpoint, running: Path) -> None:
+    """Compare a checkpoint's `custom_generate/` folder, and the copy of its generate.py that
+    transformers runs (`running`), with the sha256 hashes in its augment_config.json: CheckpointError
+    on a changed, missing or added file. No check when `checkpoint` is not a folder holding
+    augment_config.json (a callable, or a folder `write_folder` filled outside a checkpoint)."""
+    if not isinstance(checkpoint, (str, Path)):
+        return
+    directory = Path(checkpoint)
+    try:
+        listed = json.loads((directory / CONFIG_FILE).read_text(encoding="utf-8"))["files"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return
+    prefix = f"{FOLDER}/"
+    ours = {k: v for k, v in listed.items() if k.startswith(prefix)} if isinstance(
+        listed, dict) else {}
+    found = {p.relative_to(directory).as_posix() for p in (directory / FOLDER).rglob("*")
+             if p.is_file() and "__pycache__" not in p.parts}
+    added = sorted(found - set(ours))
+    changed = ([f"{FOLDER}/generate.py (the copy transformers runs)"]
+               if sha256_file(running) != ours.get(f"{FOLDER}/generate.py") else [])
+    if added or changed:
+        raise CheckpointError(
+            f"{directory / FOLDER}: {', '.join(changed + added)} "
+            f"{'is' if len(changed + added) == 1 else 'are'} not what the checkpoint saved "
+            f"(sha256 in {CONFIG_FILE}); this folder's code was changed after saving: restore it "
+            "or save the checkpoint again"
+        )
+    integrity.check_files(directory, ours)
 
 
 def write_folder(directory, graft: GraftConfig | None = None,

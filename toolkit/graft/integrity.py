@@ -6,6 +6,8 @@ base's weights, a known format version, and a config that passes the typed schem
 - `weight_sample(model)`: 64 fixed entries of the input embedding and 64 of lm_head, stored as
   `weight_fingerprint` and compared on load with a tolerance that a dtype change passes
   (bfloat16 keeps ~3 digits) while other weights of the same architecture do not.
+- `check_head_shapes(path, shapes, graft)`: the head tensors' shapes in the safetensors header
+  agree with the graft config, checked before a head of that size is allocated.
 - `parse_config(data, path)`: the format version (a newer one is a clear error) and the graft /
   decoding sections validated against `GraftConfig` / `DecodingConfig` (every graft key must be
   present, no unknown keys anywhere, types and ranges as for recipes).
@@ -23,6 +25,7 @@ import torch
 from toolkit.errors import CheckpointError, ToolkitError
 from toolkit.files import sha256_file
 from toolkit.graft.prompting import CHAT, CONVENTIONS
+from toolkit.layout import CONFIG_FILE
 from toolkit.options import DecodingConfig, GraftConfig
 
 FORMAT_VERSION = 2
@@ -46,7 +49,10 @@ def file_hashes(directory: Path, skip: str) -> dict[str, str]:
 
 
 def check_files(directory: Path, files: dict[str, str]) -> None:
-    """Raise CheckpointError naming the first listed file that is missing or changed."""
+    """Raise CheckpointError naming the first listed file that lies outside `directory`, is
+    missing or changed; no file is read before every name is known to be inside."""
+    for name in files:
+        _check_inside(directory, name)
     for name, expected in files.items():
         path = directory / name
         if not path.is_file():
@@ -55,6 +61,49 @@ def check_files(directory: Path, files: dict[str, str]) -> None:
             raise CheckpointError(
                 f"{path} does not match the content hash in augment_config.json; the file was "
                 "changed or corrupted after saving: restore it or save the checkpoint again"
+            )
+
+
+def _check_inside(directory: Path, name: str) -> None:
+    """A listed name is a relative path without `..` whose file (links resolved) is inside."""
+    parts = name.split("/")
+    root = directory.resolve()
+    target = (directory / name).resolve()
+    if (name.startswith("/") or "\\" in name or ".." in parts or "" in parts
+            or root not in target.parents):
+        raise CheckpointError(
+            f"{directory / CONFIG_FILE} lists the file {name!r}, which is not inside the "
+            "checkpoint; the checkpoint was tampered with: save it again"
+        )
+
+
+def head_shapes(graft: GraftConfig) -> dict[str, tuple[int | None, ...]]:
+    """The head tensors' shapes that the graft config fixes (None: the base's hidden size)."""
+    hidden, grid = graft.head.hidden_size, len(graft.head.temperatures)
+    return {"mlp.0.weight": (hidden, None), "mlp.0.bias": (hidden,),
+            "mlp.2.weight": (hidden, hidden), "mlp.2.bias": (hidden,),
+            "mlp.4.weight": (grid, hidden), "mlp.4.bias": (grid,)}
+
+
+def check_head_shapes(path: Path, shapes: dict[str, list[int]], graft: GraftConfig) -> None:
+    """The saved tensors' shapes (from the safetensors header) agree with the graft config,
+    so a tampered graft.head.hidden_size is refused before a head is allocated."""
+    missing = sorted(set(head_shapes(graft)) - set(shapes))
+    if missing:
+        raise CheckpointError(
+            f"{path} does not match the head config in {CONFIG_FILE}: missing keys {missing}; "
+            "save the checkpoint again"
+        )
+    for name, want in head_shapes(graft).items():
+        found = shapes[name]
+        if len(found) != len(want) or any(
+                w is not None and w != f for w, f in zip(want, found, strict=True)):
+            need = ", ".join("d" if w is None else str(w) for w in want)
+            raise CheckpointError(
+                f"{path} has tensors of the wrong shape ({name} {found} where graft.head in "
+                f"{CONFIG_FILE}, hidden_size {graft.head.hidden_size} with "
+                f"{len(graft.head.temperatures)} temperatures, needs [{need}]); the checkpoint "
+                "was changed after saving: save it again"
             )
 
 
@@ -140,12 +189,21 @@ def _check_plain(data: dict, path: Path) -> None:
                                  and isinstance(fp.get("keys"), dict)),
         "files": not isinstance(data.get("files", {}), dict)
         or not all(isinstance(v, str) for v in data.get("files", {}).values()),
-        "weight_fingerprint": not isinstance(data.get("weight_fingerprint", {}), dict),
+        "weight_fingerprint": not _is_sample(data.get("weight_fingerprint", {})),
         "prompt_format": data.get("prompt_format", CHAT) not in CONVENTIONS,
     }
     for key, bad in problems.items():
         if bad:
             raise CheckpointError(f"{path}: {key} is malformed; the checkpoint is corrupted")
+
+
+def _is_sample(value: Any) -> bool:
+    """{name: a list of numbers, or None}, as `weight_sample` writes."""
+    def numbers(values: Any) -> bool:
+        return values is None or (isinstance(values, list) and all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) for v in values))
+
+    return isinstance(value, dict) and all(numbers(v) for v in value.values())
 
 
 def _check_keys(value: Any, schema: type, key: str, path: Path, require: bool) -> None:

@@ -141,7 +141,8 @@ def build_cache(model: AugmentedModel, pairs_path: str | Path, level: str | None
         with safe_open(str(path), framework="pt") as fh:
             if (fh.metadata() or {}).get("key") == key:
                 return path
-    pairs = read_pairs(pairs_path, model.vocab_size, int(model.head.temperatures.numel()))
+    pairs = read_pairs(pairs_path, model.vocab_size, int(model.head.temperatures.numel()),
+                       model.max_positions)
     width = max(1, max(max(len(p["chosen_ids"]), len(p["rejected_ids"])) for p in pairs))
     parts: dict[str, list[torch.Tensor]] = {}
     for start in tqdm(range(0, len(pairs), batch_size), disable=not progress, desc="features"):

@@ -9,6 +9,7 @@ prompt is picked with a generator seeded by (seed, prompt id). So a rerun after 
 from __future__ import annotations
 
 import dataclasses
+import math
 import random
 import time
 from dataclasses import dataclass
@@ -132,9 +133,29 @@ def _score(reward, model, todo: list[dict], replies: list[list[dict]]) -> list[l
             prompts.append(text)
             texts.append(reply["text"])
             records.append({**record, **reply})
-    flat = reward(prompts, texts, records)
+    flat = _checked_rewards(reward(prompts, texts, records), records)
     n = len(replies[0]) if replies else 0
-    return [list(map(float, flat[i * n : (i + 1) * n])) for i in range(len(todo))]
+    return [flat[i * n : (i + 1) * n] for i in range(len(todo))]
+
+
+def _checked_rewards(values, records: list[dict]) -> list[float]:
+    """One finite number per reply, or DataError naming the prompt: a NaN reward would make
+    every comparison false and the pair meaningless."""
+    values = list(values)
+    if len(values) != len(records):
+        raise DataError(f"the reward gave {len(values)} scores for {len(records)} replies; it "
+                        "must return one number per reply")
+    for value, record in zip(values, records, strict=True):
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            number = None
+        if number is None or isinstance(value, bool) or not math.isfinite(number):
+            raise DataError(
+                f"the reward gave {value!r} for a reply to prompt id {record.get('id')!r}; a "
+                "reward must be a finite number: fix the reward function or model"
+            )
+    return [float(v) for v in values]
 
 
 def _check_answers(records: list[dict], config: CollectConfig) -> None:

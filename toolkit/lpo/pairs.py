@@ -11,7 +11,7 @@ import random
 from pathlib import Path
 
 from toolkit.errors import DataError
-from toolkit.jsonl import append_record, read_prompts, read_records, repair_tail
+from toolkit.jsonl import append_record, read_numbered, read_prompts, read_records, repair_tail
 
 __all__ = ["append_record", "read_records", "repair_tail"]
 
@@ -65,29 +65,53 @@ def select_pair(rewards: list[float], rng: random.Random) -> tuple[int, int] | N
     return chosen, rejected
 
 
-def read_pairs(path, vocab_size: int | None = None, grid_size: int | None = None) -> list[dict]:
+def read_pairs(path, vocab_size: int | None = None, grid_size: int | None = None,
+               max_positions: int | None = None) -> list[dict]:
     """The pair records of a pairs file, checked for the fields training needs, one record per
-    prompt id, and (when given) token ids < `vocab_size` and temperature indices < `grid_size`."""
-    pairs = read_records(path)
+    prompt id, non-empty prompt and replies, one temperature index per reply token, and (when
+    given) token ids < `vocab_size`, temperature indices < `grid_size` and prompt + reply within
+    `max_positions`. Every problem is a DataError naming the file and line."""
+    numbered = read_numbered(path)
     seen: dict[str, int] = {}
-    for lineno, pair in enumerate(pairs, start=1):
+    for lineno, pair in numbered:
+        where = f"{path}:{lineno}"
         if not isinstance(pair, dict):
-            raise DataError(f"{path}, record {lineno}: expected a JSON object")
+            raise DataError(f"{where}: expected a JSON object")
         missing = [k for k in PAIR_FIELDS if k not in pair]
         if missing:
-            raise DataError(f"{path}, record {lineno}: missing field(s) {', '.join(missing)}")
+            raise DataError(f"{where}: missing field(s) {', '.join(missing)}")
         key = str(pair["id"])
         if key in seen:
             raise DataError(
-                f"{path}, record {lineno}: prompt id {key!r} repeats record {seen[key]} (two "
-                "collections wrote to one file?); keep one pair per prompt or collect again "
-                "into a new file"
+                f"{where}: prompt id {key!r} repeats line {seen[key]} (two collections wrote to "
+                "one file?); keep one pair per prompt or collect again into a new file"
             )
         seen[key] = lineno
-        _check_ranges(pair, f"{path}, record {lineno}", vocab_size, grid_size)
-    if not pairs:
+        _check_ranges(pair, where, vocab_size, grid_size)
+        _check_consistent(pair, where, max_positions)
+    if not numbered:
         raise DataError(f"{path} holds no preference pairs; run the collection first")
-    return pairs
+    return [pair for _, pair in numbered]
+
+
+def _check_consistent(pair: dict, where: str, max_positions: int | None) -> None:
+    again = "; collect the pairs again (data.pairs to a new file) or drop this line"
+    for name in ("prompt_ids", "chosen_ids", "rejected_ids"):
+        if not pair[name]:
+            raise DataError(f"{where}: {name} is empty, so the pair teaches nothing{again}")
+    for side in ("chosen", "rejected"):
+        ids, tau = pair[f"{side}_ids"], pair[f"{side}_tau"]
+        if len(tau) != len(ids):
+            raise DataError(
+                f"{where}: {side}_tau holds {len(tau)} temperature indices for {len(ids)} "
+                f"{side}_ids tokens; there must be one per token{again}"
+            )
+    longest = len(pair["prompt_ids"]) + max(len(pair["chosen_ids"]), len(pair["rejected_ids"]))
+    if max_positions and longest > max_positions:
+        raise DataError(
+            f"{where}: prompt and reply hold {longest} tokens, past the model's {max_positions} "
+            f"positions{again} with a shorter prompt or lower collect.max_new_tokens"
+        )
 
 
 def _check_ranges(pair: dict, where: str, vocab_size: int | None, grid_size: int | None) -> None:

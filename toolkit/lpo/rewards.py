@@ -73,7 +73,7 @@ def _function_reward(spec: str) -> Reward:
     fn = load_function(spec)
 
     def score(prompts, replies, records):
-        return [float(fn(p, y, r)) for p, y, r in zip(prompts, replies, records, strict=True)]
+        return [fn(p, y, r) for p, y, r in zip(prompts, replies, records, strict=True)]
 
     return score
 
@@ -83,7 +83,8 @@ def _reward_model(path: str, batch_size: int = 16) -> Reward:
 
     try:
         tokenizer = AutoTokenizer.from_pretrained(path)
-        model = AutoModelForSequenceClassification.from_pretrained(path).eval()
+        model = AutoModelForSequenceClassification.from_pretrained(
+            path, use_safetensors=True).eval()  # never a pickle (pytorch_model.bin) file
     except OSError as exc:
         raise ConfigError(
             f"reward.model_path={path!r} is not a local sequence-classification model ({exc})"

@@ -27,6 +27,8 @@ from toolkit.errors import CheckpointError
 from toolkit.files import target_named
 from toolkit.graft import checkpoint, prompting
 from toolkit.jsonl import read_records
+from toolkit.layout import inside
+from toolkit.lpo import resume
 from toolkit.lpo.cache import build_cache
 from toolkit.lpo.config import TrainConfig, TrainerConfig
 from toolkit.lpo.loggers import make_loggers
@@ -153,6 +155,9 @@ def fit_head(model, cache_file, train_config: TrainConfig, trainer_config: Train
                          val_fraction=train_config.val_fraction, val_cache_file=val_cache_file,
                          val_seed=train_config.val_seed)
     trainer = make_trainer(trainer_config, root, callbacks, validates=train_config.validates)
+    if trainer_config.ckpt_path:
+        callback = trainer.checkpoint_callback
+        resume.check(trainer_config.ckpt_path, callback.dirpath if callback else None)
     _fit(trainer, module, data, trainer_config.ckpt_path)
     return trainer, module
 
@@ -161,7 +166,7 @@ def _fit(trainer: L.Trainer, module, data, ckpt_path) -> None:
     """trainer.fit, with Ctrl-C raised again as KeyboardInterrupt: Lightning turns it into
     exit(1) and ignores SIGINT from then on."""
     try:
-        trainer.fit(module, datamodule=data, ckpt_path=ckpt_path)
+        trainer.fit(module, datamodule=data, ckpt_path=ckpt_path, weights_only=True)
     except SystemExit:
         if not trainer.interrupted:
             raise
@@ -181,12 +186,18 @@ def _outside(out_dir: Path, paths: dict[str, object]) -> None:
 
 
 def _best(trainer: L.Trainer) -> tuple[Path | None, dict]:
-    """The best checkpoint by val/loss and its saved state (None, {} without one)."""
+    """The best checkpoint by val/loss and its saved state (None, {} without one). Only a file
+    inside the callback's own folder counts (a resumed checkpoint names its best path)."""
     callback = trainer.checkpoint_callback
     path = getattr(callback, "best_model_path", "") if callback is not None else ""
     if not path or getattr(callback, "monitor", None) != "val/loss":
         return None, {}
-    return Path(path), torch.load(path, map_location="cpu", weights_only=False)
+    if not inside(path, callback.dirpath):
+        raise CheckpointError(
+            f"the best checkpoint {path} lies outside the checkpoint folder {callback.dirpath}; "
+            "resume from a checkpoint written in trainer.checkpoint_dir"
+        )
+    return Path(path), resume.load(path, key="best checkpoint")
 
 
 def train_head(model: AugmentedModel, pairs_path: str | Path, train_config: TrainConfig,

@@ -18,7 +18,7 @@ from toolkit import runtime
 from toolkit.errors import CheckpointError, ConfigError, UnsupportedArchitectureError
 from toolkit.hub import is_hub_id
 from toolkit.hub import resolve as resolve_hub
-from toolkit.layout import CONFIG_FILE
+from toolkit.layout import CONFIG_FILE, refuse_pickles
 from toolkit.options import GraftConfig
 from toolkit.presets import (
     CACHE_ENV,
@@ -35,8 +35,7 @@ if TYPE_CHECKING:
 
 __all__ = ["CACHE_ENV", "cache_dir", "check_model", "load_model", "resolve_dtype"]
 
-WEIGHT_PATTERNS = ("pytorch_model*.bin", "model*.safetensors", "*.safetensors.index.json",
-                   "*.gguf")
+WEIGHT_PATTERNS = ("model*.safetensors", "*.safetensors.index.json", "*.gguf")
 
 
 def check_model(config: ModelConfig) -> None:
@@ -158,9 +157,11 @@ def tiny_model_dir(family: str, seed: int = 0) -> Path:
 
 def _check_local(path: Path) -> None:
     if not path.is_dir():
+        what = "is not a directory" if path.exists() else (
+            "does not exist (written as a local path, so not looked up on the Hub)")
         raise ConfigError(
-            f"model.path={str(path)!r} is not a directory; set model.path to a local model "
-            "directory (with config.json) or an augmented checkpoint"
+            f"model.path={str(path)!r} {what}; set model.path to a local model "
+            "directory (with config.json), an augmented checkpoint or a Hub id (org/name)"
         )
     if (path / CONFIG_FILE).is_file():
         return
@@ -178,9 +179,10 @@ def check_weight_files(path: Path) -> None:
     """The weights beside config.json exist, and every safetensors file is whole: its header
     parses and the file is as long as the header says (a truncated copy fails here)."""
     shards = sorted(path.glob("*.safetensors"))
+    refuse_pickles(path)
     if not shards and not any(any(path.glob(p)) for p in WEIGHT_PATTERNS):
         raise CheckpointError(
-            f"{path} has config.json but no weights (*.safetensors or pytorch_model*.bin); "
+            f"{path} has config.json but no weights (*.safetensors); "
             "copy the weight files too, or point model.path at the complete model directory"
         )
     for shard in shards:
@@ -202,8 +204,18 @@ def _safetensors_problem(path: Path) -> str | None:
             header = json.loads(fh.read(length))
     except (OSError, ValueError, UnicodeDecodeError) as err:
         return f"its header does not parse: {err}"
-    ends = [t["data_offsets"][1] for k, t in header.items()
-            if k != "__metadata__" and isinstance(t, dict) and "data_offsets" in t]
+    if not isinstance(header, dict):
+        return f"its header is a JSON {type(header).__name__}, not an object"
+    ends = []
+    for name, tensor in header.items():
+        if name == "__metadata__":
+            continue
+        offsets = tensor.get("data_offsets") if isinstance(tensor, dict) else None
+        if not (isinstance(offsets, list) and len(offsets) == 2
+                and all(isinstance(o, int) and not isinstance(o, bool) and o >= 0 for o in offsets)
+                and offsets[0] <= offsets[1]):
+            return f"tensor {name!r} has data_offsets {offsets!r}, not [start, end]"
+        ends.append(offsets[1])
     expected = 8 + length + max(ends, default=0)
     if size < expected:
         return f"{size} bytes, the header describes {expected}"

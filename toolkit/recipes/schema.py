@@ -13,6 +13,7 @@ from typing import Optional
 from toolkit.bench.config import BenchConfig
 from toolkit.errors import ConfigError, check_choice, check_range
 from toolkit.eval.config import EvalConfig
+from toolkit.jsonl import MAX_PROMPT_CHARS
 from toolkit.lpo.config import (
     CollectConfig,
     DataConfig,
@@ -126,6 +127,11 @@ class GenerateConfig:
             if not prompt:
                 raise ConfigError(
                     f"generate.prompts[{number}] is empty; give some text to continue"
+                )
+            if len(prompt) > MAX_PROMPT_CHARS:
+                raise ConfigError(
+                    f"generate.prompts[{number}] has {len(prompt)} characters, more than the "
+                    f"{MAX_PROMPT_CHARS} a prompt may hold; shorten it"
                 )
         if self.prompts and self.input:
             raise ConfigError(

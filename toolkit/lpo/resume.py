@@ -1,0 +1,67 @@
+"""A Lightning checkpoint to resume from (`trainer.ckpt_path`), read without running its code.
+
+`torch.load(weights_only=True)` refuses any pickled object other than tensors and plain
+containers, so a crafted checkpoint cannot run code. A checkpoint also names files: the
+ModelCheckpoint state holds the best, k-th best and last checkpoint paths and its folder.
+Lightning reloads the best path whatever the folder, and deletes the k-th best and the old last
+file when it saves a better one, so every path named must lie inside this run's checkpoint
+folder when the run keeps checkpoints; anything else is refused before training starts.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from toolkit.errors import DataError, reason
+from toolkit.layout import inside
+
+PATH_KEYS = ("best_model_path", "kth_best_model_path", "last_model_path", "dirpath")
+
+
+def load(path, key: str = "trainer.ckpt_path") -> dict[str, Any]:
+    """The checkpoint's contents (tensors and plain values only); DataError for anything else."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # UnpicklingError, RuntimeError, ...: all mean "not ours"
+        raise DataError(
+            f"{key}={str(path)!r} holds objects a safe load refuses ({type(err).__name__}: "
+            f"{reason(err)}); only plain tensors are read: point it at a last.ckpt that training "
+            "wrote, or unset it to start afresh"
+        ) from None
+    if not isinstance(state, dict):
+        raise DataError(f"{key}={str(path)!r} is not a Lightning checkpoint (not a mapping); "
+                        "point it at a last.ckpt that training wrote")
+    return state
+
+
+def named_paths(state: dict[str, Any]) -> list[tuple[str, str]]:
+    """(key, path) for every file or folder a checkpoint's callback states name."""
+    named = []
+    callbacks = state.get("callbacks")
+    for saved in (callbacks.values() if isinstance(callbacks, dict) else ()):
+        if not isinstance(saved, dict):
+            continue
+        named += [(k, saved[k]) for k in PATH_KEYS if isinstance(saved.get(k), str) and saved[k]]
+        best_k = saved.get("best_k_models")
+        named += [("best_k_models", str(p)) for p in (best_k if isinstance(best_k, dict) else ())]
+    return named
+
+
+def check(path, dirpath, key: str = "trainer.ckpt_path") -> None:
+    """Refuse a resume checkpoint that cannot be read safely or names a path outside
+    `dirpath`, this run's checkpoint folder (None: the run has no ModelCheckpoint, so Lightning
+    restores no callback state and the paths are never used)."""
+    state = load(path, key)
+    if dirpath is None:
+        return
+    for name, value in named_paths(state):
+        if not inside(value, dirpath):
+            raise DataError(
+                f"{key}={str(path)!r} names {name}={value!r}, outside this run's checkpoint "
+                f"folder {Path(dirpath).resolve()}; Lightning would read or delete that file: "
+                "resume with the trainer.checkpoint_dir the checkpoint was written in, or unset "
+                "trainer.ckpt_path"
+            )
