@@ -4,6 +4,7 @@ The CLI turns every `ToolkitError` into one line on stderr and exit code 2.
 """
 
 import math
+import re
 
 
 class ToolkitError(Exception):
@@ -33,7 +34,8 @@ class NonFiniteLogitsError(ToolkitError, RuntimeError):
 def reason(err: BaseException, limit: int = 160) -> str:
     """The first line of an exception's message (its type's name when it has none), cut at a
     word boundary to about `limit` characters, for quoting inside a one-line error."""
-    text = str(err).strip().splitlines()[0].strip() if str(err).strip() else type(err).__name__
+    plain = re.sub(r"\x1b\[[0-9;]*m", "", str(err)).strip()  # no terminal colour codes
+    text = plain.splitlines()[0].strip() if plain else type(err).__name__
     if len(text) <= limit:
         return text
     cut = text[:limit].rsplit(" ", 1)[0] if " " in text[:limit] else text[:limit]

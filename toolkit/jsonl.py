@@ -148,15 +148,13 @@ def read_numbered(path: str | Path) -> list[tuple[int, Any]]:
     path = Path(path)
     if not path.exists():
         return []
-    records = []
+    texts = []  # every line decoded first, so a binary file reads as "not UTF-8"
     for number, raw, complete in raw_lines(path):
         if not complete:
             warnings.warn(f"{path}: ignoring a torn last line ({len(raw)} bytes)", stacklevel=3)
             break
-        text = decode(raw, path, number)
-        if text.strip():
-            records.append((number, _parse(text, path, number)))
-    return records
+        texts.append((number, decode(raw, path, number)))
+    return [(number, _parse(text, path, number)) for number, text in texts if text.strip()]
 
 
 def append_record(fh, record: Any) -> None:

@@ -110,7 +110,8 @@ def _check_consistent(pair: dict, where: str, max_positions: int | None) -> None
     if max_positions and longest > max_positions:
         raise DataError(
             f"{where}: prompt and reply hold {longest} tokens, past the model's {max_positions} "
-            f"positions{again} with a shorter prompt or lower collect.max_new_tokens"
+            "positions; collect the pairs again (data.pairs to a new file) with shorter prompts "
+            "or a lower collect.max_new_tokens, or drop this line"
         )
 
 
@@ -123,7 +124,8 @@ def _check_ranges(pair: dict, where: str, vocab_size: int | None, grid_size: int
         values = pair[name]
         if not isinstance(values, list) or not all(
                 isinstance(v, int) and not isinstance(v, bool) for v in values):
-            raise DataError(f"{where}: {name} must be a list of integers")
+            raise DataError(f"{where}: {name} must be a list of integers; collect the pairs "
+                            "again (data.pairs to a new file) or drop this line")
         bad = [v for v in values if v < 0 or (limit is not None and v >= limit)]
         if bad:
             bound = f"0..{limit - 1}" if limit is not None else ">= 0"

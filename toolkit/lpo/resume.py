@@ -26,9 +26,11 @@ def load(path, key: str = "trainer.ckpt_path") -> dict[str, Any]:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # UnpicklingError, RuntimeError, ...: all mean "not ours"
+        why = ("a pickled object that is not a tensor or a plain value"
+               if type(err).__name__ == "UnpicklingError" else reason(err))
         raise DataError(
             f"{key}={str(path)!r} holds objects a safe load refuses ({type(err).__name__}: "
-            f"{reason(err)}); only plain tensors are read: point it at a last.ckpt that training "
+            f"{why}); only plain tensors are read: point it at a last.ckpt that training "
             "wrote, or unset it to start afresh"
         ) from None
     if not isinstance(state, dict):
