@@ -34,9 +34,11 @@ def prompt_batch(tokenizer, prompts=PROMPTS) -> tuple[torch.Tensor, torch.Tensor
     return enc["input_ids"], enc["attention_mask"]
 
 
-def early_logits(model, hidden_states, layers: list[int]) -> torch.Tensor:
-    """(B, N, V) lm_head(hidden_states[l][:, -1]) for each layer, with the final soft-cap."""
+def early_logits(model, hidden_states, layers: list[int], norm=None) -> torch.Tensor:
+    """(B, N, V) lm_head(hidden_states[l][:, -1]) for each layer, through `norm` first when
+    given (early_exit_norm), with the final soft-cap."""
     rows = torch.stack([hidden_states[layer][:, -1] for layer in layers], dim=1)
+    rows = norm(rows) if norm is not None else rows
     logits = model.get_output_embeddings()(rows).float()
     cap = getattr(model.config.get_text_config(), "final_logit_softcapping", None)
     return torch.tanh(logits / cap) * cap if cap else logits

@@ -9,7 +9,8 @@ from hypothesis import strategies as st
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from toolkit.errors import ConfigError, UnsupportedArchitectureError
-from toolkit.graft import EarlyExitTap, candidate_layers, resolve
+from toolkit.graft import AugmentedModel, EarlyExitTap, candidate_layers, resolve
+from toolkit.options import GraftConfig, HeadConfig
 from toolkit.testing import TINY_FAMILIES
 
 PROMPTS = ["The capital of France is", "Two plus"]
@@ -164,6 +165,19 @@ def test_early_exit_norm_applies_the_models_norm(family, tiny_model_dir):
     torch.testing.assert_close(early[:, :, 1], out.logits, atol=ATOL, rtol=0)
 
 
+@pytest.mark.parametrize("family", TINY_FAMILIES)
+def test_early_exit_norm_defaults_to_the_model_types_choice(family, tiny_model_dir):
+    model, _ = load(tiny_model_dir, family)
+    measured = family == "gemma3_text"  # docs/methods.md section 1
+    assert EarlyExitTap(model).early_exit_norm is measured
+    assert EarlyExitTap(model, early_exit_norm=not measured).early_exit_norm is (not measured)
+    grafted = AugmentedModel(model, GraftConfig(head=HeadConfig(hidden_size=4)))
+    assert grafted.tap.early_exit_norm is measured
+    assert grafted.graft_config.early_exit_norm is measured, "made explicit for the checkpoint"
+    forced = AugmentedModel(model, GraftConfig(early_exit_norm=False, head=HeadConfig(hidden_size=4)))
+    assert forced.tap.early_exit_norm is False and forced.graft_config.early_exit_norm is False
+
+
 def test_positions_last_only_and_project(tiny_model_dir):
     model, tok = load(tiny_model_dir, "llama")
     tap, out, early = full_capture(model, tok, layers=[0, 2, L])
@@ -186,7 +200,7 @@ def test_positions_last_only_and_project(tiny_model_dir):
 def test_last_only_during_generate_holds_newest_position(family, tiny_model_dir):
     model, tok = load(tiny_model_dir, family)
     layers = candidate_layers("all", L, resolve(model).tied) + [L]
-    tap = EarlyExitTap(model, layers=layers)
+    tap = EarlyExitTap(model, layers=layers, early_exit_norm=False)
     enc = tok(PROMPTS, return_tensors="pt", padding=True)
     before = hook_count(model)
     with torch.no_grad(), tap.capture(last_only=True):

@@ -25,9 +25,9 @@ NEW = 6
 SLED = dict(evolution_rate=10.0, evolution_scale=20)  # strong enough to change tiny models' tokens
 
 
-def _sled_pick(model, layers, **kw):
+def _sled_pick(model, layers, norm=None, **kw):
     def pick(final, hidden_states):
-        evolved = sled_evolve(final, early_logits(model, hidden_states, layers), **kw)
+        evolved = sled_evolve(final, early_logits(model, hidden_states, layers, norm), **kw)
         return evolved.argmax(-1)
 
     return pick
@@ -39,7 +39,9 @@ def test_sled_generation_equals_cache_free_reference(family, tiny_model_dir):
     ids, mask = prompt_batch(model.tokenizer)
     layers = model.tap.candidate_layers
     assert layers == ([1, 2, 3] if model.parts.tied else [0, 1, 2, 3])
-    expected = reference_generate(model.base, ids, mask, NEW, _sled_pick(model.base, layers, **SLED))
+    norm = model.parts.norm if model.tap.early_exit_norm else None  # Gemma 3's default
+    expected = reference_generate(model.base, ids, mask, NEW,
+                                  _sled_pick(model.base, layers, norm, **SLED))
     out = model.generate(ids, mask, sled={"enabled": True, **SLED}, max_new_tokens=NEW,
                          return_records=True)
     assert torch.equal(out.sequences, expected)

@@ -67,10 +67,14 @@ class HeadConfig:
 
 @dataclass
 class GraftConfig:
-    """What is grafted onto the base model: the early-exit tap and the head."""
+    """What is grafted onto the base model: the early-exit tap and the head.
+
+    `early_exit_norm`: None (default) takes the model type's measured default (true for Gemma 3,
+    false otherwise; docs/methods.md section 1); true/false forces it.
+    """
 
     layers: Any = "all"
-    early_exit_norm: bool = False
+    early_exit_norm: Optional[bool] = None
     head: HeadConfig = field(default_factory=HeadConfig)
 
     def __post_init__(self) -> None:

@@ -11,7 +11,7 @@ run twice nor change that order.
 from __future__ import annotations
 
 import contextlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -65,12 +65,13 @@ class AugmentedModel:
         self.tokenizer = prompting.set_up_for_generation(tokenizer)
         # The prompt convention the head was trained with ("chat" / "raw"; None: unknown).
         self.prompt_format = prompt_format
-        self.graft_config = graft_config
         self.decoding = decoding or DecodingConfig()
         self.parts = resolve(base)
         self.tap = EarlyExitTap(base, layers=graft_config.layers,
                                 early_exit_norm=graft_config.early_exit_norm)
         probe.check_tap(base)
+        # the model type's default made explicit, so a saved checkpoint records the choice
+        self.graft_config = replace(graft_config, early_exit_norm=self.tap.early_exit_norm)
         d_model = base.config.get_text_config().hidden_size
         self.head = AdaptiveDecoderHead(d_model, graft_config.head).to(self.head_device)
         self.base_reference = (checkpoint.base_reference(base) if base_reference is None

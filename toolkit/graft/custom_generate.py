@@ -103,7 +103,7 @@ def plain_methods() -> tuple[str, ...]:
     return tuple(m.name for m in methods.all_methods() if m.stage in ("logits", "filter"))
 
 
-def decoder(early_exit_norm: bool = False, streamer=None, layers: Any = "all",
+def decoder(early_exit_norm: bool | None = None, streamer=None, layers: Any = "all",
             **method_options: Any) -> Callable:
     """A `custom_generate` callable that decodes with the given methods.
 
@@ -111,7 +111,8 @@ def decoder(early_exit_norm: bool = False, streamer=None, layers: Any = "all",
     give the streamer here instead (the folder entry point does that for you).
 
     Args:
-        early_exit_norm: apply the final norm to early layers before lm_head.
+        early_exit_norm: apply the final norm to early layers before lm_head (None: the model
+            type's default, see `EarlyExitTap`).
         streamer: a transformers streamer for the decoded tokens.
         layers: the candidate layers of a method whose own `layers` option is unset (a
             checkpoint's `graft.layers`).
@@ -181,7 +182,7 @@ def _spliced(prepared: LogitsProcessorList, first: list, after_temperature: list
                                + tail[len(temperature):])
 
 
-def generate(model, *args, early_exit_norm: bool = False, **kwargs):
+def generate(model, *args, early_exit_norm: bool | None = None, **kwargs):
     """transformers' own generate() with `decoder(...)` as the decoding loop; the keywords named
     by `plain_methods()` go to the decoder, the rest to generate()."""
     return _run(model, args, kwargs, {"early_exit_norm": early_exit_norm})
