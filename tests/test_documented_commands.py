@@ -94,6 +94,11 @@ def check_canberra(out: str, ctx: Workspace) -> None:
     assert "Canberra" in out, out
 
 
+def check_paris(out: str, ctx: Workspace) -> None:
+    check_reply(out, ctx)
+    assert "Paris" in out, out
+
+
 def check_scores(out: str, ctx: Workspace) -> None:
     """`eval`: every mode's MC1/MC2/MC3 (or accuracy) lies in [0, 1]."""
     scores = [float(v) for v in re.findall(r"(?:MC\d|accuracy) (-?[\d.]+)", out)]
@@ -167,17 +172,19 @@ def check_jsonl(out: str, ctx: Workspace) -> None:
 @dataclass
 class Run:
     """How a documented command runs here: overrides appended, the check of its output, the
-    command whose output it needs first, and whether it needs the real model, CUDA, or its
-    own processes (DDP)."""
+    command whose output it needs first, and whether it needs a real model (the preset it
+    uses), CUDA, or its own processes (DDP)."""
 
     check: Callable[[str, Workspace], None]
     extra: list[str] = field(default_factory=list)
     needs: str | None = None
     real: bool = False
+    preset: str = "smollm2-135m-instruct"
     gpu: bool = False
     subprocess: bool = False
 
 
+GEMMA3 = "gemma3-270m"
 QS_GENERATE = ("generate recipes/quickstart.yaml model.preset=null model.path=checkpoints/"
                "quickstart generate.prompts='[\"{}\"]'")
 RUNS: dict[str, Run] = {
@@ -219,6 +226,17 @@ RUNS: dict[str, Run] = {
         check_scores, real=True),
     "eval recipes/sled_smollm2.yaml eval.data_path=/path/to/TruthfulQA.csv "
     "graft.layers=\"[$(seq -s, 0 29)]\"": Run(check_scores, ["eval.modes=[sled]"], real=True),
+    "generate recipes/sled_smollm2.yaml model.preset=gemma3-270m": Run(
+        check_reply, ["decoding.max_new_tokens=6"], real=True, preset=GEMMA3),
+    "generate recipes/sled_gemma3.yaml decoding.sled.enabled=false": Run(
+        check_paris, ["decoding.max_new_tokens=4"], real=True, preset=GEMMA3),
+    "generate recipes/sled_gemma3.yaml": Run(
+        check_paris, ["decoding.max_new_tokens=4"], real=True, preset=GEMMA3),
+    "eval recipes/sled_gemma3.yaml eval.data_path=/path/to/TruthfulQA.csv": Run(
+        check_scores, ["eval.limit=1"], real=True, preset=GEMMA3),
+    "bench recipes/bench_gemma3.yaml": Run(check_bench, [
+        *SMALL_BENCH, "bench.modes=[greedy,sled]", "bench.eval_questions=0"],
+        real=True, preset=GEMMA3),
     "eval recipes/sweep_smollm2_arithmetic.yaml": Run(check_sweep, [
         "eval.limit=2", "eval.temperatures=[1.0]", "eval.sweep_samples=1",
         "decoding.max_new_tokens=6"], real=True),
@@ -363,7 +381,8 @@ def test_documented_command_runs(command, workspace, capsys, monkeypatch, reques
     if command not in RUNS:
         pytest.fail(f"no run for {command!r}: add it to RUNS")
     if RUNS[command].real or (RUNS[command].needs and RUNS[RUNS[command].needs].real):
-        request.getfixturevalue("real_model_dir")  # skips with one line when it cannot be had
+        # skips with one line when the preset cannot be had
+        request.getfixturevalue("real_preset_dir")(RUNS[command].preset)
         workspace.real = True
     else:
         workspace.real = False
