@@ -273,3 +273,14 @@ def test_early_logits_with_layers_and_lm_head_on_different_devices(tiny_model_di
     _, _, early = full_capture(split, tok, layers=[0, 2, L], early_exit_norm=True)
     assert early.device.type == "cuda"
     torch.testing.assert_close(early.cpu(), expected, atol=1e-4, rtol=1e-4)
+
+
+def test_an_unset_early_exit_norm_matches_the_checkpoints_resolved_choice():
+    from toolkit.recipes.facts import check_graft
+
+    saved = GraftConfig(early_exit_norm=True, head=HeadConfig(hidden_size=8))
+    check_graft("ckpt", GraftConfig(), saved)  # no graft section
+    check_graft("ckpt", GraftConfig(head=HeadConfig(hidden_size=8)), saved)  # the model's default
+    with pytest.raises(ConfigError, match="graft.early_exit_norm: recipe False vs checkpoint True"):
+        check_graft("ckpt", GraftConfig(early_exit_norm=False, head=HeadConfig(hidden_size=8)),
+                    saved)

@@ -17,8 +17,12 @@ from toolkit.recipes.schema import ModelConfig
 
 def check_graft(path: str, wanted: GraftConfig, saved: GraftConfig) -> None:
     """A checkpoint keeps the graft it was saved with: refuse a graft config that differs
-    (the default GraftConfig() means "not given")."""
-    if wanted == GraftConfig() or wanted == saved:
+    (the default GraftConfig() means "not given"; so does an unset early_exit_norm, which the
+    checkpoint resolved to its model type's default when it was grafted)."""
+    if wanted.early_exit_norm is None:
+        wanted = dataclasses.replace(wanted, early_exit_norm=saved.early_exit_norm)
+    not_given = dataclasses.replace(GraftConfig(), early_exit_norm=saved.early_exit_norm)
+    if wanted in (not_given, saved):
         return
     ours, theirs = dataclasses.asdict(wanted), dataclasses.asdict(saved)
     diff = [f"graft.{k}: recipe {ours[k]!r} vs checkpoint {theirs[k]!r}"
