@@ -26,7 +26,8 @@ def check_tap(model: nn.Module) -> float:
     on a short probe and reads a (batch, tokens, hidden) state at every layer; return the max
     abs difference seen."""
     parts = resolve(model)
-    final_tap = EarlyExitTap(model, layers=list(range(parts.num_layers + 1)))
+    # project() below gets the final-norm output itself: no second norm, whatever the default
+    final_tap = EarlyExitTap(model, layers=list(range(parts.num_layers + 1)), early_exit_norm=False)
     weight = parts.lm_head.weight
     ids = torch.arange(1, PROBE_TOKENS + 1).remainder(weight.shape[0]).unsqueeze(0)
     modes = [(module, module.training) for module in model.modules()]
