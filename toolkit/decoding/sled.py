@@ -60,12 +60,15 @@ class SledResult:
         or to 0 when no layer has a positive cosine with any top-K gradient.
     layer_weights: (B, N) float32 weight s[n] of each early layer (sums to 1 or 0 per row).
     topk_indices: (B, K) long indices of the K most probable final tokens, most probable first.
+    evolved: (B, V) float32 evolved logits over the whole vocabulary, before the lower bound
+        replaces those outside the top-K (their log_softmax is a distribution over every token).
     """
 
     logits: torch.Tensor
     latent: torch.Tensor
     layer_weights: torch.Tensor
     topk_indices: torch.Tensor
+    evolved: torch.Tensor
 
 
 def check_sled_args(
@@ -201,7 +204,7 @@ def sled_details(
     evolved = _evolve(z, latent, float(evolution_rate), op_T)
     out = torch.full_like(z, float(evolution_lower_bound))
     out.scatter_(-1, topk, evolved.gather(-1, topk))
-    return SledResult(out.to(final_logits.dtype), latent, weights, topk)
+    return SledResult(out.to(final_logits.dtype), latent, weights, topk, evolved)
 
 
 def sled_evolve(

@@ -9,23 +9,31 @@ lm-eval resolves `--model` from its registry, so this module must be imported fi
 shell, run lm-eval through it (it registers the backend, then hands over to lm-eval's own CLI):
 
     python -m toolkit.eval.harness run --model surgery \\
-        --model_args checkpoint=checkpoints/run,sled=True --tasks TASK --device cpu
+        --model_args pretrained=checkpoints/run,sled=True --tasks TASK --device cpu
 
 From Python: `import toolkit.eval.harness` and then `lm_eval.simple_evaluate(model="surgery", ...)`,
 or pass `SurgeryLM(...)` itself as `model=`.
 
-model_args: `checkpoint` (an AugmentedModel checkpoint) or `pretrained` (a base model directory
-or Hub id, grafted with the default config); `sled` / `dola` / `contrastive` (any registered
-"logits"-stage method; True to enable); any of its options prefixed with its name
-(`sled_evolution_scale=20`, `dola_relative_top=0.1`);
-`preset` (default `factor`: op_T 1, lower bound -2500, the log-softmax protocol lm-eval scores
-with; `none` keeps the checkpoint's values). Everything else goes to `HFLM`.
+model_args: `pretrained` (an AugmentedModel checkpoint directory, or a base model directory or
+Hub id, grafted with the default config; lm-eval names its results after it); `sled` / `dola`
+(a method with log-probabilities in the registry; True to enable); any of its options prefixed
+with its name (`sled_evolution_scale=20`); `preset=checkpoint` to start from the checkpoint's
+saved decoding methods and options (without it, nothing is enabled that the model_args do not
+enable). Everything else goes to `HFLM`.
+
+The log-likelihoods are proper log-probabilities: at each continuation token, the method's
+distribution over the whole vocabulary (`DecodingMethod.log_probs`: for SLED the log_softmax of
+the evolved logits with no lower bound, for DoLa the log_softmax of the contrast without the
+relative-top filter). The method and its options are logged and written into lm-eval's results
+(`config.model_args` and `config.surgery`).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import logging
 import sys
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -35,18 +43,28 @@ from lm_eval.models.huggingface import HFLM, stop_sequences_criteria
 from toolkit import methods
 from toolkit.errors import ConfigError, ToolkitError
 from toolkit.graft.augmented import AugmentedModel
-from toolkit.options import apply_preset, with_overrides
+from toolkit.layout import CONFIG_FILE
+from toolkit.options import DecodingConfig, with_overrides
 
 NAME = "surgery"
-# The methods that rewrite the logits from the early layers (the registry's "logits" stage).
+# The methods that rewrite the logits from the early layers (the registry's "logits" stage);
+# lm-eval scores those with log-probabilities over the whole vocabulary (SLED, DoLa).
 SCORED = tuple(m.name for m in methods.all_methods() if m.stage == "logits")
+CONVENTION = ("log-probabilities over the whole vocabulary at each continuation token "
+              "(docs/methods.md, section 7)")
+log = logging.getLogger(__name__)
 
 
 def _decoding(am: AugmentedModel, preset: str | None, flags: dict[str, Any], options: dict):
-    """The model's decoding config with the lm-eval flags and prefixed options applied."""
+    """Defaults (or the checkpoint's saved decoding with preset=checkpoint) with the lm-eval
+    flags and prefixed options applied."""
+    if preset not in (None, "checkpoint"):
+        raise ConfigError(f"preset={preset!r} in model_args; allowed: checkpoint (the "
+                          "checkpoint's saved decoding methods), or leave it out")
+    base = am.decoding if preset == "checkpoint" else DecodingConfig()
     overrides: dict[str, Any] = {}
     for name in SCORED:
-        current = getattr(am.decoding, name)
+        current = getattr(base, name)
         fields = {f.name for f in dataclasses.fields(current)}
         mine = {k.removeprefix(f"{name}_"): v for k, v in options.items()
                 if k.startswith(f"{name}_")}
@@ -57,37 +75,74 @@ def _decoding(am: AugmentedModel, preset: str | None, flags: dict[str, Any], opt
         enabled = flags.get(name)
         enabled = current.enabled if enabled is None else bool(enabled)
         overrides[name] = dataclasses.replace(current, **mine, enabled=enabled)
-    decoding = with_overrides(am.decoding, **overrides)
-    if preset and preset != "none":
-        decoding = apply_preset(decoding, preset)
+    decoding = with_overrides(base, **overrides)
+    unscored = [m.name for m in methods.active(decoding)
+                if m.stage == "logits" and m.log_probs is None]
+    if unscored:
+        raise ConfigError(f"{unscored[0]} is enabled but has no log-probabilities over the whole "
+                          f"vocabulary for lm-eval; disable it, or score it with cli.py eval")
     return decoding
+
+
+def _load(pretrained: Any) -> AugmentedModel:
+    if isinstance(pretrained, AugmentedModel):
+        return pretrained
+    if Path(str(pretrained), CONFIG_FILE).is_file():
+        return AugmentedModel.from_pretrained(pretrained)
+    return AugmentedModel.graft(pretrained)
 
 
 @register_model(NAME)
 class SurgeryLM(HFLM):
     """HFLM over an AugmentedModel: SLED/DoLa log-likelihoods, generation via its generate()."""
 
-    def __init__(self, checkpoint: str | None = None, pretrained: Any = None,
-                 preset: str | None = "factor", **kwargs):
+    def __init__(self, pretrained: Any = None, preset: str | None = None, **kwargs):
+        if "checkpoint" in kwargs:
+            raise ConfigError("model_args checkpoint=DIR is now pretrained=DIR (lm-eval names "
+                              "its results after pretrained)")
+        if pretrained is None:
+            raise ConfigError("give pretrained=DIR_OR_HUB_ID in --model_args (an AugmentedModel "
+                              "checkpoint or a base model)")
         flags = {name: kwargs.pop(name, None) for name in SCORED}
         prefixes = tuple(f"{name}_" for name in SCORED)
         options = {k: kwargs.pop(k) for k in list(kwargs) if k.startswith(prefixes)}
-        if (checkpoint is None) == (pretrained is None):
-            raise ConfigError("give exactly one of checkpoint=DIR (an AugmentedModel checkpoint) "
-                              "or pretrained=DIR_OR_HUB_ID in --model_args")
-        if isinstance(pretrained, AugmentedModel):
-            am = pretrained
-        elif checkpoint is not None:
-            am = AugmentedModel.from_pretrained(checkpoint)
-        else:
-            am = AugmentedModel.graft(pretrained)
+        am = _load(pretrained)
         self.am = am
         self.decoding = _decoding(am, preset, flags, options)
         self._method = next((methods.get(n) for n in SCORED
                              if getattr(self.decoding, n).enabled), None)
         self._spans: dict[tuple[int, ...], int] | None = None
+        self._name = str(am.base_reference if isinstance(pretrained, AugmentedModel)
+                         else pretrained)
+        log.warning("surgery: %s on %s; log-likelihoods: %s", self.method_args() or "plain",
+                    self._name,
+                    CONVENTION if self._method else "the model's own")
         kwargs.setdefault("device", str(am.base.device))
         super().__init__(pretrained=am.base, tokenizer=am.tokenizer, **kwargs)
+
+    def method_args(self) -> str:
+        """The method and its options as model_args, e.g. 'sled=True,sled_evolution_rate=2.0'
+        ('' without a method)."""
+        if self._method is None:
+            return ""
+        options = dataclasses.asdict(getattr(self.decoding, self._method.name))
+        options.pop("enabled")
+        return ",".join([f"{self._method.name}=True"]
+                        + [f"{self._method.name}_{k}={v}" for k, v in options.items()])
+
+    def get_model_info(self) -> dict:
+        """HFLM's info plus the method, written into lm-eval's results config."""
+        info = super().get_model_info()
+        options = getattr(self.decoding, self._method.name) if self._method else None
+        info["model_args"] = ",".join(filter(None, [f"pretrained={self._name}",
+                                                     self.method_args()]))
+        info["surgery"] = {
+            "method": self._method.name if self._method else "plain",
+            "label": self._method.label(options) if self._method else "plain",
+            "options": dataclasses.asdict(options) if options else {},
+            "log_likelihood": CONVENTION if self._method else "the model's own",
+        }
+        return info
 
     def _loglikelihood_tokens(self, requests, disable_tqdm: bool = False, override_bs=None):
         """Remember each request's continuation length, keyed by the model input HFLM builds
@@ -131,10 +186,9 @@ class SurgeryLM(HFLM):
         rows = torch.arange(len(spans), device=inps.device)[:, None].expand_as(positions)
         final = logits[rows[valid], positions[valid]].float()
         options = getattr(self.decoding, self._method.name)
-        evolved, _ = self._method.logits(final, early[valid].to(final.device).float(), options,
-                                         self.am.tap.candidate_layers)
-        logits = logits.clone()
-        logits[rows[valid], positions[valid]] = evolved.to(logits.dtype)
+        scored = self._method.log_probs(final, early[valid].to(final.device).float(), options)
+        logits = logits.float()
+        logits[rows[valid], positions[valid]] = scored
         return logits
 
     def _model_generate(self, context, max_length: int, stop: list[str], **generation_kwargs):

@@ -47,13 +47,23 @@ def score(final, early, targets, options: DolaOptions):
     return contrast.gather(-1, targets[:, None])[:, 0]
 
 
+def log_probs(final, early, options: DolaOptions):
+    """log_softmax over the whole vocabulary of log p_N - log p_j, without the relative-top
+    filter (DoLa's TruthfulQA MC setting, relative_top 0, with its post-softmax)."""
+    from toolkit.decoding import dola_values
+
+    contrast, _ = dola_values(final.float(), early.float(), relative_top=0.0)
+    return contrast.log_softmax(-1)
+
+
 def label(o: DolaOptions) -> str:
     return "DoLa"
 
 
 METHOD = DecodingMethod(
     name="dola", options=DolaOptions, stage="logits", label=label, logits=step, score=score,
-    record_field="dola_layer", tap="layers", layers_key="layers", exclusive_with=("sled",),
+    log_probs=log_probs, record_field="dola_layer", tap="layers", layers_key="layers",
+    exclusive_with=("sled",),
     # TruthfulQA MC runs without the relative-top filter (reference `--relative_top 0.0`).
     presets={"truthfulqa": dict(relative_top=0.0), "factor": dict(relative_top=0.1)},
 )

@@ -6,6 +6,8 @@ A `DecodingMethod` names everything the toolkit needs to know about a method:
 - `stage` and `logits`: where it runs in the composition order and its per-step function, which
   `toolkit.graft.processors.method_processor` (the logits-processor factory) wraps;
 - `score`: its teacher-forced multiple-choice value (TruthfulQA / FACTOR), or None;
+- `log_probs`: its per-token log-probabilities over the whole vocabulary (the lm-eval backend's
+  log-likelihoods), or None;
 - `record_field`: the `AugmentedOutput` attribute its per-step records go to, or None;
 - `tap`: whether it reads the early-exit tap ("layers": its candidate layers; "final": the
   final-norm hidden state only; "none");
@@ -49,6 +51,9 @@ class DecodingMethod:
             (scores (B,V), options) -> (B,V). None for the "temperature" stage (the head).
         score: (final (M,V), early (M,N,V), targets (M,), options) -> (M,) teacher-forced
             value at each target token, or None when the method has no scoring mode.
+        log_probs: (final (M,V), early (M,N,V), options) -> (M,V) float32 log-probabilities:
+            each row a distribution over the whole vocabulary, no floor (lm-eval's
+            log-likelihoods), or None when the method has none.
         check: (options, vocab_size) -> None, raising ConfigError for options the model
             cannot run (e.g. SLED's K above the vocabulary), or None.
         record_field: `AugmentedOutput` attribute of its stacked per-step records, or None.
@@ -67,6 +72,7 @@ class DecodingMethod:
     label: Callable[[Any], str]
     logits: Callable[..., Any] | None = None
     score: Callable[..., Any] | None = None
+    log_probs: Callable[..., Any] | None = None
     check: Callable[[Any, int], None] | None = None
     record_field: str | None = None
     tap: str = "none"

@@ -57,6 +57,14 @@ def score(final, early, targets, options: SledOptions):
     return evolved.gather(-1, targets[:, None])[:, 0]
 
 
+def log_probs(final, early, options: SledOptions):
+    """log_softmax of the evolved logits over the whole vocabulary: the lower bound is not
+    applied (tokens outside the top-K keep their evolved value), so every row sums to 1."""
+    from toolkit.decoding import sled_details
+
+    return sled_details(final.float(), early.float(), **_kwargs(options)).evolved.log_softmax(-1)
+
+
 def check(options: SledOptions, vocab_size: int) -> None:
     """K cannot exceed the vocabulary."""
     if options.evolution_scale > vocab_size:
@@ -72,8 +80,8 @@ def label(o: SledOptions) -> str:
 
 METHOD = DecodingMethod(
     name="sled", options=SledOptions, stage="logits", label=label, logits=step, score=score,
-    check=check, record_field="sled_layer_weights", tap="layers", layers_key="layers",
-    exclusive_with=("dola",),
+    log_probs=log_probs, check=check, record_field="sled_layer_weights", tap="layers",
+    layers_key="layers", exclusive_with=("dola",),
     # The reference multiple-choice protocols: TruthfulQA sums the raw evolved value after
     # 10 evolution steps with lower bound -100; FACTOR the log_softmax after 1 step, -2500.
     presets={
