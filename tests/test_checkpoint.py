@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -54,9 +55,9 @@ def _dir_size(path: Path) -> int:
 def test_round_trip_same_tensors_and_generations(trained, tiny_llama_dir, tmp_path):
     target = trained.save_pretrained(tmp_path / "ckpt")
     assert sorted(p.name for p in target.iterdir() if not p.name.startswith("tokenizer")) == [
-        "augment_config.json", "custom_generate", "head.safetensors"]
+        "augment_config.json", "config.json", "custom_generate", "head.safetensors"]
     config = json.loads((target / "augment_config.json").read_text())
-    assert config["base"] == str(Path(tiny_llama_dir).resolve())
+    assert config["base"] == "path:" + os.path.relpath(Path(tiny_llama_dir).resolve(), target)
     assert config["toolkit_version"] == __version__ and config["decoding"]["max_new_tokens"] == NEW
     assert len(config["base_fingerprint"]["sha256"]) == 64
     with safe_open(str(target / "head.safetensors"), framework="pt") as f:
@@ -228,7 +229,7 @@ def _edit_config(target: Path, edit) -> None:
 def test_flipped_bytes_in_tensor_data_are_caught(trained, tmp_path):
     target = trained.save_pretrained(tmp_path / "ckpt")
     config = json.loads((target / "augment_config.json").read_text())
-    assert config["format_version"] == 2 and "head.safetensors" in config["files"]
+    assert config["format_version"] == 3 and "head.safetensors" in config["files"]
     assert all(len(v) == 64 for v in config["files"].values())
     head = target / "head.safetensors"
     data = bytearray(head.read_bytes())
@@ -258,7 +259,7 @@ def test_vocab_size_is_part_of_the_fingerprint(tiny_model_dir):
 
 CONFIG_EDITS = {
     "newer format": (lambda c: c.update(format_version=99),
-                     "format_version 99, newer than this toolkit reads \\(up to 2\\)"),
+                     "format_version 99, newer than this toolkit reads \\(up to 3\\)"),
     "no format": (lambda c: c.pop("format_version"), "format_version=None is not a format"),
     "missing head.level": (lambda c: c["graft"]["head"].pop("level"),
                            "lacks graft.head.level"),

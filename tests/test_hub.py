@@ -97,7 +97,7 @@ def test_graft_save_and_reload_keep_the_hub_id(fake_hub, tmp_path):
     assert am.base_reference == "org/tiny-llama" and am.tokenizer is not None
     assert calls[0][1]["allow_patterns"] == hub.PATTERNS
     ckpt = am.save_pretrained(tmp_path / "ckpt")
-    assert json.loads((ckpt / "augment_config.json").read_text())["base"] == "org/tiny-llama"
+    assert json.loads((ckpt / "augment_config.json").read_text())["base"] == "hub:org/tiny-llama"
     again = AugmentedModel.from_pretrained(ckpt)
     assert [c[0] for c in calls] == ["org/tiny-llama", "org/tiny-llama"]
     ids, mask = prompt_batch(am.tokenizer)

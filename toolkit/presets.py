@@ -117,6 +117,12 @@ def cached_preset(name: str) -> Path | None:
     return target if (target / "config.json").is_file() else None
 
 
+def preset_at(path) -> str | None:
+    """The name of the preset whose cache directory `path` is, else None."""
+    resolved = Path(path).resolve()
+    return next((name for name in PRESETS if (cache_dir() / name).resolve() == resolved), None)
+
+
 def prepare_preset(name: str, say: Callable[[str], None] = print) -> Path:
     """The preset's local model directory, preparing it once (see the module docstring).
     Says the preset's licence line every time."""

@@ -17,7 +17,6 @@ from typing import Any
 
 import torch
 from transformers import (
-    AutoTokenizer,
     LogitsProcessorList,
     PreTrainedModel,
     TemperatureLogitsWarper,
@@ -26,7 +25,7 @@ from transformers import (
 )
 
 from toolkit import hub, methods
-from toolkit.errors import DataError
+from toolkit.errors import CheckpointError, DataError
 from toolkit.graft import checkpoint, hf_generate, probe, prompting
 from toolkit.graft.families import resolve
 from toolkit.graft.head import AdaptiveDecoderHead
@@ -314,6 +313,13 @@ class AugmentedModel:
         weight = next(self.head.parameters())
         return out.last_hidden_state.to(device=weight.device, dtype=weight.dtype)
 
+    def push_to_hub(self, repo_id: str, **kwargs) -> Any:
+        """Save the checkpoint and upload it to the Hub repo `repo_id` (see
+        `toolkit.graft.publish.push_to_hub` for the options); returns the commit info."""
+        from toolkit.graft.publish import push_to_hub
+
+        return push_to_hub(self, repo_id, **kwargs)
+
     def save_pretrained(self, directory, self_contained: bool = False) -> Path:
         """Write the checkpoint atomically (see `toolkit.graft.checkpoint` for its layout).
 
@@ -331,25 +337,35 @@ class AugmentedModel:
             self_contained=self_contained, prompt_format=self.prompt_format)
 
     @classmethod
-    def from_pretrained(cls, directory, device_map=None, dtype=None,
+    def from_pretrained(cls, base_or_directory, directory=None, *, device_map=None, dtype=None,
                         base: PreTrainedModel | str | Path | None = None) -> AugmentedModel:
-        """Load a checkpoint in one call.
+        """Load a checkpoint in one call: `from_pretrained(ckpt)`, or as in PEFT
+        `from_pretrained(base_model, ckpt)` with the base loaded or a directory.
 
         Args:
+            base_or_directory: the checkpoint, or the base when `directory` follows.
             directory: a directory written by `save_pretrained`, or the Hub id (`org/name`)
                 of one, fetched through huggingface_hub (`toolkit.hub`); the saved base
-                reference may be a Hub id too.
+                reference may be a preset, a Hub id or a path relative to the checkpoint.
             device_map: transformers' device_map ("auto", a dict, ...) for the base; the head
                 and the tap follow lm_head's device.
             dtype: a torch dtype (or "auto") for the base.
-            base: the base model (loaded, or a directory) instead of `directory/base` or the
-                saved reference; its architecture must match the saved fingerprint.
+            base: the base model (loaded, or a directory) instead of the saved reference; its
+                architecture and sampled weights must match the saved fingerprint.
 
         Returns:
             The AugmentedModel with the saved head (strict key and shape check), graft config,
             default decoding options, tokenizer and the prompt convention the head was
             trained with (`prompt_format`).
         """
+        if directory is None:
+            directory = base_or_directory
+        elif base is not None:
+            raise CheckpointError("the base is given twice (first argument and base=); give it "
+                                  "once: from_pretrained(base, ckpt) or from_pretrained(ckpt, "
+                                  "base=base)")
+        else:
+            base = base_or_directory
         ckpt = checkpoint.read(hub.resolve(directory))
         base_tokenizer = None
         if base is None or isinstance(base, (str, Path)):
@@ -360,7 +376,7 @@ class AugmentedModel:
         else:
             reference = checkpoint.base_reference(base)
         checkpoint.check_fingerprint(ckpt, base, reference or "the given base model")
-        tokenizer = (AutoTokenizer.from_pretrained(str(ckpt.directory)) if ckpt.has_tokenizer
+        tokenizer = (checkpoint.load_tokenizer(ckpt.directory, base.config) if ckpt.has_tokenizer
                      else base_tokenizer)
         model = cls(base, ckpt.graft, tokenizer, decoding=ckpt.decoding, base_reference=reference,
                     prompt_format=ckpt.prompt_format)

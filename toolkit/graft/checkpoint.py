@@ -5,9 +5,13 @@ Layout of a checkpoint directory:
 - `augment_config.json`: format version, graft config (the head's size, temperature grid and
   level live only here), default decoding config, `prompt_format` (the prompt convention the
   head was trained with: "chat" or "raw"; absent when not known), base reference
-  (an absolute path, a Hub id, or "self"), a fingerprint of the base's config and a sample of
+  ("preset:NAME" for a model preset, "hub:ORG/NAME" for a Hub id, "path:RELATIVE" for a
+  directory, relative to the checkpoint so the two can move together, or "self"), a
+  fingerprint of the base's config and a sample of
   its weights, the sha256 of every other file of the checkpoint, toolkit version. It is written
   last and checked on load (see `toolkit.graft.integrity`).
+- `config.json`: not a model config; its `model_type` tells `AutoModelForCausalLM.from_pretrained`
+  (which reads it first, and fails on the unknown type) to use `AugmentedModel.from_pretrained`.
 - tokenizer files, when the model has a tokenizer.
 - `base/`: the base model in safetensors shards, only when saved with `self_contained=True`.
 - `custom_generate/`: SLED / DoLa / top-n-sigma for plain transformers models
@@ -24,6 +28,7 @@ import contextlib
 import dataclasses
 import hashlib
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -48,6 +53,10 @@ from toolkit.layout import (
 from toolkit.options import DecodingConfig, GraftConfig
 
 SELF = "self"
+PRESET, HUB, PATH = "preset:", "hub:", "path:"
+POINTER = {"model_type": "model-surgery checkpoint: load it with "
+                         "toolkit.AugmentedModel.from_pretrained(this folder), not "
+                         "AutoModelForCausalLM"}
 FORMAT_VERSION = integrity.FORMAT_VERSION
 __all__ = ["BASE_DIR", "CONFIG_FILE", "HEAD_FILE", "check_target", "is_complete"]
 
@@ -96,8 +105,7 @@ class Checkpoint:
 
     @property
     def base_path(self) -> str:
-        reference = self.config["base"]
-        return str(self.directory / BASE_DIR) if reference == SELF else reference
+        return resolve_reference(self.config["base"], self.directory)
 
     @property
     def has_tokenizer(self) -> bool:
@@ -108,6 +116,41 @@ class Checkpoint:
         """"chat" or "raw": how the head's training prompts were written (None: not recorded,
         as in checkpoints of untrained heads and of older toolkits)."""
         return self.config.get("prompt_format")
+
+
+def stored_reference(reference: str, target: Path) -> str:
+    """How a checkpoint in `target` refers to its base (see the module docstring)."""
+    if reference == SELF:
+        return SELF
+    if hub.is_hub_id(reference):
+        return HUB + reference
+    from toolkit.presets import preset_at
+
+    name = preset_at(reference)
+    return PRESET + name if name else PATH + os.path.relpath(Path(reference).resolve(), target)
+
+
+def resolve_reference(reference: str, directory: Path, prepare: bool = True) -> str:
+    """Where the base of the checkpoint in `directory` is: a directory or a Hub id. A preset
+    is prepared into the cache when missing (`prepare`), else its cache path is returned."""
+    if reference == SELF:
+        return str(directory / BASE_DIR)
+    if reference.startswith(PRESET):
+        from toolkit.presets import cache_dir, prepare_preset
+
+        name = reference.removeprefix(PRESET)
+        return str(prepare_preset(name) if prepare else cache_dir() / name)
+    if reference.startswith(HUB):
+        return reference.removeprefix(HUB)
+    if reference.startswith(PATH):
+        return str((directory / reference.removeprefix(PATH)).resolve())
+    return reference  # formats 1-2: an absolute path or a Hub id
+
+
+def load_tokenizer(directory, config):
+    """The tokenizer saved in a checkpoint, told the base's config (the checkpoint's own
+    config.json is the pointer, not a model config)."""
+    return AutoTokenizer.from_pretrained(str(directory), config=config)
 
 
 def has_tokenizer(directory) -> bool:
@@ -135,7 +178,7 @@ def save(directory, *, base, base_reference: str, head, tokenizer, graft_config,
         "toolkit_version": __version__,
         "graft": dataclasses.asdict(graft_config),
         "decoding": dataclasses.asdict(decoding),
-        "base": reference,
+        "base": stored_reference(reference, target),
         "base_fingerprint": fingerprint(base.config),
         "weight_fingerprint": integrity.weight_sample(base),
     }
@@ -146,6 +189,7 @@ def save(directory, *, base, base_reference: str, head, tokenizer, graft_config,
         if tokenizer is not None:
             tokenizer.save_pretrained(tmp)
         custom_generate.write_folder(tmp, graft_config, decoding)
+        (tmp / "config.json").write_text(json.dumps(POINTER, indent=2) + "\n")
         if self_contained:
             base.save_pretrained(tmp / BASE_DIR, safe_serialization=True)
         config["files"] = integrity.file_hashes(tmp, skip=CONFIG_FILE)

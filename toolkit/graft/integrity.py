@@ -28,12 +28,15 @@ from toolkit.graft.prompting import CHAT, CONVENTIONS
 from toolkit.layout import CONFIG_FILE
 from toolkit.options import DecodingConfig, GraftConfig
 
-FORMAT_VERSION = 2
+# 3: the base reference is "self", "preset:NAME", "hub:ID" or "path:RELATIVE" (to the
+# checkpoint); formats 1-2 stored an absolute path or a Hub id.
+FORMAT_VERSION = 3
 REQUIRED = {
     1: ("format_version", "graft", "decoding", "base", "base_fingerprint"),
     2: ("format_version", "graft", "decoding", "base", "base_fingerprint", "files",
         "weight_fingerprint"),
 }
+REQUIRED[3] = REQUIRED[2]
 OPTIONAL = ("toolkit_version", "prompt_format")
 SAMPLE_SIDE = 8
 RTOL, ATOL = 2e-2, 1e-6

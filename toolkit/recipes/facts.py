@@ -55,10 +55,10 @@ def model_facts(config: ModelConfig) -> ModelFacts:
     path = Path(config.path)
     if not (path / CONFIG_FILE).is_file():
         return _facts_of_config(path / "config.json")
-    from toolkit.graft.checkpoint import BASE_DIR, SELF, read_config
+    from toolkit.graft.checkpoint import read_config, resolve_reference
 
-    _, saved, graft, _ = read_config(path)
-    base = path / BASE_DIR if saved["base"] == SELF else Path(saved["base"])
+    directory, saved, graft, _ = read_config(path)
+    base = Path(resolve_reference(saved["base"], directory, prepare=False))
     facts = _facts_of_config(base / "config.json")
     facts.vocab_size = saved["base_fingerprint"]["keys"].get("vocab_size", facts.vocab_size)
     facts.graft = graft

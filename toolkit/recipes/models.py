@@ -135,7 +135,9 @@ def _checkpoint_dtype(path: Path) -> str | None:
             reference = json.loads((path / CONFIG_FILE).read_text()).get("base")
         except (OSError, json.JSONDecodeError):
             return None
-        base = path / "base" if reference == "self" else Path(str(reference))
+        from toolkit.graft.checkpoint import resolve_reference
+
+        base = Path(resolve_reference(str(reference), path.resolve(), prepare=False))
         config_file = base / "config.json"
     try:
         config = json.loads(config_file.read_text())
