@@ -104,6 +104,9 @@ def test_latent_hand_computed_with_greedy_temperature():
     ratio_r = math.log((0.2 * 0.75) / (0.2 * 0.5))
     assert out.margin.item() == pytest.approx(ratio_c - ratio_r, rel=1e-6)
     assert out.loss.item() == pytest.approx(math.log1p(math.exp(ratio_r - ratio_c)), rel=1e-6)
+    # logps: the policy's log-probability of each reply, sum_tau P(y|tau) P(tau|h)
+    assert out.chosen_logps.item() == pytest.approx(math.log(0.25 + 0.5 * 0.75), rel=1e-6)
+    assert out.rejected_logps.item() == pytest.approx(math.log(0.2 * 0.75), rel=1e-6)
 
 
 @settings(max_examples=30, deadline=None)
@@ -166,7 +169,9 @@ def test_trl_reward_metrics_hand_computed():
     out = losses.tokens_separate_loss(head, tau_c, head, tau_r, 0.5)
     metrics = {k: v.item() for k, v in losses.reward_metrics(out, 0.5).items()}
     side = 0.5 * (math.log(0.5) + math.log(0.25)) / 2  # beta * mean log P(tau) of each side
+    logp = (math.log(0.5) + math.log(0.25)) / 2  # the head's mean log P(tau) of each side
     assert metrics == pytest.approx({"rewards/chosen": side, "rewards/rejected": side,
-                                     "rewards/margins": 0.0, "rewards/accuracies": 0.5}, abs=1e-6)
+                                     "rewards/margins": 0.0, "rewards/accuracies": 0.5,
+                                     "logps/chosen": logp, "logps/rejected": logp}, abs=1e-6)
     with pytest.raises(ValueError, match="loss_type"):
         losses.preference_loss(out.margin, 1.0, "kto")

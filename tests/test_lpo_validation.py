@@ -1,5 +1,5 @@
 """Lightning training as Lightning users expect: held-out validation with TRL's DPO metric names,
-the best head (by val/loss) exported, loggers, LR schedule, gradient clipping, the summary."""
+the best head (by eval_loss) exported, loggers, LR schedule, gradient clipping, the summary."""
 
 from __future__ import annotations
 
@@ -15,11 +15,13 @@ from toolkit.graft.augmented import AugmentedModel
 from toolkit.lpo import cache
 from toolkit.lpo.collect import collect_pairs
 from toolkit.lpo.config import CollectConfig, TrainConfig, TrainerConfig
-from toolkit.lpo.module import lr_factor, split_pairs
+from toolkit.lpo.module import split_pairs
 from toolkit.lpo.train import fit_head, make_trainer, train_head
 from toolkit.options import GraftConfig, HeadConfig
 
-TRL_NAMES = ("rewards/chosen", "rewards/rejected", "rewards/accuracies", "rewards/margins")
+# As TRL's DPOTrainer logs them: training under these names, evaluation with `eval_` before.
+TRL_NAMES = ("loss", "rewards/chosen", "rewards/rejected", "rewards/accuracies",
+             "rewards/margins", "logps/chosen", "logps/rejected")
 
 
 def by_sum(prompts, replies, records):
@@ -77,14 +79,14 @@ def test_val_fraction_logs_trl_names_and_summary(tiny_llama_dir, pairs_file, tmp
                         log_dir=tmp_path / "logs")
     rows = _metrics(tmp_path / "logs")
     columns = set(rows[0])
-    for name in TRL_NAMES:
-        assert {f"{name}_step", f"{name}_epoch", f"val/{name}"} <= columns
-    assert {"val/loss", "train/loss_step", "train/loss_epoch"} <= columns
-    val_losses = [float(r["val/loss"]) for r in rows if r["val/loss"]]
+    assert {*TRL_NAMES, *(f"eval_{name}" for name in TRL_NAMES)} <= columns
+    assert not [c for c in columns if c.endswith(("_step", "_epoch"))], sorted(columns)
+    val_losses = [float(r["eval_loss"]) for r in rows if r["eval_loss"]]
     assert len(val_losses) == 3  # one per epoch, on 4 held-out pairs
     assert result.steps == 9  # 12 training pairs, batches of 4, 3 epochs
     assert list((tmp_path / "logs" / "tensorboard").rglob("events.out.tfevents*"))
-    acc, margin = (result.val_metrics[f"val/{k}"] for k in ("rewards/accuracies", "rewards/margins"))
+    acc, margin = (result.val_metrics[f"eval_{k}"] for k in ("rewards/accuracies",
+                                                              "rewards/margins"))
     assert acc in (0.0, 0.25, 0.5, 0.75, 1.0)
     line = result.summary("tokens_separate, sigmoid")
     assert f"final val accuracy {acc:.3f}, margin {margin:.4f}" in line and "\n" not in line
@@ -96,11 +98,11 @@ def test_best_head_by_val_loss_is_exported(tiny_llama_dir, pairs_file, swapped_f
     result = train_head(model, pairs_file, TrainConfig(val_pairs=str(swapped_file)),
                         _trainer(logger="csv", max_epochs=4), tmp_path / "run",
                         log_dir=tmp_path / "logs")
-    val_losses = [float(r["val/loss"]) for r in _metrics(tmp_path / "logs") if r["val/loss"]]
+    val_losses = [float(r["eval_loss"]) for r in _metrics(tmp_path / "logs") if r["eval_loss"]]
     assert len(val_losses) == 4 and val_losses == sorted(val_losses), "val loss should rise"
     assert (result.best_epoch, result.best_step) == (0, 4)
     assert result.best_val_loss == pytest.approx(val_losses[0], abs=1e-6)
-    assert "exported the best head (epoch 0, step 4, val/loss" in result.summary("x")
+    assert "exported the best head (epoch 0, step 4, eval_loss" in result.summary("x")
     saved = torch.load(result.best_checkpoint, weights_only=True)["state_dict"]
     exported = AugmentedModel.from_pretrained(result.out_dir).head.state_dict()
     assert all(torch.equal(exported[k], saved[f"head.{k}"]) for k in exported)
@@ -121,26 +123,34 @@ def test_split_pairs_is_seeded_and_disjoint():
     assert not torch.equal(split_pairs(tensors, 0.3, seed=1)[1]["x"], held["x"])
 
 
-def test_lr_factor_hand_values():
-    # warmup 2: 1/3, 2/3, then decay over the 8 remaining steps
-    assert [lr_factor(s, 2, 10, "cosine") for s in (0, 1, 2)] == pytest.approx([1 / 3, 2 / 3, 1])
-    assert lr_factor(6, 2, 10, "cosine") == pytest.approx(0.5)  # halfway: (1 + cos(pi/2)) / 2
-    assert lr_factor(4, 2, 10, "cosine") == pytest.approx((1 + math.cos(math.pi / 4)) / 2)
-    assert lr_factor(10, 2, 10, "cosine") == pytest.approx(0.0)
-    assert lr_factor(4, 2, 10, "linear") == pytest.approx(0.75)
-    assert lr_factor(9, 0, 10, "constant") == 1.0
+# transformers' get_*_schedule_with_warmup, warmup 2 of 8 steps: 0, 1/2, then 1 decaying to 0.
+SCHEDULE = {
+    "linear": [0, 0.5, 1, 5 / 6, 4 / 6, 3 / 6, 2 / 6, 1 / 6],
+    "cosine": [0, 0.5, 1, (1 + math.cos(math.pi / 6)) / 2, 0.75, 0.5, 0.25,
+               (1 + math.cos(5 * math.pi / 6)) / 2],
+    "constant": [0, 0.5, 1, 1, 1, 1, 1, 1],
+}
 
 
-@pytest.mark.parametrize("kind", ["cosine", "linear"])
+@pytest.mark.parametrize("kind", sorted(SCHEDULE))
 def test_scheduler_and_clipping_reach_the_trainer(tiny_llama_dir, pairs_file, tmp_path, kind):
+    import lightning as L
+
+    class Rates(L.Callback):
+        def __init__(self):
+            self.seen = []
+
+        def on_train_batch_start(self, trainer, *args):
+            self.seen.append(trainer.optimizers[0].param_groups[0]["lr"])
+
     model = _model(tiny_llama_dir)
     config = _trainer(lr_scheduler=kind, warmup_steps=2, gradient_clip_val=0.5, max_epochs=2)
     file = cache.build_cache(model, pairs_file, progress=False)
-    trainer, _ = fit_head(model, file, TrainConfig(), config, tmp_path)
+    rates = Rates()
+    trainer, _ = fit_head(model, file, TrainConfig(), config, tmp_path, callbacks=[rates])
     assert trainer.gradient_clip_val == 0.5
-    lr = trainer.optimizers[0].param_groups[0]["lr"]
     assert trainer.global_step == 8
-    assert lr == pytest.approx(1e-2 * lr_factor(8, 2, 8, kind), abs=1e-12)
+    assert rates.seen == pytest.approx([1e-2 * f for f in SCHEDULE[kind]], abs=1e-12)
     assert make_trainer(_trainer(), tmp_path).gradient_clip_val is None
 
 

@@ -91,15 +91,16 @@ class TrainConfig:
     """What the head is trained on (docs/methods.md section 6).
 
     loss: the LPO variant (tokens / tokens_separate / latent); loss_type: how its margin becomes
-    a loss, as TRL names them (sigmoid / ipo / hinge); beta > 0.
+    a loss, as TRL names them (sigmoid / ipo / hinge); beta > 0, default 0.1 as in TRL's
+    DPOConfig (the LPO paper's value is not recorded in docs/methods.md).
     Validation: `val_fraction` of the pairs (drawn with `val_seed`) held out, or `val_pairs`, a
-    pair JSONL of its own; validation runs every epoch and the best head (lowest val/loss) is the
+    pair JSONL of its own; validation runs every epoch and the best head (lowest eval_loss) is the
     one exported.
     """
 
     loss: str = "tokens_separate"
     loss_type: str = "sigmoid"
-    beta: float = 1.0
+    beta: float = 0.1
     val_fraction: float = 0.0
     val_pairs: Optional[str] = None
     val_seed: int = 0

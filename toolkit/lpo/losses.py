@@ -25,6 +25,9 @@ class LossOutput(NamedTuple):
     margin: torch.Tensor  # (B,) chosen - rejected (the bracket inside sigma), before beta
     chosen: torch.Tensor | None = None  # (B,) the chosen reply's log-ratio (reward / beta)
     rejected: torch.Tensor | None = None  # (B,) the rejected reply's log-ratio
+    # (B,) the policy's log-probability of each reply (the numerator of its log-ratio)
+    chosen_logps: torch.Tensor | None = None
+    rejected_logps: torch.Tensor | None = None
 
 
 def temperature_log_prob(
@@ -48,6 +51,12 @@ def latent_log_ratio(
 
     Sequence-level head logits (B, G) give the same P(tau|h) at every position.
     """
+    policy, reference = _latent_sums(head_logits, token_log_probs, mask)
+    return policy - reference
+
+
+def _latent_sums(head_logits, token_log_probs, mask) -> tuple[torch.Tensor, torch.Tensor]:
+    """(sum_t log sum_tau P(y_t|tau) P(tau|h), the same with Pref(tau) uniform), each (B,)."""
     lp = token_log_probs.float().masked_fill(~mask.unsqueeze(-1), 0.0)
     log_p_tau = torch.log_softmax(head_logits.float(), dim=-1)
     if log_p_tau.dim() == 2:
@@ -55,8 +64,8 @@ def latent_log_ratio(
     grid = token_log_probs.shape[-1]
     policy = torch.logsumexp(lp + log_p_tau, dim=-1)
     reference = torch.logsumexp(lp, dim=-1) - math.log(grid)
-    per_token = torch.where(mask, policy - reference, torch.zeros_like(policy))
-    return per_token.sum(-1)
+    zero = torch.zeros_like(policy)
+    return (torch.where(mask, policy, zero).sum(-1), torch.where(mask, reference, zero).sum(-1))
 
 
 def word_token_term(
@@ -67,8 +76,8 @@ def word_token_term(
 
 
 def preference_loss(margin: torch.Tensor, beta: float, loss_type: str = "sigmoid",
-                    chosen: torch.Tensor | None = None,
-                    rejected: torch.Tensor | None = None) -> LossOutput:
+                    chosen: torch.Tensor | None = None, rejected: torch.Tensor | None = None,
+                    logps: tuple[torch.Tensor, torch.Tensor] | None = None) -> LossOutput:
     """The margin m turned into a loss, averaged over pairs (TRL's DPO loss types):
     sigmoid -log sigma(beta * m); ipo (m - 1 / (2 * beta))^2; hinge relu(1 - beta * m)."""
     m = margin.float()
@@ -80,18 +89,22 @@ def preference_loss(margin: torch.Tensor, beta: float, loss_type: str = "sigmoid
         losses = torch.relu(1.0 - beta * m)
     else:
         raise ValueError(f"unknown loss_type {loss_type!r}; choose one of {LOSS_TYPES}")
-    return LossOutput(losses.mean(), margin, chosen, rejected)
+    return LossOutput(losses.mean(), margin, chosen, rejected, *(logps or (None, None)))
 
 
 def reward_metrics(out: LossOutput, beta: float) -> dict[str, torch.Tensor]:
     """TRL's DPO metrics: rewards/chosen and rewards/rejected (beta times each side's
     log-ratio, mean over pairs), rewards/margins (beta * margin), rewards/accuracies (share of
-    pairs whose chosen reward is above the rejected one)."""
+    pairs whose chosen reward is above the rejected one), logps/chosen and logps/rejected (the
+    policy's log-probability of each reply, mean over pairs)."""
     metrics = {"rewards/margins": beta * out.margin.float().mean(),
                "rewards/accuracies": (out.margin > 0).float().mean()}
     if out.chosen is not None and out.rejected is not None:
         metrics["rewards/chosen"] = beta * out.chosen.float().mean()
         metrics["rewards/rejected"] = beta * out.rejected.float().mean()
+    if out.chosen_logps is not None and out.rejected_logps is not None:
+        metrics["logps/chosen"] = out.chosen_logps.float().mean()
+        metrics["logps/rejected"] = out.rejected_logps.float().mean()
     return metrics
 
 
@@ -108,7 +121,8 @@ def tokens_separate_loss(
     """Margin log P(tau_c) - log P(tau_r); -log sigma(beta * margin) with the sigmoid type."""
     chosen = temperature_log_prob(head_c, tau_c, mask_c)
     rejected = temperature_log_prob(head_r, tau_r, mask_r)
-    return preference_loss(chosen - rejected, beta, loss_type, chosen, rejected)
+    return preference_loss(chosen - rejected, beta, loss_type, chosen, rejected,
+                           (chosen, rejected))
 
 
 def tokens_loss(
@@ -128,9 +142,12 @@ def tokens_loss(
     per-sequence sums (B,). With a frozen LM policy and reference are the same tensors.
     """
     policy_c, ref_c, policy_r, ref_r = words
-    chosen = (policy_c - ref_c) + temperature_log_prob(head_c, tau_c, mask_c)
-    rejected = (policy_r - ref_r) + temperature_log_prob(head_r, tau_r, mask_r)
-    return preference_loss(chosen - rejected, beta, loss_type, chosen, rejected)
+    tau_lp_c = temperature_log_prob(head_c, tau_c, mask_c)
+    tau_lp_r = temperature_log_prob(head_r, tau_r, mask_r)
+    chosen = (policy_c - ref_c) + tau_lp_c
+    rejected = (policy_r - ref_r) + tau_lp_r
+    return preference_loss(chosen - rejected, beta, loss_type, chosen, rejected,
+                           (policy_c + tau_lp_c, policy_r + tau_lp_r))
 
 
 def latent_loss(
@@ -144,9 +161,11 @@ def latent_loss(
     loss_type: str = "sigmoid",
 ) -> LossOutput:
     """Margin: latent log ratio of y_c - latent log ratio of y_r."""
-    chosen = latent_log_ratio(head_c, lp_c, mask_c)
-    rejected = latent_log_ratio(head_r, lp_r, mask_r)
-    return preference_loss(chosen - rejected, beta, loss_type, chosen, rejected)
+    policy_c, reference_c = _latent_sums(head_c, lp_c, mask_c)
+    policy_r, reference_r = _latent_sums(head_r, lp_r, mask_r)
+    chosen, rejected = policy_c - reference_c, policy_r - reference_r
+    return preference_loss(chosen - rejected, beta, loss_type, chosen, rejected,
+                           (policy_c, policy_r))
 
 
 def lpo_loss(

@@ -6,24 +6,29 @@ cache (`toolkit.lpo.cache`), so checkpoints hold only the head and the optimizer
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 import lightning as L
 import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
+from transformers import get_scheduler
 
 from toolkit.errors import DataError
 from toolkit.lpo.cache import load_cache
 from toolkit.lpo.losses import lpo_loss, reward_metrics
 
+# trainer.lr_scheduler -> transformers' schedule (linear warmup from 0 over warmup_steps, then
+# constant, or linear / cosine decay to 0 at the last step), as TRL's Trainer builds it.
+SCHEDULES = {"constant": "constant_with_warmup", "linear": "linear", "cosine": "cosine"}
+
 
 class HeadLPOModule(L.LightningModule):
     """Trains an `AdaptiveDecoderHead` with an LPO loss on cached features.
 
-    Logs TRL's DPO metric names: `train/loss`, `rewards/chosen`, `rewards/rejected`,
-    `rewards/accuracies`, `rewards/margins` per step and per epoch; on validation `val/loss` and
-    `val/rewards/...` per epoch.
+    Logs the metrics under the names TRL's DPOTrainer gives them, without Lightning suffixes:
+    per training step `loss`, `rewards/chosen`, `rewards/rejected`, `rewards/accuracies`,
+    `rewards/margins`, `logps/chosen`, `logps/rejected`; per validation epoch the same with the
+    `eval_` prefix (`eval_loss`, `eval_rewards/chosen`, ...).
     """
 
     def __init__(self, head: torch.nn.Module, loss: str = "tokens_separate", beta: float = 1.0,
@@ -51,17 +56,17 @@ class HeadLPOModule(L.LightningModule):
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         loss, metrics = self._step(batch)
         size = len(next(iter(batch.values())))
-        self.log("train/loss", loss, prog_bar=True, on_step=True, on_epoch=True,
-                 batch_size=size)
-        self.log_dict(metrics, on_step=True, on_epoch=True, batch_size=size)
+        self.log("loss", loss, prog_bar=True, on_step=True, on_epoch=False, batch_size=size)
+        self.log_dict(metrics, on_step=True, on_epoch=False, batch_size=size)
         self.losses.append(float(loss.detach()))
         return loss
 
     def validation_step(self, batch: dict, batch_idx: int) -> None:
         loss, metrics = self._step(batch)
         size = len(next(iter(batch.values())))
-        self.log("val/loss", loss, prog_bar=True, on_epoch=True, sync_dist=True, batch_size=size)
-        self.log_dict({f"val/{k}": v for k, v in metrics.items()}, on_epoch=True,
+        self.log("eval_loss", loss, prog_bar=True, on_epoch=True, sync_dist=True,
+                 batch_size=size)
+        self.log_dict({f"eval_{k}": v for k, v in metrics.items()}, on_epoch=True,
                       sync_dist=True, batch_size=size)
 
     def configure_optimizers(self):
@@ -70,24 +75,11 @@ class HeadLPOModule(L.LightningModule):
         if self.hparams.lr_scheduler == "constant" and not self.hparams.warmup_steps:
             return optimizer
         total = int(self.trainer.estimated_stepping_batches)
-        kind, warmup = self.hparams.lr_scheduler, self.hparams.warmup_steps
-        scheduler = torch.optim.lr_scheduler.LambdaLR(
-            optimizer, lambda step: lr_factor(step, warmup, total, kind))
+        scheduler = get_scheduler(SCHEDULES[self.hparams.lr_scheduler], optimizer,
+                                  num_warmup_steps=self.hparams.warmup_steps,
+                                  num_training_steps=total)
         return {"optimizer": optimizer,
                 "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
-
-
-def lr_factor(step: int, warmup: int, total: int, kind: str) -> float:
-    """The learning-rate multiplier at optimizer step `step`: linear warmup from 1/(warmup+1) to
-    1 over `warmup` steps, then constant, or cosine / linear decay to 0 at step `total`."""
-    if step < warmup:
-        return (step + 1) / (warmup + 1)
-    if kind == "constant":
-        return 1.0
-    progress = min(1.0, (step - warmup) / max(1, total - warmup))
-    if kind == "cosine":
-        return 0.5 * (1.0 + math.cos(math.pi * progress))
-    return 1.0 - progress
 
 
 class CachedPairs(Dataset):

@@ -42,8 +42,8 @@ if TYPE_CHECKING:
 class TrainResult:
     """What a `train_head` call produced.
 
-    With validation: `val_metrics` are the last validation epoch's `val/...` values, and the
-    exported head is the best one by val/loss (`best_checkpoint`, `best_epoch`, `best_step`,
+    With validation: `val_metrics` are the last validation epoch's `eval_...` values, and the
+    exported head is the best one by eval_loss (`best_checkpoint`, `best_epoch`, `best_step`,
     `best_val_loss`); without, the head after the last step.
     """
 
@@ -68,11 +68,11 @@ class TrainResult:
             line += f"loss {self.losses[0]:.4f} -> {self.losses[-1]:.4f} in "
         line += f"{self.steps} steps, {self.seconds:.1f}s"
         if self.val_metrics:
-            line += (f"; final val accuracy {self.val_metrics['val/rewards/accuracies']:.3f}, "
-                     f"margin {self.val_metrics['val/rewards/margins']:.4f}")
+            line += (f"; final val accuracy {self.val_metrics['eval_rewards/accuracies']:.3f}, "
+                     f"margin {self.val_metrics['eval_rewards/margins']:.4f}")
         if self.best_checkpoint is not None:
             line += (f"; exported the best head (epoch {self.best_epoch}, step {self.best_step}, "
-                     f"val/loss {self.best_val_loss:.4f})")
+                     f"eval_loss {self.best_val_loss:.4f})")
         return line
 
 
@@ -103,12 +103,12 @@ def make_trainer(config: TrainerConfig, root: Path, callbacks: Sequence = (),
                  validates: bool = False) -> L.Trainer:
     """A Lightning Trainer from the config (own sampler: `use_distributed_sampler=False`).
 
-    With `validates`, a ModelCheckpoint keeps the best epoch by val/loss (in `checkpoint_dir`,
+    With `validates`, a ModelCheckpoint keeps the best epoch by eval_loss (in `checkpoint_dir`,
     else `root/checkpoints`)."""
     callbacks = list(callbacks)
     if validates:
         callbacks.append(ModelCheckpoint(
-            dirpath=config.checkpoint_dir or str(root / "checkpoints"), monitor="val/loss",
+            dirpath=config.checkpoint_dir or str(root / "checkpoints"), monitor="eval_loss",
             mode="min", save_top_k=1, save_last=bool(config.checkpoint_dir),
             filename="best-{epoch}-{step}"))
     elif config.checkpoint_dir:
@@ -186,11 +186,11 @@ def _outside(out_dir: Path, paths: dict[str, object]) -> None:
 
 
 def _best(trainer: L.Trainer) -> tuple[Path | None, dict]:
-    """The best checkpoint by val/loss and its saved state (None, {} without one). Only a file
+    """The best checkpoint by eval_loss and its saved state (None, {} without one). Only a file
     inside the callback's own folder counts (a resumed checkpoint names its best path)."""
     callback = trainer.checkpoint_callback
     path = getattr(callback, "best_model_path", "") if callback is not None else ""
-    if not path or getattr(callback, "monitor", None) != "val/loss":
+    if not path or getattr(callback, "monitor", None) != "eval_loss":
         return None, {}
     if not inside(path, callback.dirpath):
         raise CheckpointError(
@@ -245,7 +245,7 @@ def train_head(model: AugmentedModel, pairs_path: str | Path, train_config: Trai
             model.tokenizer, [p["prompt_ids"] for p in read_records(pairs_path)])
         model.save_pretrained(out_dir)
     last = Path(trainer_config.checkpoint_dir) / "last.ckpt" if trainer_config.checkpoint_dir else None
-    metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val/")}
+    metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("eval_")}
     score = trainer.checkpoint_callback.best_model_score if best else None
     return TrainResult(out_dir=out_dir, cache_file=Path(cache_file), losses=module.losses,
                        steps=trainer.global_step, seconds=time.perf_counter() - start,
