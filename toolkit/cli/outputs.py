@@ -137,7 +137,9 @@ def _not_its_base(recipe: Recipe, target: Path) -> None:
         return
     if not isinstance(base, str):
         return
-    base_path = Path(source) / "base" if base == "self" else Path(base)
+    from toolkit.graft.checkpoint import resolve_reference
+
+    base_path = Path(resolve_reference(base, Path(source).resolve(), prepare=False))
     if inside(base_path, target):
         raise ConfigError(
             f"output_dir={recipe.output_dir!r} holds the base model of model.path={source!r} "
