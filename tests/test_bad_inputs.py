@@ -145,7 +145,7 @@ def _resume_naming(tmp: Path, env: dict) -> None:
     _write("pairs.jsonl", _pairs())(tmp, env)
     _pickle_file("evil.ckpt")(tmp, env)
     state = {"best_model_path": str(tmp / "evil.ckpt"), "dirpath": str(tmp / "ckpts")}
-    torch.save({"callbacks": {"ModelCheckpoint{'monitor': 'val/loss'}": state}}, tmp / "last.ckpt")
+    torch.save({"callbacks": {"ModelCheckpoint{'monitor': 'eval_loss'}": state}}, tmp / "last.ckpt")
 
 
 def _nan_reward(tmp: Path, env: dict) -> None:
