@@ -26,9 +26,11 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import hashlib
 import json
 import os
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -139,7 +141,8 @@ def resolve_reference(reference: str, directory: Path, prepare: bool = True) -> 
         from toolkit.presets import cache_dir, prepare_preset
 
         name = reference.removeprefix(PRESET)
-        return str(prepare_preset(name) if prepare else cache_dir() / name)
+        say = functools.partial(print, file=sys.stderr)  # stdout carries the replies
+        return str(prepare_preset(name, say=say) if prepare else cache_dir() / name)
     if reference.startswith(HUB):
         return reference.removeprefix(HUB)
     if reference.startswith(PATH):
