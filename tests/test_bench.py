@@ -15,9 +15,9 @@ from toolkit.bench.shapes import shape_config
 from toolkit.errors import ConfigError
 from toolkit.graft import AugmentedModel
 
-MODES = ["greedy", "floor", "sample", "sled_k5", "sled_k20", "dola", "contrastive", "top_n_sigma",
-         "adaptive",
-         "composed"]
+# The bench's modes: its baselines, SLED once per K, then every other registered mode.
+MODES = ["greedy", "floor", "sample", "sled_k5", "sled_k20",
+         *(m for m in methods.generation_modes() if m not in ("greedy", "sled"))]
 
 
 def test_shapes():

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from toolkit import answers
+from toolkit import answers, methods
 from toolkit.errors import ConfigError, DataError
 from toolkit.eval import factor, generation, truthfulqa
 from toolkit.eval.config import EvalConfig
@@ -160,10 +160,9 @@ def test_eval_config_validation():
     assert EvalConfig(task="gsm8k").preset_name() is None
     assert EvalConfig(task="gsm8k", preset="factor").preset_name() == "factor"
     assert tq.prompt_template.startswith("Interpret each question literally")
-    assert tq.prompt_template.count("\nA: ") == 6 and tq.active_modes == ["greedy", "sled", "dola",
-                                                                   "contrastive"]
-    assert EvalConfig(task="gsm8k").active_modes == [
-        "greedy", "sled", "dola", "contrastive", "top_n_sigma", "adaptive", "composed"]
+    assert tq.prompt_template.count("\nA: ") == 6
+    assert tq.active_modes == list(methods.scoring_modes())
+    assert EvalConfig(task="gsm8k").active_modes == list(methods.generation_modes())
     for bad in (dict(task="mmlu"), dict(modes=["top_n_sigma"]), dict(on_bad_row="ignore"),
                 dict(preset="halfway"),
                 dict(batch_size=0), dict(template="no placeholder"), dict(modes=["sled", "sled"])):

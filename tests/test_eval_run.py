@@ -5,6 +5,7 @@ import json
 
 import pytest
 
+from toolkit import methods
 from toolkit.errors import ConfigError, DataError
 from toolkit.eval import EvalConfig, run_eval
 from toolkit.eval.truthfulqa import mc_metrics
@@ -42,8 +43,8 @@ def test_truthfulqa_run_writes_consistent_results(am, tmp_path):
     cfg = _cfg(tmp_path, "truthfulqa", "tqa.csv", TFQA, on_bad_row="skip", batch_size=3,
                template="Q: {question}\nA:")
     result = run_eval(am, cfg, DecodingConfig(sled=SledOptions(evolution_scale=50)))
-    assert result["num_items"] == 2 and result["modes"] == ["greedy", "sled", "dola",
-                                                                "contrastive"]
+    assert result["num_items"] == 2 and result["modes"] == list(methods.scoring_modes())
+    assert result["modes"][:3] == ["greedy", "sled", "dola"]
     assert result["skipped_rows"][0].endswith("tqa.csv:3: empty Best Answer")
     sled = result["settings"]["sled"]
     assert (sled["op_T"], sled["evolution_lower_bound"], sled["evolution_scale"]) == (10, -100.0, 50)
@@ -60,7 +61,7 @@ def test_truthfulqa_run_writes_consistent_results(am, tmp_path):
             assert saved["totals"][mode][metric] == pytest.approx(mean)
             assert 0.0 <= mean <= 1.0
     report = (tmp_path / "out" / "report.md").read_text()
-    assert "| MC2 |" in report and "| metric | greedy | sled | dola | contrastive |" in report
+    assert "| MC2 |" in report and f"| metric | {' | '.join(result['modes'])} |" in report
     if importlib.util.find_spec("matplotlib") is None:
         assert "No PNG chart: matplotlib is not installed" in report
     else:

@@ -1,5 +1,6 @@
-"""model-surgery for decoding: graft SLED, DoLa, top-n-sigma and an adaptive-temperature head
-onto Hugging Face causal LMs, train the head with LPO, and ship safetensors checkpoints."""
+"""model-surgery for decoding: graft an early-exit tap and an adaptive-temperature head onto
+Hugging Face causal LMs, decode with the registered methods (SLED, DoLa, ... and plugins:
+`toolkit.methods`), train the head with LPO, and ship safetensors checkpoints."""
 
 __version__ = "0.1.0"
 

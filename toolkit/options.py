@@ -3,8 +3,9 @@
 Every dataclass validates itself in `__post_init__`, so a bad value fails as soon as a recipe is
 turned into objects, naming the key and the allowed values, before any model loads.
 
-`DecodingConfig` has one field per registered decoding method (`toolkit.methods`), holding that
-method's options, followed by the plain knobs (sampling, temperature, top-k, ...). Eval and bench
+`DecodingConfig` has one field per built-in decoding method (`toolkit.methods`) holding that
+method's options, a `plugins` mapping for methods registered by other packages, and the plain
+knobs (sampling, temperature, top-k, ...). Eval and bench
 derive their modes and task presets from it with `mode_decoding` and `apply_preset`.
 """
 
@@ -17,9 +18,11 @@ from typing import Any, Optional
 from toolkit import methods
 from toolkit.errors import LAYER_BUCKETS, ConfigError, check_choice, check_layers, check_range
 from toolkit.methods.adaptive import AdaptiveOptions
+from toolkit.methods.contrastive import ContrastiveOptions
 from toolkit.methods.dola import DolaOptions
 from toolkit.methods.sled import SledOptions
 from toolkit.methods.top_n_sigma import TopNSigmaOptions
+from toolkit.methods.typical import TypicalOptions
 
 HEAD_LEVELS = ("sequence", "token")
 # How prompts meet a chat model (generate.chat_template, data.chat_template,
@@ -37,9 +40,10 @@ def chat_template_setting(key: str, value: Any) -> str:
     return value
 
 __all__ = [
-    "CHAT_TEMPLATES", "HEAD_LEVELS", "LAYER_BUCKETS", "AdaptiveOptions", "DecodingConfig", "DolaOptions",
-    "GraftConfig", "HeadConfig", "NEUTRAL", "SledOptions", "TopNSigmaOptions", "apply_preset",
-    "check_layers", "describe", "mode_decoding", "pinned", "with_overrides",
+    "CHAT_TEMPLATES", "HEAD_LEVELS", "LAYER_BUCKETS", "METHOD_FIELDS", "AdaptiveOptions",
+    "ContrastiveOptions", "DecodingConfig", "DolaOptions", "GraftConfig", "HeadConfig", "NEUTRAL",
+    "SledOptions", "TopNSigmaOptions", "TypicalOptions", "apply_preset", "check_layers",
+    "describe", "mode_decoding", "pinned", "with_overrides",
 ]
 
 
@@ -81,15 +85,6 @@ class GraftConfig:
         check_layers("graft.layers", self.layers)
 
 
-class _DecodingChecks:
-    """Validation shared by the generated `DecodingConfig` class."""
-
-    def __post_init__(self) -> None:
-        methods.check_exclusive(self)
-        check_generation_settings(self)
-        check_range("max_new_tokens", self.max_new_tokens, low=1)
-
-
 # transformers' sampling settings, with the value that switches each off. None in a
 # DecodingConfig means "unset": generate() takes it from the model's generation_config, as
 # transformers does (`toolkit.graft.hf_generate.resolve`); top_k=0 is transformers' "no top-k".
@@ -107,33 +102,73 @@ def check_generation_settings(settings: Any) -> None:
             check_range(key, getattr(settings, key), **bounds)
 
 
-_PLAIN_FIELDS: list[tuple[str, Any, Any]] = [
-    ("do_sample", Optional[bool], None),
-    ("temperature", Optional[float], None),
-    ("top_k", Optional[int], None),
-    ("top_p", Optional[float], None),
-    ("repetition_penalty", Optional[float], None),
-    ("max_new_tokens", int, 32),
-    ("seed", Optional[int], None),
-]
+@dataclass
+class DecodingConfig:
+    """One typed config for `AugmentedModel.generate`.
 
-DecodingConfig = dataclasses.make_dataclass(
-    "DecodingConfig",
-    [(m.name, m.options, field(default_factory=m.options)) for m in methods.all_methods()]
-    + [(name, tp, field(default=default)) for name, tp, default in _PLAIN_FIELDS],
-    bases=(_DecodingChecks,),
-    namespace={"__module__": __name__},
-)
-DecodingConfig.__doc__ = f"""One typed config for `AugmentedModel.generate`.
+    Method sections, each with `enabled`: one field per built-in method (a test keeps them
+    equal to the built-in registrations), and `plugins`, the options of methods registered
+    from other packages (name -> their options object; a dict is turned into one and checked;
+    a plugin left out is off). Read any method's options with `method(name)`. Composition
+    order: the "logits" method (SLED, DoLa, contrastive, or a plugin's) on raw logits ->
+    repetition penalty -> temperature (fixed or adaptive) -> the "filter" methods (top-n-sigma,
+    typical, plugins') -> top-k -> top-p -> sample (or argmax when do_sample is off).
 
-Method sections (one per registered method, each with `enabled`):
-{", ".join(m.name for m in methods.all_methods())}. Composition order: the "logits" method
-(SLED or DoLa) on raw logits -> repetition penalty -> temperature (fixed or adaptive) ->
-top-n-sigma -> top-k -> top-p -> sample (or argmax when do_sample is off).
+    do_sample, temperature, top_k, top_p and repetition_penalty left at None are unset:
+    generate() takes them from the base model's generation_config, as transformers does; set
+    ones override it.
+    """
 
-do_sample, temperature, top_k, top_p and repetition_penalty left at None are unset: generate()
-takes them from the base model's generation_config, as transformers does; set ones override it.
-"""
+    sled: SledOptions = field(default_factory=SledOptions)
+    dola: DolaOptions = field(default_factory=DolaOptions)
+    contrastive: ContrastiveOptions = field(default_factory=ContrastiveOptions)
+    top_n_sigma: TopNSigmaOptions = field(default_factory=TopNSigmaOptions)
+    typical: TypicalOptions = field(default_factory=TypicalOptions)
+    adaptive_temperature: AdaptiveOptions = field(default_factory=AdaptiveOptions)
+    plugins: dict[str, Any] = field(default_factory=dict)
+    do_sample: Optional[bool] = None
+    temperature: Optional[float] = None
+    top_k: Optional[int] = None
+    top_p: Optional[float] = None
+    repetition_penalty: Optional[float] = None
+    max_new_tokens: int = 32
+    seed: Optional[int] = None
+
+    def __post_init__(self) -> None:
+        self.plugins = {name: _plugin_options(name, value) for name, value in self.plugins.items()}
+        methods.check_exclusive(self)
+        check_generation_settings(self)
+        check_range("max_new_tokens", self.max_new_tokens, low=1)
+
+    def method(self, name: str) -> Any:
+        """The options of the registered method `name` (built-in or plugin)."""
+        return methods.options_of(self, methods.get(name).name)
+
+    def with_methods(self, changes: dict[str, Any]) -> DecodingConfig:
+        """A copy with the options of the named methods replaced (built-ins or plugins)."""
+        builtin = {k: v for k, v in changes.items() if k in METHOD_FIELDS}
+        plugins = {**self.plugins, **{k: v for k, v in changes.items() if k not in METHOD_FIELDS}}
+        return dataclasses.replace(self, **builtin, plugins=plugins)
+
+
+METHOD_FIELDS = ("sled", "dola", "contrastive", "top_n_sigma", "typical", "adaptive_temperature")
+
+
+def _plugin_options(name: str, value: Any) -> Any:
+    method = methods.get(name)
+    if method.name in METHOD_FIELDS:
+        raise ConfigError(f"decoding.plugins.{name}: {name} is a built-in method; set "
+                          f"decoding.{name} instead")
+    if isinstance(value, method.options):
+        return value
+    if not isinstance(value, dict):
+        raise ConfigError(f"decoding.{name} must be a mapping of {method.options.__name__} "
+                          f"fields, not {value!r}")
+    names = [f.name for f in dataclasses.fields(method.options)]
+    unknown = [k for k in value if k not in names]
+    if unknown:
+        raise ConfigError(_unknown_field(name, unknown[0], names))
+    return method.options(**value)
 
 
 def with_overrides(config: Optional[DecodingConfig] = None, **overrides: Any) -> DecodingConfig:
@@ -153,15 +188,19 @@ def with_overrides(config: Optional[DecodingConfig] = None, **overrides: Any) ->
         ConfigError: an unknown key or option field, naming the valid ones.
     """
     config = config or DecodingConfig()
-    valid = [f.name for f in dataclasses.fields(DecodingConfig)]
+    method_names = [m.name for m in methods.all_methods()]
+    valid = [*method_names, *(f.name for f in dataclasses.fields(DecodingConfig)
+                              if f.name not in (*METHOD_FIELDS, "plugins"))]
     changes: dict[str, Any] = {}
+    chosen: dict[str, Any] = {}
     for key, value in overrides.items():
         if key not in valid:
             raise ConfigError(f"unknown decoding option {key!r}; valid options: {', '.join(valid)}")
-        if key in {m.name for m in methods.all_methods()}:
-            value = _method_options(methods.get(key), getattr(config, key), value)
-        changes[key] = value
-    return dataclasses.replace(config, **changes)
+        if key in method_names:
+            chosen[key] = _method_options(methods.get(key), config.method(key), value)
+        else:
+            changes[key] = value
+    return dataclasses.replace(config.with_methods(chosen), **changes)
 
 
 def _method_options(method: methods.DecodingMethod, current: Any, value: Any) -> Any:
@@ -214,30 +253,30 @@ def mode_decoding(base: DecodingConfig, mode: str) -> DecodingConfig:
         leaves unset are off (`pinned`), not the model's generation_config: a mode measures
         its method, whatever defaults the model ships.
     """
-    off = {m.name: dataclasses.replace(getattr(base, m.name), enabled=False)
+    off = {m.name: dataclasses.replace(base.method(m.name), enabled=False)
            for m in methods.all_methods()}
-    plain = pinned(dataclasses.replace(base, **off))
+    plain = pinned(base.with_methods(off))
     if mode == methods.GREEDY:
         return dataclasses.replace(plain, do_sample=False)
     names = methods.COMPOSED_METHODS if mode == methods.COMPOSED else (methods.get(mode).name,)
-    on = {n: dataclasses.replace(getattr(base, n), enabled=True) for n in names}
-    changes: dict[str, Any] = dict(on)
+    on = {n: dataclasses.replace(base.method(n), enabled=True) for n in names}
+    changes: dict[str, Any] = {}
     if any(methods.get(n).samples for n in names):
         changes.update(do_sample=True, seed=0 if base.seed is None else base.seed)
-    return dataclasses.replace(plain, **changes)
+    return dataclasses.replace(plain.with_methods(on), **changes)
 
 
 def apply_preset(base: DecodingConfig, preset: str) -> DecodingConfig:
     """`base` with every method's values for the named preset (methods without it unchanged)."""
-    changes = {m.name: dataclasses.replace(getattr(base, m.name), **m.presets[preset])
+    changes = {m.name: dataclasses.replace(base.method(m.name), **m.presets[preset])
                for m in methods.all_methods() if preset in m.presets}
-    return dataclasses.replace(base, **changes)
+    return base.with_methods(changes)
 
 
 def describe(decoding: DecodingConfig) -> str:
     """One line naming the enabled methods and greedy/sampling, e.g. 'SLED alpha=2 K=10 +
     sampling'."""
-    parts = [m.label(getattr(decoding, m.name)) for m in methods.active(decoding)]
+    parts = [m.label(decoding.method(m.name)) for m in methods.active(decoding)]
     sampling = {True: "sampling", False: "greedy", None: "the model's generation_config"}
     parts.append(sampling[decoding.do_sample])
     return " + ".join(parts)

@@ -1,5 +1,5 @@
-"""Side-by-side timing of decoding modes (greedy, compute floor, SLED, DoLa, top-n-sigma,
-adaptive temperature, composed): JSON, table and plot; random-weight models by shape name.
+"""Side-by-side timing of decoding modes (greedy, compute floor, plain sampling, every
+registered method's mode, composed): JSON, table and plot; random-weight models by shape name.
 
 Only `BenchConfig` is imported eagerly, so recipe validation does not pull in torch.
 """

@@ -12,7 +12,13 @@ from toolkit.errors import ConfigError, check_choice, check_range
 # ...); greedy and the floor are always measured, since every ratio is taken against them.
 FLOOR = "floor"
 SAMPLE = "sample"
-MODE_CHOICES = (methods.GREEDY, FLOOR, SAMPLE, *methods.generation_modes()[1:])
+
+
+def mode_choices() -> tuple[str, ...]:
+    """Every bench mode, in measuring order (read from the registry, plugins included)."""
+    return (methods.GREEDY, FLOOR, SAMPLE, *methods.generation_modes()[1:])
+
+
 KEY = "bench.output_dir"
 # The files a bench writes into bench.output_dir (see `toolkit.reports`).
 FILES = ("bench.json", "bench.md", "bench.png")
@@ -62,7 +68,7 @@ class BenchConfig:
         check_range("bench.repeats", self.repeats, low=1)
         check_range("bench.warmup", self.warmup, low=0)
         for mode in self.modes:
-            check_choice("bench.modes", mode, MODE_CHOICES)
+            check_choice("bench.modes", mode, mode_choices())
         for k in self.sled_ks:
             check_range("bench.sled_ks", k, low=1)
         check_range("bench.eval_questions", self.eval_questions, low=0)
@@ -71,9 +77,10 @@ class BenchConfig:
 
     def mode_names(self) -> list[str]:
         """Concrete mode names in measuring order (greedy and floor first)."""
-        chosen = list(self.modes) or list(MODE_CHOICES)
+        choices = mode_choices()
+        chosen = list(self.modes) or list(choices)
         names = ["greedy", "floor"]
-        for mode in MODE_CHOICES[2:]:
+        for mode in choices[2:]:
             if mode not in chosen:
                 continue
             names += [f"sled_k{k}" for k in self.sled_ks] if mode == "sled" else [mode]

@@ -15,7 +15,7 @@ import warnings
 from collections.abc import Callable, Sequence
 
 from toolkit import methods
-from toolkit.bench.config import MODE_CHOICES as BENCH_MODES
+from toolkit.bench.config import mode_choices as bench_modes
 from toolkit.errors import ToolkitError
 from toolkit.files import OUTPUT_ERRNOS
 
@@ -66,7 +66,7 @@ SUBCOMMANDS = {
         "time decoding modes side by side (ms/token, memory)",
         "Runs the `bench` section on the model (model.random_shape benchmarks random weights of "
         "a named shape without any checkpoint) and writes a table, JSON and a plot. Modes: "
-        f"{', '.join(BENCH_MODES)}; the methods' settings come from the `decoding` section.",
+        f"{', '.join(bench_modes())}; the methods' settings come from the `decoding` section.",
     ),
     "run": (
         "the whole pipeline: graft -> collect -> train -> save -> reload -> generate",
@@ -80,9 +80,12 @@ SUBCOMMANDS = {
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="surgery",
-        description="Graft SLED, DoLa, top-n-sigma and an adaptive-temperature head onto "
-        "Hugging Face causal LMs, driven by recipe YAML files.",
-        epilog="run `surgery SUBCOMMAND --help` for the options of one subcommand",
+        description="Graft an early-exit tap and an adaptive-temperature head onto Hugging Face "
+        "causal LMs and decode with the registered methods, driven by recipe YAML files.",
+        epilog=f"decoding methods (recipe section decoding.NAME): "
+        f"{', '.join(m.name for m in methods.all_methods())}\n"
+        "run `surgery SUBCOMMAND --help` for the options of one subcommand",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     subparsers = parser.add_subparsers(dest="command", metavar="SUBCOMMAND", required=True)
     for name, (summary, description) in SUBCOMMANDS.items():

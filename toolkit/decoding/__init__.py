@@ -8,6 +8,7 @@ from toolkit.decoding.dola import dola_contrast, dola_values, layer_divergences
 from toolkit.decoding.sled import SledResult, sled_details, sled_evolve
 from toolkit.decoding.temperature import apply_temperature, sample_tokens, temperature_log_probs
 from toolkit.decoding.top_n_sigma import top_n_sigma
+from toolkit.decoding.typical import typical_filter
 
 __all__ = [
     "SledResult",
@@ -22,4 +23,5 @@ __all__ = [
     "sled_evolve",
     "temperature_log_probs",
     "top_n_sigma",
+    "typical_filter",
 ]

@@ -62,9 +62,10 @@ class EvalConfig:
         each temperature for plain sampling, top-p 0.9, min-p 0.1 and top-n-sigma n=1, with
         `sweep_samples` seeded replies per question (gsm8k or arithmetic); `limit` caps the
         questions.
-    modes: scoring tasks take greedy and every method with a scoring function (sled, dola);
-        generation tasks greedy, every method's mode (sled, dola, top_n_sigma, adaptive) and
-        composed (SLED + top-n-sigma + adaptive temperature). Empty = all.
+    modes: scoring tasks take greedy and every registered method with a scoring function
+        (`methods.scoring_modes()`); generation tasks greedy, every registered method's mode and
+        composed (SLED + top-n-sigma + adaptive temperature; `methods.generation_modes()`).
+        Empty = all.
     preset: "task" (the task's reference protocol, when it has one), "none" (the decoding
         section as it is) or a preset name (truthfulqa, factor) applied over `decoding`.
     template: prompt template with a `{question}` placeholder (None = the task's default:

@@ -2,7 +2,7 @@
 
 Each mode is a `DecodingConfig` derived from the recipe's `decoding` section by
 `toolkit.options.mode_decoding`: greedy (every method off), one mode per registered method
-(sled, dola, top_n_sigma, adaptive; sampling ones with a fixed seed) and composed (SLED +
+(plugins included; sampling ones with a fixed seed) and composed (SLED +
 top-n-sigma + adaptive temperature, sampling). Prompts follow `eval.chat_template` (a user
 turn of the model's chat template by default, when it has one), are left padded and generated
 in batches through `AugmentedModel.generate`.

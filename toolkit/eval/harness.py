@@ -47,9 +47,15 @@ from toolkit.layout import CONFIG_FILE
 from toolkit.options import DecodingConfig, with_overrides
 
 NAME = "surgery"
-# The methods that rewrite the logits from the early layers (the registry's "logits" stage);
-# lm-eval scores those with log-probabilities over the whole vocabulary (SLED, DoLa).
-SCORED = tuple(m.name for m in methods.all_methods() if m.stage == "logits")
+
+
+def scored() -> tuple[str, ...]:
+    """The methods that rewrite the logits from the early layers (the registry's "logits"
+    stage, plugins included); lm-eval scores those with log-probabilities over the whole
+    vocabulary (SLED, DoLa)."""
+    return tuple(m.name for m in methods.all_methods() if m.stage == "logits")
+
+
 CONVENTION = ("log-probabilities over the whole vocabulary at each continuation token "
               "(docs/methods.md, section 7)")
 log = logging.getLogger(__name__)
@@ -63,8 +69,8 @@ def _decoding(am: AugmentedModel, preset: str | None, flags: dict[str, Any], opt
                           "checkpoint's saved decoding methods), or leave it out")
     base = am.decoding if preset == "checkpoint" else DecodingConfig()
     overrides: dict[str, Any] = {}
-    for name in SCORED:
-        current = getattr(base, name)
+    for name in scored():
+        current = base.method(name)
         fields = {f.name for f in dataclasses.fields(current)}
         mine = {k.removeprefix(f"{name}_"): v for k, v in options.items()
                 if k.startswith(f"{name}_")}
@@ -103,14 +109,14 @@ class SurgeryLM(HFLM):
         if pretrained is None:
             raise ConfigError("give pretrained=DIR_OR_HUB_ID in --model_args (an AugmentedModel "
                               "checkpoint or a base model)")
-        flags = {name: kwargs.pop(name, None) for name in SCORED}
-        prefixes = tuple(f"{name}_" for name in SCORED)
+        flags = {name: kwargs.pop(name, None) for name in scored()}
+        prefixes = tuple(f"{name}_" for name in scored())
         options = {k: kwargs.pop(k) for k in list(kwargs) if k.startswith(prefixes)}
         am = _load(pretrained)
         self.am = am
         self.decoding = _decoding(am, preset, flags, options)
-        self._method = next((methods.get(n) for n in SCORED
-                             if getattr(self.decoding, n).enabled), None)
+        self._method = next((methods.get(n) for n in scored()
+                             if self.decoding.method(n).enabled), None)
         self._spans: dict[tuple[int, ...], int] | None = None
         self._name = str(am.base_reference if isinstance(pretrained, AugmentedModel)
                          else pretrained)
@@ -125,7 +131,7 @@ class SurgeryLM(HFLM):
         ('' without a method)."""
         if self._method is None:
             return ""
-        options = dataclasses.asdict(getattr(self.decoding, self._method.name))
+        options = dataclasses.asdict(self.decoding.method(self._method.name))
         options.pop("enabled")
         return ",".join([f"{self._method.name}=True"]
                         + [f"{self._method.name}_{k}={v}" for k, v in options.items()])
@@ -133,7 +139,7 @@ class SurgeryLM(HFLM):
     def get_model_info(self) -> dict:
         """HFLM's info plus the method, written into lm-eval's results config."""
         info = super().get_model_info()
-        options = getattr(self.decoding, self._method.name) if self._method else None
+        options = self.decoding.method(self._method.name) if self._method else None
         info["model_args"] = ",".join(filter(None, [f"pretrained={self._name}",
                                                      self.method_args()]))
         info["surgery"] = {
@@ -185,7 +191,7 @@ class SurgeryLM(HFLM):
             early = self.am.tap.early_logits(positions=positions)
         rows = torch.arange(len(spans), device=inps.device)[:, None].expand_as(positions)
         final = logits[rows[valid], positions[valid]].float()
-        options = getattr(self.decoding, self._method.name)
+        options = self.decoding.method(self._method.name)
         scored = self._method.log_probs(final, early[valid].to(final.device).float(), options)
         logits = logits.float()
         logits[rows[valid], positions[valid]] = scored

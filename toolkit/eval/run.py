@@ -47,7 +47,7 @@ def _run_scoring(am: Any, config: EvalConfig, decoding: DecodingConfig,
             start += len(pairs)
         totals[mode] = {m: sum(r[mode][m] for r in records) / len(records)
                         for m in module.METRICS}
-    settings = {m: dataclasses.asdict(getattr(decoding, methods.get(m).name))
+    settings = {m: dataclasses.asdict(decoding.method(m))
                 for m in modes if m != methods.GREEDY}
     return records, totals, settings
 

@@ -177,7 +177,7 @@ def _values(mode: str, final: torch.Tensor, early: torch.Tensor | None, valid: t
         return greedy_values(final, targets)
     method = methods.get(mode)
     early_rows = None if early is None else early[valid]
-    return method.score(final, early_rows, targets, getattr(decoding, method.name))
+    return method.score(final, early_rows, targets, decoding.method(method.name))
 
 
 def batches(encoded: Sequence[tuple[list[int], int]], batch_size: int,

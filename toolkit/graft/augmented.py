@@ -220,7 +220,7 @@ class AugmentedModel:
         SLED's evolution_scale above the vocabulary); generate and eval both call it."""
         for method in methods.active(options):
             if method.check is not None:
-                method.check(getattr(options, method.name), self.vocab_size)
+                method.check(options.method(method.name), self.vocab_size)
 
     def _plan(self, options: DecodingConfig, attention_mask: torch.Tensor,
               record: bool) -> _Plan:
@@ -228,7 +228,7 @@ class AugmentedModel:
         plan.processors.append(FiniteLogitsCheck())
         active = methods.active(options)
         for method in (m for m in active if m.stage == "logits"):
-            method_options = getattr(options, method.name)
+            method_options = options.method(method.name)
             layers = getattr(method_options, method.layers_key) if method.layers_key else None
             plan.tap = self._tap_for(layers)
             processor = EarlyExitLogitsProcessor(plan.tap, method, method_options, record=record)
@@ -242,7 +242,7 @@ class AugmentedModel:
         self._add_temperature(plan, options)
         if options.do_sample:
             for method in (m for m in active if m.stage == "filter"):
-                plan.processors.append(FilterLogitsProcessor(method, getattr(options, method.name)))
+                plan.processors.append(FilterLogitsProcessor(method, options.method(method.name)))
             if options.top_k:
                 plan.processors.append(TopKLogitsWarper(options.top_k))
             if options.top_p < 1.0:
@@ -285,12 +285,12 @@ class AugmentedModel:
         out = AugmentedOutput(sequences=sequences, reply_mask=reply_mask(replies, eos))
         if plan.adaptive is not None:
             index = stack_steps(plan.adaptive.records, steps)
-            out.records[methods.get("adaptive_temperature").record_field] = index
+            out.set_record(methods.get("adaptive_temperature").record_field, index)
             out.temperature = self.head.temperatures[index].float()
         for name, processor in plan.recorders.items():
             field_name = methods.get(name).record_field
             if field_name is not None and processor.records:
-                out.records[field_name] = stack_steps(processor.records, steps)
+                out.set_record(field_name, stack_steps(processor.records, steps))
         out.layers = plan.layers
         return out
 

@@ -1,5 +1,5 @@
-"""SLED, DoLa, contrastive decoding and top-n-sigma (every logits- and filter-stage method of
-the registry) for a plain transformers model, through transformers 5's
+"""Every logits- and filter-stage method of the registry (SLED, DoLa, contrastive decoding,
+top-n-sigma, typical sampling, and registered plugins) for a plain transformers model, through transformers 5's
 `generate(custom_generate=...)` hook; no AugmentedModel needed.
 
 A callable (transformers prepares inputs, cache and stopping criteria, then calls it):
@@ -63,7 +63,7 @@ _WARPER_NAMES = ("TemperatureLogitsWarper", "TopHLogitsWarper", "TopKLogitsWarpe
                  "EpsilonLogitsWarper", "EtaLogitsWarper")
 _WARPERS = tuple(c for c in (getattr(transformers, n, None) for n in _WARPER_NAMES) if c)
 
-_FOLDER_CODE = '''"""SLED, DoLa and top-n-sigma for any transformers causal LM (written by model-surgery-decoding).
+_FOLDER_CODE = '''"""SLED, DoLa and the other registered decoding methods for any transformers causal LM (written by model-surgery-decoding).
 
 transformers runs this file only with trust_remote_code=True:
 
@@ -140,17 +140,18 @@ def decoder(early_exit_norm: bool | None = None, streamer=None, layers: Any = "a
                synced_gpus=False, streamer=None, **model_kwargs):
         if (generation_config.num_beams or 1) > 1:
             raise ConfigError(
-                f"num_beams={generation_config.num_beams} cannot compose with SLED, DoLa or "
-                "top-n-sigma in custom_generate; use num_beams=1 (greedy or sampling)"
+                f"num_beams={generation_config.num_beams} cannot compose with "
+                f"{', '.join(m.name for m in active)} in custom_generate; use num_beams=1 "
+                "(greedy or sampling)"
             )
         ours, tap = [], None
         for method in early:
-            method_options = getattr(options, method.name)
+            method_options = options.method(method.name)
             own = getattr(method_options, method.layers_key) if method.layers_key else None
             tap = EarlyExitTap(model, layers=layers if own is None else own,
                                early_exit_norm=early_exit_norm)
             ours.append(EarlyExitLogitsProcessor(tap, method, method_options))
-        late = ([FilterLogitsProcessor(m, getattr(options, m.name)) for m in filters]
+        late = ([FilterLogitsProcessor(m, options.method(m.name)) for m in filters]
                 if generation_config.do_sample else [])
         processors = _spliced(logits_processor, ours, late)
         if streamer is None and bound_streamer is not None:
@@ -215,7 +216,7 @@ def saved_generate(graft: dict, decoding: dict) -> Callable:
                 ".generate, or pass adaptive_temperature=False"
             )
         _saved_settings(options, kwargs)
-        chosen = {name: getattr(options, name) for name in plain_methods()}
+        chosen = {name: options.method(name) for name in plain_methods()}
         return _run(model, args, {**kwargs, **chosen},
                     {"early_exit_norm": graft_config.early_exit_norm,
                      "layers": graft_config.layers})

@@ -31,7 +31,7 @@ from toolkit.options import NEUTRAL, DecodingConfig, check_generation_settings, 
 
 logger = logging.getLogger(__name__)
 
-OURS = frozenset(f.name for f in dataclasses.fields(DecodingConfig))
+OURS = frozenset(f.name for f in dataclasses.fields(DecodingConfig)) - {"plugins"}
 # generate()'s named parameters, and keys it reads from **kwargs besides GenerationConfig fields.
 _PARAMS = frozenset(inspect.signature(GenerationMixin.generate).parameters) - {
     "self", "inputs", "kwargs"}
@@ -48,8 +48,9 @@ def split(kwargs: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
     """(our decoding overrides, transformers generate kwargs); unknown keys raise ConfigError."""
     ours: dict[str, Any] = {}
     hf: dict[str, Any] = {}
+    mine = OURS | {m.name for m in methods.all_methods()}
     for key, value in kwargs.items():
-        if key in OURS:
+        if key in mine:
             ours[key] = value
         elif key in HF_KEYS:
             hf[key] = value
@@ -66,7 +67,7 @@ def split(kwargs: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
         else:
             raise ConfigError(
                 f"unknown generate option {key!r}; give one of our decoding options "
-                f"({', '.join(sorted(OURS))}) or a transformers generate()/GenerationConfig "
+                f"({', '.join(sorted(mine))}) or a transformers generate()/GenerationConfig "
                 "keyword (e.g. eos_token_id, min_new_tokens, stop_strings)"
             )
     if getattr(hf.get("generation_config"), "dola_layers", None) is not None:

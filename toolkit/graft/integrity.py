@@ -22,6 +22,7 @@ from typing import Any
 
 import torch
 
+from toolkit import methods
 from toolkit.errors import CheckpointError, ToolkitError
 from toolkit.files import sha256_file
 from toolkit.graft.prompting import CHAT, CONVENTIONS
@@ -167,8 +168,23 @@ def parse_config(data: Any, path: Path) -> tuple[GraftConfig, DecodingConfig]:
     data = {**data, "decoding": _migrated(data["decoding"])}
     _check_keys(data["graft"], GraftConfig, "graft", path, require=True)
     _check_keys(data["decoding"], DecodingConfig, "decoding", path, require=False)
+    _check_plugins(data["decoding"].get("plugins", {}), path)
     return _build(GraftConfig, data["graft"], "graft", path), _build(
         DecodingConfig, data["decoding"], "decoding", path)
+
+
+def _check_plugins(plugins: Any, path: Path) -> None:
+    """Every plugin method the checkpoint's decoding names must be registered here."""
+    if not isinstance(plugins, dict) or not all(isinstance(v, dict) for v in plugins.values()):
+        raise CheckpointError(f"{path}: decoding.plugins is malformed; the checkpoint is corrupted")
+    registered = {m.name for m in methods.all_methods()}
+    for name in plugins:
+        if name not in registered:
+            raise CheckpointError(
+                f"{path} decodes with the method {name!r}, which is not registered here: "
+                f"install the package that provides it (entry point group "
+                f"{methods.ENTRY_POINT_GROUP}) or register it before loading"
+            )
 
 
 def _migrated(decoding: Any) -> Any:

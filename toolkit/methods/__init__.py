@@ -1,16 +1,18 @@
 """Decoding methods: the registry (`toolkit.methods.registry`) and the built-in methods.
 
 The `register` calls at the end are the registrations; their order is the order of the eval
-and bench modes and the composition order within a stage. Add a method: write
+and bench modes and the composition order within a stage. A built-in method: write
 `toolkit/methods/<name>.py` (options dataclass, per-step function, optional scoring function,
-`METHOD = DecodingMethod(...)`), put its tensor math in `toolkit/decoding/`, and register it
-here. See docs/DESIGN.md.
+`METHOD = DecodingMethod(...)`), put its tensor math in `toolkit/decoding/`, register it here
+and give it its typed field in `toolkit.options.DecodingConfig`. A method from another package
+registers itself (docs/plugins.md).
 """
 
-from toolkit.methods import adaptive, contrastive, dola, sled, top_n_sigma
+from toolkit.methods import adaptive, contrastive, dola, sled, top_n_sigma, typical
 from toolkit.methods.registry import (
     COMPOSED,
     COMPOSED_METHODS,
+    ENTRY_POINT_GROUP,
     GREEDY,
     DecodingMethod,
     active,
@@ -18,6 +20,7 @@ from toolkit.methods.registry import (
     check_exclusive,
     generation_modes,
     get,
+    options_of,
     preset_names,
     register,
     scoring_modes,
@@ -26,6 +29,7 @@ from toolkit.methods.registry import (
 __all__ = [
     "COMPOSED",
     "COMPOSED_METHODS",
+    "ENTRY_POINT_GROUP",
     "GREEDY",
     "DecodingMethod",
     "active",
@@ -33,6 +37,7 @@ __all__ = [
     "check_exclusive",
     "generation_modes",
     "get",
+    "options_of",
     "preset_names",
     "register",
     "scoring_modes",
@@ -42,4 +47,5 @@ register(sled.METHOD)
 register(dola.METHOD)
 register(contrastive.METHOD)
 register(top_n_sigma.METHOD)
+register(typical.METHOD)
 register(adaptive.METHOD)

@@ -14,21 +14,32 @@ A `DecodingMethod` names everything the toolkit needs to know about a method:
 - `exclusive_with`: the methods it cannot run together with (checked both ways);
 - `presets`: named option values for task protocols (e.g. TruthfulQA's SLED op_T=10).
 
+Methods come from three places, all equal once registered: the built-ins
+(`toolkit/methods/__init__.py`), installed packages that declare an entry point in the group
+`model_surgery.methods` (loaded the first time the registry is read), and `register()` calls
+(a recipe's `imports:` modules make them before the recipe is read).
+
 This module imports no torch, so validating a recipe stays fast; a method's functions import
 the pure math of `toolkit.decoding` when they first run.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from importlib import metadata
 from typing import Any
 
 from toolkit.errors import ConfigError
 
+ENTRY_POINT_GROUP = "model_surgery.methods"
 STAGES = ("logits", "temperature", "filter")
 TAPS = ("layers", "final", "none")
 
+# DecodingConfig's fields that are not a method: no method may take these names.
+RESERVED = ("plugins", "do_sample", "temperature", "top_k", "top_p", "repetition_penalty",
+            "max_new_tokens", "seed")
 # Eval and bench modes that are not a single registered method.
 GREEDY = "greedy"
 COMPOSED = "composed"
@@ -84,41 +95,95 @@ class DecodingMethod:
     shorthand: str | None = None
 
     def __post_init__(self) -> None:
+        if not self.name.isidentifier():
+            raise ValueError(f"method name {self.name!r} must be a Python identifier")
         if self.stage not in STAGES or self.tap not in TAPS:
             raise ValueError(f"method {self.name!r}: stage must be one of {STAGES}, tap one of {TAPS}")
+        if not (dataclasses.is_dataclass(self.options)
+                and "enabled" in {f.name for f in dataclasses.fields(self.options)}):
+            raise ValueError(f"method {self.name!r}: options must be a dataclass with a bool "
+                             "field `enabled`")
         if not self.mode:
             object.__setattr__(self, "mode", self.name)
 
 
 _METHODS: dict[str, DecodingMethod] = {}
+_entry_points_loaded = False
 
 
 def register(method: DecodingMethod) -> DecodingMethod:
-    """Add `method` to the registry (a name or mode may be registered once) and return it."""
+    """Add `method` to the registry (a name or mode may be registered once) and return it.
+
+    Raises:
+        ValueError: `method` is not a DecodingMethod, or its name or mode is taken.
+    """
+    if not isinstance(method, DecodingMethod):
+        raise ValueError(f"register() takes a DecodingMethod, not {type(method).__name__}")
     taken = {m.name for m in _METHODS.values()} | {m.mode for m in _METHODS.values()}
-    taken |= {GREEDY, COMPOSED}
+    taken |= {GREEDY, COMPOSED, *RESERVED}
     if method.name in taken or method.mode in taken:
         raise ValueError(f"decoding method {method.name!r} (mode {method.mode!r}) is already taken")
     _METHODS[method.name] = method
     return method
 
 
+def _registry() -> dict[str, DecodingMethod]:
+    """The registered methods, after loading the installed plugins' entry points once."""
+    global _entry_points_loaded
+    if not _entry_points_loaded:
+        _entry_points_loaded = True
+        for entry in metadata.entry_points(group=ENTRY_POINT_GROUP):
+            _register_entry_point(entry)
+    return _METHODS
+
+
+def _register_entry_point(entry: metadata.EntryPoint) -> None:
+    where = f"decoding-method plugin {entry.name!r} ({entry.value}, entry point group " \
+            f"{ENTRY_POINT_GROUP})"
+    try:
+        method = entry.load()
+    except Exception as err:  # a broken plugin: one line naming it, not its traceback
+        raise ConfigError(f"{where} failed to import ({type(err).__name__}: {err}); fix or "
+                          "uninstall the package that provides it") from None
+    if not isinstance(method, DecodingMethod) or method.name != entry.name:
+        raise ConfigError(f"{where} must name a DecodingMethod called {entry.name!r}")
+    if entry.name not in _METHODS or _METHODS[entry.name] is not method:
+        try:
+            register(method)
+        except ValueError as err:
+            raise ConfigError(f"{where}: {err}") from None
+
+
 def all_methods() -> tuple[DecodingMethod, ...]:
     """Every registered method, in registration order (the composition order within a stage)."""
-    return tuple(_METHODS.values())
+    return tuple(_registry().values())
 
 
 def get(name: str) -> DecodingMethod:
     """The method registered as `name` (or with that eval/bench mode name)."""
-    for method in _METHODS.values():
+    for method in _registry().values():
         if name in (method.name, method.mode):
             return method
-    raise ConfigError(f"unknown decoding method {name!r}; registered: {', '.join(_METHODS)}")
+    raise ConfigError(
+        f"unknown decoding method {name!r}; registered: {', '.join(_METHODS)} (a plugin registers "
+        f"through the entry point group {ENTRY_POINT_GROUP}, a recipe's `imports:` module or "
+        "toolkit.methods.register)"
+    )
+
+
+def options_of(decoding: Any, name: str) -> Any:
+    """The options of method `name` in a `DecodingConfig`: its field for a built-in, its entry
+    in `plugins` for a plugin (the plugin's defaults, switched off, when absent)."""
+    if name in getattr(decoding, "plugins", {}):
+        return decoding.plugins[name]
+    if hasattr(decoding, name):
+        return getattr(decoding, name)
+    return get(name).options()
 
 
 def active(decoding: Any) -> list[DecodingMethod]:
     """The methods enabled in a `DecodingConfig`, in registration order."""
-    return [m for m in _METHODS.values() if getattr(decoding, m.name).enabled]
+    return [m for m in _registry().values() if options_of(decoding, m.name).enabled]
 
 
 def check_exclusive(decoding: Any) -> None:
@@ -134,17 +199,17 @@ def check_exclusive(decoding: Any) -> None:
 
 def generation_modes() -> tuple[str, ...]:
     """Eval generation modes and bench modes: greedy, one per method, composed."""
-    return (GREEDY, *(m.mode for m in _METHODS.values()), COMPOSED)
+    return (GREEDY, *(m.mode for m in _registry().values()), COMPOSED)
 
 
 def scoring_modes() -> tuple[str, ...]:
     """Multiple-choice scoring modes: greedy and every method with a `score` function."""
-    return (GREEDY, *(m.mode for m in _METHODS.values() if m.score is not None))
+    return (GREEDY, *(m.mode for m in _registry().values() if m.score is not None))
 
 
 def preset_names() -> tuple[str, ...]:
     """Every preset name some method defines."""
     names: dict[str, None] = {}
-    for method in _METHODS.values():
+    for method in _registry().values():
         names.update(dict.fromkeys(method.presets))
     return tuple(names)

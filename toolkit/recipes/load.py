@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import importlib
 import re
 import typing
 from collections.abc import Sequence
@@ -24,6 +25,7 @@ from omegaconf.errors import (
     ValidationError,
 )
 
+from toolkit import methods
 from toolkit.errors import ConfigError, check_finite
 from toolkit.recipes import shorthand
 from toolkit.recipes.schema import MOVED_KEYS, Recipe
@@ -37,13 +39,16 @@ def load_recipe(path: str | Path, overrides: Sequence[str] = ()) -> Recipe:
 def merged_config(path: str | Path, overrides: Sequence[str] = ()) -> DictConfig:
     """The merged (not yet resolved) OmegaConf tree; raises ConfigError on any problem."""
     path = Path(path)
+    raw = _read_yaml(path)
+    parsed_overrides = _parse_overrides(overrides)
+    import_plugins([raw, *parsed_overrides])
     schema = OmegaConf.structured(Recipe)
     with _translated(f"recipe {path}", path):
-        merged = OmegaConf.merge(schema, shorthand.expand(_read_yaml(path)))
+        merged = OmegaConf.merge(schema, shorthand.expand(raw))
     sections = shorthand.method_keys()
-    for item, parsed in zip(overrides, _parse_overrides(overrides), strict=True):
-        if item.partition("=")[0].strip() in sections:
-            parsed = shorthand.expand(parsed)
+    for item, parsed in zip(overrides, parsed_overrides, strict=True):
+        whole = item.partition("=")[0].strip() in sections
+        parsed = shorthand.expand(parsed, shorthands=whole)
         with _translated(f"override '{item}'"):
             merged = OmegaConf.merge(merged, parsed)
         _drop_replaced(merged, item.partition("=")[0].strip())
@@ -63,9 +68,29 @@ def _drop_replaced(merged: DictConfig, key: str) -> None:
     merged[section][other] = empty
 
 
+def import_plugins(sources: Sequence[DictConfig]) -> None:
+    """Import the modules the recipe's `imports` key names (the last of the file and the
+    overrides that sets it wins, as for any key)."""
+    names = next((s.get("imports") for s in reversed(sources) if "imports" in s), None) or []
+    if isinstance(names, str) or not all(isinstance(n, str) for n in names):
+        raise ConfigError(f"imports must be a list of module names, not {names!r}")
+    for name in names:
+        try:
+            importlib.import_module(name)
+        except Exception as err:  # the user's module: one line naming it
+            raise ConfigError(f"imports: cannot import {name!r} ({type(err).__name__}: "
+                              f"{err}); install it or put it on PYTHONPATH") from None
+
+
 def to_recipe(config: DictConfig) -> Recipe:
     """Resolve interpolations and build the dataclasses (runs every section's checks); every
-    float anywhere in the recipe must be finite."""
+    float anywhere in the recipe must be finite. A plugin method's section is checked against
+    its options dataclass as a built-in's is."""
+    plugins = OmegaConf.select(config, "decoding.plugins") or {}
+    for name in list(plugins):
+        schema = OmegaConf.structured(methods.get(name).options)
+        with _translated("recipe"):
+            plugins[name] = OmegaConf.merge(schema, plugins[name])
     with _translated("recipe"):
         recipe = OmegaConf.to_object(config)
     _check_finite(recipe, "")
@@ -158,7 +183,9 @@ class _translated:
             moved = _moved(key)
             if moved:
                 return f"'{moved[0]}' in {self._where(key)} has moved: set {moved[1]}"
-            return f"unknown key '{key}' in {self._where(key)}; {_suggest(key)}"
+            plugin = (" (a method from another package: install it, or list its module under "
+                      "imports)") if re.fullmatch(r"decoding\.\w+", key) else ""
+            return f"unknown key '{key}' in {self._where(key)}; {_suggest(key)}{plugin}"
         if isinstance(err, MissingMandatoryValue):
             return f"{key} has no value in {self.source}; set it, e.g. {key}=..."
         if isinstance(err, InterpolationResolutionError):

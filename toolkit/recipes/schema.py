@@ -146,8 +146,12 @@ class Recipe:
 
     output_dir holds the augmented checkpoint only (saving replaces the directory as a whole);
     work_dir holds everything else a run writes: pairs, feature cache, eval and bench reports.
+    imports: Python modules imported before the rest of the recipe is read, e.g. a package of
+    your own that registers a decoding method (`toolkit.methods.register`); installed packages
+    with a `model_surgery.methods` entry point need no entry here.
     """
 
+    imports: list[str] = field(default_factory=list)
     run_name: str = "run"
     output_dir: str = "checkpoints/${run_name}"
     work_dir: str = "runs/${run_name}"

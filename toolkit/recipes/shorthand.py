@@ -18,6 +18,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from toolkit import methods
+from toolkit.options import METHOD_FIELDS
 
 DECODING_SECTIONS = (("decoding",),)
 
@@ -28,8 +29,10 @@ def method_keys() -> set[str]:
             for m in methods.all_methods()}
 
 
-def expand(raw: DictConfig) -> DictConfig:
-    """`raw` with every method shorthand written out as a mapping with `enabled`."""
+def expand(raw: DictConfig, shorthands: bool = True) -> DictConfig:
+    """`raw` with every method shorthand written out as a mapping with `enabled` (unless
+    `shorthands` is false: an override of one field) and every plugin method's section moved
+    from `decoding.<name>` to its home in the typed config, `decoding.plugins.<name>`."""
     tree = OmegaConf.to_container(raw, resolve=False)
     for section in DECODING_SECTIONS:
         node: Any = tree
@@ -37,8 +40,12 @@ def expand(raw: DictConfig) -> DictConfig:
             node = node.get(part) if isinstance(node, dict) else None
         if isinstance(node, dict):
             for method in methods.all_methods():
-                if method.name in node:
-                    node[method.name] = _expanded(method, node[method.name])
+                if method.name not in node:
+                    continue
+                value = node.pop(method.name)
+                value = _expanded(method, value) if shorthands else value
+                home = node if method.name in METHOD_FIELDS else node.setdefault("plugins", {})
+                home[method.name] = value
     return OmegaConf.create(tree)
 
 

@@ -1,0 +1,105 @@
+"""The method registry: one entry per name, unknown names named, and the typed surfaces that
+list the built-ins (`DecodingConfig` fields, `AugmentedOutput` record fields) kept equal to it."""
+
+from __future__ import annotations
+
+import dataclasses
+import typing
+
+import pytest
+
+from toolkit import methods
+from toolkit.errors import ConfigError
+from toolkit.graft.records import RECORD_FIELDS, AugmentedOutput
+from toolkit.methods import registry
+from toolkit.methods.top_n_sigma import TopNSigmaOptions
+from toolkit.options import METHOD_FIELDS, DecodingConfig, with_overrides
+
+
+@pytest.fixture
+def restored():
+    saved = dict(registry._METHODS)
+    yield
+    registry._METHODS.clear()
+    registry._METHODS.update(saved)
+
+
+def _method(name: str, **kw) -> methods.DecodingMethod:
+    return methods.DecodingMethod(**{"name": name, "options": TopNSigmaOptions, "stage": "filter",
+                                     "label": str, "logits": lambda s, o: s, **kw})
+
+
+def test_decoding_config_fields_are_the_built_in_registrations():
+    hints = typing.get_type_hints(DecodingConfig)
+    built_in = [m for m in methods.all_methods() if m.name in METHOD_FIELDS]
+    assert [m.name for m in built_in] == list(METHOD_FIELDS)
+    assert [f.name for f in dataclasses.fields(DecodingConfig)][:len(METHOD_FIELDS)] == list(
+        METHOD_FIELDS)
+    for method in built_in:
+        assert hints[method.name] is method.options
+        assert DecodingConfig().method(method.name) == method.options()
+    plain = [f.name for f in dataclasses.fields(DecodingConfig) if f.name not in METHOD_FIELDS]
+    assert tuple(plain) == registry.RESERVED
+
+
+def test_output_record_fields_are_the_built_in_ones():
+    fields = {f.name for f in dataclasses.fields(AugmentedOutput)}
+    built_in = {m.record_field for m in methods.all_methods()
+                if m.name in METHOD_FIELDS and m.record_field}
+    assert built_in == set(RECORD_FIELDS) and built_in <= fields
+
+
+@pytest.mark.parametrize("name", ["sled", "greedy", "composed", "temperature", "plugins", "seed"])
+def test_a_taken_name_is_refused(restored, name):
+    with pytest.raises(ValueError, match="already taken"):
+        methods.register(_method(name))
+
+
+def test_a_taken_mode_and_bad_entries_are_refused(restored):
+    with pytest.raises(ValueError, match="already taken"):
+        methods.register(_method("adaptive_again", mode="adaptive"))
+    with pytest.raises(ValueError, match="identifier"):
+        _method("two words")
+    with pytest.raises(ValueError, match="dataclass with a bool field `enabled`"):
+        methods.DecodingMethod(name="x", options=dict, stage="filter", label=str)
+    with pytest.raises(ValueError, match="stage must be one of"):
+        _method("x", stage="late")
+    with pytest.raises(ValueError, match="takes a DecodingMethod"):
+        methods.register("x")
+
+
+def test_unknown_names_are_named_with_the_registered_ones():
+    with pytest.raises(ConfigError, match=r"unknown decoding method 'beam'; registered: sled, "):
+        methods.get("beam")
+    with pytest.raises(ConfigError, match="unknown decoding option 'beam'; valid options: sled"):
+        with_overrides(None, beam=True)
+    with pytest.raises(ConfigError, match="unknown decoding method 'beam'"):
+        DecodingConfig(plugins={"beam": {}})
+    with pytest.raises(ConfigError, match="built-in method; set decoding.sled"):
+        DecodingConfig(plugins={"sled": {}})
+
+
+def test_a_method_registered_after_import_works_at_once(restored):
+    method = methods.register(_method("late_filter", shorthand="n"))
+    config = DecodingConfig()
+    assert config.method("late_filter") == TopNSigmaOptions()
+    on = with_overrides(config, late_filter=2.0)
+    assert on.plugins == {"late_filter": TopNSigmaOptions(enabled=True, n=2.0)}
+    assert methods.active(on) == [method] and on.method("late_filter").n == 2.0
+    assert DecodingConfig(plugins={"late_filter": {"n": 3.0}}).method("late_filter").n == 3.0
+    assert "late_filter" in methods.generation_modes()
+    assert "late_filter" not in methods.scoring_modes()
+
+
+def test_every_method_is_in_the_help_and_the_docs():
+    from pathlib import Path
+
+    from toolkit.cli.main import SUBCOMMANDS, build_parser
+
+    docs = (Path(__file__).parent.parent / "docs" / "methods.md").read_text(encoding="utf-8")
+    top = build_parser().format_help()
+    for method in methods.all_methods():
+        assert method.name in top.split("decoding methods")[1], method.name
+        assert f"`decoding.{method.name}`" in docs, method.name
+    for mode in methods.scoring_modes() + methods.generation_modes():
+        assert mode in SUBCOMMANDS["eval"][1]
