@@ -1,7 +1,8 @@
-"""Every `cli.py` command quoted in a recipe's header or in the README parses and validates as
-written (the shell's quoting applied by bash itself), and runs: each one is executed in a
-scratch folder by `test_documented_command_runs`, and its output is checked for what the
-command claims (a reply has text, a score lies in its range, a checkpoint is written).
+"""Every `cli.py` command quoted in a recipe's header, the README or a docs page (docs/*.md)
+parses and validates as written (the shell's quoting applied by bash itself), and runs: each one
+is executed in a scratch folder by `test_documented_command_runs`, and its output is checked for
+what the command claims (a reply has text, a score lies in its range, a checkpoint is written).
+A command quoted in several places runs once.
 
 Runs are kept short with overrides appended after the documented ones (fewer prompts, tokens,
 epochs; the quickstart pipeline at a fraction of its size). Placeholders become small files of
@@ -29,7 +30,7 @@ from toolkit.cli.main import main
 
 ROOT = Path(__file__).parent.parent
 COMMAND = re.compile(r"python3? cli\.py ((?:graft|collect|train|generate|eval|bench|run) [^`\n]*)")
-PLACEHOLDER_RECIPE = "recipes/tiny.yaml"  # the README's generic `RECIPE`
+PLACEHOLDER_RECIPE = "recipes/tiny.yaml"  # the generic `RECIPE` of docs/recipes.md
 EMPTY_NOTE = "(empty reply: the end token came first)"
 
 
@@ -39,8 +40,9 @@ def documented() -> list[tuple[str, str]]:
         for line in path.read_text().splitlines():
             if line.startswith("#"):
                 found += [(path.name, m.group(1).strip()) for m in COMMAND.finditer(line)]
-    readme = (ROOT / "README.md").read_text()
-    found += [("README.md", m.group(1).strip()) for m in COMMAND.finditer(readme)]
+    for path in [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]:
+        name = path.relative_to(ROOT).as_posix()
+        found += [(name, m.group(1).strip()) for m in COMMAND.finditer(path.read_text())]
     return found
 
 
@@ -53,7 +55,8 @@ def shell_words(text: str) -> list[str]:
 
 def test_the_docs_quote_commands():
     sources = {source for source, _ in documented()}
-    assert {"README.md", "quickstart.yaml", "sled_llama2_7b.yaml", "sled_smollm2.yaml"} <= sources
+    assert {"README.md", "docs/recipes.md", "docs/figures.md", "docs/real-models.md",
+            "quickstart.yaml", "sled_llama2_7b.yaml", "sled_smollm2.yaml"} <= sources
 
 
 @pytest.mark.parametrize("source, command", documented(), ids=lambda v: str(v)[:70])
