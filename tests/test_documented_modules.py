@@ -23,7 +23,7 @@ from toolkit.options import GraftConfig, HeadConfig  # noqa: E402
 
 ROOT = Path(__file__).parent.parent
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
-MODULE = re.compile(r"python3? -m (toolkit\.[\w.]+(?: [^`\n#]*)?)")
+MODULE = re.compile(r"python3? -m (toolkit(?:\.\w+)+(?: [^`\n#]*)?)")
 TASKS = "toolkit.eval.lm_eval_tasks TruthfulQA.csv tasks/ --limit 100"
 HARNESS = ("toolkit.eval.harness run --model surgery --model_args pretrained=checkpoints/quickstart,"
            "sled=True,sled_evolution_scale=10 --tasks hellaswag --device cpu --batch_size 8")
