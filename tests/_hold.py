@@ -14,9 +14,9 @@ from pathlib import Path
 def main() -> int:
     ready, go, sep, *argv = sys.argv[1:]
     assert sep == "--"
-    from toolkit.cli import commands
+    from toolkit.recipes import models
 
-    real = commands.load_model
+    real = models.load_model
 
     def load_then_wait(*args, **kwargs):
         model = real(*args, **kwargs)
@@ -26,7 +26,7 @@ def main() -> int:
             time.sleep(0.05)
         return model
 
-    commands.load_model = load_then_wait
+    models.load_model = load_then_wait  # the commands import it when they run
     from toolkit.cli.main import main as cli
 
     return cli(argv)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from toolkit.cli.main import SUBCOMMANDS, main
+from toolkit.cli.main import COMMANDS, main
 from toolkit.graft.augmented import AugmentedModel
 
 ROOT = Path(__file__).parent.parent
@@ -45,13 +45,29 @@ def run_main(capsys, *argv) -> tuple[int, str, str]:
     return code, out, err
 
 
-@pytest.mark.parametrize("name", list(SUBCOMMANDS))
+@pytest.mark.parametrize("name", list(COMMANDS))
 def test_help_of_every_subcommand(capsys, name):
     with pytest.raises(SystemExit) as info:
         main([name, "--help"])
     assert info.value.code == 0
     out = capsys.readouterr().out
-    assert SUBCOMMANDS[name][0] in out and "--print-config" in out and "key=value" in out
+    assert COMMANDS[name].summary in out and "--print-config" in out and "key=value" in out
+
+
+def test_the_command_table_imports_no_torch_until_a_command_runs():
+    """`COMMANDS` holds the functions themselves; their modules import torch, transformers and
+    Lightning only when a command runs, so `--help` and a recipe error stay quick."""
+    code = ("import sys; from toolkit.cli.main import COMMANDS; "
+            "print(sorted(m for m in ('torch', 'transformers', 'lightning') if m in sys.modules), "
+            "[f'{c.run.__module__}.{c.run.__name__}' for c in COMMANDS.values()])")
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True, env=env)
+    assert out.stdout == (
+        "[] ['toolkit.cli.commands.cmd_graft', 'toolkit.cli.lpo.cmd_collect', "
+        "'toolkit.cli.lpo.cmd_train', 'toolkit.cli.commands.cmd_generate', "
+        "'toolkit.cli.commands.cmd_eval', 'toolkit.cli.commands.cmd_bench', "
+        "'toolkit.cli.lpo.cmd_run']\n")
 
 
 def test_print_config_resolves_and_loads_nothing(capsys, recipe, no_model_load, tmp_path):
@@ -139,7 +155,7 @@ def test_subprocess_error_and_console_script(recipe):
         == "error: unknown key 'graft.layer' in override 'graft.layer=all'; did you mean 'graft.layers'?\n"
     )
     ok = subprocess.run(["surgery", "run", "--help"], capture_output=True, text=True, env=env)
-    assert ok.returncode == 0 and SUBCOMMANDS["run"][0] in ok.stdout
+    assert ok.returncode == 0 and COMMANDS["run"].summary in ok.stdout
 
 
 def reference_completions(checkpoint: Path, prompts: list[str], max_new_tokens: int) -> list[str]:

@@ -94,7 +94,7 @@ def test_a_method_registered_after_import_works_at_once(restored):
 def test_every_method_is_in_the_help_and_the_docs():
     from pathlib import Path
 
-    from toolkit.cli.main import SUBCOMMANDS, build_parser
+    from toolkit.cli.main import COMMANDS, build_parser
 
     docs = (Path(__file__).parent.parent / "docs" / "methods.md").read_text(encoding="utf-8")
     top = build_parser().format_help()
@@ -102,4 +102,4 @@ def test_every_method_is_in_the_help_and_the_docs():
         assert method.name in top.split("decoding methods")[1], method.name
         assert f"`decoding.{method.name}`" in docs, method.name
     for mode in methods.scoring_modes() + methods.generation_modes():
-        assert mode in SUBCOMMANDS["eval"][1]
+        assert mode in COMMANDS["eval"].description

@@ -1,22 +1,32 @@
-"""One function per subcommand; each takes a validated `Recipe`."""
+"""The subcommands graft, generate, eval and bench (`toolkit.cli.lpo` has collect, train and
+run); the table in `toolkit.cli.main` names them. Each takes a validated `Recipe` and imports
+torch and the rest of what it needs only when it runs, so `surgery --help` and a recipe error
+stay quick.
+"""
 
 from __future__ import annotations
 
-from toolkit.cli import lpo, predict
-from toolkit.cli.checks import parallel
-from toolkit.graft.batching import EMPTY_NOTE, generate_replies
-from toolkit.jsonl import read_prompts
-from toolkit.recipes.models import load_model
-from toolkit.recipes.schema import Recipe
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from toolkit.recipes.schema import Recipe
 
 
 def cmd_graft(recipe: Recipe) -> None:
+    from toolkit.recipes.models import load_model
+
     model = load_model(recipe.model, recipe.graft)
     model.decoding = recipe.decoding
     print(f"saved augmented checkpoint to {model.save_pretrained(recipe.output_dir)}")
 
 
 def cmd_generate(recipe: Recipe) -> None:
+    from toolkit.cli import predict
+    from toolkit.cli.checks import parallel
+    from toolkit.graft.batching import generate_replies
+    from toolkit.jsonl import read_prompts
+    from toolkit.recipes.models import load_model
+
     gen = recipe.generate
     if gen.input:
         records = [r for _, r in read_prompts(gen.input, gen.prompt_field, key="generate.input")]
@@ -52,6 +62,8 @@ def _stream_one(model, prompt, text: str, recipe: Recipe) -> None:
     empty reply is shown as a note."""
     from transformers import TextStreamer
 
+    from toolkit.graft.batching import EMPTY_NOTE, generate_replies
+
     streamer = TextStreamer(model.tokenizer, skip_prompt=True, skip_special_tokens=True)
     chat = text != prompt
     print(prompt if isinstance(prompt, str) else text, end="\n" if chat else "", flush=True)
@@ -60,22 +72,9 @@ def _stream_one(model, prompt, text: str, recipe: Recipe) -> None:
         print(EMPTY_NOTE)
 
 
-def cmd_collect(recipe: Recipe) -> None:
-    model = load_model(recipe.model, recipe.graft)
-    lpo.collect(model, recipe)
-
-
-def cmd_train(recipe: Recipe) -> None:
-    model = load_model(recipe.model, recipe.graft)
-    lpo.train(model, recipe)
-
-
-def cmd_run(recipe: Recipe) -> None:
-    lpo.run_pipeline(recipe)
-
-
 def cmd_eval(recipe: Recipe) -> None:
     from toolkit.eval.run import run_eval
+    from toolkit.recipes.models import load_model
 
     result = run_eval(load_model(recipe.model, recipe.graft), recipe.eval, recipe.decoding)
     if recipe.eval.temperatures:
@@ -93,6 +92,7 @@ def cmd_eval(recipe: Recipe) -> None:
 
 def cmd_bench(recipe: Recipe) -> None:
     from toolkit.bench.run import run_bench
+    from toolkit.recipes.models import load_model
 
     run_bench(load_model(recipe.model, recipe.graft), recipe.bench, recipe.decoding)
     print(f"wrote the benchmark table, JSON and plot to {recipe.bench.output_dir}")

@@ -1,29 +1,51 @@
-"""The LPO steps of the CLI: collect, train, and the whole `run`, each a step of the library's
-one pipeline (`toolkit.lpo.pipeline`) plus what it prints.
+"""The LPO subcommands: `collect`, `train` and the whole `run`, each a step of the library's one
+pipeline (`toolkit.lpo.pipeline`) plus what it prints.
 
 Prompts come from `data.prompts` (JSONL) or, when it is unset, a built-in task (`data.task`):
 the synthetic task of the tiny models (`toolkit.lpo.synthetic`) or arithmetic + writing prompts
 for a real chat model (`toolkit.lpo.arith_writing`); each has its own reward.
+
+Like `toolkit.cli.commands`, this module imports torch and Lightning only when a command runs,
+so `surgery --help` and a recipe error stay quick.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from lightning.pytorch.utilities import rank_zero_only
-
-from toolkit.lpo import pipeline, synthetic
 from toolkit.options import DecodingConfig, describe, pinned
-from toolkit.recipes.models import load_model
-from toolkit.recipes.schema import Recipe
 
-say = rank_zero_only(print)
+if TYPE_CHECKING:
+    from toolkit.graft.augmented import AugmentedModel
+    from toolkit.lpo.collect import CollectStats
+    from toolkit.lpo.train import TrainResult
+    from toolkit.recipes.schema import Recipe
 
 
-def collect(model: Any, recipe: Recipe) -> Any:
-    """Collect the pairs into data.pairs (resumable) and report the counts."""
-    stats = pipeline.collect(model, recipe.data, recipe.collect)
+def say(*values: object) -> None:
+    """print, on the process of global rank 0 only (Lightning's `rank_zero_only`): the other
+    processes of a DDP run stay quiet."""
+    from lightning.pytorch.utilities import rank_zero_only
+
+    rank_zero_only(print)(*values)
+
+
+def _model(recipe: Recipe, model: AugmentedModel | None) -> AugmentedModel:
+    """`model` (the one `run` has loaded), else the recipe's (its progress lines on stderr)."""
+    if model is not None:
+        return model
+    from toolkit.recipes.models import load_model
+
+    return load_model(recipe.model, recipe.graft)
+
+
+def cmd_collect(recipe: Recipe, model: AugmentedModel | None = None) -> CollectStats:
+    """Collect the pairs into data.pairs (resumable) and report the counts; `model`: the one
+    `run` has loaded already (else the recipe's is loaded)."""
+    from toolkit.lpo.pipeline import collect
+
+    stats = collect(_model(recipe, model), recipe.data, recipe.collect)
     say(
         f"collected {stats.pairs} pairs from {stats.prompts - stats.skipped} prompts "
         f"({stats.dropped} dropped: all rewards equal; {stats.skipped} done earlier) "
@@ -32,21 +54,30 @@ def collect(model: Any, recipe: Recipe) -> Any:
     return stats
 
 
-def train(model: Any, recipe: Recipe) -> Any:
+def cmd_train(recipe: Recipe, model: AugmentedModel | None = None) -> TrainResult:
     """Train the head on data.pairs and export the checkpoint (with the recipe's decoding
-    options as its default) to output_dir."""
+    options as its default) to output_dir; `model` as in `cmd_collect`."""
+    model = _model(recipe, model)
     model.decoding = recipe.decoding
-    result = pipeline.train(model, recipe.data, recipe.train, recipe.trainer, recipe.output_dir,
-                            progress=recipe.trainer.progress_bar,
-                            log_dir=Path(recipe.work_dir) / "training")
+    result = _train(model, recipe, recipe.output_dir, "training")
     say(result.summary(f"{recipe.train.loss}, {recipe.train.loss_type}"))
     say(f"checkpoint: {result.out_dir}")
     return result
 
 
-def run_pipeline(recipe: Recipe) -> None:
+def _train(model: AugmentedModel, recipe: Recipe, out_dir: str, logs: str) -> TrainResult:
+    """`train_head` on data.pairs with the recipe's sections; logs under work_dir/`logs`."""
+    from toolkit.lpo.train import train_head
+
+    return train_head(model, recipe.data.pairs, recipe.train, recipe.trainer, out_dir,
+                      progress=recipe.trainer.progress_bar,
+                      log_dir=Path(recipe.work_dir) / logs)
+
+
+def cmd_run(recipe: Recipe) -> None:
     """graft -> collect -> train -> save -> reload -> generate, reporting each step."""
     from toolkit.graft.augmented import AugmentedModel
+    from toolkit.recipes.models import load_model
 
     model = load_model(recipe.model, recipe.graft, say=say)
     head = model.graft_config.head
@@ -56,9 +87,9 @@ def run_pipeline(recipe: Recipe) -> None:
         f"temperatures {list(head.temperatures)}"
     )
     say("[2/5] collecting preference pairs")
-    collect(model, recipe)
+    cmd_collect(recipe, model)
     say("[3/5] training the head")
-    result = train(model, recipe)
+    result = cmd_train(recipe, model)
     if not result.is_global_zero:
         return
     reloaded = AugmentedModel.from_pretrained(recipe.output_dir)
@@ -96,9 +127,7 @@ def _token_head(model: Any, recipe: Recipe, fixed: dict) -> dict:
     token = AugmentedModel.graft(model.base, token_config, tokenizer=model.tokenizer)
     token.decoding = recipe.decoding
     say("training a token-level head on the same pairs")
-    result = pipeline.train(token, recipe.data, recipe.train, recipe.trainer,
-                            f"{recipe.output_dir}-token", progress=recipe.trainer.progress_bar,
-                            log_dir=Path(recipe.work_dir) / "training-token")
+    result = _train(token, recipe, f"{recipe.output_dir}-token", "training-token")
     say(result.summary(f"token level, {recipe.train.loss}, {recipe.train.loss_type}"))
     say(f"checkpoint: {result.out_dir}")
     report = task_report.evaluate(token, recipe, fixed=fixed)
@@ -107,11 +136,13 @@ def _token_head(model: Any, recipe: Recipe, fixed: dict) -> dict:
 
 
 def _synthetic_report(model: Any, recipe: Recipe) -> None:
+    from toolkit.lpo import synthetic
+    from toolkit.lpo.pipeline import task_prompts
+
     # The task's greedy references and fixed-temperature baselines are defined on plain
     # decoding, so evaluate with the default options rather than the checkpoint's saved ones.
     model.decoding = pinned(DecodingConfig())
-    records, _ = pipeline.task_prompts(model, recipe.data, recipe.collect.max_new_tokens,
-                                       split="eval")
+    records, _ = task_prompts(model, recipe.data, recipe.collect.max_new_tokens, split="eval")
     report = synthetic.evaluate_head(model, records, seed=recipe.data.synthetic.seed)
     say("[5/5] learned temperature per prompt kind (held-out prompts, argmax of the head):")
     for kind, counts in report["choices"].items():
@@ -125,6 +156,8 @@ def _synthetic_report(model: Any, recipe: Recipe) -> None:
 
 def _synthetic_samples(model: Any, records: list, recipe: Recipe) -> None:
     import torch
+
+    from toolkit.lpo import synthetic
 
     picks = [next(r for r in records if r["kind"] == kind) for kind in synthetic.KINDS]
     ids = torch.tensor([r["prompt_ids"] for r in picks])
@@ -140,10 +173,11 @@ def _synthetic_samples(model: Any, records: list, recipe: Recipe) -> None:
 
 def _text_samples(model: Any, recipe: Recipe) -> None:
     from toolkit.graft.batching import generate_replies
+    from toolkit.lpo.pipeline import task_prompts
 
     prompts = recipe.generate.prompts or [
         r["prompt"]
-        for r in pipeline.task_prompts(model, recipe.data, recipe.collect.max_new_tokens)[0][:2]
+        for r in task_prompts(model, recipe.data, recipe.collect.max_new_tokens)[0][:2]
     ]
     say(f"[5/5] samples ({describe(recipe.decoding)}):")
     texts = model.render_prompts(prompts, recipe.generate.chat_template)

@@ -13,11 +13,17 @@ import sys
 import textwrap
 import warnings
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from toolkit import methods
 from toolkit.bench.config import mode_choices as bench_modes
+from toolkit.cli import commands, lpo
 from toolkit.errors import ToolkitError
 from toolkit.files import OUTPUT_ERRNOS
+
+if TYPE_CHECKING:
+    from toolkit.recipes.schema import Recipe
 
 EPILOG = """\
 overrides are OmegaConf dotlist items, applied after the YAML file, e.g.
@@ -25,35 +31,49 @@ overrides are OmegaConf dotlist items, applied after the YAML file, e.g.
   generate.prompts='[Once upon a time]'
 --print-config shows the resolved recipe and exits without loading anything."""
 
-# name -> (one-line summary, longer description)
-SUBCOMMANDS = {
-    "graft": (
+
+@dataclass(frozen=True)
+class Command:
+    """A subcommand: the function that runs it on the validated recipe, and its help text."""
+
+    run: Callable[[Recipe], object]
+    summary: str
+    description: str
+
+
+COMMANDS: dict[str, Command] = {
+    "graft": Command(
+        commands.cmd_graft,
         "graft the tap and an untrained head onto a base model and save the checkpoint",
         "Loads model.path (or model.tiny), grafts with the `graft` section and writes an "
         "augmented checkpoint (head.safetensors + augment_config.json + tokenizer) to "
         "output_dir.",
     ),
-    "collect": (
+    "collect": Command(
+        lpo.cmd_collect,
         "sample replies and write LPO preference pairs (JSONL)",
         "Samples `collect.num_replies` replies per prompt with head-drawn temperatures, scores "
         "them with the `reward` section and writes chosen/rejected pairs to data.pairs. Prompts "
         "come from data.prompts (JSONL) or, when unset, the built-in synthetic task. Rerunning "
         "resumes: prompts already done are skipped.",
     ),
-    "train": (
+    "train": Command(
+        lpo.cmd_train,
         "train the adaptive-temperature head on LPO pairs with Lightning",
         "Trains only the head on data.pairs with the `train` (loss, optimiser) and `trainer` "
         "(devices, strategy, precision, steps) sections, then exports the checkpoint to "
         "output_dir.",
     ),
-    "generate": (
+    "generate": Command(
+        commands.cmd_generate,
         "generate completions with the recipe's decoding options",
         "Reads generate.prompts (inline list) or generate.input (JSONL with a prompt field), "
         "decodes with the `decoding` section and writes generate.output (JSONL, input order). "
         "Without an output file the completions go to the terminal; a single prompt streams. "
         "With trainer.devices > 1 the prompts are sharded over processes.",
     ),
-    "eval": (
+    "eval": Command(
+        commands.cmd_eval,
         "score decoding modes on a local dataset (TruthfulQA, FACTOR, GSM8K, ...)",
         "Runs the `eval` section (task, data_path, modes, preset) with the methods' settings "
         "from the `decoding` section and writes per-item and total results as JSON plus a "
@@ -62,13 +82,15 @@ SUBCOMMANDS = {
         f"{', '.join(methods.generation_modes())}. Presets: task (the task's own), none, "
         f"{', '.join(methods.preset_names())}.",
     ),
-    "bench": (
+    "bench": Command(
+        commands.cmd_bench,
         "time decoding modes side by side (ms/token, memory)",
         "Runs the `bench` section on the model (model.random_shape benchmarks random weights of "
         "a named shape without any checkpoint) and writes a table, JSON and a plot. Modes: "
         f"{', '.join(bench_modes())}; the methods' settings come from the `decoding` section.",
     ),
-    "run": (
+    "run": Command(
+        lpo.cmd_run,
         "the whole pipeline: graft -> collect -> train -> save -> reload -> generate",
         "Runs every step from one recipe, reloads the saved checkpoint from output_dir and "
         "generates samples with the recipe's decoding options; on the synthetic task it also "
@@ -88,11 +110,11 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     subparsers = parser.add_subparsers(dest="command", metavar="SUBCOMMAND", required=True)
-    for name, (summary, description) in SUBCOMMANDS.items():
+    for name, command in COMMANDS.items():
         sub = subparsers.add_parser(
             name,
-            help=summary,
-            description=f"{summary}.\n\n{textwrap.fill(description, 88)}",
+            help=command.summary,
+            description=f"{command.summary}.\n\n{textwrap.fill(command.description, 88)}",
             epilog=EPILOG,
             formatter_class=argparse.RawDescriptionHelpFormatter,
         )
@@ -159,9 +181,6 @@ def _dispatch(args: argparse.Namespace) -> int:
     from toolkit.cli.outputs import held
 
     runtime.configure(recipe.runtime)
-    from toolkit.cli import commands
-
-    command: Callable = getattr(commands, f"cmd_{args.command}")
     with held(args.command, recipe):
-        command(recipe)
+        COMMANDS[args.command].run(recipe)
     return 0

@@ -1,7 +1,8 @@
 """The one LPO pipeline: prompts -> preference pairs -> trained head -> checkpoint.
 
 `task_prompts` gives the prompt records of a `DataConfig` (a JSONL file, or a built-in task:
-the synthetic task of `toolkit.lpo.synthetic` or `toolkit.lpo.arith_writing`), `collect` writes the pairs and `train` fits the head
+the synthetic task of `toolkit.lpo.synthetic` or `toolkit.lpo.arith_writing`) and `collect`
+writes their pairs into `data.pairs`; `toolkit.lpo.train.train_head` fits the head on that file
 and exports the checkpoint. The CLI (`collect`, `train`, `run`), the synthetic experiment
 (`prepare_synthetic`, `train_and_evaluate`, `run_synthetic`), the tests and the benchmarks all
 go through them.
@@ -26,7 +27,7 @@ from toolkit.lpo.config import (
     TrainerConfig,
 )
 from toolkit.lpo.rewards import Reward
-from toolkit.lpo.train import TrainResult, train_head
+from toolkit.lpo.train import train_head
 
 if TYPE_CHECKING:
     from toolkit.graft.augmented import AugmentedModel
@@ -117,25 +118,6 @@ def collect(model: AugmentedModel, data: DataConfig, config: CollectConfig,
     return collect_pairs(model, records, config, data.pairs, reward=reward, progress=progress)
 
 
-def train(model: AugmentedModel, data: DataConfig, train_config: TrainConfig,
-          trainer_config: TrainerConfig, out_dir: str | Path, progress: bool = False,
-          log_dir: str | Path | None = None) -> TrainResult:
-    """Train the head on `data.pairs` and export the checkpoint to `out_dir`.
-
-    Args:
-        model: the AugmentedModel whose head trains.
-        data: holds the pairs file.
-        train_config: the `train` section; trainer_config: the `trainer` section.
-        out_dir: the checkpoint directory (replaced by the export).
-        progress: show progress bars; log_dir: where logs go (see `train_head`).
-
-    Returns:
-        `TrainResult` (losses, steps, seconds, checkpoint paths).
-    """
-    return train_head(model, data.pairs, train_config, trainer_config, out_dir,
-                      progress=progress, log_dir=log_dir)
-
-
 @dataclass
 class SyntheticTask:
     """A prepared synthetic experiment: the model, its data, held-out prompts and pairs."""
@@ -178,8 +160,8 @@ def train_and_evaluate(task: SyntheticTask, out_dir: str | Path, *,
     task.model.head.load_state_dict(task.initial_head)
     trainer = TrainerConfig(accelerator="cpu", max_epochs=max_epochs, batch_size=batch_size,
                             lr=lr, weight_decay=weight_decay, seed=seed, progress_bar=progress)
-    result = train(task.model, task.data, TrainConfig(loss=loss, beta=beta), trainer, out_dir,
-                   progress=progress)
+    result = train_head(task.model, task.data.pairs, TrainConfig(loss=loss, beta=beta), trainer,
+                        out_dir, progress=progress)
     return {
         "loss": loss, "level": task.model.graft_config.head.level,
         "pairs": task.stats.pairs, "dropped": task.stats.dropped,
