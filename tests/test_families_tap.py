@@ -276,7 +276,7 @@ def test_early_logits_with_layers_and_lm_head_on_different_devices(tiny_model_di
 
 
 def test_an_unset_early_exit_norm_matches_the_checkpoints_resolved_choice():
-    from toolkit.recipes.facts import check_graft
+    from toolkit.recipes.model_files import check_graft
 
     saved = GraftConfig(early_exit_norm=True, head=HeadConfig(hidden_size=8))
     check_graft("ckpt", GraftConfig(), saved)  # no graft section

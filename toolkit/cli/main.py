@@ -168,7 +168,7 @@ def _quiet_library_banners() -> None:
 
 
 def _dispatch(args: argparse.Namespace) -> int:
-    from toolkit.cli.checks import preflight
+    from toolkit.cli.preflight import preflight
     from toolkit.recipes.load import merged_config, resolved_yaml, to_recipe
 
     config = merged_config(args.recipe, args.overrides)

@@ -14,7 +14,7 @@ import math
 
 import torch
 
-from toolkit.decoding.checks import check_layer_logits
+from toolkit.decoding.layer_logits import check_layer_logits
 
 _LOWEST = torch.finfo(torch.float32).min
 

@@ -21,7 +21,7 @@ import math
 import torch
 
 from toolkit.decoding.blocks import BLOCK_ELEMENTS, kernel, row_blocks
-from toolkit.decoding.checks import check_layer_logits
+from toolkit.decoding.layer_logits import check_layer_logits
 
 _LOWEST = torch.finfo(torch.float32).min
 

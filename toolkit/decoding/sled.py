@@ -45,7 +45,7 @@ from dataclasses import dataclass
 import torch
 
 from toolkit.decoding.blocks import BLOCK_ELEMENTS, kernel, row_blocks
-from toolkit.decoding.checks import check_layer_logits
+from toolkit.decoding.layer_logits import check_layer_logits
 
 COSINE_EPS = 1e-8
 _LOWEST = torch.finfo(torch.float32).min

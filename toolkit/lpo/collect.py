@@ -14,7 +14,7 @@ import random
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, BinaryIO, NamedTuple
 
 from tqdm.auto import tqdm
 
@@ -42,6 +42,13 @@ class CollectStats:
     dropped: int
     replies: int
     seconds: float
+
+
+class _OpenFiles(NamedTuple):
+    """The files a collection appends to: the pairs, and the prompts dropped for equal rewards."""
+
+    pairs: BinaryIO
+    dropped: BinaryIO
 
 
 def _prompt_records(prompts) -> list[dict]:
@@ -171,14 +178,14 @@ def _check_answers(records: list[dict], config: CollectConfig) -> None:
         )
 
 
-def _write_prompt(model, record, group, scores, config, chunk_no, handles) -> int:
+def _write_prompt(model, record, group, scores, config, chunk_no, files: _OpenFiles) -> int:
     """Append the prompt's pair (returns 1) or record it as dropped (returns 0)."""
     pick = pairs.select_pair(scores, random.Random(f"{config.seed}:{record['id']}"))
     if pick is None:
-        pairs.append_record(handles[1], {"id": record["id"], "reward": scores[0]})
+        pairs.append_record(files.dropped, {"id": record["id"], "reward": scores[0]})
         return 0
     line = _pair_record(model, record, group, scores, *pick, config, chunk_no)
-    pairs.append_record(handles[0], line)
+    pairs.append_record(files.pairs, line)
     return 1
 
 
@@ -235,13 +242,14 @@ def collect_pairs(
             pairs.repair_tail(path)
         stats = CollectStats(len(records), sum(r["id"] in done for r in records), 0, 0, 0, 0.0)
         with open(pairs.dropped_path(out_path), "ab") as drop_fh:
-            _collect_chunks(model, records, done, config, reward, (pair_fh, drop_fh), stats,
-                            progress)
+            _collect_chunks(model, records, done, config, reward, _OpenFiles(pair_fh, drop_fh),
+                            stats, progress)
     stats.seconds = time.perf_counter() - start
     return stats
 
 
-def _collect_chunks(model, records, done, config, reward, handles, stats, progress) -> None:
+def _collect_chunks(model, records, done, config, reward, files: _OpenFiles, stats,
+                    progress) -> None:
     size = config.prompts_per_batch
     bar = tqdm(total=len(records), initial=stats.skipped, disable=not progress,
                desc="collect", unit="prompt")
@@ -256,7 +264,7 @@ def _collect_chunks(model, records, done, config, reward, handles, stats, progre
             stats.replies += len(sampled) * config.num_replies
             scores = _score(reward, model, todo, replies)
             for record, group, values in zip(todo, replies, scores, strict=True):
-                written = _write_prompt(model, record, group, values, config, chunk_no, handles)
+                written = _write_prompt(model, record, group, values, config, chunk_no, files)
                 stats.pairs += written
                 stats.dropped += 1 - written
                 bar.update(1)

@@ -24,8 +24,8 @@ class AdaptiveOptions:
         check_choice("adaptive_temperature.choice", self.choice, ADAPTIVE_CHOICES)
 
 
-def label(o: AdaptiveOptions) -> str:
-    return "adaptive temperature" + (" (sampled)" if o.choice == "sample" else "")
+def label(options: AdaptiveOptions) -> str:
+    return "adaptive temperature" + (" (sampled)" if options.choice == "sample" else "")
 
 
 METHOD = DecodingMethod(

@@ -45,8 +45,8 @@ def score(final, early, targets, options: ContrastiveOptions):
                               filtered_value=options.score_filtered_value)
 
 
-def label(o: ContrastiveOptions) -> str:
-    return f"contrastive alpha={o.alpha:g}"
+def label(options: ContrastiveOptions) -> str:
+    return f"contrastive alpha={options.alpha:g}"
 
 
 METHOD = DecodingMethod(

@@ -56,7 +56,7 @@ def log_probs(final, early, options: DolaOptions):
     return contrast.log_softmax(-1)
 
 
-def label(o: DolaOptions) -> str:
+def label(options: DolaOptions) -> str:
     return "DoLa"
 
 

@@ -33,16 +33,17 @@ class SledOptions:
         check_layers("sled.layers", self.layers)
 
 
-def _kwargs(o: SledOptions) -> dict[str, Any]:
-    return dict(evolution_rate=o.evolution_rate, evolution_scale=o.evolution_scale,
-                evolution_lower_bound=o.evolution_lower_bound, op_T=o.op_T)
+def _evolution_settings(options: SledOptions) -> dict[str, Any]:
+    """The keyword arguments of `sled_evolve` / `sled_details` that `options` sets."""
+    return dict(evolution_rate=options.evolution_rate, evolution_scale=options.evolution_scale,
+                evolution_lower_bound=options.evolution_lower_bound, op_T=options.op_T)
 
 
 def step(scores, early, options: SledOptions, layers: list[int]):
     """Evolved logits and the per-layer weights (B, N) of this step."""
     from toolkit.decoding import sled_details
 
-    result = sled_details(scores, early, **_kwargs(options))
+    result = sled_details(scores, early, **_evolution_settings(options))
     return result.logits, result.layer_weights
 
 
@@ -51,7 +52,7 @@ def score(final, early, targets, options: SledOptions):
     evolved logit (TruthfulQA protocol) or its log_softmax (FACTOR protocol)."""
     from toolkit.decoding import sled_evolve
 
-    evolved = sled_evolve(final.float(), early.float(), **_kwargs(options))
+    evolved = sled_evolve(final.float(), early.float(), **_evolution_settings(options))
     if options.score_log_softmax:
         evolved = evolved.log_softmax(-1)
     return evolved.gather(-1, targets[:, None])[:, 0]
@@ -62,7 +63,8 @@ def log_probs(final, early, options: SledOptions):
     applied (tokens outside the top-K keep their evolved value), so every row sums to 1."""
     from toolkit.decoding import sled_details
 
-    return sled_details(final.float(), early.float(), **_kwargs(options)).evolved.log_softmax(-1)
+    result = sled_details(final.float(), early.float(), **_evolution_settings(options))
+    return result.evolved.log_softmax(-1)
 
 
 def check(options: SledOptions, vocab_size: int) -> None:
@@ -74,8 +76,8 @@ def check(options: SledOptions, vocab_size: int) -> None:
         )
 
 
-def label(o: SledOptions) -> str:
-    return f"SLED alpha={o.evolution_rate:g} K={o.evolution_scale}"
+def label(options: SledOptions) -> str:
+    return f"SLED alpha={options.evolution_rate:g} K={options.evolution_scale}"
 
 
 METHOD = DecodingMethod(

@@ -31,8 +31,8 @@ def step(scores, options: TopNSigmaOptions):
     return top_n_sigma(scores, options.n)
 
 
-def label(o: TopNSigmaOptions) -> str:
-    return f"top-n-sigma n={o.n:g}"
+def label(options: TopNSigmaOptions) -> str:
+    return f"top-n-sigma n={options.n:g}"
 
 
 METHOD = DecodingMethod(

@@ -27,7 +27,7 @@ from toolkit.presets import (
     prepare_preset,
     publish_to_cache,
 )
-from toolkit.recipes.facts import check_graft
+from toolkit.recipes.model_files import check_graft
 from toolkit.recipes.schema import ModelConfig
 
 if TYPE_CHECKING:

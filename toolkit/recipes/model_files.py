@@ -1,5 +1,6 @@
-"""What a recipe's model files say before any weights load (vocabulary size, positions, the
-graft a checkpoint was saved with), and the check that a recipe's graft matches a checkpoint's.
+"""What a recipe's model files say before any weights load (`read_model_files`: vocabulary
+size, positions, the graft a checkpoint was saved with), and the check that a recipe's graft
+matches a checkpoint's (`check_graft`).
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ def check_graft(path: str, wanted: GraftConfig, saved: GraftConfig) -> None:
 
 
 @dataclass
-class ModelFacts:
+class ModelFileInfo:
     """What the config files tell about a model before its weights load."""
 
     vocab_size: int | None = None
@@ -43,32 +44,32 @@ class ModelFacts:
     graft: GraftConfig | None = None  # set when model.path is an augmented checkpoint
 
 
-def model_facts(config: ModelConfig) -> ModelFacts:
+def read_model_files(config: ModelConfig) -> ModelFileInfo:
     """Vocabulary size, positions and (for a checkpoint) the saved graft, from files only."""
     if config.tiny:
         from toolkit.testing import tiny_config
 
         text = tiny_config(config.tiny, config.seed)
-        return ModelFacts(text.vocab_size, getattr(text, "max_position_embeddings", None))
+        return ModelFileInfo(text.vocab_size, getattr(text, "max_position_embeddings", None))
     if not config.path or config.gguf_file:
-        return ModelFacts()  # a preset or a GGUF file: known once loaded
+        return ModelFileInfo()  # a preset or a GGUF file: known once loaded
     path = Path(config.path)
     if not (path / CONFIG_FILE).is_file():
-        return _facts_of_config(path / "config.json")
+        return _read_config_json(path / "config.json")
     from toolkit.graft.checkpoint import read_config, resolve_reference
 
     directory, saved, graft, _ = read_config(path)
     base = Path(resolve_reference(saved["base"], directory, prepare=False))
-    facts = _facts_of_config(base / "config.json")
-    facts.vocab_size = saved["base_fingerprint"]["keys"].get("vocab_size", facts.vocab_size)
-    facts.graft = graft
-    return facts
+    info = _read_config_json(base / "config.json")
+    info.vocab_size = saved["base_fingerprint"]["keys"].get("vocab_size", info.vocab_size)
+    info.graft = graft
+    return info
 
 
-def _facts_of_config(config_file: Path) -> ModelFacts:
+def _read_config_json(config_file: Path) -> ModelFileInfo:
     try:
         data = json.loads(config_file.read_text())
     except (OSError, ValueError):
-        return ModelFacts()
+        return ModelFileInfo()
     text = data.get("text_config") or data
-    return ModelFacts(text.get("vocab_size"), text.get("max_position_embeddings"))
+    return ModelFileInfo(text.get("vocab_size"), text.get("max_position_embeddings"))

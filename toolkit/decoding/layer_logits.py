@@ -1,4 +1,5 @@
-"""Argument checks shared by the functions that take final and early-layer logits."""
+"""The argument check of the functions that take final and early-layer logits: shapes (B, V)
+and (B, N>=1, V), floating point, matching B and V."""
 
 from __future__ import annotations
 

@@ -1,13 +1,20 @@
-"""Checks on files and option combinations that must fail before any model loads."""
+"""The CLI's checks before any model loads (`preflight`): files that must exist, option
+combinations, every output (`toolkit.cli.outputs`), and the inputs against what the model's
+config files say: prompt files (UTF-8, non-empty prompts), pair files (one pair per prompt id,
+token ids inside the vocabulary, temperature indices inside the grid), lengths against the
+model's positions, and a recipe `graft` section that a checkpoint would silently override.
+"""
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 from toolkit.cli import outputs
 from toolkit.cli.outputs import SAVING
 from toolkit.errors import ConfigError, DataError
 from toolkit.layout import inside
+from toolkit.recipes.model_files import ModelFileInfo, check_graft, read_model_files
 from toolkit.recipes.models import check_model
 from toolkit.recipes.schema import Recipe
 
@@ -37,9 +44,7 @@ def preflight(command: str, recipe: Recipe, recipe_file: str | None = None) -> N
     if command == "eval" and recipe.eval.task != "arithmetic":
         _need_file(recipe.eval.data_path, "eval.data_path")
     _check_outputs(command, recipe, recipe_file)
-    from toolkit.cli.inputs import check_inputs
-
-    check_inputs(command, recipe)
+    _check_against_model(command, recipe)
 
 
 def _check_outputs(command: str, recipe: Recipe, recipe_file: str | None) -> None:
@@ -130,3 +135,44 @@ def _need_file(path: str, key: str, hint: str = "") -> None:
     if not path or not Path(path).is_file():
         extra = f"; {hint}" if hint else ""
         raise DataError(f"{key}={path!r}: file not found{extra}")
+
+
+def _check_against_model(command: str, recipe: Recipe) -> None:
+    """Fail before loading the model on inputs it could not use; note options that do nothing."""
+    _note_no_ops(recipe)
+    if recipe.model.random_shape:
+        return
+    info = read_model_files(recipe.model)
+    if info.graft is not None:
+        check_graft(recipe.model.path, recipe.graft, info.graft)
+    if command in ("generate", "run"):
+        _check_positions("decoding.max_new_tokens", recipe.decoding.max_new_tokens, info)
+    if command in ("collect", "run"):
+        _check_positions("collect.max_new_tokens", recipe.collect.max_new_tokens, info)
+        if recipe.data.prompts:
+            from toolkit.jsonl import read_prompts
+
+            read_prompts(recipe.data.prompts, recipe.data.prompt_field, key="data.prompts")
+    if command == "train":
+        from toolkit.lpo.pairs import read_pairs
+
+        grid = info.graft.head.temperatures if info.graft else recipe.graft.head.temperatures
+        read_pairs(recipe.data.pairs, info.vocab_size, len(grid), info.max_positions)
+
+
+def _note_no_ops(recipe: Recipe) -> None:
+    top = recipe.decoding.top_n_sigma
+    if top.n <= 0:
+        print(
+            f"note: decoding.top_n_sigma.n={top.n:g} <= 0 switches top-n-sigma off (as in "
+            "llama.cpp); give n > 0 to filter",
+            file=sys.stderr,
+        )
+
+
+def _check_positions(key: str, value: int, info: ModelFileInfo) -> None:
+    if info.max_positions and value >= info.max_positions:
+        raise ConfigError(
+            f"{key}={value} does not fit the model's {info.max_positions} positions (prompt "
+            f"included); choose a value below {info.max_positions}"
+        )
