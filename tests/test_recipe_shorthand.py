@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from toolkit.errors import ConfigError
+from toolkit.options import AdaptiveOptions, DecodingConfig, with_overrides
 from toolkit.recipes import load_recipe
 
 RECIPE = """\
@@ -49,3 +52,10 @@ def test_overrides_of_whole_sections_and_of_fields(recipe):
 def test_bad_flat_value_names_the_key(recipe):
     with pytest.raises(ConfigError, match="decoding.top_n_sigma"):
         load_recipe(recipe, ["decoding.top_n_sigma=many"])
+
+
+def test_an_unknown_method_option_names_the_valid_ones():
+    with pytest.raises(ConfigError) as err:
+        with_overrides(DecodingConfig(), adaptive_temperature={"mode": "token"})
+    valid = ", ".join(f.name for f in dataclasses.fields(AdaptiveOptions))
+    assert str(err.value) == f"unknown adaptive_temperature option 'mode'; valid: {valid}"

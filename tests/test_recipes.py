@@ -150,29 +150,6 @@ def test_wrong_type_names_key_and_expected_type(tiny_recipe):
     assert "list of str" in error_of(tiny_recipe, ["generate.prompts=hello"])
 
 
-@pytest.mark.parametrize("old, new", [
-    ("eval.sled_evolution_rate=2.5", "decoding.sled.evolution_rate"),
-    ("eval.sled_evolution_scale=75", "decoding.sled.evolution_scale"),
-    ("eval.sled_op_T=3", "decoding.sled.op_T"),
-    ("eval.dola_relative_top=0.2", "decoding.dola.relative_top"),
-    ("eval.decoding.max_new_tokens=6", "set decoding"),
-    ("bench.evolution_rate=2.0", "decoding.sled.evolution_rate"),
-    ("bench.top_n_sigma=1.5", "decoding.top_n_sigma.n"),
-    ("collect.mode=token", "graft.head.level"),
-    ("decoding.adaptive_temperature.mode=token", "decoding.adaptive_temperature.enabled"),
-])
-def test_moved_keys_name_their_new_home(tiny_recipe, old, new):
-    message = error_of(tiny_recipe, [old])
-    assert f"'{old.split('=')[0].rsplit('.max_new_tokens')[0]}'" in message
-    assert "has moved" in message and new in message
-
-
-def test_moved_key_in_a_recipe_file_names_the_line(tmp_path):
-    path = write(tmp_path, "model: {tiny: llama}\neval:\n  sled_evolution_scale: 75\n")
-    assert error_of(path) == (f"'eval.sled_evolution_scale' in {path}:3 has moved: set "
-                              "decoding.sled.evolution_scale")
-
-
 def test_out_of_range(tiny_recipe):
     assert "out of range" in error_of(tiny_recipe, ["decoding.sled.evolution_scale=0"])
     assert "not allowed" in error_of(tiny_recipe, ["trainer.strategy=mpi"])

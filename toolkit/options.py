@@ -216,8 +216,6 @@ def _method_options(method: methods.DecodingMethod, current: Any, value: Any) ->
         return dataclasses.replace(current, enabled=bool(value))
     if method.shorthand and isinstance(value, (int, float)):
         return dataclasses.replace(current, enabled=True, **{method.shorthand: float(value)})
-    if method.name == "adaptive_temperature" and value in ("off", "sequence", "token"):
-        raise ConfigError(_unknown_field(method.name, "mode", []))
     raise ConfigError(
         f"{method.name}={value!r} is not allowed; give True/False, a dict of "
         f"{method.options.__name__} fields or a {method.options.__name__}"
@@ -225,10 +223,6 @@ def _method_options(method: methods.DecodingMethod, current: Any, value: Any) ->
 
 
 def _unknown_field(section: str, key: str, names: list[str]) -> str:
-    if section == "adaptive_temperature" and key == "mode":
-        return ("adaptive_temperature 'mode' has moved: switch the head's temperature on with "
-                "adaptive_temperature.enabled=true; its level (sequence/token) is the head's "
-                "own, graft.head.level")
     return f"unknown {section} option {key!r}; valid: {', '.join(names)}"
 
 

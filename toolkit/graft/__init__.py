@@ -6,7 +6,6 @@ from toolkit.graft.families import ModelParts as ModelParts
 from toolkit.graft.families import resolve as resolve
 from toolkit.graft.head import AdaptiveDecoderHead as AdaptiveDecoderHead
 from toolkit.graft.layers import candidate_layers as candidate_layers
-from toolkit.graft.processors import DolaLogitsProcessor as DolaLogitsProcessor
 from toolkit.graft.processors import SledLogitsProcessor as SledLogitsProcessor
 from toolkit.graft.processors import TopNSigmaLogitsProcessor as TopNSigmaLogitsProcessor
 from toolkit.graft.records import AugmentedOutput as AugmentedOutput

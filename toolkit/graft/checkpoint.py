@@ -281,7 +281,7 @@ def check_fingerprint(checkpoint: Checkpoint, base, where: str) -> None:
 def load_head(head, checkpoint: Checkpoint) -> None:
     """Copy the saved tensors into `head` after a strict key and shape check."""
     expected = head.state_dict()
-    state = _without_legacy_grid(head, dict(checkpoint.head_state), checkpoint.directory)
+    state = dict(checkpoint.head_state)
     path = checkpoint.directory / HEAD_FILE
     missing = sorted(set(expected) - set(state))
     unexpected = sorted(set(state) - set(expected))
@@ -298,18 +298,6 @@ def load_head(head, checkpoint: Checkpoint) -> None:
             f"{CONFIG_FILE} does not match the weights, save the checkpoint again"
         )
     head.load_state_dict(state, strict=True)
-
-
-def _without_legacy_grid(head, state: dict[str, torch.Tensor], directory: Path) -> dict:
-    """Checkpoints written before the grid lived only in augment_config.json also saved it as
-    a `temperatures` tensor; it must agree with the config, then it is dropped."""
-    saved = state.pop("temperatures", None)
-    if saved is not None and not torch.equal(saved.float(), head.temperatures.float().cpu()):
-        raise CheckpointError(
-            f"{directory / HEAD_FILE} holds temperatures {saved.tolist()} but {CONFIG_FILE} "
-            f"says {head.temperatures.tolist()}; the checkpoint is corrupted, save it again"
-        )
-    return state
 
 
 def reference_of(source: str) -> str:

@@ -165,7 +165,6 @@ def parse_config(data: Any, path: Path) -> tuple[GraftConfig, DecodingConfig]:
                                      unknown and f"has unknown key(s) {', '.join(unknown)}") if p)
         raise CheckpointError(f"{path} {what}; the checkpoint is corrupted, save it again")
     _check_plain(data, path)
-    data = {**data, "decoding": _migrated(data["decoding"])}
     _check_keys(data["graft"], GraftConfig, "graft", path, require=True)
     _check_keys(data["decoding"], DecodingConfig, "decoding", path, require=False)
     _check_plugins(data["decoding"].get("plugins", {}), path)
@@ -185,19 +184,6 @@ def _check_plugins(plugins: Any, path: Path) -> None:
                 f"install the package that provides it (entry point group "
                 f"{methods.ENTRY_POINT_GROUP}) or register it before loading"
             )
-
-
-def _migrated(decoding: Any) -> Any:
-    """Checkpoints written before the head level was set once saved
-    `adaptive_temperature.mode` (off/sequence/token) instead of `enabled`."""
-    if not isinstance(decoding, dict):
-        return decoding
-    adaptive = decoding.get("adaptive_temperature")
-    if isinstance(adaptive, dict) and "mode" in adaptive:
-        adaptive = {k: v for k, v in adaptive.items() if k != "mode"}
-        adaptive["enabled"] = decoding["adaptive_temperature"]["mode"] != "off"
-        return {**decoding, "adaptive_temperature": adaptive}
-    return decoding
 
 
 def _check_plain(data: dict, path: Path) -> None:

@@ -1,8 +1,8 @@
 """transformers `LogitsProcessor`s for the registered decoding methods and the temperature.
 
 `EarlyExitLogitsProcessor` runs any "logits"-stage method of `toolkit.methods` (SLED, DoLa,
-...) and `FilterLogitsProcessor` any "filter"-stage one; `SledLogitsProcessor` and
-`DolaLogitsProcessor` are the first with the method filled in.
+...) and `FilterLogitsProcessor` any "filter"-stage one; `SledLogitsProcessor` is the first
+with the method filled in.
 
 `TopNSigmaLogitsProcessor` needs nothing else and works with any model's `generate()`. SLED,
 DoLa and the adaptive temperature read the newest position from an `EarlyExitTap`, so the
@@ -25,7 +25,7 @@ from toolkit import methods
 from toolkit.decoding import apply_temperature, top_n_sigma
 from toolkit.errors import ConfigError, NonFiniteLogitsError
 from toolkit.graft.layers import candidate_layers
-from toolkit.options import DolaOptions, SledOptions
+from toolkit.options import SledOptions
 
 
 class FiniteLogitsCheck(LogitsProcessor):
@@ -133,16 +133,6 @@ class SledLogitsProcessor(EarlyExitLogitsProcessor):
 
     def __init__(self, tap, options: SledOptions | None = None, record: bool = False):
         super().__init__(tap, methods.get("sled"), options or SledOptions(enabled=True), record)
-
-
-class DolaLogitsProcessor(EarlyExitLogitsProcessor):
-    """DoLa (docs/methods.md section 3): contrast the final logits with the most distant candidate layer.
-
-    Records (with `record=True`): the chosen layer number (B,) per step.
-    """
-
-    def __init__(self, tap, options: DolaOptions | None = None, record: bool = False):
-        super().__init__(tap, methods.get("dola"), options or DolaOptions(enabled=True), record)
 
 
 class FilterLogitsProcessor(LogitsProcessor):

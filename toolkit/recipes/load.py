@@ -28,7 +28,7 @@ from omegaconf.errors import (
 from toolkit import methods
 from toolkit.errors import ConfigError, check_finite
 from toolkit.recipes import shorthand
-from toolkit.recipes.schema import MOVED_KEYS, Recipe
+from toolkit.recipes.schema import Recipe
 
 
 def load_recipe(path: str | Path, overrides: Sequence[str] = ()) -> Recipe:
@@ -180,9 +180,6 @@ class _translated:
         key = getattr(err, "full_key", None) or ""
         text = (getattr(err, "msg", None) or str(err)).splitlines()[0]
         if isinstance(err, ConfigKeyError) and key:
-            moved = _moved(key)
-            if moved:
-                return f"'{moved[0]}' in {self._where(key)} has moved: set {moved[1]}"
             plugin = (" (a method from another package: install it, or list its module under "
                       "imports)") if re.fullmatch(r"decoding\.\w+", key) else ""
             return f"unknown key '{key}' in {self._where(key)}; {_suggest(key)}{plugin}"
@@ -244,14 +241,6 @@ def _type_name(tp: Any) -> str:
     if dataclasses.is_dataclass(tp):
         return f"a mapping of {tp.__name__} keys"
     return getattr(tp, "__name__", str(tp))
-
-
-def _moved(key: str) -> tuple[str, str] | None:
-    """(old key, where it lives now) when `key` is or lies under a moved recipe key."""
-    for old, new in MOVED_KEYS.items():
-        if key == old or key.startswith(old + "."):
-            return old, new
-    return None
 
 
 def _suggest(key: str) -> str:

@@ -26,26 +26,6 @@ from toolkit.runtime import RuntimeConfig
 DTYPES = ("auto", "float32", "float16", "bfloat16")
 SOURCES = ("path", "preset", "tiny", "random_shape")
 
-# Recipe keys that moved, and where each lives now: a recipe that still uses one fails with a
-# message naming the new key. Eval and bench read the method settings from `decoding`, task
-# protocols are presets (`eval.preset`), and the head level is set once, in graft.head.level.
-MOVED_KEYS = {
-    "eval.sled_evolution_rate": "decoding.sled.evolution_rate",
-    "eval.sled_evolution_scale": "decoding.sled.evolution_scale",
-    "eval.sled_op_T": "decoding.sled.op_T (with eval.preset=none; the task preset sets it)",
-    "eval.sled_lower_bound": "decoding.sled.evolution_lower_bound (with eval.preset=none)",
-    "eval.sled_log_softmax": "decoding.sled.score_log_softmax (with eval.preset=none)",
-    "eval.dola_relative_top": "decoding.dola.relative_top (with eval.preset=none)",
-    "eval.dola_relative_top_value": "decoding.dola.relative_top_value",
-    "eval.decoding": "decoding (eval's generation modes start from the recipe's decoding)",
-    "bench.evolution_rate": "decoding.sled.evolution_rate",
-    "bench.top_n_sigma": "decoding.top_n_sigma.n",
-    "collect.mode": "graft.head.level (the head's level, set once)",
-    "decoding.adaptive_temperature.mode": (
-        "decoding.adaptive_temperature.enabled (true/false; the level is graft.head.level)"
-    ),
-}
-
 
 @dataclass
 class ModelConfig:
