@@ -1,6 +1,5 @@
 """The head learns the synthetic task's known temperatures (docs/methods.md section 6, end to end, tiny Llama)."""
 
-import json
 import math
 
 import pytest
@@ -25,7 +24,6 @@ def test_sequence_head_learns_the_right_temperatures(sequence_task, loss):
     assert task.stats.pairs >= 240
     base = {k: v.clone() for k, v in task.model.base.state_dict().items()}
     figures = pipeline.train_and_evaluate(task, root / f"ckpt-{loss}", loss=loss)
-    print(loss, json.dumps(figures["after"]))
     after = figures["after"]
     assert after["exact_at_zero"] >= 0.9
     assert after["diverse_at_high"] >= 0.9
@@ -53,5 +51,4 @@ def test_token_level_head_trains_without_nan(tmp_path):
     assert len(losses) == 40 and all(math.isfinite(x) for x in losses)
     assert all(torch.isfinite(p).all() for p in task.model.head.parameters())
     after = _dataset_loss(task.model, tensors, "tokens_separate")
-    print("token level: loss over all pairs", before, "->", after)
     assert after < 0.7 * before
