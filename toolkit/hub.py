@@ -9,7 +9,8 @@ locally and that `huggingface_hub.utils.validate_repo_id` accepts is a Hub id.
 
 The files come through `huggingface_hub.snapshot_download` (config, tokenizer, safetensors
 weights, our checkpoint files) into its cache; later runs reuse it, offline too with
-`HF_HUB_OFFLINE=1` (read by huggingface_hub itself: `huggingface_hub.constants`). With no
+`HF_HUB_OFFLINE=1`. Whether to stay offline is decided here, by `offline()`, for every use of
+the Hub (also `toolkit.presets`): huggingface_hub's own reading of the variable. With no
 network and nothing cached, one line says what to do.
 """
 
@@ -55,18 +56,25 @@ def is_hub_id(source) -> bool:
     return "@" not in str(source) or bool(revision and revision.strip() == revision)
 
 
+def offline() -> bool:
+    """Whether the Hub must not be contacted: `HF_HUB_OFFLINE` as huggingface_hub reads it
+    (`huggingface_hub.constants.HF_HUB_OFFLINE`, set when huggingface_hub is imported)."""
+    from huggingface_hub import constants
+
+    return bool(constants.HF_HUB_OFFLINE)
+
+
 def resolve(source) -> Path:
     """A local directory for `source`: the path itself, or the Hub snapshot of a Hub id."""
     if not is_hub_id(source):
         return Path(source)
     import huggingface_hub
-    from huggingface_hub import constants
 
     repo, revision = split_id(source)
     try:
         return Path(huggingface_hub.snapshot_download(
             repo_id=repo, revision=revision, allow_patterns=PATTERNS,
-            local_files_only=constants.HF_HUB_OFFLINE))
+            local_files_only=offline()))
     except Exception as err:  # network, auth, missing repo, empty cache: all end the same way
         option = f" --revision {revision}" if revision else ""
         raise CheckpointError(

@@ -35,7 +35,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from toolkit import wheels
+from toolkit import hub, wheels
 from toolkit.errors import ConfigError, ToolkitError
 from toolkit.files import public_tree
 
@@ -183,8 +183,8 @@ def publish_to_cache(target: Path, build: Callable[[Path], object],
 
 def hub_reachable(timeout: float = HUB_TIMEOUT_S) -> bool:
     """Whether the Hub's host answers a TCP connection within `timeout` seconds (the name
-    lookup included); False at once when HF_HUB_OFFLINE is set."""
-    if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on"):
+    lookup included); False at once when HF_HUB_OFFLINE is set (`toolkit.hub.offline`)."""
+    if hub.offline():
         return False
     answer: list[bool] = []
 
