@@ -22,10 +22,10 @@ from pathlib import Path
 import torch
 from torch.profiler import ProfilerActivity, profile, record_function
 
-from toolkit import runtime
 from toolkit.bench import BenchConfig, random_model
 from toolkit.bench.measure import StepTimer
 from toolkit.bench.run import _generate, bench_decoding
+from toolkit.core import runtime
 from toolkit.graft import AugmentedModel
 from toolkit.graft import processors as P
 from toolkit.graft.tap import EarlyExitTap

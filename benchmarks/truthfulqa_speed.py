@@ -20,12 +20,12 @@ import sys
 import time
 from pathlib import Path
 
-from toolkit import runtime
-from toolkit.errors import ToolkitError
+from toolkit.core import runtime
+from toolkit.core.errors import ToolkitError
+from toolkit.core.options import apply_preset
 from toolkit.eval import truthfulqa
 from toolkit.eval.data import BadRows
 from toolkit.eval.scoring import encode_pair, score_encoded
-from toolkit.options import apply_preset
 from toolkit.recipes.load import load_recipe
 from toolkit.recipes.models import load_model
 

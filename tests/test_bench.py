@@ -12,7 +12,7 @@ import torch
 from toolkit import methods
 from toolkit.bench import BenchConfig, random_model, run_bench
 from toolkit.bench.shapes import shape_config
-from toolkit.errors import ConfigError
+from toolkit.core.errors import ConfigError
 from toolkit.graft import AugmentedModel
 
 # The bench's modes: its baselines, SLED once per K, then every other registered mode.

@@ -13,7 +13,7 @@ from _generation import graft, prompt_batch
 from safetensors import safe_open
 
 from toolkit import AugmentedModel, __version__
-from toolkit.errors import CheckpointError
+from toolkit.core.errors import CheckpointError
 from toolkit.graft import checkpoint
 from toolkit.testing import save_tiny
 

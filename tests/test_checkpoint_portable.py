@@ -14,9 +14,9 @@ import pytest
 import torch
 from _generation import prompt_batch
 
-from toolkit.errors import CheckpointError
+from toolkit.core.errors import CheckpointError
+from toolkit.core.options import GraftConfig, HeadConfig
 from toolkit.graft.augmented import AugmentedModel
-from toolkit.options import GraftConfig, HeadConfig
 
 PRESET = "smollm2-135m-instruct"
 
@@ -52,7 +52,7 @@ def test_checkpoint_and_base_move_together(tiny_llama_dir, tmp_path):
 
 
 def test_a_preset_base_is_stored_by_name(tiny_llama_dir, tmp_path, monkeypatch):
-    from toolkit.presets import prepare_preset
+    from toolkit.sources.presets import prepare_preset
 
     for cache in ("cache-a", "cache-b"):
         shutil.copytree(tiny_llama_dir, tmp_path / cache / PRESET)

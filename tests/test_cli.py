@@ -304,7 +304,7 @@ def test_bad_prompt_file_and_reward_model_dir(capsys, recipe, tmp_path, no_model
 
 
 def test_prompt_file_with_template(recipe, tmp_path):
-    from toolkit.errors import DataError
+    from toolkit.core.errors import DataError
     from toolkit.lpo.pipeline import task_prompts
     from toolkit.recipes import load_recipe
 

@@ -9,10 +9,10 @@ from _generation import graft, prompt_batch
 from transformers import AutoModelForCausalLM
 from transformers.generation.streamers import BaseStreamer
 
-from toolkit.errors import ConfigError
+from toolkit.core.errors import ConfigError
+from toolkit.core.options import DecodingConfig, GraftConfig, HeadConfig, with_overrides
 from toolkit.graft.augmented import AugmentedModel
 from toolkit.graft.custom_generate import decoder
-from toolkit.options import DecodingConfig, GraftConfig, HeadConfig, with_overrides
 
 NEW = 8
 
@@ -149,7 +149,7 @@ def test_decoder_names_the_methods_it_takes():
 def test_checkpoint_folder_checks_its_own_hashes(setup, tmp_path, edit):
     """An edited folder stops with one line before decoding. The edit here keeps the check;
     one that deletes it runs (documented: the folder is code the user runs)."""
-    from toolkit.errors import CheckpointError
+    from toolkit.core.errors import CheckpointError
 
     am, plain, ids, mask = setup
     ckpt = am.save_pretrained(tmp_path / "ckpt")

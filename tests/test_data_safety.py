@@ -16,10 +16,10 @@ import pytest
 import torch
 from _generation import graft
 
-from toolkit import atomic, files, layout
 from toolkit.cli.main import main
-from toolkit.errors import CheckpointError, DataError
+from toolkit.core.errors import CheckpointError, DataError
 from toolkit.graft import checkpoint
+from toolkit.io import atomic, files, layout
 from toolkit.lpo import pairs
 from toolkit.lpo.collect import collect_pairs
 from toolkit.lpo.config import CollectConfig
@@ -188,7 +188,7 @@ def test_partial_directory_is_removed_on_any_interruption(model, tmp_path, monke
 
 
 def test_layout_check_needs_no_torch():
-    code = "import sys, toolkit.layout, toolkit.files; print('torch' in sys.modules)"
+    code = "import sys, toolkit.io.layout, toolkit.io.files; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
 

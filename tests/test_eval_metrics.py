@@ -8,8 +8,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from toolkit import answers, methods
-from toolkit.errors import ConfigError, DataError
+from toolkit import methods
+from toolkit.core import answers
+from toolkit.core.errors import ConfigError, DataError
 from toolkit.eval import factor, generation, truthfulqa
 from toolkit.eval.config import EvalConfig
 from toolkit.eval.data import BadRows

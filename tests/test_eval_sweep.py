@@ -10,10 +10,10 @@ import pytest
 import torch
 
 from toolkit.cli.main import main
-from toolkit.errors import ConfigError
+from toolkit.core.errors import ConfigError
+from toolkit.core.options import DecodingConfig
 from toolkit.eval.config import EvalConfig
 from toolkit.eval.sweep import run_sweep
-from toolkit.options import DecodingConfig
 from toolkit.testing import build_tokenizer
 
 ROOT = Path(__file__).parent.parent

@@ -10,7 +10,7 @@ import torch
 from _generation import graft, prompt_batch
 from transformers import GenerationConfig, StoppingCriteria, StoppingCriteriaList
 
-from toolkit.errors import ConfigError
+from toolkit.core.errors import ConfigError
 from toolkit.graft import hf_generate
 from toolkit.graft.processors import PromptAwareRepetitionPenalty
 

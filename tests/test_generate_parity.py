@@ -8,8 +8,8 @@ from _generation import PARITY_FAMILIES, graft, prompt_batch, reference_generate
 from transformers import LogitsProcessorList
 from transformers.generation.streamers import BaseStreamer
 
+from toolkit.core.errors import ConfigError
 from toolkit.decoding import top_n_sigma
-from toolkit.errors import ConfigError
 from toolkit.graft import TopNSigmaLogitsProcessor
 from toolkit.graft.tap import EarlyExitTap
 

@@ -19,11 +19,8 @@ from transformers import (
 )
 
 from toolkit import methods
-from toolkit.errors import ConfigError
-from toolkit.graft import hf_generate
-from toolkit.graft.augmented import AugmentedModel
-from toolkit.graft.processors import SledLogitsProcessor, TopNSigmaLogitsProcessor
-from toolkit.options import (
+from toolkit.core.errors import ConfigError
+from toolkit.core.options import (
     DecodingConfig,
     GraftConfig,
     HeadConfig,
@@ -34,6 +31,9 @@ from toolkit.options import (
     pinned,
     with_overrides,
 )
+from toolkit.graft import hf_generate
+from toolkit.graft.augmented import AugmentedModel
+from toolkit.graft.processors import SledLogitsProcessor, TopNSigmaLogitsProcessor
 from toolkit.testing import build_tiny_model, build_tokenizer
 
 NEW = 10

@@ -6,9 +6,9 @@ import pytest
 import torch
 from torch import nn
 
-from toolkit.errors import ConfigError
+from toolkit.core.errors import ConfigError
+from toolkit.core.options import HeadConfig
 from toolkit.graft.head import AdaptiveDecoderHead
-from toolkit.options import HeadConfig
 
 D = 16
 

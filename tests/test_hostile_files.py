@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from toolkit.errors import CheckpointError, ConfigError, DataError
+from toolkit.core.errors import CheckpointError, ConfigError, DataError
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -55,10 +55,10 @@ def test_resume_checkpoint_naming_a_pickle_as_best_runs_no_code(tiny_llama_dir, 
     """A real Lightning checkpoint, its ModelCheckpoint state edited to name a malicious file
     inside the checkpoint folder as the best model (and a score no epoch beats): training
     resumes, and the export refuses that file instead of unpickling it."""
+    from toolkit.core.options import GraftConfig, HeadConfig
     from toolkit.graft.augmented import AugmentedModel
     from toolkit.lpo.config import TrainConfig, TrainerConfig
     from toolkit.lpo.train import train_head
-    from toolkit.options import GraftConfig, HeadConfig
 
     model = AugmentedModel.graft(tiny_llama_dir, GraftConfig(head=HeadConfig(hidden_size=16)))
     pairs, ckpts = _pairs(tmp_path / "pairs.jsonl"), tmp_path / "ckpts"
@@ -110,7 +110,7 @@ def test_pickle_weights_are_never_loaded(tiny_llama_dir, tmp_path):
 
 
 def test_a_50_mb_line_is_refused_fast_in_bounded_memory(tmp_path):
-    from toolkit.jsonl import MAX_LINE_BYTES, read_prompts
+    from toolkit.io.jsonl import MAX_LINE_BYTES, read_prompts
 
     path = tmp_path / "in.jsonl"
     path.write_text('{"prompt": "' + "x" * (50 * 2**20) + '"}\n')
@@ -127,7 +127,7 @@ def test_a_50_mb_line_is_refused_fast_in_bounded_memory(tmp_path):
 
 
 def test_a_long_prompt_is_refused_without_echoing_it(tmp_path):
-    from toolkit.jsonl import MAX_PROMPT_CHARS, read_prompts
+    from toolkit.io.jsonl import MAX_PROMPT_CHARS, read_prompts
     from toolkit.recipes.schema import GenerateConfig
 
     path = tmp_path / "in.jsonl"

@@ -10,12 +10,12 @@ import pytest
 import torch
 from _generation import prompt_batch, small_graft
 
-from toolkit import hub
 from toolkit.cli.main import main
-from toolkit.errors import CheckpointError
+from toolkit.core.errors import CheckpointError
 from toolkit.graft.augmented import AugmentedModel
 from toolkit.recipes import load_recipe
 from toolkit.recipes.models import load_model
+from toolkit.sources import hub
 
 
 @pytest.fixture

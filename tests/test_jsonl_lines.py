@@ -8,8 +8,8 @@ import hashlib
 import json
 import sys
 
-from toolkit import jsonl
 from toolkit.cli.main import main
+from toolkit.io import jsonl
 
 BREAKERS = [chr(c) for c in range(sys.maxunicode + 1) if len(f"a{chr(c)}b".splitlines()) == 2]
 

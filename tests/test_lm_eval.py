@@ -15,9 +15,9 @@ from _generation import prompt_batch
 lm_eval = pytest.importorskip("lm_eval")
 
 from toolkit.cli.main import main  # noqa: E402
+from toolkit.core.options import DecodingConfig, GraftConfig, HeadConfig, with_overrides  # noqa: E402
 from toolkit.eval import harness  # noqa: E402
 from toolkit.graft.augmented import AugmentedModel  # noqa: E402
-from toolkit.options import DecodingConfig, GraftConfig, HeadConfig, with_overrides  # noqa: E402
 
 ITEMS = [
     ("The capital of France is", "Paris.", ["Rome.", "a large river."]),
@@ -120,7 +120,7 @@ def test_lm_eval_equals_our_factor_scorer(setup, capsys, monkeypatch, mode, args
 
 def test_model_args_are_checked(setup):
     root, ckpt, _ = setup
-    from toolkit.errors import ConfigError
+    from toolkit.core.errors import ConfigError
 
     with pytest.raises(ConfigError, match="give pretrained="):
         harness.SurgeryLM(device="cpu")

@@ -5,11 +5,11 @@ import json
 import pytest
 import torch
 
-from toolkit.errors import DataError
+from toolkit.core.errors import DataError
+from toolkit.core.options import GraftConfig, HeadConfig
 from toolkit.graft.augmented import AugmentedModel
 from toolkit.lpo import collect, pairs
 from toolkit.lpo.config import CollectConfig, RewardConfig
-from toolkit.options import GraftConfig, HeadConfig
 
 PROMPTS = [{"id": f"p{i}", "prompt": text} for i, text in enumerate(
     ["The quick brown fox", "What is the capital", "Two plus two", "A language model",

@@ -6,8 +6,8 @@ import sys
 
 import pytest
 
-from toolkit.answers import extract_number
-from toolkit.errors import ConfigError, DataError
+from toolkit.core.answers import extract_number
+from toolkit.core.errors import ConfigError, DataError
 from toolkit.lpo import pairs, rewards
 from toolkit.lpo.config import CollectConfig, RewardConfig, TrainConfig, TrainerConfig
 

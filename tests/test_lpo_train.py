@@ -5,8 +5,9 @@ import math
 import pytest
 import torch
 
+from toolkit.core.errors import DataError
+from toolkit.core.options import GraftConfig, HeadConfig
 from toolkit.decoding import temperature_log_probs
-from toolkit.errors import DataError
 from toolkit.graft.augmented import AugmentedModel
 from toolkit.lpo import cache
 from toolkit.lpo.collect import collect_pairs
@@ -14,7 +15,6 @@ from toolkit.lpo.config import CollectConfig, TrainConfig, TrainerConfig
 from toolkit.lpo.losses import lpo_loss
 from toolkit.lpo.module import HeadLPOModule, LPODataModule
 from toolkit.lpo.train import fit_head, train_head
-from toolkit.options import GraftConfig, HeadConfig
 
 
 def by_sum(prompts, replies, records):

@@ -14,12 +14,12 @@ from pathlib import Path
 import pytest
 from _generation import graft
 
-from toolkit import reports
 from toolkit.cli.main import main
-from toolkit.errors import DataError
+from toolkit.core.errors import DataError
 from toolkit.eval.config import EvalConfig
 from toolkit.eval.run import run_eval
 from toolkit.graft import checkpoint
+from toolkit.io import reports
 
 BINARY = bytes(range(256)) * 4 + b"\n\x00\xff torn tail without newline"
 

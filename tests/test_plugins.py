@@ -22,10 +22,10 @@ from transformers import AutoModelForCausalLM
 
 from toolkit import methods
 from toolkit.bench import BenchConfig
-from toolkit.errors import ConfigError
+from toolkit.core.errors import ConfigError
+from toolkit.core.options import DecodingConfig, mode_decoding, with_overrides
 from toolkit.graft.augmented import AugmentedModel
 from toolkit.methods import registry
-from toolkit.options import DecodingConfig, mode_decoding, with_overrides
 from toolkit.recipes.load import load_recipe
 
 ROOT = Path(__file__).parent.parent

@@ -14,11 +14,11 @@ from pathlib import Path
 import huggingface_hub
 import pytest
 
-from toolkit import presets, wheels
-from toolkit.graft import gguf
-from toolkit.presets import GEMMA_NOTICE, PRESETS, Preset, prepare_preset
+from toolkit.sources import gguf
+from toolkit.sources import presets, wheels
+from toolkit.sources.presets import GEMMA_NOTICE, PRESETS, Preset, prepare_preset
+from toolkit.sources.wheels import WheelContentError
 from toolkit.testing import build_tiny_model, build_tokenizer
-from toolkit.wheels import WheelContentError
 
 PAYLOAD = bytes(range(256)) * 41 + b"tail"  # 10,500 bytes, split unevenly over three wheels
 CUTS = (0, 4000, 8000, len(PAYLOAD))

@@ -11,12 +11,12 @@ import huggingface_hub
 import pytest
 import torch
 
-from toolkit import presets, wheels
 from toolkit.cli.main import main
-from toolkit.errors import ConfigError
-from toolkit.presets import ModelUnavailableError, prepare_preset
+from toolkit.core.errors import ConfigError
 from toolkit.recipes.models import check_model, resolve_dtype
 from toolkit.recipes.schema import ModelConfig
+from toolkit.sources import presets, wheels
+from toolkit.sources.presets import ModelUnavailableError, prepare_preset
 
 NAME = "smollm2-135m-instruct"
 

@@ -6,8 +6,8 @@ import dataclasses
 
 import pytest
 
-from toolkit.errors import ConfigError
-from toolkit.options import AdaptiveOptions, DecodingConfig, with_overrides
+from toolkit.core.errors import ConfigError
+from toolkit.core.options import AdaptiveOptions, DecodingConfig, with_overrides
 from toolkit.recipes import load_recipe
 
 RECIPE = """\

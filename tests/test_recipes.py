@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from toolkit.errors import ConfigError
-from toolkit.options import DecodingConfig
+from toolkit.core.errors import ConfigError
+from toolkit.core.options import DecodingConfig
 from toolkit.recipes import Recipe, load_recipe
 from toolkit.recipes.load import merged_config, resolved_yaml
 

@@ -8,10 +8,10 @@ import platform
 import pytest
 import torch
 
-from toolkit import runtime
 from toolkit.cli.main import main
-from toolkit.errors import ConfigError
-from toolkit.runtime import RuntimeConfig, auto_threads
+from toolkit.core import runtime
+from toolkit.core.errors import ConfigError
+from toolkit.core.runtime import RuntimeConfig, auto_threads
 
 
 @pytest.fixture

@@ -6,7 +6,7 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from toolkit.errors import ConfigError
+from toolkit.core.errors import ConfigError
 from toolkit.testing import TINY_FAMILIES, build_tiny_model, build_tokenizer, tiny_config
 
 PROMPTS = ["The capital of France", "Two plus two", "A spider has", "If it rains"]

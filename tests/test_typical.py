@@ -13,9 +13,9 @@ from hypothesis import strategies as st
 from transformers import TypicalLogitsWarper
 
 from toolkit import methods
+from toolkit.core.errors import ConfigError
+from toolkit.core.options import TypicalOptions, mode_decoding, with_overrides
 from toolkit.decoding import typical_filter
-from toolkit.errors import ConfigError
-from toolkit.options import TypicalOptions, mode_decoding, with_overrides
 
 INF = float("inf")
 

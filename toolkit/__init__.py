@@ -5,10 +5,15 @@ Hugging Face causal LMs, decode with the registered methods (SLED, DoLa, ... and
 __version__ = "0.1.0"
 
 
-def __getattr__(name: str):
-    """`from toolkit import AugmentedModel` without importing torch/transformers up front."""
-    if name == "AugmentedModel":
-        from toolkit.graft.augmented import AugmentedModel
+_LAZY = {"AugmentedModel": "toolkit.graft.augmented", "DecodingConfig": "toolkit.core.options",
+         "GraftConfig": "toolkit.core.options", "HeadConfig": "toolkit.core.options"}
 
-        return AugmentedModel
+
+def __getattr__(name: str):
+    """`from toolkit import AugmentedModel, DecodingConfig` without importing torch or
+    transformers up front."""
+    if name in _LAZY:
+        from importlib import import_module
+
+        return getattr(import_module(_LAZY[name]), name)
     raise AttributeError(f"module 'toolkit' has no attribute {name!r}")

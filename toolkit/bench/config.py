@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from toolkit import methods
-from toolkit.errors import ConfigError, check_choice, check_range
+from toolkit.core.errors import ConfigError, check_choice, check_range
 
 # greedy, the compute floor, plain sampling, then one mode per registered method and composed
 # (see `toolkit.methods`). `sled` expands to one mode per K in `sled_ks` (sled_k10, sled_k50,
@@ -20,7 +20,7 @@ def mode_choices() -> tuple[str, ...]:
 
 
 KEY = "bench.output_dir"
-# The files a bench writes into bench.output_dir (see `toolkit.reports`).
+# The files a bench writes into bench.output_dir (see `toolkit.io.reports`).
 FILES = ("bench.json", "bench.md", "bench.png")
 
 

@@ -20,17 +20,19 @@ import torch
 from tqdm.auto import tqdm
 from transformers import LogitsProcessorList
 
-from toolkit import methods, reports, runtime
+from toolkit import methods
 from toolkit.bench.config import FILES, FLOOR, KEY, SAMPLE, BenchConfig
 from toolkit.bench.eval_speed import run_eval_bench
 from toolkit.bench.measure import FloorProcessor, PeakMemory, StepTimer
 from toolkit.bench.table import markdown_table, plot, plot_available
-from toolkit.errors import ConfigError
-from toolkit.options import DecodingConfig, mode_decoding
+from toolkit.core import runtime
+from toolkit.core.errors import ConfigError
+from toolkit.core.options import DecodingConfig, mode_decoding
+from toolkit.io import reports
 
 
 def bench_decoding(name: str, config: BenchConfig, decoding: DecodingConfig) -> DecodingConfig:
-    """The decoding config of a bench mode: `toolkit.options.mode_decoding` of the recipe's
+    """The decoding config of a bench mode: `toolkit.core.options.mode_decoding` of the recipe's
     options with the bench's token count and seed (`sled_kN`: SLED with K = N; the floor
     decodes greedily; `sample` samples with every method off)."""
     base = dataclasses.replace(decoding, max_new_tokens=config.new_tokens, seed=config.seed)
@@ -162,7 +164,7 @@ def run_bench(model: Any, config: BenchConfig,
 
 
 def _write(result: dict[str, Any], config: BenchConfig) -> None:
-    """bench.md, bench.json (+ bench.png), as reports this toolkit owns (`toolkit.reports`)."""
+    """bench.md, bench.json (+ bench.png), as reports this toolkit owns (`toolkit.io.reports`)."""
     out = Path(config.output_dir)
     reports.check(out, FILES, KEY)
     table = markdown_table(result)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 from transformers import LlamaConfig, LlamaForCausalLM
 
-from toolkit.errors import ConfigError, check_choice
+from toolkit.core.errors import ConfigError, check_choice
 
 SHAPES: dict[str, dict] = {
     "tiny": dict(vocab_size=300, hidden_size=64, intermediate_size=128, num_hidden_layers=4,

@@ -24,7 +24,7 @@ def cmd_generate(recipe: Recipe) -> None:
     from toolkit.cli import predict
     from toolkit.cli.preflight import parallel
     from toolkit.graft.batching import generate_replies
-    from toolkit.jsonl import read_prompts
+    from toolkit.io.jsonl import read_prompts
     from toolkit.recipes.models import load_model
 
     gen = recipe.generate

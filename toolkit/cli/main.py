@@ -19,8 +19,8 @@ from typing import TYPE_CHECKING
 from toolkit import methods
 from toolkit.bench.config import mode_choices as bench_modes
 from toolkit.cli import commands, lpo
-from toolkit.errors import ToolkitError
-from toolkit.files import OUTPUT_ERRNOS
+from toolkit.core.errors import ToolkitError
+from toolkit.io.files import OUTPUT_ERRNOS
 
 if TYPE_CHECKING:
     from toolkit.recipes.schema import Recipe
@@ -177,8 +177,8 @@ def _dispatch(args: argparse.Namespace) -> int:
         print(resolved_yaml(config), end="")
         return 0
     preflight(args.command, recipe, args.recipe)
-    from toolkit import runtime
     from toolkit.cli.outputs import held
+    from toolkit.core import runtime
 
     runtime.configure(recipe.runtime)
     with held(args.command, recipe):

@@ -5,7 +5,7 @@ inode, or inside an input folder: the recipe, model.path, generate.input, data.p
 non-empty JSONL output this toolkit did not write; a report it did not write; a folder or file
 that cannot be written (`trainer.checkpoint_dir` included); a checkpoint target a save must not
 replace, or one holding the base model the new checkpoint would refer to. `hold` then locks
-every output for the whole run: a second writer is refused (`toolkit.files.hold`).
+every output for the whole run: a second writer is refused (`toolkit.io.files.hold`).
 """
 
 from __future__ import annotations
@@ -17,10 +17,10 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from toolkit import provenance, reports
-from toolkit.errors import ConfigError
-from toolkit.files import check_writable, hold
-from toolkit.layout import CONFIG_FILE, check_target, inside
+from toolkit.core.errors import ConfigError
+from toolkit.io import provenance, reports
+from toolkit.io.files import check_writable, hold
+from toolkit.io.layout import CONFIG_FILE, check_target, inside
 from toolkit.recipes.schema import Recipe
 
 SAVING = ("graft", "train", "run")

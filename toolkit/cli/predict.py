@@ -21,13 +21,13 @@ import lightning as L
 from lightning.pytorch.callbacks import BasePredictionWriter
 from torch.utils.data import DataLoader
 
-from toolkit import provenance
-from toolkit.errors import DataError
-from toolkit.files import exclusive, target_named
+from toolkit.core.errors import DataError
+from toolkit.core.options import DecodingConfig
 from toolkit.graft.batching import REPLY_FIELDS, generate_replies, reply_batches
-from toolkit.jsonl import append_record, dumps_line, read_records, repair_tail, split_lines
+from toolkit.io import provenance
+from toolkit.io.files import exclusive, target_named
+from toolkit.io.jsonl import append_record, dumps_line, read_records, repair_tail, split_lines
 from toolkit.lpo.cache import model_fingerprint
-from toolkit.options import DecodingConfig
 
 
 def write_jsonl(path: str | Path, records: Sequence[dict]) -> Path:

@@ -12,8 +12,8 @@ from pathlib import Path
 
 from toolkit.cli import outputs
 from toolkit.cli.outputs import SAVING
-from toolkit.errors import ConfigError, DataError
-from toolkit.layout import inside
+from toolkit.core.errors import ConfigError, DataError
+from toolkit.io.layout import inside
 from toolkit.recipes.model_files import ModelFileInfo, check_graft, read_model_files
 from toolkit.recipes.models import check_model
 from toolkit.recipes.schema import Recipe
@@ -150,7 +150,7 @@ def _check_against_model(command: str, recipe: Recipe) -> None:
     if command in ("collect", "run"):
         _check_positions("collect.max_new_tokens", recipe.collect.max_new_tokens, info)
         if recipe.data.prompts:
-            from toolkit.jsonl import read_prompts
+            from toolkit.io.jsonl import read_prompts
 
             read_prompts(recipe.data.prompts, recipe.data.prompt_field, key="data.prompts")
     if command == "train":

@@ -15,10 +15,10 @@ from typing import Any
 
 from lightning.pytorch.utilities import rank_zero_only
 
-from toolkit import reports
+from toolkit.core.options import AdaptiveOptions, DecodingConfig, describe, pinned, with_overrides
+from toolkit.io import reports
 from toolkit.lpo import pipeline
 from toolkit.lpo.text_eval import evaluate_text_head
-from toolkit.options import AdaptiveOptions, DecodingConfig, describe, pinned, with_overrides
 from toolkit.recipes.schema import Recipe
 
 say = rank_zero_only(print)
@@ -99,5 +99,5 @@ REPORT = "report.json"
 
 
 def write_json(recipe: Recipe, figures: dict) -> Path:
-    """The figures as work_dir/report.json, a report this toolkit owns (`toolkit.reports`)."""
+    """The figures as work_dir/report.json, a report this toolkit owns (`toolkit.io.reports`)."""
     return reports.write_text(recipe.work_dir, REPORT, "work_dir", json.dumps(figures, indent=1))

@@ -19,9 +19,9 @@ from dataclasses import dataclass, field
 from typing import Optional
 
 from toolkit import methods
-from toolkit.errors import ConfigError, check_choice, check_range
-from toolkit.jsonl import BAD_ROW_POLICIES
-from toolkit.options import chat_template_setting
+from toolkit.core.errors import ConfigError, check_choice, check_range
+from toolkit.core.options import chat_template_setting
+from toolkit.io.jsonl import BAD_ROW_POLICIES
 
 TASKS = ("truthfulqa", "factor", "gsm8k", "strategyqa", "repetition", "arithmetic")
 SWEEP_TASKS = ("gsm8k", "arithmetic")

@@ -1,4 +1,4 @@
-"""Reading local CSV inputs row by row (JSONL goes through `toolkit.jsonl`), with the file and
+"""Reading local CSV inputs row by row (JSONL goes through `toolkit.io.jsonl`), with the file and
 line of every row.
 
 A malformed row is either skipped (reported in the results as `file:line: reason`) or raises
@@ -13,8 +13,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from toolkit.errors import DataError
-from toolkit.jsonl import BadRows, existing_file
+from toolkit.core.errors import DataError
+from toolkit.io.jsonl import BadRows, existing_file
 
 __all__ = ["BadRows", "csv_columns", "csv_rows", "parse_rows"]
 

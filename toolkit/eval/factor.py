@@ -11,7 +11,7 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
-from toolkit.errors import DataError
+from toolkit.core.errors import DataError
 from toolkit.eval.data import BadRows, csv_columns, csv_rows, parse_rows
 
 _CONTRADICTION = re.compile(r"^contradiction_(\d+)$")

@@ -41,10 +41,10 @@ from lm_eval.api.registry import register_model
 from lm_eval.models.huggingface import HFLM, stop_sequences_criteria
 
 from toolkit import methods
-from toolkit.errors import ConfigError, ToolkitError
+from toolkit.core.errors import ConfigError, ToolkitError
+from toolkit.core.options import DecodingConfig, with_overrides
 from toolkit.graft.augmented import AugmentedModel
-from toolkit.layout import CONFIG_FILE
-from toolkit.options import DecodingConfig, with_overrides
+from toolkit.io.layout import CONFIG_FILE
 
 NAME = "surgery"
 

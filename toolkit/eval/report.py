@@ -7,7 +7,7 @@ import importlib.util
 from pathlib import Path
 from typing import Any
 
-from toolkit import reports
+from toolkit.io import reports
 
 KEY = "eval.output_dir"
 # Every file an evaluation may write into eval.output_dir (plain run, or a temperature sweep).
@@ -64,7 +64,7 @@ def bar_chart(result: dict[str, Any], path: Path, metrics: list[str]) -> None:
 
 def write_report(result: dict[str, Any], out_dir: Path, metrics: list[str]) -> list[Path]:
     """Write report.md (+ report.png when possible) as reports this toolkit owns
-    (`toolkit.reports`); returns the written paths."""
+    (`toolkit.io.reports`); returns the written paths."""
     written = []
     if matplotlib_available() and metrics:
         written.append(reports.write(out_dir, "report.png", KEY,

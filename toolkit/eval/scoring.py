@@ -27,8 +27,8 @@ import torch
 from tqdm.auto import tqdm
 
 from toolkit import methods
-from toolkit.errors import DataError
-from toolkit.options import DecodingConfig
+from toolkit.core.errors import DataError
+from toolkit.core.options import DecodingConfig
 
 
 def encode_pair(tokenizer: Any, prompt: str, continuation: str) -> tuple[list[int], int]:

@@ -21,10 +21,10 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
-from toolkit import reports
+from toolkit.core.answers import exact_match
+from toolkit.core.options import DecodingConfig, pinned, with_overrides
 from toolkit.graft.prompting import CHAT, encode
-from toolkit.lpo.rewards import exact_match
-from toolkit.options import DecodingConfig, pinned, with_overrides
+from toolkit.io import reports
 
 # name -> (decoding overrides, transformers generate() keywords)
 SAMPLERS = {

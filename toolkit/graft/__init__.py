@@ -1,12 +1,21 @@
-"""Model plumbing: architecture discovery, early-exit tap, adaptive-temperature head, AugmentedModel."""
+"""Model plumbing: architecture discovery, early-exit tap, adaptive-temperature head, AugmentedModel.
 
-from toolkit.graft.augmented import AugmentedModel as AugmentedModel
-from toolkit.graft.families import REFUSED as REFUSED
-from toolkit.graft.families import ModelParts as ModelParts
-from toolkit.graft.families import resolve as resolve
-from toolkit.graft.head import AdaptiveDecoderHead as AdaptiveDecoderHead
-from toolkit.graft.layers import candidate_layers as candidate_layers
-from toolkit.graft.processors import SledLogitsProcessor as SledLogitsProcessor
-from toolkit.graft.processors import TopNSigmaLogitsProcessor as TopNSigmaLogitsProcessor
-from toolkit.graft.records import AugmentedOutput as AugmentedOutput
-from toolkit.graft.tap import EarlyExitTap as EarlyExitTap
+The names below are imported on first use, so `import toolkit.graft.<module>` of a light module
+(e.g. `layers`) does not pull in transformers.
+"""
+
+from importlib import import_module
+
+_EXPORTS = {
+    "AugmentedModel": "augmented", "REFUSED": "families", "ModelParts": "families",
+    "resolve": "families", "AdaptiveDecoderHead": "head", "candidate_layers": "layers",
+    "SledLogitsProcessor": "processors", "TopNSigmaLogitsProcessor": "processors",
+    "AugmentedOutput": "records", "EarlyExitTap": "tap",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        return getattr(import_module(f"toolkit.graft.{_EXPORTS[name]}"), name)
+    raise AttributeError(f"module 'toolkit.graft' has no attribute {name!r}")

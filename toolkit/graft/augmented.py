@@ -24,8 +24,9 @@ from transformers import (
     TopPLogitsWarper,
 )
 
-from toolkit import hub, methods
-from toolkit.errors import CheckpointError, DataError
+from toolkit import methods
+from toolkit.core.errors import CheckpointError, DataError
+from toolkit.core.options import DecodingConfig, GraftConfig
 from toolkit.graft import checkpoint, hf_generate, probe, prompting
 from toolkit.graft.families import resolve
 from toolkit.graft.head import AdaptiveDecoderHead
@@ -40,7 +41,7 @@ from toolkit.graft.processors import (
 )
 from toolkit.graft.records import AugmentedOutput, reply_mask, stack_steps
 from toolkit.graft.tap import EarlyExitTap
-from toolkit.options import DecodingConfig, GraftConfig
+from toolkit.sources import hub
 
 
 @dataclass
@@ -129,7 +130,7 @@ class AugmentedModel:
             return_records: return an `AugmentedOutput` with per-step records (rows that
                 finished early keep being recorded; see its `reply_mask`).
             **kwargs: our decoding options (`sled=True`, `top_n_sigma=1.5`, `seed=0`, ...),
-                applied over `decoding` by `toolkit.options.with_overrides`; every other
+                applied over `decoding` by `toolkit.core.options.with_overrides`; every other
                 keyword that transformers' `generate()` or `GenerationConfig` accepts
                 (eos_token_id, pad_token_id, min_new_tokens, stop_strings,
                 num_return_sequences, min_p, generation_config, streamer, stopping_criteria,
@@ -345,7 +346,7 @@ class AugmentedModel:
         Args:
             base_or_directory: the checkpoint, or the base when `directory` follows.
             directory: a directory written by `save_pretrained`, or the Hub id (`org/name`)
-                of one, fetched through huggingface_hub (`toolkit.hub`); the saved base
+                of one, fetched through huggingface_hub (`toolkit.sources.hub`); the saved base
                 reference may be a preset, a Hub id or a path relative to the checkpoint.
             device_map: transformers' device_map ("auto", a dict, ...) for the base; the head
                 and the tap follow lm_head's device.

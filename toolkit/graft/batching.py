@@ -14,7 +14,7 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
-from toolkit.errors import DataError
+from toolkit.core.errors import DataError
 from toolkit.graft.hf_generate import eos_ids
 from toolkit.graft.prompting import encode, padding_id, token_ids
 

@@ -19,7 +19,7 @@ Layout of a checkpoint directory:
 
 Saving replaces the target directory as a whole, so it refuses any directory that is not empty
 and not a checkpoint this toolkit wrote, and the current directory or one that holds it
-(`toolkit.layout.check_target`). The swap itself is atomic (`toolkit.atomic`).
+(`toolkit.io.layout.check_target`). The swap itself is atomic (`toolkit.io.atomic`).
 """
 
 from __future__ import annotations
@@ -40,11 +40,13 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from toolkit import __version__, atomic, hub
-from toolkit.errors import CheckpointError, reason
-from toolkit.files import public_tree, target_named
+from toolkit import __version__
+from toolkit.core.errors import CheckpointError, reason
+from toolkit.core.options import DecodingConfig, GraftConfig
 from toolkit.graft import custom_generate, integrity
-from toolkit.layout import (
+from toolkit.io import atomic
+from toolkit.io.files import public_tree, target_named
+from toolkit.io.layout import (
     BASE_DIR,
     CONFIG_FILE,
     HEAD_FILE,
@@ -52,7 +54,7 @@ from toolkit.layout import (
     is_complete,
     refuse_pickles,
 )
-from toolkit.options import DecodingConfig, GraftConfig
+from toolkit.sources import hub
 
 SELF = "self"
 PRESET, HUB, PATH = "preset:", "hub:", "path:"
@@ -126,7 +128,7 @@ def stored_reference(reference: str, target: Path) -> str:
         return SELF
     if hub.is_hub_id(reference):
         return HUB + reference
-    from toolkit.presets import preset_at
+    from toolkit.sources.presets import preset_at
 
     name = preset_at(reference)
     return PRESET + name if name else PATH + os.path.relpath(Path(reference).resolve(), target)
@@ -138,7 +140,7 @@ def resolve_reference(reference: str, directory: Path, prepare: bool = True) -> 
     if reference == SELF:
         return str(directory / BASE_DIR)
     if reference.startswith(PRESET):
-        from toolkit.presets import cache_dir, prepare_preset
+        from toolkit.sources.presets import cache_dir, prepare_preset
 
         name = reference.removeprefix(PRESET)
         say = functools.partial(print, file=sys.stderr)  # stdout carries the replies
@@ -307,7 +309,7 @@ def reference_of(source: str) -> str:
 
 def load_base(source, device_map=None, dtype=None, owner: Path | None = None):
     """Load a base model, and its tokenizer if one is saved beside it, from a directory or a
-    Hub id (`org/name`, fetched through huggingface_hub; see `toolkit.hub`)."""
+    Hub id (`org/name`, fetched through huggingface_hub; see `toolkit.sources.hub`)."""
     source = str(source)
     hub_id = source if hub.is_hub_id(source) else None
     if hub_id:

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 from torch import nn
 
-from toolkit.errors import UnsupportedArchitectureError
+from toolkit.core.errors import UnsupportedArchitectureError
 
 LAYER_NAMES = ("layers", "h", "blocks", "layer", "block")
 # LFM2 names its final norm embedding_norm. Post-norm models (GPT-1, XLNet) have none: Identity.

@@ -5,8 +5,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from toolkit.errors import ConfigError
-from toolkit.options import HeadConfig
+from toolkit.core.errors import ConfigError
+from toolkit.core.options import HeadConfig
 
 
 class AdaptiveDecoderHead(nn.Module):

@@ -26,8 +26,8 @@ from typing import Any
 from transformers import GenerationConfig, GenerationMixin
 
 from toolkit import methods
-from toolkit.errors import ConfigError
-from toolkit.options import NEUTRAL, DecodingConfig, check_generation_settings, with_overrides
+from toolkit.core.errors import ConfigError
+from toolkit.core.options import NEUTRAL, DecodingConfig, check_generation_settings, with_overrides
 
 logger = logging.getLogger(__name__)
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from toolkit.errors import ConfigError, check_choice
-from toolkit.options import LAYER_BUCKETS
+from toolkit.core.errors import ConfigError, check_choice
+from toolkit.core.options import LAYER_BUCKETS
 
 
 def candidate_layers(spec: Any, num_layers: int, tied: bool, key: str = "layers") -> list[int]:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from toolkit.errors import UnsupportedArchitectureError
+from toolkit.core.errors import UnsupportedArchitectureError
 from toolkit.graft.families import resolve
 from toolkit.graft.tap import EarlyExitTap
 

@@ -22,10 +22,10 @@ import torch
 from transformers import LogitsProcessor, RepetitionPenaltyLogitsProcessor
 
 from toolkit import methods
+from toolkit.core.errors import ConfigError, NonFiniteLogitsError
+from toolkit.core.options import SledOptions
 from toolkit.decoding import apply_temperature, top_n_sigma
-from toolkit.errors import ConfigError, NonFiniteLogitsError
 from toolkit.graft.layers import candidate_layers
-from toolkit.options import SledOptions
 
 
 class FiniteLogitsCheck(LogitsProcessor):

@@ -18,8 +18,8 @@ import torch
 from jinja2 import TemplateError
 from transformers import BatchEncoding
 
-from toolkit.errors import ConfigError, DataError
-from toolkit.options import chat_template_setting
+from toolkit.core.errors import ConfigError, DataError
+from toolkit.core.options import chat_template_setting
 
 CHAT, RAW = "chat", "raw"
 CONVENTIONS = (CHAT, RAW)

@@ -13,8 +13,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from toolkit import hub
-from toolkit.errors import CheckpointError
+from toolkit.core.errors import CheckpointError
+from toolkit.sources import hub
 
 
 def push_to_hub(model, repo_id: str, *, self_contained: bool = False, private: bool | None = None,
@@ -35,7 +35,7 @@ def push_to_hub(model, repo_id: str, *, self_contained: bool = False, private: b
     """
     from huggingface_hub import HfApi
 
-    from toolkit.presets import preset_at
+    from toolkit.sources.presets import preset_at
 
     reference = model.base_reference
     if not self_contained and not hub.is_hub_id(reference) and preset_at(reference) is None:

@@ -17,7 +17,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from toolkit.errors import ConfigError
+from toolkit.core.errors import ConfigError
 from toolkit.graft.families import ModelParts, resolve
 from toolkit.graft.layers import candidate_layers
 

@@ -2,7 +2,7 @@
 
 Two prompt kinds, generated from a seed (no dataset download):
 - arithmetic: "What is a + b? Answer with the number only." with a, b in 0..20. Reward: exact
-  match of the reply's final number with a + b (`toolkit.lpo.rewards.exact_match`). Sampling
+  match of the reply's final number with a + b (`toolkit.core.answers.exact_match`). Sampling
   noise only hurts here, so a low temperature is best.
 - writing: "Write a short poem about a lighthouse keeper." and similar (8 forms x 32 subjects).
   Reward: `diversity_rewards`, which favours varied, non-repetitive text across the N samples
@@ -19,9 +19,9 @@ from __future__ import annotations
 import random
 from collections import Counter, defaultdict
 
+from toolkit.core.answers import exact_match
 from toolkit.graft.prompting import has_template
 from toolkit.graft.prompting import render as render_prompts
-from toolkit.lpo.rewards import exact_match
 
 KINDS = ("arithmetic", "writing")
 ARITHMETIC = "What is {a} + {b}? Answer with the number only."

@@ -25,7 +25,7 @@ from safetensors.torch import load_file, safe_open, save_file
 from tqdm.auto import tqdm
 
 from toolkit.decoding import temperature_log_probs
-from toolkit.files import public, target_named
+from toolkit.io.files import public, target_named
 from toolkit.lpo.pairs import read_pairs
 
 if TYPE_CHECKING:

@@ -13,7 +13,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 from transformers import get_scheduler
 
-from toolkit.errors import DataError
+from toolkit.core.errors import DataError
 from toolkit.lpo.cache import load_cache
 from toolkit.lpo.losses import lpo_loss, reward_metrics
 

@@ -10,8 +10,8 @@ from __future__ import annotations
 import random
 from pathlib import Path
 
-from toolkit.errors import DataError
-from toolkit.jsonl import append_record, read_numbered, read_prompts, read_records, repair_tail
+from toolkit.core.errors import DataError
+from toolkit.io.jsonl import append_record, read_numbered, read_prompts, read_records, repair_tail
 
 __all__ = ["append_record", "read_records", "repair_tail"]
 

@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from toolkit.errors import DataError
-from toolkit.jsonl import read_prompts
+from toolkit.core.errors import DataError
+from toolkit.io.jsonl import read_prompts
 from toolkit.lpo import synthetic
 from toolkit.lpo.collect import CollectStats, collect_pairs
 from toolkit.lpo.config import (

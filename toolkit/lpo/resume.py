@@ -15,8 +15,8 @@ from typing import Any
 
 import torch
 
-from toolkit.errors import DataError, reason
-from toolkit.layout import inside
+from toolkit.core.errors import DataError, reason
+from toolkit.io.layout import inside
 
 PATH_KEYS = ("best_model_path", "kth_best_model_path", "last_model_path", "dirpath")
 

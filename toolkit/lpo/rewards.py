@@ -13,20 +13,11 @@ from collections.abc import Callable
 
 import torch
 
-from toolkit.answers import extract_number, predicted_number
-from toolkit.errors import ConfigError, DataError
+from toolkit.core.answers import exact_match
+from toolkit.core.errors import ConfigError, DataError
 from toolkit.lpo.config import RewardConfig
 
 Reward = Callable[[list, list, list], list]
-
-def exact_match(reply: str, answer) -> float:
-    """1.0 when the reply's number (`toolkit.answers.predicted_number`, the rule eval's GSM8K
-    accuracy uses) equals the reference answer's (`#### N`, else its number), else 0.0."""
-    reference = extract_number(str(answer))
-    if reference is None:
-        reference = str(answer).strip()
-    return float(predicted_number(reply) == reference)
-
 
 def repeated_ngrams(tokens, n: int = 3) -> int:
     """How many n-grams of the sequence are repeats of an earlier one."""

@@ -23,11 +23,11 @@ import torch
 from lightning.fabric.plugins import TorchCheckpointIO
 from lightning.pytorch.callbacks import ModelCheckpoint
 
-from toolkit.errors import CheckpointError
-from toolkit.files import target_named
+from toolkit.core.errors import CheckpointError
 from toolkit.graft import checkpoint, prompting
-from toolkit.jsonl import read_records
-from toolkit.layout import inside
+from toolkit.io.files import target_named
+from toolkit.io.jsonl import read_records
+from toolkit.io.layout import inside
 from toolkit.lpo import resume
 from toolkit.lpo.cache import build_cache
 from toolkit.lpo.config import TrainConfig, TrainerConfig

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from toolkit.errors import check_choice
+from toolkit.core.errors import check_choice
 from toolkit.methods.registry import DecodingMethod
 
 ADAPTIVE_CHOICES = ("argmax", "sample")

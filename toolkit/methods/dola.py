@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from toolkit.errors import check_layers, check_range
+from toolkit.core.errors import check_layers, check_range
 from toolkit.methods.registry import DecodingMethod
 
 

@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from importlib import metadata
 from typing import Any
 
-from toolkit.errors import ConfigError
+from toolkit.core.errors import ConfigError
 
 ENTRY_POINT_GROUP = "model_surgery.methods"
 STAGES = ("logits", "temperature", "filter")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from toolkit.errors import check_finite
+from toolkit.core.errors import check_finite
 from toolkit.methods.registry import DecodingMethod
 
 

@@ -26,7 +26,7 @@ from omegaconf.errors import (
 )
 
 from toolkit import methods
-from toolkit.errors import ConfigError, check_finite
+from toolkit.core.errors import ConfigError, check_finite
 from toolkit.recipes import shorthand
 from toolkit.recipes.schema import Recipe
 

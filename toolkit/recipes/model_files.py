@@ -10,9 +10,9 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from toolkit.errors import ConfigError
-from toolkit.layout import CONFIG_FILE
-from toolkit.options import GraftConfig
+from toolkit.core.errors import ConfigError
+from toolkit.core.options import GraftConfig
+from toolkit.io.layout import CONFIG_FILE
 from toolkit.recipes.schema import ModelConfig
 
 

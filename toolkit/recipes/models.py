@@ -14,21 +14,21 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from toolkit import runtime
-from toolkit.errors import CheckpointError, ConfigError, UnsupportedArchitectureError
-from toolkit.hub import is_hub_id
-from toolkit.hub import resolve as resolve_hub
-from toolkit.layout import CONFIG_FILE, refuse_pickles
-from toolkit.options import GraftConfig
-from toolkit.presets import (
+from toolkit.core import runtime
+from toolkit.core.errors import CheckpointError, ConfigError, UnsupportedArchitectureError
+from toolkit.core.options import GraftConfig
+from toolkit.io.layout import CONFIG_FILE, refuse_pickles
+from toolkit.recipes.model_files import check_graft
+from toolkit.recipes.schema import ModelConfig
+from toolkit.sources.hub import is_hub_id
+from toolkit.sources.hub import resolve as resolve_hub
+from toolkit.sources.presets import (
     CACHE_ENV,
     cache_dir,
     check_preset,
     prepare_preset,
     publish_to_cache,
 )
-from toolkit.recipes.model_files import check_graft
-from toolkit.recipes.schema import ModelConfig
 
 if TYPE_CHECKING:
     from toolkit.graft.augmented import AugmentedModel
@@ -41,7 +41,7 @@ WEIGHT_PATTERNS = ("model*.safetensors", "*.safetensors.index.json", "*.gguf")
 def check_model(config: ModelConfig) -> None:
     """Fail fast, before any weights load, on a model source that cannot work."""
     if config.path and config.gguf_file:
-        from toolkit.graft.gguf import check_gguf
+        from toolkit.sources.gguf import check_gguf
 
         check_gguf(config.path, config.gguf_file)
     elif config.path and not is_hub_id(config.path):
@@ -74,7 +74,7 @@ def load_model(config: ModelConfig, graft: GraftConfig | None = None,
             preset is prepared once into the cache, then loads like any local directory.
         graft: what to graft onto a base model (default: `GraftConfig()`).
         say: gets the progress and dtype lines (default: stderr, so that stdout holds only
-            results); a CLI run also says its thread count and allocator (`toolkit.runtime`).
+            results); a CLI run also says its thread count and allocator (`toolkit.core.runtime`).
 
     Returns:
         The AugmentedModel.
@@ -259,7 +259,7 @@ def _load_local(path: Path, config: ModelConfig, graft: GraftConfig | None, say,
 
 
 def _load_gguf(config: ModelConfig, graft: GraftConfig | None, say) -> Any:
-    from toolkit.graft.gguf import load_gguf
+    from toolkit.sources.gguf import load_gguf
 
     dtype, line = resolve_dtype(config, "float32")
     say(f"dequantizing {Path(config.path) / config.gguf_file}; {line}")

@@ -11,17 +11,17 @@ from dataclasses import dataclass, field
 from typing import Optional
 
 from toolkit.bench.config import BenchConfig
-from toolkit.errors import ConfigError, check_choice, check_range
+from toolkit.core.errors import ConfigError, check_choice, check_range
+from toolkit.core.options import DecodingConfig, GraftConfig, chat_template_setting
+from toolkit.core.runtime import RuntimeConfig
 from toolkit.eval.config import EvalConfig
-from toolkit.jsonl import MAX_PROMPT_CHARS
+from toolkit.io.jsonl import MAX_PROMPT_CHARS
 from toolkit.lpo.config import (
     CollectConfig,
     DataConfig,
     TrainConfig,
     TrainerConfig,
 )
-from toolkit.options import DecodingConfig, GraftConfig, chat_template_setting
-from toolkit.runtime import RuntimeConfig
 
 DTYPES = ("auto", "float32", "float16", "bfloat16")
 SOURCES = ("path", "preset", "tiny", "random_shape")
@@ -36,7 +36,7 @@ class ModelConfig:
     gguf_file: with `path`, the name of a GGUF file in that directory; it is dequantized by
         transformers' GGUF loader (needs the `gguf` package).
     preset: a named pretrained model the toolkit fetches and prepares once into the cache
-        (`toolkit.presets`), e.g. 'smollm2-135m-instruct'.
+        (`toolkit.sources.presets`), e.g. 'smollm2-135m-instruct'.
     tiny: a family name ('llama', ...) for the built-in tiny seeded model (no download).
     random_shape: a named shape with random weights (benchmarks only), e.g. 'llama-7b'.
     dtype: 'auto' = float32 on CPU (half precision is slow there and moves scores) and the

@@ -18,7 +18,7 @@ from transformers import (
     Qwen2Config,
 )
 
-from toolkit.errors import ConfigError
+from toolkit.core.errors import ConfigError
 from toolkit.testing.tokenizer import VOCAB_SIZE, build_tokenizer
 
 # A larger init scale than the default 0.02 so that greedy replies of a random model vary with

@@ -16,8 +16,8 @@ import os
 from pathlib import Path
 from typing import Any
 
-from toolkit.errors import DataError
-from toolkit.files import target_named
+from toolkit.core.errors import DataError
+from toolkit.io.files import target_named
 
 
 def sidecar(path) -> Path:

@@ -26,7 +26,7 @@ import ctypes
 import os
 from dataclasses import dataclass
 
-from toolkit.errors import check_choice, check_range
+from toolkit.core.errors import check_choice, check_range
 
 ALLOCATORS = ("reuse", "system")
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3

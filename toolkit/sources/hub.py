@@ -10,7 +10,7 @@ locally and that `huggingface_hub.utils.validate_repo_id` accepts is a Hub id.
 The files come through `huggingface_hub.snapshot_download` (config, tokenizer, safetensors
 weights, our checkpoint files) into its cache; later runs reuse it, offline too with
 `HF_HUB_OFFLINE=1`. Whether to stay offline is decided here, by `offline()`, for every use of
-the Hub (also `toolkit.presets`): huggingface_hub's own reading of the variable. With no
+the Hub (also `toolkit.sources.presets`): huggingface_hub's own reading of the variable. With no
 network and nothing cached, one line says what to do.
 """
 
@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from toolkit.errors import CheckpointError, reason
+from toolkit.core.errors import CheckpointError, reason
 
 # What a causal LM or an AugmentedModel checkpoint needs (no .bin/.pt/.gguf duplicates).
 PATTERNS = ["*.json", "*.safetensors", "*.txt", "*.model", "*.tiktoken", "*.jinja",

@@ -18,7 +18,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
 
-from toolkit.errors import DataError
+from toolkit.core.errors import DataError
 
 try:
     import fcntl

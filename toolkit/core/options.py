@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any, Optional
 
 from toolkit import methods
-from toolkit.errors import LAYER_BUCKETS, ConfigError, check_choice, check_layers, check_range
+from toolkit.core.errors import LAYER_BUCKETS, ConfigError, check_choice, check_layers, check_range
 from toolkit.methods.adaptive import AdaptiveOptions
 from toolkit.methods.contrastive import ContrastiveOptions
 from toolkit.methods.dola import DolaOptions

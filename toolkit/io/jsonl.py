@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from toolkit.errors import DataError
+from toolkit.core.errors import DataError
 
 BAD_ROW_POLICIES = ("skip", "error")
 # Hostile sizes are refused while reading: a line (one record) and a prompt's text.
@@ -123,7 +123,7 @@ def split_tail(data: bytes) -> tuple[bytes, bytes]:
 
 def repair_tail(path: str | Path) -> None:
     """Truncate a torn last line (left by an interruption) before appending, with a warning.
-    Call it only on a file this toolkit wrote (`toolkit.provenance.check` first)."""
+    Call it only on a file this toolkit wrote (`toolkit.io.provenance.check` first)."""
     path = Path(path)
     if not path.exists():
         return

@@ -78,3 +78,11 @@ def extract_yes_no(completion: str) -> bool | None:
     head, trigger, tail = text.partition(TRIGGER)
     match = re.search(r"\b(yes|no)\b", tail if trigger else head)
     return None if match is None else match.group(1) == "yes"
+
+
+def exact_match(reply: str, answer) -> float:
+    """1.0 when the reply's number (`predicted_number`, the rule eval's GSM8K accuracy uses) equals the reference answer's (`#### N`, else its number), else 0.0."""
+    reference = extract_number(str(answer))
+    if reference is None:
+        reference = str(answer).strip()
+    return float(predicted_number(reply) == reference)

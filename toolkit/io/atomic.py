@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from toolkit.files import pid_alive
+from toolkit.io.files import pid_alive
 
 PARTIAL = "partial"
 OLD = "old"

@@ -1,5 +1,5 @@
 """Report files (eval, bench, the `run` figures) that land in a folder a user names: replaced
-only when this toolkit wrote them, the rule checkpoints follow (`toolkit.layout`).
+only when this toolkit wrote them, the rule checkpoints follow (`toolkit.io.layout`).
 
 Beside the reports, `.surgery-reports.json` lists every file this toolkit wrote there with its
 SHA-256. A report may be written when it is absent, or when the list holds it with the hash it
@@ -15,8 +15,8 @@ import os
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
-from toolkit.errors import DataError
-from toolkit.files import public, sha256_file, target_named
+from toolkit.core.errors import DataError
+from toolkit.io.files import public, sha256_file, target_named
 
 MANIFEST = ".surgery-reports.json"
 

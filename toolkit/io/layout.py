@@ -12,8 +12,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from toolkit import atomic
-from toolkit.errors import CheckpointError
+from toolkit.core.errors import CheckpointError
+from toolkit.io import atomic
 
 CONFIG_FILE = "augment_config.json"
 HEAD_FILE = "head.safetensors"

@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from toolkit.errors import CheckpointError, ConfigError
+from toolkit.core.errors import CheckpointError, ConfigError
 
 
 def check_gguf(directory: str | Path, gguf_file: str) -> Path:

@@ -17,7 +17,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import IO
 
-from toolkit.errors import ToolkitError
+from toolkit.core.errors import ToolkitError
 
 CHUNK = 1 << 20  # bytes copied and hashed per read: memory stays bounded whatever the file size
 
