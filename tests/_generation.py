@@ -8,12 +8,16 @@ import torch
 
 from toolkit.core.options import GraftConfig, HeadConfig
 from toolkit.graft import AugmentedModel
+from toolkit.testing import build_tokenizer
 
 PROMPTS = [
     "The quick brown fox jumps",
     "What is the capital of France? The capital",
     "Two",
 ]
+# A chat template in the style of SmolLM2's, with the tiny tokenizer's special tokens as markers.
+TEMPLATE = ("{% for m in messages %}<s>{{ m['role'] }}\n{{ m['content'] }}</s>\n{% endfor %}"
+            "{% if add_generation_prompt %}<s>assistant\n{% endif %}")
 PARITY_FAMILIES = ("llama", "gemma", "gemma2", "gemma3_text", "mixtral")
 
 
@@ -67,3 +71,10 @@ def reference_generate(model, input_ids, attention_mask, steps: int, pick: Pick)
         if not unfinished.any():
             break
     return ids
+
+
+def chat_tokenizer():
+    """The offline tiny tokenizer with `TEMPLATE` as its chat template."""
+    tok = build_tokenizer()
+    tok.chat_template = TEMPLATE
+    return tok

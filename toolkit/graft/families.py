@@ -39,7 +39,7 @@ EXCEPTIONS: dict[str, dict[str, str | None]] = {
     "mpt": {"logit_scale": None},
 }
 # Model types whose logits are computed in a way discovery cannot reproduce.
-# (Each is pinned by the coverage test over transformers, tests/test_architectures.py.)
+# (Each is pinned by the coverage test over transformers, tests/graft/test_architectures.py.)
 REFUSED: dict[str, str] = {
     "inkling_text": "its logits drop the padded vocabulary rows after lm_head",
     "deepseek_v4": "its decoder layers carry several residual streams (hyper-connections), "

@@ -16,7 +16,7 @@ from toolkit.eval.config import EvalConfig
 from toolkit.eval.sweep import run_sweep
 from toolkit.testing import build_tokenizer
 
-ROOT = Path(__file__).parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 class FakeModel:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from _generation import small_graft
+from _generation import chat_tokenizer, small_graft
 
 from toolkit.cli.main import main
 from toolkit.core.errors import CheckpointError, ConfigError, DataError
@@ -24,16 +24,7 @@ from toolkit.lpo.config import DataConfig
 from toolkit.recipes.schema import GenerateConfig
 from toolkit.testing import build_tokenizer
 
-# A chat template in the style of SmolLM2's, with the tiny tokenizer's special tokens as markers.
-TEMPLATE = ("{% for m in messages %}<s>{{ m['role'] }}\n{{ m['content'] }}</s>\n{% endfor %}"
-            "{% if add_generation_prompt %}<s>assistant\n{% endif %}")
 GREEDY = DecodingConfig(max_new_tokens=6)
-
-
-def chat_tokenizer():
-    tok = build_tokenizer()
-    tok.chat_template = TEMPLATE
-    return tok
 
 
 @pytest.fixture(scope="module")

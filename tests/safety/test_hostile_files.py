@@ -15,7 +15,7 @@ import torch
 
 from toolkit.core.errors import CheckpointError, ConfigError, DataError
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 class Marker:

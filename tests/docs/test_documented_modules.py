@@ -21,7 +21,7 @@ pytest.importorskip("lm_eval")
 from toolkit.core.options import GraftConfig, HeadConfig  # noqa: E402
 from toolkit.graft.augmented import AugmentedModel  # noqa: E402
 
-ROOT = Path(__file__).parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 MODULE = re.compile(r"python3? -m (toolkit(?:\.\w+)+(?: [^`\n#]*)?)")
 TASKS = "toolkit.eval.lm_eval_tasks TruthfulQA.csv tasks/ --limit 100"

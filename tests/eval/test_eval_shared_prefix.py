@@ -140,7 +140,7 @@ def test_the_truthfulqa_speed_benchmark_runs(tmp_path):
                     'What color is the sky?,Blue,"Blue; The sky is blue","Green; Red"\n'
                     'Do cats bark?,"No, cats meow","No, cats meow; No","Yes, cats bark"\n'
                     'Is ice cold?,Yes,"Yes; Ice is cold","No; Ice is hot"\n')
-    root = Path(__file__).parent.parent
+    root = Path(__file__).resolve().parents[2]
     out = tmp_path / "speed.json"
     done = subprocess.run(
         [sys.executable, str(root / "benchmarks" / "truthfulqa_speed.py"),

@@ -19,8 +19,8 @@ from toolkit.cli.main import main
 from toolkit.graft import checkpoint
 
 pytestmark = pytest.mark.slow
-DRIVER = Path(__file__).parent / "_faults.py"
-ROOT = Path(__file__).parent.parent
+DRIVER = Path(__file__).resolve().parents[1] / "_faults.py"
+ROOT = Path(__file__).resolve().parents[2]
 SIGNALS = {"KILL": -signal.SIGKILL, "INT": 130}
 
 

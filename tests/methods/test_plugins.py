@@ -28,7 +28,7 @@ from toolkit.graft.augmented import AugmentedModel
 from toolkit.methods import registry
 from toolkit.recipes.load import load_recipe
 
-ROOT = Path(__file__).parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 NAME = "layer_mix"
 
 

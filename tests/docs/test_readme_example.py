@@ -11,12 +11,11 @@ import warnings
 from pathlib import Path
 
 import pytest
-from _generation import small_graft
-from test_prompting import chat_tokenizer
+from _generation import chat_tokenizer, small_graft
 
 from toolkit.graft.augmented import AugmentedModel
 
-ROOT = Path(__file__).parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 CHECKPOINT = '"checkpoints/quickstart"'
 LICENCE_LINE = re.compile(r"model preset [\w.-]+: licence .+")
 

@@ -96,7 +96,7 @@ def test_every_method_is_in_the_help_and_the_docs():
 
     from toolkit.cli.main import COMMANDS, build_parser
 
-    docs = (Path(__file__).parent.parent / "docs" / "methods.md").read_text(encoding="utf-8")
+    docs = (Path(__file__).resolve().parents[2] / "docs" / "methods.md").read_text(encoding="utf-8")
     top = build_parser().format_help()
     for method in methods.all_methods():
         assert method.name in top.split("decoding methods")[1], method.name

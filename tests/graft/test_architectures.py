@@ -15,7 +15,7 @@ from toolkit.graft import AugmentedModel, EarlyExitTap, families, probe
 from toolkit.testing import build_any_tiny, build_tiny_model, coverage, excluded
 from toolkit.testing.architectures import CAUSAL_LM_TYPES, LOGIT_KEYS
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 SMALL = GraftConfig(head=HeadConfig(hidden_size=8))
 # Dense, MoE, sliding-window, hybrid, state-space and logit-transform families named by issue 17.
 MUST_PASS = (

@@ -13,7 +13,7 @@ from toolkit.core.options import DecodingConfig
 from toolkit.recipes import Recipe, load_recipe
 from toolkit.recipes.load import merged_config, resolved_yaml
 
-RECIPES = sorted((Path(__file__).parent.parent / "recipes").glob("*.yaml"))
+RECIPES = sorted((Path(__file__).resolve().parents[2] / "recipes").glob("*.yaml"))
 
 
 def write(tmp_path: Path, text: str, name: str = "r.yaml") -> Path:

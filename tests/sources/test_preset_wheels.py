@@ -14,8 +14,7 @@ from pathlib import Path
 import huggingface_hub
 import pytest
 
-from toolkit.sources import gguf
-from toolkit.sources import presets, wheels
+from toolkit.sources import gguf, presets, wheels
 from toolkit.sources.presets import GEMMA_NOTICE, PRESETS, Preset, prepare_preset
 from toolkit.sources.wheels import WheelContentError
 from toolkit.testing import build_tiny_model, build_tokenizer

@@ -14,7 +14,7 @@ import pytest
 
 from toolkit.graft.augmented import AugmentedModel
 
-ROOT = Path(__file__).parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 PROMPTS = ["Hello there", "The cat sat", "1 2 3 4", "abc", "xyz zz", "Once upon", "bb cc dd"]
 
 

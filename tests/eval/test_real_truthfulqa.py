@@ -12,7 +12,7 @@ import pytest
 
 from toolkit.cli.main import main
 
-ROOT = Path(__file__).parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 # (question, best answer, correct answers, incorrect answers, best incorrect answer)
 ITEMS = [

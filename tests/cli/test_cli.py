@@ -14,7 +14,7 @@ import pytest
 from toolkit.cli.main import COMMANDS, main
 from toolkit.graft.augmented import AugmentedModel
 
-ROOT = Path(__file__).parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture

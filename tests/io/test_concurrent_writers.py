@@ -16,7 +16,7 @@ import pytest
 from toolkit.cli.main import main
 
 pytestmark = pytest.mark.slow
-ROOT = Path(__file__).parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 PAIR = {"id": "0", "prompt_ids": [5, 6], "chosen_ids": [7], "rejected_ids": [8],
         "chosen_tau": [0], "rejected_tau": [5]}
 CASES = {
