@@ -2,12 +2,33 @@
 
 from __future__ import annotations
 
+import logging
 import sys
 from pathlib import Path
 
 import pytest
 
 from toolkit.testing import save_tiny
+
+
+def _handlers() -> dict[logging.Logger, list[logging.Handler]]:
+    loggers = [logging.getLogger(), *(obj for obj in logging.Logger.manager.loggerDict.values()
+                                      if isinstance(obj, logging.Logger))]
+    return {logger: list(logger.handlers) for logger in loggers}
+
+
+@pytest.fixture(autouse=True)
+def _logging_handlers_restored():
+    """A library that sets up logging inside a test (lm-eval's simple_evaluate adds a stream
+    handler on the test's captured stderr) must not leave that handler for later tests, whose
+    log lines would then hit a closed stream."""
+    before = _handlers()
+    yield
+    for logger, handlers in _handlers().items():
+        for handler in handlers:
+            added = handler not in before.get(logger, [])
+            if added and not type(handler).__module__.startswith("_pytest"):
+                logger.removeHandler(handler)
 
 
 @pytest.fixture(scope="session")
