@@ -19,7 +19,10 @@ Hub id, grafted with the default config; lm-eval names its results after it); `s
 (a method with log-probabilities in the registry; True to enable); any of its options prefixed
 with its name (`sled_evolution_scale=20`); `preset=checkpoint` to start from the checkpoint's
 saved decoding methods and options (without it, nothing is enabled that the model_args do not
-enable). Everything else goes to `HFLM`.
+enable); `shared_prefix` (default True: requests that share a context run it once into a KV
+cache, then only their continuations, `toolkit.eval.harness_prefix`; False runs every whole
+context + continuation, as HFLM does; a numeric batch size is needed, `auto` runs the whole
+sequences). Everything else goes to `HFLM`.
 
 The log-likelihoods are proper log-probabilities: at each continuation token, the method's
 distribution over the whole vocabulary (`DecodingMethod.log_probs`: for SLED the log_softmax of
@@ -43,6 +46,7 @@ from lm_eval.models.huggingface import HFLM, stop_sequences_criteria
 from toolkit import methods
 from toolkit.core.errors import ConfigError, ToolkitError
 from toolkit.core.options import DecodingConfig, with_overrides
+from toolkit.eval import harness_prefix
 from toolkit.graft.augmented import AugmentedModel
 from toolkit.io.layout import CONFIG_FILE
 
@@ -90,7 +94,8 @@ def _decoding(am: AugmentedModel, preset: str | None, flags: dict[str, Any], opt
     return decoding
 
 
-def _load(pretrained: Any) -> AugmentedModel:
+def load_model(pretrained: Any) -> AugmentedModel:
+    """An AugmentedModel as given, from a checkpoint directory, or grafted onto a base model."""
     if isinstance(pretrained, AugmentedModel):
         return pretrained
     if Path(str(pretrained), CONFIG_FILE).is_file():
@@ -102,7 +107,8 @@ def _load(pretrained: Any) -> AugmentedModel:
 class SurgeryLM(HFLM):
     """HFLM over an AugmentedModel: SLED/DoLa log-likelihoods, generation via its generate()."""
 
-    def __init__(self, pretrained: Any = None, preset: str | None = None, **kwargs):
+    def __init__(self, pretrained: Any = None, preset: str | None = None,
+                 shared_prefix: bool = True, **kwargs):
         if "checkpoint" in kwargs:
             raise ConfigError("model_args checkpoint=DIR is now pretrained=DIR (lm-eval names "
                               "its results after pretrained)")
@@ -112,8 +118,9 @@ class SurgeryLM(HFLM):
         flags = {name: kwargs.pop(name, None) for name in scored()}
         prefixes = tuple(f"{name}_" for name in scored())
         options = {k: kwargs.pop(k) for k in list(kwargs) if k.startswith(prefixes)}
-        am = _load(pretrained)
+        am = load_model(pretrained)
         self.am = am
+        self.shared_prefix = bool(shared_prefix)
         self.decoding = _decoding(am, preset, flags, options)
         self._method = next((methods.get(n) for n in scored()
                              if self.decoding.method(n).enabled), None)
@@ -151,8 +158,12 @@ class SurgeryLM(HFLM):
         return info
 
     def _loglikelihood_tokens(self, requests, disable_tqdm: bool = False, override_bs=None):
-        """Remember each request's continuation length, keyed by the model input HFLM builds
-        from it, so `_model_call` knows which positions to rewrite."""
+        """With `shared_prefix` (and a numeric batch size), `harness_prefix.loglikelihoods`.
+        Otherwise HFLM's, remembering each request's continuation length, keyed by the model
+        input HFLM builds from it, so `_model_call` knows which positions to rewrite."""
+        batch_size = override_bs or self.batch_size
+        if self.shared_prefix and self.backend == "causal" and batch_size != "auto":
+            return harness_prefix.loglikelihoods(self, requests, int(batch_size), disable_tqdm)
         self._spans = {}
         for _, context, continuation in requests:
             key = tuple((context + continuation)[-(self.max_length + 1):][:-1])

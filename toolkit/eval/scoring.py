@@ -100,7 +100,7 @@ def score_batch(
 
 
 @torch.no_grad()
-def _prefix_cache(am: Any, prefix: Sequence[int]) -> Any:
+def prefix_cache(am: Any, prefix: Sequence[int]) -> Any:
     """The KV cache of `prefix` (one row), or None for an empty prefix."""
     if not prefix:
         return None
@@ -110,34 +110,54 @@ def _prefix_cache(am: Any, prefix: Sequence[int]) -> Any:
 
 
 @torch.no_grad()
+def forward_after_prefix(
+    am: Any, cache: Any, prefix_len: int, suffixes: Sequence[Sequence[int]], capture: bool,
+    positions: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """One forward pass over `suffixes` (right padded) after the first `prefix_len` tokens held
+    in `cache` (`prefix_cache`; None for no prefix), the cache copied and repeated per row.
+
+    Returns the logits (B,W,V) and, with `capture`, the tap's early logits at `positions` (B,P)
+    (every suffix position when None), else None.
+    """
+    device = am.base.get_input_embeddings().weight.device
+    width = max(len(s) for s in suffixes)
+    input_ids = torch.full((len(suffixes), width), _pad_id(am), dtype=torch.long)
+    real = torch.zeros_like(input_ids)
+    for row, suffix in enumerate(suffixes):
+        input_ids[row, : len(suffix)] = torch.tensor(list(suffix))
+        real[row, : len(suffix)] = 1
+    mask = torch.cat([torch.ones(len(suffixes), prefix_len, dtype=torch.long), real], -1)
+    position_ids = prefix_len + torch.arange(width).expand(len(suffixes), -1)
+    past = None
+    if cache is not None:
+        past = copy.deepcopy(cache)
+        past.batch_repeat_interleave(len(suffixes))
+    tap = am.tap.capture(last_only=False) if capture else contextlib.nullcontext()
+    with tap:
+        out = am.base(input_ids=input_ids.to(device), attention_mask=mask.to(device),
+                      position_ids=position_ids.to(device), cache=past, use_cache=past is not None)
+        early = am.tap.early_logits(positions=positions) if capture else None
+    return out.logits, early
+
+
 def _score_after_prefix(
     am: Any, cache: Any, prefix_len: int, encoded: Sequence[tuple[list[int], int]],
     modes: Sequence[str], decoding: DecodingConfig,
 ) -> dict[str, list[float]]:
-    """Scores of a few pairs whose first `prefix_len` tokens are in `cache` (`_prefix_cache`),
+    """Scores of a few pairs whose first `prefix_len` tokens are in `cache` (`prefix_cache`),
     in one forward pass over the rest: the last prompt token (whose position predicts the
     first answer token, so the tap sees it too) and the answer tokens, right padded."""
     device = am.base.get_input_embeddings().weight.device
     suffixes = [ids[prefix_len : len(ids) - 1] for ids, _ in encoded]
     width = max(len(s) for s in suffixes)
-    input_ids = torch.full((len(encoded), width), _pad_id(am), dtype=torch.long)
-    targets = torch.zeros_like(input_ids)
-    valid = torch.zeros_like(input_ids, dtype=torch.bool)
+    targets = torch.zeros((len(encoded), width), dtype=torch.long)
+    valid = torch.zeros_like(targets, dtype=torch.bool)
     for row, ((ids, start), suffix) in enumerate(zip(encoded, suffixes, strict=True)):
-        input_ids[row, : len(suffix)] = torch.tensor(suffix)
         targets[row, : len(suffix)] = torch.tensor(ids[start:])
         valid[row, : len(suffix)] = True
-    mask = torch.cat([torch.ones(len(encoded), prefix_len, dtype=torch.long), valid.long()], -1)
-    position_ids = prefix_len + torch.arange(width).expand(len(encoded), -1)
-    past = None
-    if cache is not None:
-        past = copy.deepcopy(cache)
-        past.batch_repeat_interleave(len(encoded))
-    with _capture(am.tap, modes):
-        out = am.base(input_ids=input_ids.to(device), attention_mask=mask.to(device),
-                      position_ids=position_ids.to(device), cache=past, use_cache=True)
-        early = _early(am.tap, modes, None)
-    return _mode_scores(out.logits, early, valid.to(device), targets.to(device), modes, decoding)
+    logits, early = forward_after_prefix(am, cache, prefix_len, suffixes, _needs_early(modes))
+    return _mode_scores(logits, early, valid.to(device), targets.to(device), modes, decoding)
 
 
 def _pad_id(am: Any) -> int:
@@ -216,7 +236,7 @@ def score_encoded(
             got = score_batch(am, rows, modes, decoding, padding_side)
         else:
             if cached[0] != prefix:
-                cached = (prefix, _prefix_cache(am, prefix))
+                cached = (prefix, prefix_cache(am, prefix))
             got = _score_after_prefix(am, cached[1], len(prefix), rows, modes, decoding)
         for mode in modes:
             for i, value in zip(chunk, got[mode], strict=True):
