@@ -1,5 +1,6 @@
 """benchmarks/gpu_check.sh: its --tiny mode runs the same steps on CPU (tiny shape), so the
-script the GPU machine runs cannot rot; without a GPU the real mode stops with one line."""
+script the GPU machine runs cannot rot; tests needing more CUDA devices than there are skip and
+the summary says which and why; without a GPU the real mode stops with one line."""
 
 import json
 import os
@@ -27,6 +28,12 @@ def test_tiny_mode_runs_every_step(tmp_path):
     log = (out / "pytest-gpu.log").read_text().strip().splitlines()[-1]
     expected = "passed" if torch.cuda.is_available() else "skipped"
     assert expected in log and "failed" not in log and f"pytest -m gpu: {log}" in summary
+    found = torch.cuda.device_count()
+    for recipe, need in (("train_ddp", 4), ("train_fsdp", 8)):
+        if found < need:  # the documented DDP/FSDP commands skip, saying why
+            assert (f"test_documented_commands::test_documented_command_runs[train "
+                    f"recipes/{recipe}.yaml]: needs {need} CUDA device(s), found {found}"
+                    ) in summary
     bench = json.loads((out / "bench" / "bench.json").read_text())
     assert {(r["mode"], r["batch"]) for r in bench["rows"]} >= {("greedy", 1), ("sled_k10", 2)}
     assert all(r["decode_ms_per_token"] > 0 for r in bench["rows"])

@@ -372,9 +372,20 @@ def _marks(command: str) -> list:
     if run.real:
         marks.append(pytest.mark.real)
     if run.gpu:
-        marks += [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(),
-                                                      reason="needs CUDA")]
+        need, found = _cuda_devices(command), torch.cuda.device_count()
+        marks += [pytest.mark.gpu, pytest.mark.skipif(
+            found < need, reason=f"needs {need} CUDA device(s), found {found}")]
     return marks
+
+
+def _cuda_devices(command: str) -> int:
+    """The CUDA devices a documented command asks for: its recipe's `trainer.devices` when a
+    number (a DDP/FSDP recipe asks for 4 or 8), else 1."""
+    from omegaconf import OmegaConf
+
+    recipe = next(w for w in command.split() if w.endswith(".yaml"))
+    devices = OmegaConf.load(ROOT / recipe).get("trainer", {}).get("devices", 1)
+    return devices if isinstance(devices, int) else 1
 
 
 @pytest.mark.parametrize("command", [pytest.param(c, marks=_marks(c)) for c in
