@@ -5,6 +5,7 @@ import dataclasses
 import importlib.util
 import json
 import math
+from pathlib import Path
 
 import pytest
 import torch
@@ -106,3 +107,44 @@ def test_eval_throughput_mode(tmp_path):
     assert "| sled | rerun per answer |" in table and "| sled | shared (KV cache) |" in table
     with pytest.raises(ConfigError, match="bench.eval_answers"):
         BenchConfig(eval_answers=0)
+
+
+def test_allocators_are_checked(tmp_path):
+    with pytest.raises(ConfigError, match="bench.allocators.*reuse"):
+        BenchConfig(allocators=["jemalloc"])
+    with pytest.raises(ConfigError, match="names an allocator twice"):
+        BenchConfig(allocators=["system", "system"])
+    am = AugmentedModel.graft(random_model("tiny", seed=0))
+    cfg = BenchConfig(allocators=["reuse", "system"], output_dir=str(tmp_path / "b"))
+    with pytest.raises(ConfigError, match="in a second process; run it through cli.py bench"):
+        run_bench(am, cfg)
+
+
+@pytest.mark.slow
+def test_allocators_side_by_side(tmp_path, capsys):
+    """bench.allocators=[reuse,system]: the CLI's process runs reuse, a second process (never
+    touching glibc) runs system, round by round; rows of one mode sit side by side."""
+    from toolkit.cli.main import main
+
+    out = tmp_path / "bench"
+    recipe = Path(__file__).resolve().parents[2] / "recipes" / "bench_llama_d512.yaml"
+    code = main(["bench", str(recipe), "model.random_shape=tiny",
+                 "runtime.allocator=reuse", "bench.batch_sizes=[1]", "bench.new_tokens=3",
+                 "bench.repeats=2", "bench.warmup=0", "bench.modes=[greedy,sled]",
+                 "bench.sled_ks=[5]", "bench.allocators=[reuse,system]", "bench.progress=false",
+                 "bench.plot=false", f"bench.output_dir={out}"])
+    capsys.readouterr()
+    assert code == 0
+    result = json.loads((out / "bench.json").read_text())
+    assert [(r["mode"], r["allocator"]) for r in result["rows"]] == [
+        (m, a) for m in ("greedy", "floor", "sled_k5") for a in ("reuse", "system")]
+    decode = {(r["mode"], r["allocator"]): r["decode_ms_per_token"] for r in result["rows"]}
+    for r in result["rows"]:
+        assert r["ratio_to_allocator"] == pytest.approx(decode[r["mode"], r["allocator"]]
+                                                        / decode[r["mode"], "reuse"])
+        assert r["ratio_to_greedy"] == pytest.approx(decode[r["mode"], r["allocator"]]
+                                                     / decode["greedy", r["allocator"]])
+    assert sum(s["allocator"] == "system" for s in result["samples"]) == 3 * 2
+    assert result["allocator"].startswith("allocators side by side: reuse (this process: ")
+    assert result["allocator"].endswith("system (a second process)")
+    assert "| sled_k5 | system | 1 |" in (out / "bench.md").read_text()

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 
 from toolkit import methods
 from toolkit.core.errors import ConfigError, check_choice, check_range
+from toolkit.core.runtime import ALLOCATORS
 
 # greedy, the compute floor, plain sampling, then one mode per registered method and composed
 # (see `toolkit.methods`). `sled` expands to one mode per K in `sled_ks` (sled_k10, sled_k50,
@@ -35,6 +36,11 @@ class BenchConfig:
     `decoding` section; `sled_ks` sweeps SLED's evolution_scale. `sample` is plain sampling at
     the recipe's temperature, the baseline of the sampling modes.
 
+    allocators: `runtime.allocator` values to time side by side (e.g. [reuse, system]); empty
+    = only this run's. Each one other than this process's runs in a second process loading the
+    same recipe (glibc's settings are process-wide and cannot be undone), taking turns with this
+    one round by round; every row then names its allocator, its ratios taken within it.
+
     eval_questions > 0 also times TruthfulQA-style multiple-choice scoring (greedy and every
     method with a scoring mode, the truthfulqa preset): that many questions of random tokens,
     `eval_prompt_len` tokens each, with `eval_answers` answers of `eval_answer_len` tokens,
@@ -52,6 +58,7 @@ class BenchConfig:
     output_dir: str = "bench_out"
     plot: bool = True
     progress: bool = True
+    allocators: list[str] = field(default_factory=list)
     eval_questions: int = 0
     eval_prompt_len: int = 96
     eval_answers: int = 8
@@ -71,6 +78,11 @@ class BenchConfig:
             check_choice("bench.modes", mode, mode_choices())
         for k in self.sled_ks:
             check_range("bench.sled_ks", k, low=1)
+        for allocator in self.allocators:
+            check_choice("bench.allocators", allocator, ALLOCATORS)
+        if len(set(self.allocators)) < len(self.allocators):
+            raise ConfigError(f"bench.allocators={list(self.allocators)} names an allocator "
+                              "twice; give each once, e.g. [reuse, system]")
         check_range("bench.eval_questions", self.eval_questions, low=0)
         for key in ("eval_prompt_len", "eval_answers", "eval_answer_len", "eval_batch_size"):
             check_range(f"bench.{key}", getattr(self, key), low=1)

@@ -9,10 +9,12 @@ machine hit every mode alike; medians over repeats are reported.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import statistics
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +27,7 @@ from toolkit.bench.config import FILES, FLOOR, KEY, SAMPLE, BenchConfig
 from toolkit.bench.eval_speed import run_eval_bench
 from toolkit.bench.measure import FloorProcessor, PeakMemory, StepTimer
 from toolkit.bench.table import markdown_table, plot, plot_available
+from toolkit.bench.worker import Worker
 from toolkit.core import runtime
 from toolkit.core.errors import ConfigError
 from toolkit.core.options import DecodingConfig, mode_decoding
@@ -56,7 +59,7 @@ def _generate(am: Any, name: str, decoding: DecodingConfig, ids: torch.Tensor,
                          streamer=timer)
 
 
-def _measure(am: Any, name: str, decoding: DecodingConfig, ids: torch.Tensor,
+def measure(am: Any, name: str, decoding: DecodingConfig, ids: torch.Tensor,
              memory: PeakMemory) -> dict[str, float]:
     timer = StepTimer(ids.device)
     mask = torch.ones_like(ids)
@@ -69,7 +72,7 @@ def _measure(am: Any, name: str, decoding: DecodingConfig, ids: torch.Tensor,
             "peak_bytes": peak}
 
 
-def _prompts(am: Any, config: BenchConfig, device: torch.device) -> dict[int, torch.Tensor]:
+def prompts(am: Any, config: BenchConfig, device: torch.device) -> dict[int, torch.Tensor]:
     generator = torch.Generator().manual_seed(config.seed)
     vocab = am.vocab_size
     return {b: torch.randint(1, vocab, (b, config.prompt_len), generator=generator).to(device)
@@ -117,50 +120,92 @@ def _model_info(am: Any) -> dict[str, Any]:
             "device": str(am.base.device)}
 
 
-def run_bench(model: Any, config: BenchConfig,
-              decoding: DecodingConfig | None = None) -> dict[str, Any]:
+def run_bench(model: Any, config: BenchConfig, decoding: DecodingConfig | None = None,
+              second_process: Callable[[str], list[str]] | None = None) -> dict[str, Any]:
     """Time every mode of `config` on `model` side by side; write JSON, table and plot.
 
     Args:
         model: an AugmentedModel.
-        config: batch sizes, lengths, repeats, modes, SLED's K sweep, output folder.
+        config: batch sizes, lengths, repeats, modes, SLED's K sweep, allocators, output folder.
         decoding: the methods' settings (the recipe's `decoding` section; default: the
             model's own `model.decoding`).
+        second_process: allocator -> the command line of a process that loads the same model
+            under that `runtime.allocator` and `serve`s rounds (`toolkit.bench.worker`); needed
+            only when `config.allocators` names one other than this process's (`cli.py bench`
+            gives it).
 
     Returns:
         The results (also in `config.output_dir/bench.json`): config, model, rows (median
-        timings and ratios per batch size and mode), schedule, samples, files.
+        timings and ratios per allocator, batch size and mode), schedule, samples, files.
     """
     if not all(hasattr(model, a) for a in ("base", "tap", "generate", "check_decoding")):
         raise ConfigError(f"run_bench needs an AugmentedModel (got {type(model).__name__}); "
                           "graft the base model first with AugmentedModel.graft(model)")
     reports.check(Path(config.output_dir), FILES, KEY)
+    here = runtime.allocator_name()
+    allocators = list(config.allocators) or [here]
+    if second_process is None and set(allocators) - {here}:
+        raise ConfigError(f"bench.allocators={allocators} measures runtime.allocator other than "
+                          f"this process's ({here}) in a second process; run it through cli.py "
+                          "bench, or pass second_process= to run_bench")
     names = config.mode_names()
     decoding = decoding or model.decoding
     decodings = {m: bench_decoding(m, config, decoding) for m in names}
     for options in decodings.values():
         model.check_decoding(options)
     device = model.base.device
-    prompts = _prompts(model, config, device)
+    ids = prompts(model, config, device)
     memory = PeakMemory(device)
     schedule = _schedule(config, names)
-    samples: dict[tuple[int, str], list[dict[str, float]]] = {(b, m): [] for b in
-                                                              config.batch_sizes for m in names}
-    for r, b, m in tqdm(schedule, desc="bench", disable=not config.progress):
-        sample = _measure(model, m, decodings[m], prompts[b], memory)
-        if r >= 0:
-            samples[(b, m)].append(sample)
+    samples: dict[tuple[str, int, str], list[dict[str, float]]] = {
+        (a, b, m): [] for a in allocators for b in config.batch_sizes for m in names}
+    with contextlib.ExitStack() as stack:
+        workers = {a: stack.enter_context(Worker(second_process(a), a))
+                   for a in allocators if a != here}
+        for r, b, m in tqdm(schedule, desc="bench", disable=not config.progress):
+            for a in allocators[r % len(allocators):] + allocators[: r % len(allocators)]:
+                sample = (measure(model, m, decodings[m], ids[b], memory) if a == here
+                          else workers[a].measure(b, m))
+                if r >= 0:
+                    samples[(a, b, m)].append(sample)
+    rows = _by_allocator(samples, config, names, allocators)
     result = {
         "config": dataclasses.asdict(config), "model": _model_info(model),
-        "torch_threads": torch.get_num_threads(), "allocator": runtime.allocator(),
-        "memory_method": memory.method, "rows": _summarise(samples, config, names),
+        "torch_threads": torch.get_num_threads(), "allocator": _allocator_line(allocators),
+        "memory_method": memory.method, "rows": rows,
         "schedule": [{"repeat": r, "batch": b, "mode": m} for r, b, m in schedule],
-        "samples": [{"batch": b, "mode": m, **s} for (b, m), ss in samples.items() for s in ss],
+        "samples": [{"allocator": a, "batch": b, "mode": m, **s}
+                    for (a, b, m), ss in samples.items() for s in ss],
     }
     if config.eval_questions:
         result["eval_rows"] = run_eval_bench(model, config, decoding)
     _write(result, config)
     return result
+
+
+def _by_allocator(samples: dict, config: BenchConfig, names: list[str],
+                  allocators: list[str]) -> list[dict[str, Any]]:
+    """`_summarise` per allocator; with several, each row names its allocator and its decode
+    time over the first allocator's (`ratio_to_allocator`), rows of one mode side by side."""
+    summaries = {a: _summarise({(b, m): samples[(a, b, m)] for b in config.batch_sizes
+                                for m in names}, config, names) for a in allocators}
+    if len(allocators) == 1:
+        return summaries[allocators[0]]
+    first = {(r["batch"], r["mode"]): r["decode_ms_per_token"] for r in summaries[allocators[0]]}
+    rows = [{**r, "allocator": a,
+             "ratio_to_allocator": r["decode_ms_per_token"] / first[(r["batch"], r["mode"])]}
+            for a in allocators for r in summaries[a]]
+    return sorted(rows, key=lambda r: (config.batch_sizes.index(r["batch"]),
+                                       names.index(r["mode"]), allocators.index(r["allocator"])))
+
+
+def _allocator_line(allocators: list[str]) -> str:
+    here = runtime.allocator_name()
+    if allocators == [here]:
+        return runtime.allocator()
+    said = {a: f"this process: {runtime.allocator()}" if a == here else "a second process"
+            for a in allocators}
+    return "allocators side by side: " + ", ".join(f"{a} ({said[a]})" for a in allocators)
 
 
 def _write(result: dict[str, Any], config: BenchConfig) -> None:

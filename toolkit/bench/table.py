@@ -32,6 +32,11 @@ def markdown_table(result: dict[str, Any]) -> str:
     if "ratio_to_sample" in result["rows"][0]:
         columns.insert(7, ("ratio_to_sample", "{:.2f}x"))
         headers.insert(7, "vs sample")
+    if "allocator" in result["rows"][0]:
+        columns.insert(1, ("allocator", "{}"))
+        headers.insert(1, "allocator")
+        columns.insert(-1, ("ratio_to_allocator", "{:.2f}x"))
+        headers.insert(-1, f"vs {result['rows'][0]['allocator']}")
     lines[2:] = ["| " + " | ".join(headers) + " |", "|---|" + "---:|" * (len(headers) - 1)]
     for row in result["rows"]:
         lines.append("| " + " | ".join(fmt.format(row.get(k, float("nan"))) for k, fmt in columns)

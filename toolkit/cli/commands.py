@@ -91,8 +91,13 @@ def cmd_eval(recipe: Recipe) -> None:
 
 
 def cmd_bench(recipe: Recipe) -> None:
+    import tempfile
+
     from toolkit.bench.run import run_bench
+    from toolkit.cli.bench_worker import starter
     from toolkit.recipes.models import load_model
 
-    run_bench(load_model(recipe.model, recipe.graft), recipe.bench, recipe.decoding)
+    with tempfile.TemporaryDirectory(prefix="bench-worker-") as folder:
+        run_bench(load_model(recipe.model, recipe.graft), recipe.bench, recipe.decoding,
+                  starter(recipe, folder))
     print(f"wrote the benchmark table, JSON and plot to {recipe.bench.output_dir}")

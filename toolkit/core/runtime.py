@@ -92,12 +92,19 @@ def configure(config: RuntimeConfig) -> str:
     compiled = "; SLED/DoLa block math compiled (runtime.compile)" if config.compile else ""
     _state["line"] = f"torch threads: {torch.get_num_threads()} ({why}); {allocator}{compiled}"
     _state["allocator"] = allocator
+    _state["allocator_name"] = config.allocator
     return _state["line"]
 
 
 def describe() -> str | None:
     """The line of the last `configure` call (None when the process was not configured)."""
     return _state.get("line")
+
+
+def allocator_name() -> str:
+    """The `runtime.allocator` this process runs: the configured one, else `system` (nothing
+    outside `configure` touches the allocator)."""
+    return _state.get("allocator_name", "system")
 
 
 def allocator() -> str:
