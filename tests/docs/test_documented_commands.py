@@ -120,6 +120,13 @@ def check_bench(out: str, ctx: Workspace) -> None:
     assert rows and all(r["decode_ms_per_token"] > 0 and r["tokens_per_s"] > 0 for r in rows)
 
 
+def check_allocators(out: str, ctx: Workspace) -> None:
+    check_bench(out, ctx)
+    folder = Path(re.search(r"wrote the benchmark table, JSON and plot to (\S+)", out).group(1))
+    rows = json.loads((ctx.cwd / folder / "bench.json").read_text())["rows"]
+    assert [r["allocator"] for r in rows if r["mode"] == "greedy"] == ["reuse", "system"]
+
+
 def check_scoring_bench(out: str, ctx: Workspace) -> None:
     check_bench(out, ctx)
     folder = Path(re.search(r"wrote the benchmark table, JSON and plot to (\S+)", out).group(1))
@@ -247,6 +254,9 @@ RUNS: dict[str, Run] = {
     "eval.data_path=/path/to/gsm8k_test.jsonl": Run(check_sweep, [
         "eval.temperatures=[1.0]", "eval.sweep_samples=1", "decoding.max_new_tokens=6"],
         real=True),
+    "bench recipes/bench_smollm2.yaml 'bench.modes=[greedy,floor,sled,dola]' bench.repeats=2 "
+    "bench.eval_questions=0 'bench.allocators=[reuse,system]'": Run(
+        check_allocators, [*SMALL_BENCH, "bench.modes=[greedy]"], real=True),
     "bench recipes/bench_llama_d512.yaml": Run(check_bench, SMALL_BENCH),
     "bench recipes/bench_llama_d512.yaml graft.head.level=token": Run(check_bench, SMALL_BENCH),
     "bench recipes/bench_llama_d512.yaml 'bench.modes=[greedy,sled,dola,contrastive]' "
