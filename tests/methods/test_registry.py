@@ -91,6 +91,14 @@ def test_a_method_registered_after_import_works_at_once(restored):
     assert "late_filter" not in methods.scoring_modes()
 
 
+def test_a_plugin_may_share_a_name_with_a_config_method(restored):
+    """A plugin named like a DecodingConfig attribute that is not a field (`method`) reads its
+    own options, not the attribute."""
+    plugin = methods.register(_method("method"))
+    assert DecodingConfig().method("method") == TopNSigmaOptions()
+    assert methods.active(with_overrides(None, method=True)) == [plugin]
+
+
 def test_every_method_is_in_the_help_and_the_docs():
     from pathlib import Path
 

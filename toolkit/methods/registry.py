@@ -176,7 +176,7 @@ def options_of(decoding: Any, name: str) -> Any:
     in `plugins` for a plugin (the plugin's defaults, switched off, when absent)."""
     if name in getattr(decoding, "plugins", {}):
         return decoding.plugins[name]
-    if hasattr(decoding, name):
+    if name in {f.name for f in dataclasses.fields(decoding)}:
         return getattr(decoding, name)
     return get(name).options()
 
