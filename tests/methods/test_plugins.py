@@ -88,6 +88,7 @@ def test_generate_equals_a_step_by_step_reference(plugin, am, tiny_llama_dir):
     assert not torch.equal(greedy, want), "the toy method must change the replies to be seen"
     shift = out.records[NAME + "_shift"]
     assert shift.shape == (3, 6) and bool((shift > 0).all())
+    assert out.record(NAME + "_shift") is shift and out.record("dola_layer") is None
     assert out.layers == layers
 
 

@@ -20,6 +20,7 @@ from toolkit.core.errors import LAYER_BUCKETS, ConfigError, check_choice, check_
 from toolkit.methods.adaptive import AdaptiveOptions
 from toolkit.methods.contrastive import ContrastiveOptions
 from toolkit.methods.dola import DolaOptions
+from toolkit.methods.registry import RESERVED
 from toolkit.methods.sled import SledOptions
 from toolkit.methods.top_n_sigma import TopNSigmaOptions
 from toolkit.methods.typical import TypicalOptions
@@ -151,7 +152,9 @@ class DecodingConfig:
         return dataclasses.replace(self, **builtin, plugins=plugins)
 
 
-METHOD_FIELDS = ("sled", "dola", "contrastive", "top_n_sigma", "typical", "adaptive_temperature")
+# The built-in methods' fields: every field the registry does not reserve for a plain setting.
+METHOD_FIELDS = tuple(f.name for f in dataclasses.fields(DecodingConfig)
+                      if f.name not in RESERVED)
 
 
 def _plugin_options(name: str, value: Any) -> Any:
@@ -164,10 +167,7 @@ def _plugin_options(name: str, value: Any) -> Any:
     if not isinstance(value, dict):
         raise ConfigError(f"decoding.{name} must be a mapping of {method.options.__name__} "
                           f"fields, not {value!r}")
-    names = [f.name for f in dataclasses.fields(method.options)]
-    unknown = [k for k in value if k not in names]
-    if unknown:
-        raise ConfigError(_unknown_field(name, unknown[0], names))
+    _check_fields(method, value)
     return method.options(**value)
 
 
@@ -207,10 +207,7 @@ def _method_options(method: methods.DecodingMethod, current: Any, value: Any) ->
     if isinstance(value, method.options):
         return value
     if isinstance(value, dict):
-        names = [f.name for f in dataclasses.fields(method.options)]
-        unknown = [k for k in value if k not in names]
-        if unknown:
-            raise ConfigError(_unknown_field(method.name, unknown[0], names))
+        _check_fields(method, value)
         return dataclasses.replace(current, **{"enabled": True, **value})
     if value is None or isinstance(value, bool):
         return dataclasses.replace(current, enabled=bool(value))
@@ -222,8 +219,12 @@ def _method_options(method: methods.DecodingMethod, current: Any, value: Any) ->
     )
 
 
-def _unknown_field(section: str, key: str, names: list[str]) -> str:
-    return f"unknown {section} option {key!r}; valid: {', '.join(names)}"
+def _check_fields(method: methods.DecodingMethod, value: dict) -> None:
+    """ConfigError naming the first key of `value` that is not a field of the method's options."""
+    names = [f.name for f in dataclasses.fields(method.options)]
+    unknown = [k for k in value if k not in names]
+    if unknown:
+        raise ConfigError(f"unknown {method.name} option {unknown[0]!r}; valid: {', '.join(names)}")
 
 
 def pinned(config: DecodingConfig) -> DecodingConfig:
