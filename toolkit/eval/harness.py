@@ -189,23 +189,14 @@ class SurgeryLM(HFLM):
     def _model_call(self, inps: torch.Tensor, attn_mask=None, labels=None) -> torch.Tensor:
         if self._method is None or self._spans is None or attn_mask is not None:
             return super()._model_call(inps, attn_mask=attn_mask, labels=labels)
-        spans = [self._span(row) for row in inps]
-        width = max(n for _, n in spans)
-        positions = torch.zeros((len(spans), width), dtype=torch.long, device=inps.device)
-        valid = torch.zeros_like(positions, dtype=torch.bool)
-        for i, (length, n) in enumerate(spans):
-            positions[i] = length - 1
-            positions[i, :n] = torch.arange(length - n, length)
-            valid[i, :n] = True
+        positions, valid = harness_prefix.scored_positions([self._span(row) for row in inps],
+                                                           inps.device)
         with torch.no_grad(), self.am.tap.capture(last_only=False):
             logits = self.model(inps).logits
             early = self.am.tap.early_logits(positions=positions)
-        rows = torch.arange(len(spans), device=inps.device)[:, None].expand_as(positions)
-        final = logits[rows[valid], positions[valid]].float()
-        options = self.decoding.method(self._method.name)
-        scored = self._method.log_probs(final, early[valid].to(final.device).float(), options)
+        rows, scored = harness_prefix.method_values(self, logits, early, positions, valid)
         logits = logits.float()
-        logits[rows[valid], positions[valid]] = scored
+        logits[rows, positions[valid]] = scored
         return logits
 
     def _model_generate(self, context, max_length: int, stop: list[str], **generation_kwargs):

@@ -51,38 +51,49 @@ def plan(inputs: Sequence[tuple[int, ...]], spans: dict[tuple[int, ...], int],
     return out
 
 
-def _log_probs(lm: Any, logits: torch.Tensor, early: torch.Tensor | None,
-               positions: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
-    """(M, V) log-probabilities at the valid positions, in row order."""
-    rows = torch.arange(len(positions), device=logits.device)[:, None].expand_as(positions)
-    final = logits[rows[valid], positions[valid]]
+def scored_positions(spans: Sequence[tuple[int, int]], device: Any
+                     ) -> tuple[torch.Tensor, torch.Tensor]:
+    """(positions, valid), both (B, W): for each row's (input length L, scored count n), the
+    positions L-n .. L-1 that predict its continuation, padded with L-1 and marked invalid."""
+    width = max(n for _, n in spans)
+    positions = torch.zeros((len(spans), width), dtype=torch.long)
+    valid = torch.zeros_like(positions, dtype=torch.bool)
+    for row, (length, n) in enumerate(spans):
+        positions[row] = length - 1
+        positions[row, :n] = torch.arange(length - n, length)
+        valid[row, :n] = True
+    return positions.to(device), valid.to(device)
+
+
+def method_values(lm: Any, logits: torch.Tensor, early: torch.Tensor | None,
+                  positions: torch.Tensor, valid: torch.Tensor
+                  ) -> tuple[torch.Tensor, torch.Tensor]:
+    """(rows, values): the batch row of each valid position, and (M, V) the final logits there,
+    in row order, replaced by the method's log-probabilities over the vocabulary when
+    `lm` scores with a method."""
+    rows = torch.arange(len(positions), device=logits.device)[:, None].expand_as(positions)[valid]
+    final = logits[rows, positions[valid]]
     if lm._method is not None:
         options = lm.decoding.method(lm._method.name)
         final = lm._method.log_probs(final.float(), early[valid].to(final.device).float(),
                                      options)
-    return F.log_softmax(final, dim=-1, dtype=lm.softmax_dtype)
+    return rows, final
 
 
 def _run(lm: Any, cache: Any, prefix: tuple[int, ...], chunk: list[tuple[int, ...]],
          spans: dict[tuple[int, ...], int]) -> list[torch.Tensor]:
     """Per input of `chunk`: its (span, V) log-probabilities after `prefix`."""
     suffixes = [inp[len(prefix):] for inp in chunk]
-    width = max(spans[inp] for inp in chunk)
-    positions = torch.zeros((len(chunk), width), dtype=torch.long)
-    valid = torch.zeros_like(positions, dtype=torch.bool)
-    for row, (inp, suffix) in enumerate(zip(chunk, suffixes, strict=True)):
-        n = spans[inp]
-        positions[row] = len(suffix) - 1
-        positions[row, :n] = torch.arange(len(suffix) - n, len(suffix))
-        valid[row, :n] = True
     device = lm.am.base.get_input_embeddings().weight.device
-    positions, valid = positions.to(device), valid.to(device)
+    positions, valid = scored_positions(
+        [(len(suffix), spans[inp]) for inp, suffix in zip(chunk, suffixes, strict=True)], device)
     capture = lm._method is not None
     with torch.autocast(device_type=device.type, dtype=lm.mixed_precision_dtype,
                         enabled=lm.mixed_precision_dtype is not None):
         logits, early = forward_after_prefix(lm.am, cache, len(prefix), suffixes, capture,
                                              positions if capture else None)
-        values = _log_probs(lm, logits, early, positions, valid)
+        _, values = method_values(lm, logits, early, positions, valid)
+        values = F.log_softmax(values, dim=-1, dtype=lm.softmax_dtype)
     return list(values.split([spans[inp] for inp in chunk]))
 
 
