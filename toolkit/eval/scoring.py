@@ -29,6 +29,7 @@ from tqdm.auto import tqdm
 from toolkit import methods
 from toolkit.core.errors import DataError
 from toolkit.core.options import DecodingConfig
+from toolkit.graft.kv_cache import cache_kwargs, new_cache
 
 
 def encode_pair(tokenizer: Any, prompt: str, continuation: str) -> tuple[list[int], int]:
@@ -106,7 +107,9 @@ def prefix_cache(am: Any, prefix: Sequence[int]) -> Any:
         return None
     device = am.base.get_input_embeddings().weight.device
     ids = torch.tensor([list(prefix)], device=device)
-    return am.base(input_ids=ids, use_cache=True, logits_to_keep=1).cache
+    cache = new_cache(am.base)
+    am.base(input_ids=ids, use_cache=True, logits_to_keep=1, **cache_kwargs(am.base, cache))
+    return cache
 
 
 @torch.no_grad()
@@ -136,7 +139,8 @@ def forward_after_prefix(
     tap = am.tap.capture(last_only=False) if capture else contextlib.nullcontext()
     with tap:
         out = am.base(input_ids=input_ids.to(device), attention_mask=mask.to(device),
-                      position_ids=position_ids.to(device), cache=past, use_cache=past is not None)
+                      position_ids=position_ids.to(device), use_cache=past is not None,
+                      **cache_kwargs(am.base, past))
         early = am.tap.early_logits(positions=positions) if capture else None
     return out.logits, early
 
