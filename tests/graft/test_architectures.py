@@ -71,6 +71,11 @@ def test_logit_transforms_read_from_the_config(model_type, scale, softcap):
     parts = families.resolve(model)
     assert parts.logit_scale == pytest.approx(scale) and parts.softcap == softcap
     assert probe.check_tap(model) < 1e-4
+    tap = EarlyExitTap(model, layers="all")  # the decoding path's reused buffers transform alike
+    with torch.no_grad(), tap.capture(last_only=True):
+        model(input_ids=torch.tensor([[1, 2, 3]]))
+        torch.testing.assert_close(tap.early_logits(reuse=True), tap.early_logits(),
+                                   atol=1e-5, rtol=1e-5)
 
 
 def test_probe_refuses_a_transform_discovery_gets_wrong(monkeypatch):

@@ -284,3 +284,39 @@ def test_an_unset_early_exit_norm_matches_the_checkpoints_resolved_choice():
     with pytest.raises(ConfigError, match="graft.early_exit_norm: recipe False vs checkpoint True"):
         check_graft("ckpt", GraftConfig(early_exit_norm=False, head=HeadConfig(hidden_size=8)),
                     saved)
+
+
+# ---- buffer reuse -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("family", TINY_FAMILIES)
+@pytest.mark.parametrize("layers", ["all", [0, 2, L]], ids=["early-only", "with-final"])
+def test_reused_buffers_give_the_same_logits_without_new_tensors(family, layers, tiny_model_dir):
+    model, tok = load(tiny_model_dir, family)
+    tap = EarlyExitTap(model, layers=layers, early_exit_norm=family == "gemma3_text")
+    enc = tok(PROMPTS, return_tensors="pt", padding=True)
+    kept = []
+    with torch.no_grad(), tap.capture(last_only=True):
+        for step in range(2):
+            ids = enc["input_ids"] if step == 0 else enc["input_ids"][:, -1:] + step
+            model(input_ids=ids)
+            fresh = tap.early_logits()
+            reused = tap.early_logits(reuse=True)
+            torch.testing.assert_close(reused, fresh, atol=1e-6, rtol=1e-6)
+            kept.append(reused)
+    assert kept[0].data_ptr() == kept[1].data_ptr()  # the second step wrote into the first's
+    assert fresh.data_ptr() != kept[1].data_ptr()
+
+
+def test_reuse_is_ignored_where_autograd_or_every_position_needs_fresh_tensors(tiny_model_dir):
+    model, tok = load(tiny_model_dir, "llama")
+    tap = EarlyExitTap(model, layers="all")
+    enc = tok(PROMPTS, return_tensors="pt", padding=True)
+    with tap.capture(last_only=True):
+        model(**enc)
+        first, second = tap.early_logits(reuse=True), tap.early_logits(reuse=True)
+    assert first.requires_grad and first.data_ptr() != second.data_ptr()
+    with torch.no_grad(), tap.capture(last_only=False):
+        model(**enc)
+        first, second = tap.early_logits(reuse=True), tap.early_logits(reuse=True)
+    assert first.data_ptr() != second.data_ptr()

@@ -60,7 +60,7 @@ class FloorProcessor(LogitsProcessor):
         self.tap = tap
 
     def __call__(self, input_ids: torch.LongTensor, scores: torch.Tensor) -> torch.Tensor:
-        self.tap.early_logits()
+        self.tap.early_logits(reuse=True)
         return scores
 
 

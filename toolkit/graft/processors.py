@@ -118,7 +118,7 @@ class EarlyExitLogitsProcessor(LogitsProcessor):
         return list(self.tap.candidate_layers)
 
     def __call__(self, input_ids: torch.LongTensor, scores: torch.Tensor) -> torch.Tensor:
-        early = self.tap.early_logits().to(device=scores.device, dtype=scores.dtype)
+        early = self.tap.early_logits(reuse=True).to(device=scores.device, dtype=scores.dtype)
         logits, step_record = self.method.logits(scores, early, self.options, self.layers)
         if self.record and step_record is not None:
             self.records.append(step_record)

@@ -54,6 +54,7 @@ class EarlyExitTap:
         self._final: Tensor | None = None
         self._last_only = True
         self._handles: list[Any] = []
+        self._buffers: dict[str, Tensor] = {}
 
     @property
     def num_layers(self) -> int:
@@ -122,27 +123,57 @@ class EarlyExitTap:
             raise RuntimeError("nothing captured yet; run the model inside `tap.capture()`")
         return self._final
 
-    def early_logits(self, positions: Tensor | None = None) -> Tensor:
+    def early_logits(self, positions: Tensor | None = None, reuse: bool = False) -> Tensor:
         """Logits of every candidate layer, in `candidate_layers` order, for the last forward.
 
         last_only: (B,N,V), all N rows through lm_head in one matmul. Otherwise (B,T,N,V), or
         (B,P,N,V) for `positions` (B,P) long.
+
+        `reuse=True` (last_only, no autograd) writes into buffers the tap keeps while the shape
+        stays the same, so a decoding step allocates nothing the size of B*N*V: the result is
+        overwritten by the next `early_logits(reuse=True)`; copy what must outlive the step.
         """
         if positions is not None and self._last_only:
             raise ConfigError(
                 "early_logits(positions=...) needs every position; use tap.capture(last_only=False)"
             )
+        reuse = reuse and self._last_only and not torch.is_grad_enabled()
         final = self._select(self.final_hidden(), positions)
         device = self._head_device(final)
         early_at = [i for i, layer in enumerate(self.candidate_layers) if layer < self.num_layers]
-        early = [self._select(self._states[self.candidate_layers[i]], positions) for i in early_at]
+        early = [self._select(self._states[self.candidate_layers[i]], positions).to(device)
+                 for i in early_at]
         if len(early_at) == len(self.candidate_layers):
-            return self.project(torch.stack([h.to(device) for h in early], dim=-2))
-        hidden = final.to(device).unsqueeze(-2).repeat_interleave(len(self.candidate_layers), -2)
+            return self._unembed(self._prepared(self._stack(early, reuse)), reuse)
+        shape = (*final.shape[:-1], len(self.candidate_layers), final.shape[-1])
+        if reuse:
+            hidden = self._buffer("hidden", shape, final.dtype, device)
+            hidden.copy_(final.unsqueeze(-2).expand(shape))
+        else:
+            hidden = final.to(device).unsqueeze(-2).repeat_interleave(shape[-2], -2)
         if early:
-            stacked = torch.stack([h.to(device) for h in early], dim=-2)
-            hidden[..., early_at, :] = self._norm(stacked) if self.early_exit_norm else stacked
-        return self._unembed(hidden)
+            hidden[..., early_at, :] = self._prepared(self._stack(early, reuse))
+        return self._unembed(hidden, reuse)
+
+    def _buffer(self, name: str, shape: tuple[int, ...], dtype: torch.dtype,
+                device: torch.device) -> Tensor:
+        """The tap's own uninitialised tensor `name`, kept for the next step with this shape."""
+        kept = self._buffers.get(name)
+        if kept is None or kept.shape != shape or kept.dtype != dtype or kept.device != device:
+            kept = self._buffers[name] = torch.empty(shape, dtype=dtype, device=device)
+        return kept
+
+    def _stack(self, hidden: list[Tensor], reuse: bool) -> Tensor:
+        """The states (...,d) of `hidden` stacked on dim -2: (...,n,d)."""
+        if not reuse:
+            return torch.stack(hidden, dim=-2)
+        shape = (*hidden[0].shape[:-1], len(hidden), hidden[0].shape[-1])
+        out = self._buffer("stacked", shape, hidden[0].dtype, hidden[0].device)
+        return torch.stack(hidden, dim=-2, out=out)
+
+    def _prepared(self, hidden: Tensor) -> Tensor:
+        """Early hidden states as lm_head takes them: through the final norm if `early_exit_norm`."""
+        return self._norm(hidden) if self.early_exit_norm else hidden
 
     @staticmethod
     def _select(hidden: Tensor, positions: Tensor | None) -> Tensor:
@@ -155,9 +186,7 @@ class EarlyExitTap:
     def project(self, hidden: Tensor) -> Tensor:
         """Early-exit logits of hidden states (...,d): final norm if `early_exit_norm`, then
         lm_head, the architecture's logit scale and soft-cap, on lm_head's device."""
-        if self.early_exit_norm:
-            hidden = self._norm(hidden)
-        return self._unembed(hidden)
+        return self._unembed(self._prepared(hidden))
 
     def _norm(self, hidden: Tensor) -> Tensor:
         device = hidden.device
@@ -166,14 +195,33 @@ class EarlyExitTap:
     def _head_device(self, hidden: Tensor) -> torch.device:
         return _device_of(self.parts.lm_head, hidden)
 
-    def _unembed(self, hidden: Tensor) -> Tensor:
-        logits = self.parts.lm_head(hidden.to(self._head_device(hidden)))
+    def _unembed(self, hidden: Tensor, reuse: bool = False) -> Tensor:
+        head = self.parts.lm_head
+        hidden = hidden.to(self._head_device(hidden))
+        if reuse and _plain_linear(head):
+            shape = (*hidden.shape[:-1], head.weight.shape[0])
+            out = self._buffer("logits", shape, head.weight.dtype, hidden.device)
+            logits = torch.matmul(hidden.to(head.weight.dtype), head.weight.t(), out=out)
+        else:
+            logits, reuse = head(hidden), False
         if self.parts.logit_scale != 1.0:
-            logits = logits * self.parts.logit_scale
+            logits = logits.mul_(self.parts.logit_scale) if reuse else \
+                logits * self.parts.logit_scale
         cap = self.parts.softcap
         if cap is not None:
-            logits = torch.tanh(logits / cap) * cap
+            logits = logits.div_(cap).tanh_().mul_(cap) if reuse else \
+                torch.tanh(logits / cap) * cap
         return logits
+
+
+def _plain_linear(module: nn.Module) -> bool:
+    """An nn.Linear without bias or hooks whose weight is a plain tensor on a real device: its
+    output can be written into a buffer with one matmul."""
+    weight = getattr(module, "weight", None)
+    return (type(module) is nn.Linear and module.bias is None and weight is not None
+            and type(weight) in (Tensor, nn.Parameter) and weight.device.type != "meta"
+            and not module._forward_hooks and not module._forward_pre_hooks
+            and "forward" not in vars(module))  # accelerate's hooks replace forward
 
 
 def _device_of(module: nn.Module, fallback: Tensor) -> torch.device:
