@@ -22,6 +22,7 @@ import torch
 
 from toolkit.decoding.blocks import BLOCK_ELEMENTS, kernel, row_blocks
 from toolkit.decoding.layer_logits import check_layer_logits
+from toolkit.decoding.scratch import scratch
 
 _LOWEST = torch.finfo(torch.float32).min
 
@@ -58,10 +59,14 @@ def _block_divergences(log_final: torch.Tensor, final_probs: torch.Tensor,
     a non-finite result (the caller then uses `_clamped_divergences`).
     """
     early = early.float()
-    probs = torch.softmax(early, dim=-1)
-    log_early = early - (early.amax(-1, keepdim=True) - probs.amax(-1, keepdim=True).log())
+    shape, dtype, device = early.shape, early.dtype, early.device
+    probs = torch.ops.aten._softmax.out(  # torch.softmax, into a kept buffer
+        early, -1, False, out=scratch("dola.probs", shape, dtype, device))
+    shift = early.amax(-1, keepdim=True) - probs.amax(-1, keepdim=True).log()
+    log_early = torch.sub(early, shift, out=scratch("dola.log_early", shape, dtype, device))
     mix = probs.lerp_(final_probs.unsqueeze(1), 0.5)
-    log_mix = mix.log().clamp_min_(-1e4)  # log of the smallest positive float is about -103
+    log_mix = torch.log(mix, out=scratch("dola.log_mix", shape, dtype, device))
+    log_mix.clamp_min_(-1e4)  # log of the smallest positive float is about -103
     with_final = torch.matmul(mix, log_final.unsqueeze(-1)).squeeze(-1)
     total = (2.0 * torch.linalg.vecdot(mix, log_mix) - torch.linalg.vecdot(mix, log_early)
              - with_final)

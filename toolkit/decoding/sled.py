@@ -23,7 +23,8 @@ are then put together in float64, never subtracting two near-equal sums:
 (for i != a, p_i <= p_a, so p_i <= 1/2 and 1 - p_i is exact enough).
 
 Speed. The (B, N, V) work is done one block of rows at a time (`toolkit.decoding.blocks`), so
-the block's softmax, differences and sums stay in cache; SLED's extra memory is one block.
+the block's softmax, differences and sums stay in cache; SLED's extra memory is one block, in
+buffers kept between steps on CPU (`toolkit.decoding.scratch`).
 A block is first computed on the inputs as they are; only when its sums are not finite (an
 early or final logit of -inf, or differences beyond ~1e19) is it recomputed the careful way:
 
@@ -46,6 +47,7 @@ import torch
 
 from toolkit.decoding.blocks import BLOCK_ELEMENTS, kernel, row_blocks
 from toolkit.decoding.layer_logits import check_layer_logits
+from toolkit.decoding.scratch import scratch
 
 COSINE_EPS = 1e-8
 _LOWEST = torch.finfo(torch.float32).min
@@ -104,7 +106,8 @@ def _half_differences(early, z_low, z_finite, careful: bool):
     """
     half = z_low.mul(-0.5).unsqueeze(1)
     if not careful:
-        return torch.add(half, early, alpha=0.5), torch.ones_like(early[..., 0])
+        out = scratch("sled.diff", early.shape, early.dtype, early.device)
+        return torch.add(half, early, alpha=0.5, out=out), torch.ones_like(early[..., 0])
     diff = early.mul_(0.5).add_(half)
     diff.masked_fill_(~z_finite.unsqueeze(1), 0.0)
     _, exponent = torch.frexp(diff.abs().amax(-1))  # largest |D/2| in [2**(e-1), 2**e)
@@ -119,8 +122,12 @@ def _block_terms(early, z_low, z_finite, topk, careful: bool = False):
     without its entry at `a`; p_k, d_k (b, N, K) P and D/2 at the top-K; top (b, N, 1) the index
     in K of `a`; scale (b, N) the power of two D/2 was divided by.
     """
-    early = early.float().clamp_min(_LOWEST) if careful else early.float()
-    probs = torch.softmax(early, dim=-1)
+    early = early.float()
+    if careful:
+        owned = scratch("sled.early", early.shape, early.dtype, early.device)
+        early = torch.clamp_min(early, _LOWEST, out=owned)
+    probs = torch.ops.aten._softmax.out(  # torch.softmax, into a kept buffer
+        early, -1, False, out=scratch("sled.probs", early.shape, early.dtype, early.device))
     diff, scale = _half_differences(early, z_low, z_finite, careful)
     index = topk.unsqueeze(1).expand(-1, probs.shape[1], -1)
     p_k, d_k = probs.gather(-1, index), diff.gather(-1, index)
