@@ -1,9 +1,10 @@
 """TruthfulQA multiple-choice scoring throughput with and without the shared prefix.
 
 Loads a recipe's model once and scores the first `--questions` questions of a TruthfulQA CSV
-in every scoring mode twice: with `eval.shared_prefix` (each question's prompt runs once into
+in each scoring mode (`--modes`, default every one: greedy, then each registered method that
+scores) twice: with `eval.shared_prefix` (each question's prompt runs once into
 a KV cache, then only its answers) and without it (every answer reruns the whole prompt). The
-six runs take turns block by block (`--block` questions, the order rotating), so a change in
+runs take turns block by block (`--block` questions, the order rotating), so a change in
 the machine's load hits them alike. Prints a table (questions/s, speed-up, largest score
 difference between the two paths) and writes it as JSON.
 
@@ -20,6 +21,7 @@ import sys
 import time
 from pathlib import Path
 
+from toolkit import methods
 from toolkit.core import runtime
 from toolkit.core.errors import ToolkitError
 from toolkit.core.options import apply_preset
@@ -29,19 +31,20 @@ from toolkit.eval.scoring import encode_pair, score_encoded
 from toolkit.recipes.load import load_recipe
 from toolkit.recipes.models import load_model
 
-MODES = ("greedy", "dola", "sled")
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("recipe")
     parser.add_argument("--data", required=True, help="a CSV in the TruthfulQA columns")
     parser.add_argument("--questions", type=int, default=100)
     parser.add_argument("--block", type=int, default=5, help="questions per turn")
+    parser.add_argument("--modes", default=",".join(methods.scoring_modes()),
+                        help="comma-separated scoring modes (default: all)")
     parser.add_argument("--out", default="bench_results/truthfulqa_speed.json")
     parser.add_argument("overrides", nargs="*", help="recipe overrides, key=value")
     args = parser.parse_intermixed_args()
-    recipe = load_recipe(args.recipe, ["eval.task=truthfulqa", *args.overrides])
+    modes = args.modes.split(",")
+    recipe = load_recipe(args.recipe, ["eval.task=truthfulqa", f"eval.modes=[{args.modes}]",
+                                       *args.overrides])
     print(runtime.configure(recipe.runtime))
     am = load_model(recipe.model, recipe.graft)
     config = recipe.eval
@@ -49,7 +52,7 @@ def main() -> None:
     items = truthfulqa.load(args.data, BadRows("error"), args.questions)
     encoded = [[encode_pair(am.tokenizer, p, c) for p, c in truthfulqa.pairs(it, config.prompt_template)]
                for it in items]
-    runs = [(mode, shared) for mode in MODES for shared in (False, True)]
+    runs = [(mode, shared) for mode in modes for shared in (False, True)]
     seconds = {run: 0.0 for run in runs}
     scores: dict = {run: [] for run in runs}
     load = [os.getloadavg()[0]]
@@ -62,7 +65,7 @@ def main() -> None:
             seconds[mode, shared] += time.perf_counter() - began
             scores[mode, shared] += got[mode]
         load.append(os.getloadavg()[0])
-    rows = [_row(mode, len(items), seconds, scores) for mode in MODES]
+    rows = [_row(mode, len(items), seconds, scores) for mode in modes]
     result = {"questions": len(items), "answers": sum(map(len, encoded)), "rows": rows,
               "runtime": runtime.describe(), "load_average": [min(load), max(load)]}
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
