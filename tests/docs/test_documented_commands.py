@@ -254,7 +254,7 @@ RUNS: dict[str, Run] = {
     "eval.data_path=/path/to/gsm8k_test.jsonl": Run(check_sweep, [
         "eval.temperatures=[1.0]", "eval.sweep_samples=1", "decoding.max_new_tokens=6"],
         real=True),
-    "bench recipes/bench_smollm2.yaml 'bench.modes=[greedy,floor,sled,dola]' bench.repeats=2 "
+    "bench recipes/bench_smollm2.yaml 'bench.modes=[greedy,floor,sled,dola]' bench.repeats=3 "
     "bench.eval_questions=0 'bench.allocators=[reuse,system]'": Run(
         check_allocators, [*SMALL_BENCH, "bench.modes=[greedy]"], real=True),
     "bench recipes/bench_llama_d512.yaml": Run(check_bench, SMALL_BENCH),
