@@ -31,6 +31,7 @@ from toolkit.eval.scoring import encode_pair, score_encoded
 from toolkit.recipes.load import load_recipe
 from toolkit.recipes.models import load_model
 
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("recipe")
