@@ -5,8 +5,10 @@ A block's temporaries (its softmax, differences, logs) are megabytes each: on Sm
 system when it is freed (its trim threshold) and the next step page-faults the memory in again,
 unless the process raised glibc's thresholds (`runtime.allocator: reuse`). Writing into tensors
 kept here makes a step's speed the code's, whatever the process set. One buffer per name and
-thread, grown to the largest block seen; on other devices (whose allocators already cache)
-and while `torch.compile` runs the blocks, a fresh tensor.
+thread, grown to the largest block seen and held for the thread's life: at most one block per
+name, six names (SLED three, DoLa three), e.g. 34 MB on SmolLM2 and 107 MB on Gemma 3 once
+both methods ran. On other devices (whose allocators already cache) and while `torch.compile`
+runs the blocks, a fresh tensor.
 """
 
 from __future__ import annotations

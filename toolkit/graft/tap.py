@@ -79,6 +79,7 @@ class EarlyExitTap:
             for handle in self._handles:
                 handle.remove()
             self._handles = []
+            self._buffers = {}  # kept for the steps of one capture, not for the model's life
 
     def _install(self) -> None:
         layers = self.parts.layers
@@ -130,8 +131,9 @@ class EarlyExitTap:
         (B,P,N,V) for `positions` (B,P) long.
 
         `reuse=True` (last_only, no autograd) writes into buffers the tap keeps while the shape
-        stays the same, so a decoding step allocates nothing the size of B*N*V: the result is
-        overwritten by the next `early_logits(reuse=True)`; copy what must outlive the step.
+        stays the same, until the capture ends, so a decoding step allocates nothing the size of
+        B*N*V: the result is overwritten by the next `early_logits(reuse=True)`; copy what must
+        outlive the step.
         """
         if positions is not None and self._last_only:
             raise ConfigError(
