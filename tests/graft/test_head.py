@@ -25,7 +25,7 @@ def test_architecture_and_default_config():
     kinds = [type(m) for m in head.mlp]
     assert kinds == [nn.Linear, nn.SiLU, nn.Linear, nn.SiLU, nn.Linear]
     shapes = [tuple(m.weight.shape) for m in head.mlp if isinstance(m, nn.Linear)]
-    assert shapes == [(256, 64), (256, 256), (6, 256)]
+    assert shapes == [(2048, 64), (2048, 2048), (6, 2048)]
     torch.testing.assert_close(head.temperatures, torch.tensor([0.0, 0.2, 0.4, 0.6, 0.8, 1.0]))
     assert "temperatures" not in head.state_dict() and head.grid_size == 6  # config is its home
 

@@ -57,7 +57,7 @@ class HeadConfig:
     adaptive-temperature decoding all follow it.
     """
 
-    hidden_size: int = 256
+    hidden_size: int = 2048
     temperatures: list[float] = field(default_factory=lambda: [0.0, 0.2, 0.4, 0.6, 0.8, 1.0])
     level: str = "sequence"
 
