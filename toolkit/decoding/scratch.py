@@ -8,7 +8,8 @@ kept here makes a step's speed the code's, whatever the process set. One buffer 
 thread, grown to the largest block seen and held for the thread's life: at most one block per
 name, six names (SLED three, DoLa three), e.g. 34 MB on SmolLM2 and 107 MB on Gemma 3 once
 both methods ran. On other devices (whose allocators already cache) and while `torch.compile`
-runs the blocks, a fresh tensor.
+runs the blocks, a fresh tensor. The early-exit tap keeps its per-capture buffers in a
+`Buffers` of its own.
 """
 
 from __future__ import annotations
@@ -23,6 +24,26 @@ from toolkit.decoding.blocks import compile_enabled
 _kept = threading.local()
 
 
+class Buffers:
+    """Named tensors kept for reuse: each `get` is a view of the flat buffer kept under its name,
+    grown to the largest request, so the next `get` of that name overwrites it."""
+
+    def __init__(self) -> None:
+        self._flat: dict[str, torch.Tensor] = {}
+
+    def __len__(self) -> int:
+        return len(self._flat)
+
+    def get(self, name: str, shape: tuple[int, ...], dtype: torch.dtype,
+            device: torch.device) -> torch.Tensor:
+        """An uninitialised contiguous tensor of `shape` in the buffer `name`."""
+        size = math.prod(shape)
+        flat = self._flat.get(name)
+        if flat is None or flat.dtype != dtype or flat.device != device or flat.numel() < size:
+            flat = self._flat[name] = torch.empty(size, dtype=dtype, device=device)
+        return flat[:size].view(shape)
+
+
 def scratch(name: str, shape: tuple[int, ...], dtype: torch.dtype,
             device: torch.device) -> torch.Tensor:
     """An uninitialised contiguous tensor of `shape`; on CPU a view of this thread's buffer
@@ -31,9 +52,5 @@ def scratch(name: str, shape: tuple[int, ...], dtype: torch.dtype,
         return torch.empty(shape, dtype=dtype, device=device)
     buffers = getattr(_kept, "buffers", None)
     if buffers is None:
-        buffers = _kept.buffers = {}
-    size = math.prod(shape)
-    flat = buffers.get(name)
-    if flat is None or flat.dtype != dtype or flat.numel() < size:
-        flat = buffers[name] = torch.empty(size, dtype=dtype, device=device)
-    return flat[:size].view(shape)
+        buffers = _kept.buffers = Buffers()
+    return buffers.get(name, shape, dtype, device)

@@ -18,6 +18,7 @@ import torch
 from torch import Tensor, nn
 
 from toolkit.core.errors import ConfigError
+from toolkit.decoding.scratch import Buffers
 from toolkit.graft.families import ModelParts, resolve
 from toolkit.graft.layers import candidate_layers
 
@@ -54,7 +55,7 @@ class EarlyExitTap:
         self._final: Tensor | None = None
         self._last_only = True
         self._handles: list[Any] = []
-        self._buffers: dict[str, Tensor] = {}
+        self._buffers = Buffers()
 
     @property
     def num_layers(self) -> int:
@@ -79,7 +80,7 @@ class EarlyExitTap:
             for handle in self._handles:
                 handle.remove()
             self._handles = []
-            self._buffers = {}  # kept for the steps of one capture, not for the model's life
+            self._buffers = Buffers()  # kept for the steps of one capture, not the model's life
 
     def _install(self) -> None:
         layers = self.parts.layers
@@ -149,7 +150,7 @@ class EarlyExitTap:
             return self._unembed(self._prepared(self._stack(early, reuse)), reuse)
         shape = (*final.shape[:-1], len(self.candidate_layers), final.shape[-1])
         if reuse:
-            hidden = self._buffer("hidden", shape, final.dtype, device)
+            hidden = self._buffers.get("hidden", shape, final.dtype, device)
             hidden.copy_(final.unsqueeze(-2).expand(shape))
         else:
             hidden = final.to(device).unsqueeze(-2).repeat_interleave(shape[-2], -2)
@@ -157,20 +158,12 @@ class EarlyExitTap:
             hidden[..., early_at, :] = self._prepared(self._stack(early, reuse))
         return self._unembed(hidden, reuse)
 
-    def _buffer(self, name: str, shape: tuple[int, ...], dtype: torch.dtype,
-                device: torch.device) -> Tensor:
-        """The tap's own uninitialised tensor `name`, kept for the next step with this shape."""
-        kept = self._buffers.get(name)
-        if kept is None or kept.shape != shape or kept.dtype != dtype or kept.device != device:
-            kept = self._buffers[name] = torch.empty(shape, dtype=dtype, device=device)
-        return kept
-
     def _stack(self, hidden: list[Tensor], reuse: bool) -> Tensor:
         """The states (...,d) of `hidden` stacked on dim -2: (...,n,d)."""
         if not reuse:
             return torch.stack(hidden, dim=-2)
         shape = (*hidden[0].shape[:-1], len(hidden), hidden[0].shape[-1])
-        out = self._buffer("stacked", shape, hidden[0].dtype, hidden[0].device)
+        out = self._buffers.get("stacked", shape, hidden[0].dtype, hidden[0].device)
         return torch.stack(hidden, dim=-2, out=out)
 
     def _prepared(self, hidden: Tensor) -> Tensor:
@@ -202,7 +195,7 @@ class EarlyExitTap:
         hidden = hidden.to(self._head_device(hidden))
         if reuse and _plain_linear(head):
             shape = (*hidden.shape[:-1], head.weight.shape[0])
-            out = self._buffer("logits", shape, head.weight.dtype, hidden.device)
+            out = self._buffers.get("logits", shape, head.weight.dtype, hidden.device)
             logits = torch.matmul(hidden.to(head.weight.dtype), head.weight.t(), out=out)
         else:
             logits, reuse = head(hidden), False
