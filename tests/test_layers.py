@@ -16,7 +16,7 @@ LAYERS = {
     "toolkit.methods": 2, "toolkit.io": 2, "toolkit.core.runtime": 2,
     "toolkit.core.options": 3, "toolkit.sources": 3,
     "toolkit.graft": 4,
-    "toolkit.testing": 5,
+    "toolkit.testing": 5, "toolkit.serving": 5,
     "toolkit.lpo": 6,
     "toolkit.eval": 7,
     "toolkit.bench": 8,
