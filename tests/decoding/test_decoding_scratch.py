@@ -51,3 +51,14 @@ def test_results_do_not_share_memory_with_the_next_call():
     results = (first_sled.logits, first_sled.layer_weights, first_dola[0])
     for before, now in zip(kept, results, strict=True):
         assert torch.equal(before, now)
+
+
+def test_buffers_made_in_inference_mode_are_replaced_outside_it():
+    """vLLM samples under torch.inference_mode; the same thread may then decode with
+    AugmentedModel under no_grad, where a tensor made in inference mode cannot be written."""
+    final, early = torch.randn(2, 50), torch.randn(2, 3, 50)
+    with torch.inference_mode():
+        inside = sled_details(final, early, evolution_rate=2.0, evolution_scale=5).logits
+    with torch.no_grad():
+        outside = sled_details(final, early, evolution_rate=2.0, evolution_scale=5).logits
+    assert torch.equal(inside, outside)
