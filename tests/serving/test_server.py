@@ -135,3 +135,27 @@ def test_concurrent_requests_keep_their_own_methods(server, am):
         kwargs = GREEDY[method][1]
         assert reply == reference(am, prompt, do_sample=False, adaptive_temperature=False,
                                   top_n_sigma=False, **kwargs), (method, prompt)
+
+
+def test_a_model_without_auxiliary_states_runs_its_tap_through_hooks_in_eager_mode(
+        tmp_path_factory):
+    """Gemma 3 has no auxiliary hidden-state outputs in vLLM: eager mode reads the tap through
+    hooks (tied embeddings, early layers through the final norm: Gemma 3's default) and equals
+    AugmentedModel.generate; compiled mode refuses to start with one line saying so."""
+    from toolkit import AugmentedModel
+    from toolkit.testing.serving import save_serving_checkpoint
+
+    root = tmp_path_factory.mktemp("gemma3")
+    ckpt = save_serving_checkpoint(root, family="gemma3_text")
+    am = AugmentedModel.from_pretrained(ckpt)
+    assert am.graft_config.early_exit_norm is True
+    with running(ckpt, extra=[*SERVER_ARGS, "--enforce-eager"], log=root / "eager.log") as url:
+        for method in GREEDY:
+            xargs, kwargs = GREEDY[method]
+            for prompt in PROMPTS:
+                assert complete(url, prompt, max_tokens=12, temperature=0, vllm_xargs=xargs) \
+                    == reference(am, prompt, do_sample=False, adaptive_temperature=False,
+                                 top_n_sigma=False, **kwargs), (method, prompt)
+    with pytest.raises(RuntimeError, match="start vLLM with --enforce-eager"):
+        with running(ckpt, extra=SERVER_ARGS, log=root / "compiled.log"):
+            pass

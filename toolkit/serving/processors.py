@@ -127,18 +127,16 @@ class SamplingStage(_Requests):
     def _head_temperatures(self, batch: int, rows: list[int],
                            sampled: dict[int, _Row]) -> torch.Tensor:
         """The head's temperature for each row: chosen once from the last prompt token
-        (sequence level, kept from the first generated token on) or at every step (token)."""
+        (sequence level: kept from the first generated token on; before it, while a prompt is
+        prefilled in chunks, each chunk's last token replaces the choice) or at every token."""
         states = state.current(batch)
-        model = states.model
-        head = model.surgery_head
-        per_token = model.surgery.graft.head.level == "token"
-        indices = []
-        for i in rows:
+        head = states.model.surgery_head
+        per_token = states.model.surgery.graft.head.level == "token"
+        fresh = [i for i in rows if per_token or sampled[i].chosen is None or not sampled[i].output]
+        for i in fresh:  # one row at a time: each request draws with its own generator
             row = sampled[i]
-            if row.chosen is None or per_token or not row.output:
-                hidden = states.final[i: i + 1].to(head.temperatures.device, torch.float32)
-                with torch.no_grad():
-                    row.chosen = head.choose(hidden, sample=row.plan.adaptive.choice == "sample",
-                                             generator=row.generator)
-            indices.append(row.chosen)
-        return head.temperatures[torch.cat(indices)]
+            hidden = states.final[i: i + 1].to(head.temperatures.device, torch.float32)
+            with torch.no_grad():
+                row.chosen = head.choose(hidden, sample=row.plan.adaptive.choice == "sample",
+                                         generator=row.generator)
+        return head.temperatures[torch.cat([sampled[i].chosen for i in rows])]
