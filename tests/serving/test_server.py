@@ -156,6 +156,6 @@ def test_a_model_without_auxiliary_states_runs_its_tap_through_hooks_in_eager_mo
                 assert complete(url, prompt, max_tokens=12, temperature=0, vllm_xargs=xargs) \
                     == reference(am, prompt, do_sample=False, adaptive_temperature=False,
                                  top_n_sigma=False, **kwargs), (method, prompt)
-    with pytest.raises(RuntimeError, match="start vLLM with --enforce-eager"):
-        with running(ckpt, extra=SERVER_ARGS, log=root / "compiled.log"):
-            pass
+    with (pytest.raises(RuntimeError, match="start vLLM with --enforce-eager"),
+          running(ckpt, extra=SERVER_ARGS, log=root / "compiled.log")):
+        pass

@@ -10,12 +10,12 @@ import torch
 
 SLED = {"evolution_rate": 5.0, "evolution_scale": 20}  # strong enough to change tiny replies
 PROMPTS = [[1, 5, 9, 33, 70], [1, 44, 8], [1, 100, 200, 17, 3, 99]]
-# The server as the tests start it: float32 for parity, eager to start fast, little memory.
-SERVER_ARGS = ["--dtype", "float32", "--enforce-eager", "--gpu-memory-utilization", "0.05",
-               "--max-model-len", "256", "--seed", "0"]
+# The server as the tests start it: float32 for parity, little memory (compiled, as by default).
+SERVER_ARGS = ["--dtype", "float32", "--gpu-memory-utilization", "0.05", "--max-model-len", "256",
+               "--seed", "0"]
 
 
-def save_serving_checkpoint(root: Path) -> Path:
+def save_serving_checkpoint(root: Path, family: str = "llama") -> Path:
     """Write the tiny base (root/base) and the checkpoint (root/ckpt); returns the checkpoint."""
     from toolkit import AugmentedModel
     from toolkit.core.options import (
@@ -28,7 +28,7 @@ def save_serving_checkpoint(root: Path) -> Path:
     )
     from toolkit.testing.models import VLLM_SHAPE, save_tiny
 
-    base = save_tiny(root / "base", "llama", 0, **VLLM_SHAPE)
+    base = save_tiny(root / "base", family, 0, **VLLM_SHAPE)
     am = AugmentedModel.graft(str(base), GraftConfig(head=HeadConfig(hidden_size=32,
                                                                      temperatures=[0.0, 1.0])))
     with torch.no_grad():
