@@ -156,6 +156,9 @@ def test_a_model_without_auxiliary_states_runs_its_tap_through_hooks_in_eager_mo
                 assert complete(url, prompt, max_tokens=12, temperature=0, vllm_xargs=xargs) \
                     == reference(am, prompt, do_sample=False, adaptive_temperature=False,
                                  top_n_sigma=False, **kwargs), (method, prompt)
-    with (pytest.raises(RuntimeError, match="start vLLM with --enforce-eager"),
+    with (pytest.raises(RuntimeError, match="exited with code 1 before it served"),
           running(ckpt, extra=SERVER_ARGS, log=root / "compiled.log")):
         pass
+    assert ("ValueError: Gemma3ForCausalLM has no auxiliary hidden-state outputs in this vLLM, "
+            "so the model-surgery tap needs eager mode: start vLLM with --enforce-eager"
+            ) in (root / "compiled.log").read_text()
