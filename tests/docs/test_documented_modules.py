@@ -18,8 +18,8 @@ from test_documented_commands import _truthfulqa_csv
 
 pytest.importorskip("lm_eval")
 
-from toolkit.core.options import GraftConfig, HeadConfig  # noqa: E402
 from toolkit.graft.augmented import AugmentedModel  # noqa: E402
+from toolkit.methods.options import GraftConfig, HeadConfig  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]

@@ -10,8 +10,8 @@ import transformers
 from transformers import AutoModelForCausalLM
 
 from toolkit.core.errors import UnsupportedArchitectureError
-from toolkit.core.options import GraftConfig, HeadConfig
 from toolkit.graft import AugmentedModel, EarlyExitTap, families, probe
+from toolkit.methods.options import GraftConfig, HeadConfig
 from toolkit.testing import build_any_tiny, build_tiny_model, coverage, excluded
 from toolkit.testing.architectures import CAUSAL_LM_TYPES, LOGIT_KEYS
 

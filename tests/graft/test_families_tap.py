@@ -9,8 +9,8 @@ from hypothesis import strategies as st
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from toolkit.core.errors import ConfigError, UnsupportedArchitectureError
-from toolkit.core.options import GraftConfig, HeadConfig
 from toolkit.graft import AugmentedModel, EarlyExitTap, candidate_layers, resolve
+from toolkit.methods.options import GraftConfig, HeadConfig
 from toolkit.testing import TINY_FAMILIES
 
 PROMPTS = ["The capital of France is", "Two plus"]

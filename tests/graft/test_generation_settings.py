@@ -20,7 +20,10 @@ from transformers import (
 
 from toolkit import methods
 from toolkit.core.errors import ConfigError
-from toolkit.core.options import (
+from toolkit.graft import hf_generate
+from toolkit.graft.augmented import AugmentedModel
+from toolkit.graft.processors import SledLogitsProcessor, TopNSigmaLogitsProcessor
+from toolkit.methods.options import (
     DecodingConfig,
     GraftConfig,
     HeadConfig,
@@ -31,9 +34,6 @@ from toolkit.core.options import (
     pinned,
     with_overrides,
 )
-from toolkit.graft import hf_generate
-from toolkit.graft.augmented import AugmentedModel
-from toolkit.graft.processors import SledLogitsProcessor, TopNSigmaLogitsProcessor
 from toolkit.testing import build_tiny_model, build_tokenizer
 
 NEW = 10

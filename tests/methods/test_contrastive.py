@@ -13,9 +13,9 @@ from hypothesis import strategies as st
 
 from toolkit import methods
 from toolkit.core.errors import ConfigError
-from toolkit.core.options import DecodingConfig, with_overrides
 from toolkit.decoding import contrastive_logits, contrastive_scores
 from toolkit.eval.scoring import encode_pair, score_pairs
+from toolkit.methods.options import DecodingConfig, with_overrides
 
 LN2, LN4 = math.log(2.0), math.log(4.0)
 # Expert p = [1/2, 1/4, 1/4] (logits ln 2, 0, 0).

@@ -23,9 +23,9 @@ from transformers import AutoModelForCausalLM
 from toolkit import methods
 from toolkit.bench import BenchConfig
 from toolkit.core.errors import ConfigError
-from toolkit.core.options import DecodingConfig, mode_decoding, with_overrides
 from toolkit.graft.augmented import AugmentedModel
 from toolkit.methods import registry
+from toolkit.methods.options import DecodingConfig, mode_decoding, with_overrides
 from toolkit.recipes.load import load_recipe
 
 ROOT = Path(__file__).resolve().parents[2]

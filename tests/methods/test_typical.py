@@ -14,8 +14,8 @@ from transformers import TypicalLogitsWarper
 
 from toolkit import methods
 from toolkit.core.errors import ConfigError
-from toolkit.core.options import TypicalOptions, mode_decoding, with_overrides
 from toolkit.decoding import typical_filter
+from toolkit.methods.options import TypicalOptions, mode_decoding, with_overrides
 
 INF = float("inf")
 

@@ -26,7 +26,6 @@ from transformers import (
 
 from toolkit import methods
 from toolkit.core.errors import CheckpointError, DataError
-from toolkit.core.options import DecodingConfig, GraftConfig
 from toolkit.graft import checkpoint, hf_generate, probe, prompting
 from toolkit.graft.families import resolve
 from toolkit.graft.head import AdaptiveDecoderHead
@@ -41,6 +40,7 @@ from toolkit.graft.processors import (
 )
 from toolkit.graft.records import AugmentedOutput, reply_mask, stack_steps
 from toolkit.graft.tap import EarlyExitTap
+from toolkit.methods.options import DecodingConfig, GraftConfig
 from toolkit.sources import hub
 
 
@@ -130,7 +130,7 @@ class AugmentedModel:
             return_records: return an `AugmentedOutput` with per-step records (rows that
                 finished early keep being recorded; see its `reply_mask`).
             **kwargs: our decoding options (`sled=True`, `top_n_sigma=1.5`, `seed=0`, ...),
-                applied over `decoding` by `toolkit.core.options.with_overrides`; every other
+                applied over `decoding` by `toolkit.methods.options.with_overrides`; every other
                 keyword that transformers' `generate()` or `GenerationConfig` accepts
                 (eos_token_id, pad_token_id, min_new_tokens, stop_strings,
                 num_return_sequences, min_p, generation_config, streamer, stopping_criteria,

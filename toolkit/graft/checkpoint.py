@@ -42,7 +42,6 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from toolkit import __version__
 from toolkit.core.errors import CheckpointError, reason
-from toolkit.core.options import DecodingConfig, GraftConfig
 from toolkit.graft import custom_generate, integrity
 from toolkit.io import atomic
 from toolkit.io.files import public_tree, target_named
@@ -54,6 +53,7 @@ from toolkit.io.layout import (
     is_complete,
     refuse_pickles,
 )
+from toolkit.methods.options import DecodingConfig, GraftConfig
 from toolkit.sources import hub
 
 SELF = "self"

@@ -50,12 +50,12 @@ from transformers import (
 
 from toolkit import methods
 from toolkit.core.errors import CheckpointError, ConfigError
-from toolkit.core.options import DecodingConfig, GraftConfig, with_overrides
 from toolkit.graft import integrity
 from toolkit.graft.processors import EarlyExitLogitsProcessor, FilterLogitsProcessor
 from toolkit.graft.tap import EarlyExitTap
 from toolkit.io.files import sha256_file
 from toolkit.io.layout import CONFIG_FILE
+from toolkit.methods.options import DecodingConfig, GraftConfig, with_overrides
 
 FOLDER = "custom_generate"
 _WARPER_NAMES = ("TemperatureLogitsWarper", "TopHLogitsWarper", "TopKLogitsWarper",

@@ -27,7 +27,12 @@ from transformers import GenerationConfig, GenerationMixin
 
 from toolkit import methods
 from toolkit.core.errors import ConfigError
-from toolkit.core.options import NEUTRAL, DecodingConfig, check_generation_settings, with_overrides
+from toolkit.methods.options import (
+    NEUTRAL,
+    DecodingConfig,
+    check_generation_settings,
+    with_overrides,
+)
 
 logger = logging.getLogger(__name__)
 

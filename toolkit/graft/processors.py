@@ -23,9 +23,9 @@ from transformers import LogitsProcessor, RepetitionPenaltyLogitsProcessor
 
 from toolkit import methods
 from toolkit.core.errors import ConfigError, NonFiniteLogitsError
-from toolkit.core.options import SledOptions
 from toolkit.decoding import apply_temperature, top_n_sigma
 from toolkit.graft.layers import candidate_layers
+from toolkit.methods.options import SledOptions
 
 
 class FiniteLogitsCheck(LogitsProcessor):

@@ -19,7 +19,7 @@ from jinja2 import TemplateError
 from transformers import BatchEncoding
 
 from toolkit.core.errors import ConfigError, DataError
-from toolkit.core.options import chat_template_setting
+from toolkit.methods.options import chat_template_setting
 
 CHAT, RAW = "chat", "raw"
 CONVENTIONS = (CHAT, RAW)

@@ -11,8 +11,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from toolkit.core.errors import ConfigError
-from toolkit.core.options import GraftConfig
 from toolkit.io.layout import CONFIG_FILE
+from toolkit.methods.options import GraftConfig
 from toolkit.recipes.schema import ModelConfig
 
 

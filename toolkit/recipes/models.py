@@ -16,8 +16,8 @@ import torch
 
 from toolkit.core import runtime
 from toolkit.core.errors import CheckpointError, ConfigError, UnsupportedArchitectureError
-from toolkit.core.options import GraftConfig
 from toolkit.io.layout import CONFIG_FILE, refuse_pickles
+from toolkit.methods.options import GraftConfig
 from toolkit.recipes.model_files import check_graft
 from toolkit.recipes.schema import ModelConfig
 from toolkit.sources.hub import is_hub_id
@@ -276,8 +276,8 @@ def _graft(base: Any, tokenizer: Any, config: ModelConfig, graft: GraftConfig | 
 
 
 def _random_model(config: ModelConfig, graft: GraftConfig | None) -> Any:
-    from toolkit.bench.shapes import random_model
     from toolkit.graft.augmented import AugmentedModel
+    from toolkit.testing.shapes import random_model
 
     dtype = torch.float32 if config.dtype == "auto" else getattr(torch, config.dtype)
     device = config.device_map if config.device_map not in (None, "auto") else "cpu"
