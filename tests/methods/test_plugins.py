@@ -107,6 +107,17 @@ def test_config_overrides_modes_and_exclusions(plugin):
         with_overrides(None, layer_mix={"wieght": 1})
 
 
+def test_the_documented_plan_of_a_call(plugin):
+    """docs/plugins.md's `plan` snippet (its second Python block), run as written."""
+    page = (ROOT / "docs" / "plugins.md").read_text(encoding="utf-8")
+    scope: dict = {}
+    exec(re.findall(r"```python\n(.*?)```", page, re.S)[1], scope)
+    steps = scope["steps"]
+    assert (steps.logits.method.name, steps.logits.layers) == (NAME, None)
+    assert [s.method.name for s in steps.filters] == ["top_n_sigma"]
+    assert steps.temperature is None and steps.do_sample
+
+
 def test_recipe_sections_and_overrides(plugin, tmp_path, tiny_llama_dir):
     recipe = tmp_path / "r.yaml"
     recipe.write_text(f"model:\n  path: {tiny_llama_dir}\ndecoding:\n  layer_mix: {{weight: 1.0}}\n")

@@ -1,9 +1,8 @@
 """AugmentedModel: a frozen Hugging Face causal LM with an early-exit tap and an adaptive head.
 
 Generation runs through the base model's own `generate()` (KV cache, left padding, stopping
-criteria, streamers) with a `LogitsProcessorList` built here in the composition order:
-the "logits"-stage method of `toolkit.methods` (SLED, DoLa, ...) on the raw logits -> repetition penalty -> temperature (fixed or adaptive) ->
-top-n-sigma -> top-k -> top-p -> sample (or argmax when do_sample is off).
+criteria, streamers) with the LogitsProcessors of the call's decoding plan, in its order
+(`toolkit.methods.plan`, made into processors by `toolkit.graft.composition.compose`).
 transformers' own temperature/top-k/top-p/repetition warpers are switched off so they neither
 run twice nor change that order.
 """
@@ -11,48 +10,26 @@ run twice nor change that order.
 from __future__ import annotations
 
 import contextlib
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import torch
-from transformers import (
-    LogitsProcessorList,
-    PreTrainedModel,
-    TemperatureLogitsWarper,
-    TopKLogitsWarper,
-    TopPLogitsWarper,
-)
+from transformers import LogitsProcessorList, PreTrainedModel
 
 from toolkit import methods
 from toolkit.core.errors import CheckpointError, DataError
 from toolkit.graft import checkpoint, hf_generate, probe, prompting
+from toolkit.graft.composition import Composed, compose
 from toolkit.graft.families import resolve
 from toolkit.graft.head import AdaptiveDecoderHead
 from toolkit.graft.layers import candidate_layers
-from toolkit.graft.processors import (
-    AdaptiveTemperatureLogitsProcessor,
-    EarlyExitLogitsProcessor,
-    FilterLogitsProcessor,
-    FiniteLogitsCheck,
-    PromptAwareRepetitionPenalty,
-    TemperatureLogitsProcessor,
-)
+from toolkit.graft.processors import FiniteLogitsCheck
 from toolkit.graft.records import AugmentedOutput, reply_mask, stack_steps
 from toolkit.graft.tap import EarlyExitTap
 from toolkit.methods.options import DecodingConfig, GraftConfig
+from toolkit.methods.plan import plan
 from toolkit.sources import hub
-
-
-@dataclass
-class _Plan:
-    """The processors of one generate() call and the tap they read (None: no hooks at all)."""
-
-    processors: LogitsProcessorList = field(default_factory=LogitsProcessorList)
-    tap: EarlyExitTap | None = None
-    recorders: dict[str, EarlyExitLogitsProcessor] = field(default_factory=dict)
-    layers: list[int] | None = None
-    adaptive: AdaptiveTemperatureLogitsProcessor | None = None
 
 
 class AugmentedModel:
@@ -163,14 +140,17 @@ class AugmentedModel:
         _check_rows(attention_mask)
         self._check_positions(input_ids.shape[1], options.max_new_tokens)
         self.head.to(self.head_device)
-        plan = self._plan(options, attention_mask, return_records)
-        processors = LogitsProcessorList([*plan.processors, *(hf.pop("logits_processor", None)
-                                                              or [])])
+        composed = compose(plan(options), self._tap_for, head=self.head,
+                           per_token=self.graft_config.head.level == "token",
+                           attention_mask=attention_mask, record=return_records, seed=options.seed)
+        processors = LogitsProcessorList([FiniteLogitsCheck(), *composed.processors(),
+                                          *(hf.pop("logits_processor", None) or [])])
         gen_kwargs = hf_generate.kwargs_for(options, hf, self.base.generation_config,
                                             self.tokenizer, explicit=overrides)
         if options.seed is not None:
             torch.manual_seed(options.seed)
-        capture = plan.tap.capture(last_only=True) if plan.tap else contextlib.nullcontext()
+        capture = (composed.tap.capture(last_only=True) if composed.tap
+                   else contextlib.nullcontext())
         with torch.no_grad(), capture:
             output = self.base.generate(input_ids, attention_mask=attention_mask,
                                         logits_processor=processors, **gen_kwargs)
@@ -178,7 +158,7 @@ class AugmentedModel:
             return output
         sequences = output if isinstance(output, torch.Tensor) else output.sequences
         eos = hf_generate.eos_ids(hf, self.base.generation_config, self.tokenizer)
-        records = self._records(sequences, input_ids.shape[1], plan, eos)
+        records = self._records(sequences, input_ids.shape[1], composed, eos)
         if not isinstance(output, torch.Tensor):
             records.generate_output = output
         return records
@@ -223,49 +203,6 @@ class AugmentedModel:
             if method.check is not None:
                 method.check(options.method(method.name), self.vocab_size)
 
-    def _plan(self, options: DecodingConfig, attention_mask: torch.Tensor,
-              record: bool) -> _Plan:
-        plan = _Plan()
-        plan.processors.append(FiniteLogitsCheck())
-        active = methods.active(options)
-        for method in (m for m in active if m.stage == "logits"):
-            method_options = options.method(method.name)
-            layers = getattr(method_options, method.layers_key) if method.layers_key else None
-            plan.tap = self._tap_for(layers)
-            processor = EarlyExitLogitsProcessor(plan.tap, method, method_options, record=record)
-            plan.recorders[method.name] = processor
-            plan.layers = processor.layers
-            plan.processors.append(processor)
-        if options.repetition_penalty != 1.0:
-            padding = (attention_mask != 0).int().argmax(dim=1)
-            plan.processors.append(PromptAwareRepetitionPenalty(
-                options.repetition_penalty, prompt_ignore_length=padding))
-        self._add_temperature(plan, options)
-        if options.do_sample:
-            for method in (m for m in active if m.stage == "filter"):
-                plan.processors.append(FilterLogitsProcessor(method, options.method(method.name)))
-            if options.top_k:
-                plan.processors.append(TopKLogitsWarper(options.top_k))
-            if options.top_p < 1.0:
-                plan.processors.append(TopPLogitsWarper(options.top_p))
-        return plan
-
-    def _add_temperature(self, plan: _Plan, options: DecodingConfig) -> None:
-        adaptive = options.adaptive_temperature
-        if adaptive.enabled:
-            plan.tap = plan.tap or self._tap_for(None, final_only=True)
-            generator = None
-            if options.seed is not None and adaptive.choice == "sample":
-                generator = torch.Generator(device=self.head_device).manual_seed(options.seed)
-            plan.adaptive = AdaptiveTemperatureLogitsProcessor(
-                plan.tap, self.head, per_token=self.graft_config.head.level == "token",
-                sample=adaptive.choice == "sample", generator=generator)
-            plan.processors.append(plan.adaptive)
-        elif options.do_sample and options.temperature == 0.0:
-            plan.processors.append(TemperatureLogitsProcessor(0.0))
-        elif options.do_sample and options.temperature != 1.0:
-            plan.processors.append(TemperatureLogitsWarper(options.temperature))
-
     def _tap_for(self, layers: Any, final_only: bool = False) -> EarlyExitTap:
         """The graft's tap, or one that hooks only what this call needs: the final norm alone
         (layer L) for the adaptive head, or the method's own candidate layers."""
@@ -279,20 +216,19 @@ class AugmentedModel:
         return EarlyExitTap(self.base, layers=wanted,
                             early_exit_norm=self.graft_config.early_exit_norm)
 
-    def _records(self, sequences: torch.Tensor, prompt_length: int, plan: _Plan,
+    def _records(self, sequences: torch.Tensor, prompt_length: int, composed: Composed,
                  eos: list[int]) -> AugmentedOutput:
         replies = sequences[:, prompt_length:]
         steps = replies.shape[1]
         out = AugmentedOutput(sequences=sequences, reply_mask=reply_mask(replies, eos))
-        if plan.adaptive is not None:
-            index = stack_steps(plan.adaptive.records, steps)
+        if composed.adaptive is not None:
+            index = stack_steps(composed.adaptive.records, steps)
             out.set_record(methods.get("adaptive_temperature").record_field, index)
             out.temperature = self.head.temperatures[index].float()
-        for name, processor in plan.recorders.items():
-            field_name = methods.get(name).record_field
-            if field_name is not None and processor.records:
-                out.set_record(field_name, stack_steps(processor.records, steps))
-        out.layers = plan.layers
+        early_exit = composed.early_exit
+        if early_exit is not None and early_exit.method.record_field and early_exit.records:
+            out.set_record(early_exit.method.record_field, stack_steps(early_exit.records, steps))
+        out.layers = composed.layers
         return out
 
     @torch.no_grad()
