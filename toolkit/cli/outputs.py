@@ -174,9 +174,9 @@ def _not_its_base(recipe: Recipe, target: Path) -> None:
         return
     if not isinstance(base, str):
         return
-    from toolkit.graft.checkpoint import resolve_reference
+    from toolkit.sources.references import read_reference
 
-    base_path = Path(resolve_reference(base, Path(source).resolve(), prepare=False))
+    base_path = Path(read_reference(base, Path(source).resolve(), prepare=False))
     if inside(base_path, target):
         raise ConfigError(
             f"output_dir={recipe.output_dir!r} holds the base model of model.path={source!r} "

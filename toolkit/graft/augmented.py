@@ -21,7 +21,7 @@ from toolkit import methods
 from toolkit.core.errors import CheckpointError, DataError
 from toolkit.graft import checkpoint, hf_generate, probe, prompting
 from toolkit.graft.composition import Composed, compose
-from toolkit.graft.families import resolve
+from toolkit.graft.families import model_parts
 from toolkit.graft.head import AdaptiveDecoderHead
 from toolkit.graft.layers import candidate_layers
 from toolkit.graft.processors import FiniteLogitsCheck
@@ -29,7 +29,8 @@ from toolkit.graft.records import AugmentedOutput, reply_mask, stack_steps
 from toolkit.graft.tap import EarlyExitTap
 from toolkit.methods.options import DecodingConfig, GraftConfig
 from toolkit.methods.plan import plan
-from toolkit.sources import hub
+from toolkit.sources import hub, references
+from toolkit.sources.base import load_base
 
 
 class AugmentedModel:
@@ -43,7 +44,7 @@ class AugmentedModel:
         # The prompt convention the head was trained with ("chat" / "raw"; None: unknown).
         self.prompt_format = prompt_format
         self.decoding = decoding or DecodingConfig()
-        self.parts = resolve(base)
+        self.parts = model_parts(base)
         self.tap = EarlyExitTap(base, layers=graft_config.layers,
                                 early_exit_norm=graft_config.early_exit_norm)
         probe.check_tap(base)
@@ -51,7 +52,7 @@ class AugmentedModel:
         self.graft_config = replace(graft_config, early_exit_norm=self.tap.early_exit_norm)
         d_model = base.config.get_text_config().hidden_size
         self.head = AdaptiveDecoderHead(d_model, graft_config.head).to(self.head_device)
-        self.base_reference = (checkpoint.base_reference(base) if base_reference is None
+        self.base_reference = (references.model_source(base) if base_reference is None
                                else base_reference)
 
     @classmethod
@@ -73,11 +74,11 @@ class AugmentedModel:
             The AugmentedModel (base frozen, head on lm_head's device).
         """
         if isinstance(base, (str, Path)):
-            reference = checkpoint.reference_of(str(base))
-            base, loaded_tokenizer = checkpoint.load_base(base, device_map, dtype)
+            reference = references.absolute_source(str(base))
+            base, loaded_tokenizer = load_base(base, device_map, dtype)
             tokenizer = tokenizer or loaded_tokenizer
         else:
-            reference = checkpoint.base_reference(base)
+            reference = references.model_source(base)
         return cls(base, config or GraftConfig(), tokenizer, base_reference=reference)
 
     @property
@@ -127,8 +128,8 @@ class AugmentedModel:
             ConfigError: unknown or invalid options, or options this model cannot run.
         """
         overrides, hf = hf_generate.split(kwargs)
-        options = hf_generate.resolve(decoding or self.decoding, overrides, hf,
-                                      self.base.generation_config)
+        options = hf_generate.effective_options(decoding or self.decoding, overrides, hf,
+                                                self.base.generation_config)
         self.check_decoding(options)
         hf_generate.check(options, hf)
         device = self.base.device
@@ -303,15 +304,15 @@ class AugmentedModel:
                                   "base=base)")
         else:
             base = base_or_directory
-        ckpt = checkpoint.read(hub.resolve(directory))
+        ckpt = checkpoint.read(hub.local_dir(directory))
         base_tokenizer = None
         if base is None or isinstance(base, (str, Path)):
             source = ckpt.base_path if base is None else str(base)
             owner = ckpt.directory if base is None else None
-            base, base_tokenizer = checkpoint.load_base(source, device_map, dtype, owner=owner)
-            reference = checkpoint.reference_of(source)
+            base, base_tokenizer = load_base(source, device_map, dtype, owner=owner)
+            reference = references.absolute_source(source)
         else:
-            reference = checkpoint.base_reference(base)
+            reference = references.model_source(base)
         checkpoint.check_fingerprint(ckpt, base, reference or "the given base model")
         tokenizer = (checkpoint.load_tokenizer(ckpt.directory, base.config) if ckpt.has_tokenizer
                      else base_tokenizer)

@@ -88,7 +88,7 @@ class GraftConfig:
 
 # transformers' sampling settings, with the value that switches each off. None in a
 # DecodingConfig means "unset": generate() takes it from the model's generation_config, as
-# transformers does (`toolkit.graft.hf_generate.resolve`); top_k=0 is transformers' "no top-k".
+# transformers does (`toolkit.graft.hf_generate.effective_options`); top_k=0 is transformers' "no top-k".
 NEUTRAL: dict[str, Any] = {"do_sample": False, "temperature": 1.0, "top_k": 0, "top_p": 1.0,
                            "repetition_penalty": 1.0}
 
