@@ -111,7 +111,7 @@ def test_one_tap_per_call(tiny_llama_dir):
 
     def tap_for(layers, final_only=False):
         made.append((layers, final_only))
-        return am._tap_for(layers, final_only)
+        return am.tap.for_layers(layers, final_only)
 
     options = with_overrides(None, **{**EVERYTHING, "repetition_penalty": 1.0})
     composed = compose(plan(options), tap_for, head=am.head)

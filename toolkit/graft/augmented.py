@@ -23,7 +23,6 @@ from toolkit.graft import checkpoint, hf_generate, probe, prompting
 from toolkit.graft.composition import Composed, compose
 from toolkit.graft.families import model_parts
 from toolkit.graft.head import AdaptiveDecoderHead
-from toolkit.graft.layers import candidate_layers
 from toolkit.graft.processors import FiniteLogitsCheck
 from toolkit.graft.records import AugmentedOutput, reply_mask, stack_steps
 from toolkit.graft.tap import EarlyExitTap
@@ -138,10 +137,10 @@ class AugmentedModel:
             attention_mask = torch.ones_like(input_ids)
         attention_mask = attention_mask.to(device)
         input_ids, attention_mask = prompting.left_aligned(input_ids, attention_mask)
-        _check_rows(attention_mask)
-        self._check_positions(input_ids.shape[1], options.max_new_tokens)
+        prompting.check_rows(attention_mask)
+        prompting.check_room(input_ids.shape[1], options.max_new_tokens, self.max_positions)
         self.head.to(self.head_device)
-        composed = compose(plan(options), self._tap_for, head=self.head,
+        composed = compose(plan(options), self.tap.for_layers, head=self.head,
                            per_token=self.graft_config.head.level == "token",
                            attention_mask=attention_mask, record=return_records, seed=options.seed)
         processors = LogitsProcessorList([FiniteLogitsCheck(), *composed.processors(),
@@ -188,34 +187,12 @@ class AugmentedModel:
             raise DataError("the AugmentedModel has no tokenizer; pass tokenizer= when grafting")
         return prompting.convention(self.tokenizer, chat_template, self.prompt_format)
 
-    def _check_positions(self, prompt_length: int, max_new_tokens: int) -> None:
-        limit = self.max_positions
-        if limit and prompt_length + max_new_tokens > limit:
-            raise DataError(
-                f"the prompt batch is {prompt_length} tokens wide; with max_new_tokens="
-                f"{max_new_tokens} that passes the model's {limit} positions: shorten the "
-                "prompts or lower max_new_tokens"
-            )
-
     def check_decoding(self, options: DecodingConfig) -> None:
         """Raise ConfigError when an enabled method's options do not fit this model (e.g.
         SLED's evolution_scale above the vocabulary); generate and eval both call it."""
         for method in methods.active(options):
             if method.check is not None:
                 method.check(options.method(method.name), self.vocab_size)
-
-    def _tap_for(self, layers: Any, final_only: bool = False) -> EarlyExitTap:
-        """The graft's tap, or one that hooks only what this call needs: the final norm alone
-        (layer L) for the adaptive head, or the method's own candidate layers."""
-        if final_only:
-            layers = [self.parts.num_layers]
-        elif layers is None:
-            return self.tap
-        wanted = candidate_layers(layers, self.parts.num_layers, self.parts.tied)
-        if wanted == self.tap.candidate_layers:
-            return self.tap
-        return EarlyExitTap(self.base, layers=wanted,
-                            early_exit_norm=self.graft_config.early_exit_norm)
 
     def _records(self, sequences: torch.Tensor, prompt_length: int, composed: Composed,
                  eos: list[int]) -> AugmentedOutput:
@@ -320,13 +297,3 @@ class AugmentedModel:
                     prompt_format=ckpt.prompt_format)
         checkpoint.load_head(model.head, ckpt)
         return model
-
-
-def _check_rows(attention_mask: torch.Tensor) -> None:
-    """Every row needs at least one prompt token (an empty prompt would decode from padding)."""
-    empty = (attention_mask.sum(-1) == 0).nonzero().flatten().tolist()
-    if attention_mask.shape[-1] == 0 or empty:
-        raise DataError(
-            f"prompt row(s) {empty or 'all'} of the batch are empty (no tokens); give every "
-            "prompt some text"
-        )

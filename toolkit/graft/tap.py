@@ -50,6 +50,19 @@ class EarlyExitTap:
     def num_layers(self) -> int:
         return self.parts.num_layers
 
+    def for_layers(self, layers: Any = None, final_only: bool = False) -> EarlyExitTap:
+        """This tap, or one on the same model (and `early_exit_norm`) that hooks only what a
+        call needs: `layers`, a method's own candidate layers (None: this tap's), or with
+        `final_only` the final norm alone (layer L, the adaptive head's input)."""
+        if final_only:
+            layers = [self.num_layers]
+        elif layers is None:
+            return self
+        wanted = candidate_layers(layers, self.num_layers, self.parts.tied)
+        if wanted == self.candidate_layers:
+            return self
+        return EarlyExitTap(self.model, layers=wanted, early_exit_norm=self.early_exit_norm)
+
     @contextmanager
     def capture(self, last_only: bool = True) -> Iterator[EarlyExitTap]:
         """Install the hooks for the duration of the block (not re-entrant).
