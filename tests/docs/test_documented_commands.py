@@ -6,14 +6,13 @@ A command quoted in several places runs once.
 
 Runs are kept short with overrides appended after the documented ones (fewer prompts, tokens,
 epochs; the quickstart pipeline at a fraction of its size). Placeholders become small files of
-the same format: /path/to/TruthfulQA.csv a four-question CSV, in.jsonl two prompts, and so on.
+the same format: /path/to/TruthfulQA.csv a two-question CSV, in.jsonl two prompts, and so on.
 Recipes for models that cannot run here (7B-8B, Mixtral) run on the tiny Llama instead
 (`model.path=` appended): those runs check the command's pipeline, not that model. SmolLM2
 commands run the real model (`real` marker); multi-GPU training needs CUDA (skipped without)."""
 
 from __future__ import annotations
 
-import csv
 import json
 import os
 import re
@@ -25,6 +24,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from _datasets import truthfulqa_csv
 
 from toolkit.cli.main import main
 
@@ -304,7 +304,7 @@ class Workspace:
             (cwd / name).write_text("".join(json.dumps({**r, "prompt": r["question"]}) + "\n"
                                             for r in rows))
         (cwd / "in.jsonl").write_text('{"prompt": "Once upon a time"}\n{"prompt": "The cat"}\n')
-        _truthfulqa_csv(cwd / "TruthfulQA.csv")
+        truthfulqa_csv(cwd / "TruthfulQA.csv")
 
     def argv(self, command: str, run: Run) -> list[str]:
         words = shell_words(command.replace(" RECIPE ", f" {PLACEHOLDER_RECIPE} "))
@@ -346,19 +346,6 @@ def _first_prompt(argv: list[str]) -> str:
     from toolkit.recipes.load import merged_config, to_recipe
 
     return (to_recipe(merged_config(argv[1], argv[2:])).generate.prompts or [""])[0]
-
-
-def _truthfulqa_csv(path: Path) -> None:
-    items = [("What is the capital of France?", "The capital of France is Paris",
-              "Paris; The capital of France is Paris", "London; The capital of France is Rome"),
-             ("What do bees make?", "Bees make honey", "Honey; Bees make honey",
-              "Bees make milk; Bees make bread")]
-    with path.open("w", newline="", encoding="utf-8") as f:
-        writer = csv.writer(f)
-        writer.writerow(["Type", "Category", "Question", "Best Answer", "Correct Answers",
-                         "Incorrect Answers", "Source"])
-        for q, best, true, false in items:
-            writer.writerow(["Non-Adversarial", "Misconceptions", q, best, true, false, "x"])
 
 
 def _free_port() -> int:
