@@ -26,10 +26,10 @@ import pytest
 import torch
 from _datasets import truthfulqa_csv
 
-from toolkit.cli.main import main
+from toolkit.cli.main import COMMANDS, main
 
 ROOT = Path(__file__).resolve().parents[2]
-COMMAND = re.compile(r"python3? cli\.py ((?:graft|collect|train|generate|eval|bench|run) [^`\n]*)")
+COMMAND = re.compile(rf"python3? cli\.py ((?:{'|'.join(COMMANDS)}) [^`\n]*)")
 PLACEHOLDER_RECIPE = "recipes/tiny.yaml"  # the generic `RECIPE` of docs/recipes.md
 EMPTY_NOTE = "(empty reply: the end token came first)"
 

@@ -110,10 +110,8 @@ class DecodingConfig:
     Method sections, each with `enabled`: one field per built-in method (a test keeps them
     equal to the built-in registrations), and `plugins`, the options of methods registered
     from other packages (name -> their options object; a dict is turned into one and checked;
-    a plugin left out is off). Read any method's options with `method(name)`. Composition
-    order: the "logits" method (SLED, DoLa, contrastive, or a plugin's) on raw logits ->
-    repetition penalty -> temperature (fixed or adaptive) -> the "filter" methods (top-n-sigma,
-    typical, plugins') -> top-k -> top-p -> sample (or argmax when do_sample is off).
+    a plugin left out is off). Read any method's options with `method(name)`. The steps a
+    config runs, in the composition order: `toolkit.methods.plan.plan(config)`.
 
     do_sample, temperature, top_k, top_p and repetition_penalty left at None are unset:
     generate() takes them from the base model's generation_config, as transformers does; set
