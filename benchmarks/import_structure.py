@@ -185,10 +185,13 @@ def trace(root: Path, work: Path, argv: list[str]) -> dict:
                    cwd=root, env=env, check=True, stdout=subprocess.DEVNULL)
     found = json.loads(out.read_text())
     load = found["load"]
+    models = "toolkit/recipes/models.py"
     return {"files": len(found["files"]), "files_passed": found["files"],
             "load_timeline": load, "load_steps": len(load),
             "load_files": sorted(set(load)),
-            "recipes_models_entries": load.count("toolkit/recipes/models.py")}
+            "recipes_models_entries": load.count(models),
+            "recipes_models_hands_to": sorted({load[i + 1] for i in range(len(load) - 1)
+                                               if load[i] == models})}
 
 
 def dynamic(root: Path, work: Path) -> dict:
@@ -245,6 +248,9 @@ def table(results: dict[str, dict]) -> str:
                  [f"{len(g[k][run]['load_files'])} / {g[k][run]['load_steps']}" for k in labels]),
             _row(f"generate ({run}): load_model, times in recipes/models.py",
                  [g[k][run]["recipes_models_entries"] for k in labels]),
+            _row(f"generate ({run}): load_model, where recipes/models.py hands control",
+                 [", ".join(f.removeprefix("toolkit/") for f in g[k][run]["recipes_models_hands_to"])
+                  for k in labels]),
         ]
     return "\n".join(rows)
 
