@@ -43,7 +43,7 @@ def test_every_step_in_order():
     assert steps.temperature.head.options.choice == "sample"
     assert [(s.method.name, s.options) for s in steps.filters] == [
         ("top_n_sigma", options.top_n_sigma), ("typical", options.typical)]
-    assert (steps.top_k, steps.top_p, steps.do_sample, steps.tapped) == (5, 0.9, True, True)
+    assert (steps.top_k, steps.top_p, steps.do_sample) == (5, 0.9, True)
 
 
 def test_greedy_keeps_the_logits_penalty_and_head_only():
@@ -52,7 +52,7 @@ def test_greedy_keeps_the_logits_penalty_and_head_only():
     assert steps.temperature.head is not None
     assert (steps.filters, steps.top_k, steps.top_p, steps.do_sample) == ((), None, None, False)
     fixed = plan(with_overrides(None, do_sample=False, temperature=0.5))
-    assert fixed.temperature is None and not fixed.tapped
+    assert fixed.temperature is None and fixed.logits is None
 
 
 @pytest.mark.parametrize("settings, expected", [

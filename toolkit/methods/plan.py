@@ -9,8 +9,8 @@ read it per request. At each step, in this order:
    plugin's) rewrites the raw final logits with the early-exit logits of its candidate layers
    (`DecodingMethod.layers_of(options)`; None: the graft's). The registry refuses two such
    methods in one call, so one tap serves the call.
-2. **repetition penalty** (transformers' rule; each row's left padding does not count), when
-   set and not 1.
+2. **repetition penalty**, when set and not 1 (transformers' rule; `AugmentedModel.generate`
+   does not count a row's left padding).
 3. **temperature**: the adaptive head (the "temperature"-stage method,
    `adaptive_temperature`, with its options: the head's argmax or a draw from it; per reply or
    per token as the head was grafted), whether or not sampling; else, when sampling, the fixed
@@ -20,6 +20,10 @@ read it per request. At each step, in this order:
 5. **top-k**, sampling only (0 or unset: none).
 6. **top-p**, sampling only (1 or unset: none).
 7. **the token**: a draw from the softmax when `do_sample`, else the argmax.
+
+Around these steps transformers keeps its own: its constraint processors (min-new-tokens, bad
+words, ...) run before step 1; a caller's `logits_processor` and its remaining warpers (min-p,
+epsilon, ...) after step 6.
 
 The plan takes the settings as they are: resolve unset ones (None) first, as
 `AugmentedModel.generate` does from the model's generation_config
@@ -63,12 +67,6 @@ class DecodingPlan:
     top_k: int | None
     top_p: float | None
     do_sample: bool
-
-    @property
-    def tapped(self) -> bool:
-        """Whether the call reads the early-exit tap (a logits step or the head)."""
-        return self.logits is not None or (self.temperature is not None
-                                           and self.temperature.head is not None)
 
 
 def plan(options: Any) -> DecodingPlan:
