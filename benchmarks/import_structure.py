@@ -17,7 +17,8 @@ the tiny recipe (recipes/tiny.yaml: the built-in tiny Llama, and a checkpoint gr
 `cli.py graft`): every toolkit file whose functions run, and, while `recipes.models.load_model`
 runs, the timeline of the toolkit file that is running (a call into another file or a return
 to one is a step; a file the timeline comes back to counts again: how often loading bounces
-through `recipes/models.py`; code that runs while a module is imported is left out). Two new tokens on one thread; timings are not the point.
+through `recipes/models.py`). Code that runs while a toolkit module is imported (class bodies,
+decorators, registrations) is left out of both, so where an import happens does not count. Two new tokens on one thread; timings are not the point.
 
     python3 benchmarks/import_structure.py --against b59b0a2 --out bench_results/import_structure.json
 """
@@ -60,22 +61,23 @@ def where(frame):
     return None if frame is None else os.path.relpath(frame.f_code.co_filename, root)
 
 def importing(frame):
-    """Whether `frame` runs inside a module being imported (its class bodies, decorators)."""
-    while frame is not None and frame is not state["loading"]:
-        if frame.f_code.co_name == "<module>":
+    """Whether `frame` runs while a toolkit module is imported (its class bodies, decorators)."""
+    while frame is not None:
+        code = frame.f_code
+        if code.co_name == "<module>" and code.co_filename.startswith(package):
             return True
         frame = frame.f_back
     return False
 
 def profile(frame, event, arg):
-    if event not in ("call", "return") or not ours(frame.f_code):
+    if event not in ("call", "return") or not ours(frame.f_code) or importing(frame):
         return
     name = os.path.relpath(frame.f_code.co_filename, root)
     files.add(name)
     if (event == "call" and not state["done"] and state["loading"] is None
             and name == MODELS and frame.f_code.co_name == "load_model"):
         state["loading"] = frame
-    if state["loading"] is None or importing(frame):
+    if state["loading"] is None:
         return
     here = name if event == "call" else where(frame.f_back)
     if here and (not timeline or timeline[-1] != here):
