@@ -6,14 +6,13 @@ A command quoted in several places runs once.
 
 Runs are kept short with overrides appended after the documented ones (fewer prompts, tokens,
 epochs; the quickstart pipeline at a fraction of its size). Placeholders become small files of
-the same format: /path/to/TruthfulQA.csv a four-question CSV, in.jsonl two prompts, and so on.
+the same format: /path/to/TruthfulQA.csv a two-question CSV, in.jsonl two prompts, and so on.
 Recipes for models that cannot run here (7B-8B, Mixtral) run on the tiny Llama instead
 (`model.path=` appended): those runs check the command's pipeline, not that model. SmolLM2
 commands run the real model (`real` marker); multi-GPU training needs CUDA (skipped without)."""
 
 from __future__ import annotations
 
-import csv
 import json
 import os
 import re
@@ -25,11 +24,12 @@ from pathlib import Path
 
 import pytest
 import torch
+from _datasets import truthfulqa_csv
 
-from toolkit.cli.main import main
+from toolkit.cli.main import COMMANDS, main
 
 ROOT = Path(__file__).resolve().parents[2]
-COMMAND = re.compile(r"python3? cli\.py ((?:graft|collect|train|generate|eval|bench|run) [^`\n]*)")
+COMMAND = re.compile(rf"python3? cli\.py ((?:{'|'.join(COMMANDS)}) [^`\n]*)")
 PLACEHOLDER_RECIPE = "recipes/tiny.yaml"  # the generic `RECIPE` of docs/recipes.md
 EMPTY_NOTE = "(empty reply: the end token came first)"
 
@@ -62,6 +62,7 @@ def test_the_docs_quote_commands():
 @pytest.mark.parametrize("source, command", documented(), ids=lambda v: str(v)[:70])
 def test_documented_command_validates(source, command, capsys):
     argv = shell_words(command.replace(" RECIPE ", f" {PLACEHOLDER_RECIPE} "))
+    argv[1] = str(ROOT / argv[1])  # the recipe, written relative to the checkout
     assert main([*argv, "--print-config"]) == 0, capsys.readouterr().err
 
 
@@ -304,7 +305,7 @@ class Workspace:
             (cwd / name).write_text("".join(json.dumps({**r, "prompt": r["question"]}) + "\n"
                                             for r in rows))
         (cwd / "in.jsonl").write_text('{"prompt": "Once upon a time"}\n{"prompt": "The cat"}\n')
-        _truthfulqa_csv(cwd / "TruthfulQA.csv")
+        truthfulqa_csv(cwd / "TruthfulQA.csv")
 
     def argv(self, command: str, run: Run) -> list[str]:
         words = shell_words(command.replace(" RECIPE ", f" {PLACEHOLDER_RECIPE} "))
@@ -346,19 +347,6 @@ def _first_prompt(argv: list[str]) -> str:
     from toolkit.recipes.load import merged_config, to_recipe
 
     return (to_recipe(merged_config(argv[1], argv[2:])).generate.prompts or [""])[0]
-
-
-def _truthfulqa_csv(path: Path) -> None:
-    items = [("What is the capital of France?", "The capital of France is Paris",
-              "Paris; The capital of France is Paris", "London; The capital of France is Rome"),
-             ("What do bees make?", "Bees make honey", "Honey; Bees make honey",
-              "Bees make milk; Bees make bread")]
-    with path.open("w", newline="", encoding="utf-8") as f:
-        writer = csv.writer(f)
-        writer.writerow(["Type", "Category", "Question", "Best Answer", "Correct Answers",
-                         "Incorrect Answers", "Source"])
-        for q, best, true, false in items:
-            writer.writerow(["Non-Adversarial", "Misconceptions", q, best, true, false, "x"])
 
 
 def _free_port() -> int:

@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from toolkit.core.errors import ConfigError
-from toolkit.core.options import DecodingConfig
+from toolkit.methods.options import DecodingConfig
 from toolkit.recipes import Recipe, load_recipe
 from toolkit.recipes.load import merged_config, resolved_yaml
 

@@ -15,10 +15,16 @@ from typing import Any
 
 from lightning.pytorch.utilities import rank_zero_only
 
-from toolkit.core.options import AdaptiveOptions, DecodingConfig, describe, pinned, with_overrides
 from toolkit.io import reports
 from toolkit.lpo import pipeline
 from toolkit.lpo.text_eval import evaluate_text_head
+from toolkit.methods.options import (
+    AdaptiveOptions,
+    DecodingConfig,
+    describe,
+    pinned,
+    with_overrides,
+)
 from toolkit.recipes.schema import Recipe
 
 say = rank_zero_only(print)

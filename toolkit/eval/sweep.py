@@ -22,9 +22,9 @@ import torch
 from tqdm.auto import tqdm
 
 from toolkit.core.answers import exact_match
-from toolkit.core.options import DecodingConfig, pinned, with_overrides
 from toolkit.graft.prompting import CHAT, encode
 from toolkit.io import reports
+from toolkit.methods.options import DecodingConfig, pinned, with_overrides
 
 # name -> (decoding overrides, transformers generate() keywords)
 SAMPLERS = {

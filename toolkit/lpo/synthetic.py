@@ -19,8 +19,8 @@ from pathlib import Path
 
 import torch
 
-from toolkit.core.options import GraftConfig, HeadConfig, pinned
 from toolkit.lpo.text_eval import mean_by_kind
+from toolkit.methods.options import GraftConfig, HeadConfig, pinned
 
 KINDS = ("exact", "diverse")
 FIRST_BODY_TOKEN = 3  # after the special tokens <pad>, <s>, </s>

@@ -15,8 +15,8 @@ from typing import Any
 
 import torch
 
-from toolkit.core.options import AdaptiveOptions, DecodingConfig, pinned
 from toolkit.graft.prompting import encode
+from toolkit.methods.options import AdaptiveOptions, DecodingConfig, pinned
 
 
 def _generate(model, records: list[dict], samples: int, decoding: DecodingConfig,

@@ -4,7 +4,7 @@ The `register` calls at the end are the registrations; their order is the order 
 and bench modes and the composition order within a stage. A built-in method: write
 `toolkit/methods/<name>.py` (options dataclass, per-step function, optional scoring function,
 `METHOD = DecodingMethod(...)`), put its tensor math in `toolkit/decoding/`, register it here
-and give it its typed field in `toolkit.core.options.DecodingConfig`. A method from another package
+and give it its typed field in `toolkit.methods.options.DecodingConfig`. A method from another package
 registers itself (docs/plugins.md).
 """
 

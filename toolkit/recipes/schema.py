@@ -12,7 +12,6 @@ from typing import Optional
 
 from toolkit.bench.config import BenchConfig
 from toolkit.core.errors import ConfigError, check_choice, check_range
-from toolkit.core.options import DecodingConfig, GraftConfig, chat_template_setting
 from toolkit.core.runtime import RuntimeConfig
 from toolkit.eval.config import EvalConfig
 from toolkit.io.jsonl import MAX_PROMPT_CHARS
@@ -22,6 +21,7 @@ from toolkit.lpo.config import (
     TrainConfig,
     TrainerConfig,
 )
+from toolkit.methods.options import DecodingConfig, GraftConfig, chat_template_setting
 
 DTYPES = ("auto", "float32", "float16", "bfloat16")
 SOURCES = ("path", "preset", "tiny", "random_shape")

@@ -15,10 +15,10 @@ import torch
 
 from toolkit import methods
 from toolkit.core.errors import DataError
-from toolkit.core.options import DecodingConfig, DolaOptions, SledOptions, apply_preset
 from toolkit.eval import EvalConfig, run_eval
 from toolkit.eval.scoring import batches, encode_pair, score_pairs
 from toolkit.graft import AugmentedModel
+from toolkit.methods.options import DecodingConfig, DolaOptions, SledOptions, apply_preset
 from toolkit.testing import build_tiny_model, build_tokenizer
 
 PROMPTS = ["Q: What is the capital of France, and why is it there?\nA:",

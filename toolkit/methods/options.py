@@ -88,7 +88,7 @@ class GraftConfig:
 
 # transformers' sampling settings, with the value that switches each off. None in a
 # DecodingConfig means "unset": generate() takes it from the model's generation_config, as
-# transformers does (`toolkit.graft.hf_generate.resolve`); top_k=0 is transformers' "no top-k".
+# transformers does (`toolkit.graft.hf_generate.effective_options`); top_k=0 is transformers' "no top-k".
 NEUTRAL: dict[str, Any] = {"do_sample": False, "temperature": 1.0, "top_k": 0, "top_p": 1.0,
                            "repetition_penalty": 1.0}
 
@@ -110,10 +110,8 @@ class DecodingConfig:
     Method sections, each with `enabled`: one field per built-in method (a test keeps them
     equal to the built-in registrations), and `plugins`, the options of methods registered
     from other packages (name -> their options object; a dict is turned into one and checked;
-    a plugin left out is off). Read any method's options with `method(name)`. Composition
-    order: the "logits" method (SLED, DoLa, contrastive, or a plugin's) on raw logits ->
-    repetition penalty -> temperature (fixed or adaptive) -> the "filter" methods (top-n-sigma,
-    typical, plugins') -> top-k -> top-p -> sample (or argmax when do_sample is off).
+    a plugin left out is off). Read any method's options with `method(name)`. The steps a
+    config runs, in the composition order: `toolkit.methods.plan.plan(config)`.
 
     do_sample, temperature, top_k, top_p and repetition_penalty left at None are unset:
     generate() takes them from the base model's generation_config, as transformers does; set

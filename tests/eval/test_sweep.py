@@ -11,9 +11,9 @@ import torch
 
 from toolkit.cli.main import main
 from toolkit.core.errors import ConfigError
-from toolkit.core.options import DecodingConfig
 from toolkit.eval.config import EvalConfig
 from toolkit.eval.sweep import run_sweep
+from toolkit.methods.options import DecodingConfig
 from toolkit.testing import build_tokenizer
 
 ROOT = Path(__file__).resolve().parents[2]
