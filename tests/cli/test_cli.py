@@ -67,7 +67,7 @@ def test_the_command_table_imports_no_torch_until_a_command_runs():
         "[] ['toolkit.cli.commands.cmd_graft', 'toolkit.cli.lpo.cmd_collect', "
         "'toolkit.cli.lpo.cmd_train', 'toolkit.cli.commands.cmd_generate', "
         "'toolkit.cli.commands.cmd_eval', 'toolkit.cli.commands.cmd_bench', "
-        "'toolkit.cli.lpo.cmd_run']\n")
+        "'toolkit.cli.lpo.cmd_run', 'toolkit.cli.serve.cmd_serve']\n")
 
 
 def test_print_config_resolves_and_loads_nothing(capsys, recipe, no_model_load, tmp_path):

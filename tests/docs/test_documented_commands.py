@@ -174,6 +174,12 @@ def check_quickstart_run(out: str, ctx: Workspace) -> None:
     assert (ctx.cwd / "checkpoints" / "quickstart" / "augment_config.json").is_file()
 
 
+def check_served(out: str, ctx: Workspace) -> None:
+    """`serve`: the server answered a chat request with the checkpoint's decoding."""
+    answer = json.loads(out)
+    assert answer["choices"][0]["message"]["content"].strip(), out
+
+
 def check_jsonl(out: str, ctx: Workspace) -> None:
     rows = [json.loads(line) for line in (ctx.cwd / "out.jsonl").read_text().splitlines()]
     assert len(rows) == 2 and all(r["finish_reason"] in ("stop", "length") for r in rows)
@@ -193,6 +199,7 @@ class Run:
     preset: str = "smollm2-135m-instruct"
     gpu: bool = False
     subprocess: bool = False
+    server: bool = False
 
 
 GEMMA3 = "gemma3-270m"
@@ -204,6 +211,8 @@ RUNS: dict[str, Run] = {
         check_reply, needs="run recipes/quickstart.yaml", real=True),
     QS_GENERATE.format("What is 12 + 7? Answer with the number only."): Run(
         check_reply, needs="run recipes/quickstart.yaml", real=True),
+    "serve recipes/serve_smollm2.yaml": Run(
+        check_served, needs="run recipes/quickstart.yaml", real=True, server=True),
     "run recipes/tiny.yaml": Run(check_tiny_run, [
         "data.synthetic.train_prompts=32", "data.synthetic.eval_prompts=8",
         "trainer.max_epochs=2"]),
@@ -329,7 +338,9 @@ class Workspace:
         argv = self.argv(command, spec)
         if argv[0] == "generate":
             self.prompt = _first_prompt(argv)
-        if spec.subprocess:
+        if spec.server:
+            out = _served(argv, self.cwd)
+        elif spec.subprocess:
             env = {**os.environ, "PYTHONPATH": str(ROOT), "MASTER_PORT": str(_free_port())}
             done = subprocess.run([sys.executable, str(ROOT / "cli.py"), *argv], cwd=self.cwd,
                                   env=env, capture_output=True, text=True, timeout=600)
@@ -341,6 +352,23 @@ class Workspace:
             assert code == 0, err[-2000:]
         self.done[command] = out
         return out
+
+
+def _served(argv: list[str], cwd: Path) -> str:
+    """Start `cli.py serve` (the documented command) on a free port, ask it one chat question,
+    stop it; the answer as JSON."""
+    pytest.importorskip("vllm", reason="serving needs vLLM: python3 -m toolkit.serving.install")
+    from toolkit.serving.server import post, started
+
+    port = _free_port()
+    command = [sys.executable, str(ROOT / "cli.py"), *argv, f"serve.port={port}"]
+    with started(command, f"http://127.0.0.1:{port}", log=cwd / "serve.log", cwd=cwd,
+                 env={"PYTHONPATH": str(ROOT)}) as url:
+        status, answer = post(url, "/v1/chat/completions", {
+            "messages": [{"role": "user", "content": "Write a haiku about the sea."}],
+            "max_tokens": 16})
+    assert status == 200, answer
+    return json.dumps(answer)
 
 
 def _first_prompt(argv: list[str]) -> str:

@@ -13,13 +13,13 @@ pytest.importorskip("vllm", reason="serving needs vLLM: python3 -m toolkit.servi
 from vllm import SamplingParams  # noqa: E402
 from vllm.v1.sample.logits_processor import BatchUpdate  # noqa: E402
 
-from toolkit.core.options import (  # noqa: E402
+from toolkit.graft.head import AdaptiveDecoderHead  # noqa: E402
+from toolkit.methods.options import (  # noqa: E402
     AdaptiveOptions,
     DecodingConfig,
     GraftConfig,
     HeadConfig,
 )
-from toolkit.graft.head import AdaptiveDecoderHead  # noqa: E402
 from toolkit.serving import state  # noqa: E402
 from toolkit.serving.processors import LogitsStage, SamplingStage  # noqa: E402
 

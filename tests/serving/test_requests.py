@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from toolkit.core.errors import ConfigError
-from toolkit.core.options import DecodingConfig, SledOptions, TopNSigmaOptions
+from toolkit.methods.options import DecodingConfig, SledOptions, TopNSigmaOptions
 from toolkit.serving import state
 from toolkit.serving.plan import request_plan
 from toolkit.serving.requests import request_decoding, valid_keys
@@ -15,7 +15,7 @@ SLED_SAVED = DecodingConfig(sled=SledOptions(enabled=True, evolution_rate=5.0),
 
 
 def _served(decoding=SLED_SAVED, layers=(1, 2, 3), vocab=300) -> state.Served:
-    from toolkit.core.options import GraftConfig
+    from toolkit.methods.options import GraftConfig
 
     return state.Served(directory=None, base_path="", graft=GraftConfig(), decoding=decoding,
                         vocab_size=vocab, num_layers=4, tied=False, layers=tuple(layers))

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 
 from toolkit import methods
 from toolkit.bench.config import mode_choices as bench_modes
-from toolkit.cli import commands, lpo, outputs, preflight
+from toolkit.cli import commands, lpo, outputs, preflight, serve
 from toolkit.cli.outputs import Output
 from toolkit.core.errors import ToolkitError
 from toolkit.io.files import OUTPUT_ERRNOS
@@ -125,6 +125,16 @@ COMMANDS: dict[str, Command] = {
         outputs=(outputs.checkpoint, outputs.token_checkpoint, outputs.run_report,
                  outputs.trainer_checkpoints, outputs.pairs),
         model_checks=(preflight.replies_fit, preflight.collection_fits),
+    ),
+    "serve": Command(
+        serve.cmd_serve,
+        "serve the model on vLLM's OpenAI-compatible server, with its decoding per request",
+        "Starts vLLM's OpenAI server on model.path (a checkpoint: its saved decoding is every "
+        "request's default, and requests choose methods in vllm_xargs) or model.preset, with "
+        "the `serve` section (host, port, dtype, tensor_parallel_size, ...) as its arguments; "
+        "this process becomes the server. Needs vLLM: python3 -m toolkit.serving.install "
+        "(docs/serving.md).",
+        checks=(serve.check_serve,),
     ),
 }
 

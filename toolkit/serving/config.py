@@ -72,7 +72,7 @@ def sampling_defaults(decoding, base_path: str, config) -> dict[str, Any]:
         base = GenerationConfig.from_pretrained(base_path)
     except OSError:
         base = GenerationConfig.from_model_config(config)
-    options = hf_generate.resolve(decoding, {}, {}, base)
+    options = hf_generate.effective_options(decoding, {}, {}, base)
     defaults = {"do_sample": True, "max_new_tokens": options.max_new_tokens,
                 "temperature": options.temperature if options.do_sample else 0.0,
                 "repetition_penalty": options.repetition_penalty}

@@ -1,4 +1,5 @@
-"""One request's decoding in vLLM: which of the toolkit's stages run, with which options.
+"""One request's decoding in vLLM: which of the toolkit's stages run, with which options, read
+from the toolkit's one decoding plan (`toolkit.methods.plan`).
 
 vLLM's sampler already applies the request's repetition penalty, temperature, top-k and top-p
 in our composition order; the toolkit adds the rest around them:
@@ -17,13 +18,14 @@ the server does not capture, options the vocabulary does not allow.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
-from toolkit import methods
 from toolkit.core.errors import ConfigError
-from toolkit.core.options import DecodingConfig
 from toolkit.graft.layers import candidate_layers
+from toolkit.methods.options import DecodingConfig
+from toolkit.methods.plan import plan
 from toolkit.serving import state
 from toolkit.serving.requests import request_decoding
 
@@ -51,26 +53,27 @@ class RequestPlan:
 
 
 def request_plan(extra: Any, served: state.Served | None) -> RequestPlan:
-    """The plan of a request with `extra_args` on the served checkpoint (None: another model).
+    """The plan of a request with `extra_args` on the served checkpoint (None: another model):
+    the toolkit's own plan of its options (`toolkit.methods.plan`), its filters included, since
+    vLLM runs them only for the requests that sample.
 
     Raises:
         ConfigError: a bad key or value, or a method the served model cannot run.
     """
     base = served.decoding if served is not None else DecodingConfig()
-    options = request_decoding(base, extra)
-    logits, adaptive, temperature, filters = None, None, [], []
-    for method in methods.active(options):
-        method_options = options.method(method.name)
-        _check(method, method_options, served)
-        if method.stage == "logits":
-            logits = Step(method, method_options, _layers(method, method_options, served))
-        elif method.stage == "temperature" and method.logits is None:
-            adaptive = method_options
-        elif method.stage == "temperature":
-            temperature.append(Step(method, method_options))
-        else:
-            filters.append(Step(method, method_options))
-    return RequestPlan(logits, adaptive, tuple(temperature), tuple(filters))
+    steps = plan(dataclasses.replace(request_decoding(base, extra), do_sample=True))
+    head = steps.temperature.head if steps.temperature is not None else None
+    for step in (steps.logits, head, *steps.filters):
+        if step is not None:
+            _check(step.method, step.options, served)
+    logits = None
+    if steps.logits is not None:
+        logits = Step(steps.logits.method, steps.logits.options, _layers(steps.logits, served))
+    adaptive = head.options if head is not None and head.method.logits is None else None
+    temperature = (Step(head.method, head.options),) if head is not None and adaptive is None \
+        else ()
+    return RequestPlan(logits, adaptive, temperature,
+                       tuple(Step(f.method, f.options) for f in steps.filters))
 
 
 def _check(method, options, served: state.Served | None) -> None:
@@ -83,16 +86,15 @@ def _check(method, options, served: state.Served | None) -> None:
         method.check(options, served.vocab_size)
 
 
-def _layers(method, options, served: state.Served) -> tuple[int, ...]:
-    """The method's candidate layers: its own `layers` option, else all the server captures."""
-    spec = getattr(options, method.layers_key) if method.layers_key else None
-    if spec is None:
+def _layers(step, served: state.Served) -> tuple[int, ...]:
+    """The method's candidate layers: its own (`layers_of`), else all the server captures."""
+    if step.layers is None:
         return served.layers
-    wanted = candidate_layers(spec, served.num_layers, served.tied,
-                              key=f"{method.name}_{method.layers_key}")
+    key = f"{step.method.name}_{step.method.layers_key}"
+    wanted = candidate_layers(step.layers, served.num_layers, served.tied, key=key)
     missing = [layer for layer in wanted if layer not in served.layers]
     if missing:
         raise ConfigError(
-            f"vllm_xargs {method.name}_{method.layers_key}={spec!r} asks for layer(s) {missing}, "
-            f"which this server does not capture (graft.layers gives {list(served.layers)})")
+            f"vllm_xargs {key}={step.layers!r} asks for layer(s) {missing}, which this server "
+            f"does not capture (graft.layers gives {list(served.layers)})")
     return tuple(wanted)

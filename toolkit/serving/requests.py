@@ -26,7 +26,7 @@ from typing import Any
 
 from toolkit import methods
 from toolkit.core.errors import ConfigError
-from toolkit.core.options import DecodingConfig, with_overrides
+from toolkit.methods.options import DecodingConfig, with_overrides
 
 # DecodingConfig's plain settings and the request field that carries each in vLLM.
 REQUEST_FIELDS = {"do_sample": "temperature", "temperature": "temperature", "top_k": "top_k",

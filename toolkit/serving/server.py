@@ -1,7 +1,8 @@
 """vLLM's OpenAI-compatible server on a checkpoint, as a child process (no vLLM import here).
 
 `command` is the line `cli.py serve` runs and docs/serving.md shows;
-`running` starts it, waits until `/health` answers and stops it afterwards (tests, benchmarks);
+`running` starts it (`started`: any command that starts it, e.g. `cli.py serve`), waits until
+`/health` answers and stops it afterwards (tests, benchmarks);
 `post` sends one JSON request to it.
 """
 
@@ -41,21 +42,28 @@ def free_port(host: str = "127.0.0.1") -> int:
 def running(model, *, extra: Sequence[str] = (), host: str = "127.0.0.1",
             log: Path | None = None, timeout: float = 900.0,
             env: dict[str, str] | None = None) -> Iterator[str]:
-    """Start the server on a free port; yield its base URL once `/health` answers 200; stop it
-    (SIGTERM to its process group, SIGKILL after 30 s) when the block ends.
+    """The server on `model` and a free port, from `started`; yields its base URL."""
+    port = free_port(host)
+    with started(command(model, host=host, port=port, extra=extra), f"http://{host}:{port}",
+                 log=log, timeout=timeout, env=env) as url:
+        yield url
+
+
+@contextlib.contextmanager
+def started(argv: Sequence[str], url: str, *, log: Path | None = None, timeout: float = 900.0,
+            env: dict[str, str] | None = None, cwd: Path | None = None) -> Iterator[str]:
+    """Run `argv` (a command that starts the server at `url`); yield `url` once `/health`
+    answers 200; stop it (SIGTERM to its process group, SIGKILL after 30 s) when the block ends.
 
     Raises:
         RuntimeError: the server exited or did not answer within `timeout` seconds; the message
             ends with the last lines of its output (also kept in `log`, when given).
     """
-    port = free_port(host)
-    url = f"http://{host}:{port}"
     with contextlib.ExitStack() as stack:
         out = stack.enter_context(open(log, "wb")) if log else subprocess.DEVNULL
-        proc = subprocess.Popen(
-            command(model, host=host, port=port, extra=extra), stdout=out,
-            stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
-            env={**os.environ, **(env or {})})
+        proc = subprocess.Popen(list(argv), stdout=out, stderr=subprocess.STDOUT,
+                                stdin=subprocess.DEVNULL, start_new_session=True, cwd=cwd,
+                                env={**os.environ, **(env or {})})
         try:
             _wait_healthy(proc, url, timeout, log)
             yield url

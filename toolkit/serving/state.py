@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from toolkit.core.options import DecodingConfig, GraftConfig
 from toolkit.io.layout import CONFIG_FILE
+from toolkit.methods.options import DecodingConfig, GraftConfig
 
 
 @dataclass(frozen=True)

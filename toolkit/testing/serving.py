@@ -18,7 +18,7 @@ SERVER_ARGS = ["--dtype", "float32", "--gpu-memory-utilization", "0.05", "--max-
 def save_serving_checkpoint(root: Path, family: str = "llama") -> Path:
     """Write the tiny base (root/base) and the checkpoint (root/ckpt); returns the checkpoint."""
     from toolkit import AugmentedModel
-    from toolkit.core.options import (
+    from toolkit.methods.options import (
         AdaptiveOptions,
         DecodingConfig,
         GraftConfig,
