@@ -2,8 +2,8 @@
 
 Generation runs through the base model's own `generate()` (KV cache, left padding, stopping
 criteria, streamers) with a `LogitsProcessorList` built here in the composition order:
-the "logits"-stage method of `toolkit.methods` (SLED, DoLa, ...) on the raw logits -> repetition penalty -> temperature (fixed or adaptive) ->
-top-n-sigma -> top-k -> top-p -> sample (or argmax when do_sample is off).
+the "logits"-stage method of `toolkit.methods` (SLED, DoLa, ...) on the raw logits -> repetition penalty -> temperature (fixed, adaptive or EDT) ->
+the "filter"-stage methods (top-n-sigma, ...) -> top-k -> top-p -> sample (or argmax when do_sample is off).
 transformers' own temperature/top-k/top-p/repetition warpers are switched off so they neither
 run twice nor change that order.
 """
@@ -252,6 +252,7 @@ class AugmentedModel:
 
     def _add_temperature(self, plan: _Plan, options: DecodingConfig) -> None:
         adaptive = options.adaptive_temperature
+        dynamic = [m for m in methods.active(options) if m.stage == "temperature" and m.logits]
         if adaptive.enabled:
             plan.tap = plan.tap or self._tap_for(None, final_only=True)
             generator = None
@@ -261,6 +262,8 @@ class AugmentedModel:
                 plan.tap, self.head, per_token=self.graft_config.head.level == "token",
                 sample=adaptive.choice == "sample", generator=generator)
             plan.processors.append(plan.adaptive)
+        elif options.do_sample and dynamic:  # e.g. EDT: it replaces any fixed temperature
+            plan.processors += [FilterLogitsProcessor(m, options.method(m.name)) for m in dynamic]
         elif options.do_sample and options.temperature == 0.0:
             plan.processors.append(TemperatureLogitsProcessor(0.0))
         elif options.do_sample and options.temperature != 1.0:

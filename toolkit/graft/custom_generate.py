@@ -99,8 +99,9 @@ _SAVED_SETTINGS = ("do_sample", "temperature", "top_k", "top_p", "repetition_pen
 
 def plain_methods() -> tuple[str, ...]:
     """The registered methods a plain transformers model can decode with: every logits- and
-    filter-stage method (the temperature stage needs the grafted head)."""
-    return tuple(m.name for m in methods.all_methods() if m.stage in ("logits", "filter"))
+    filter-stage method, and the temperature-stage ones that need no head (EDT)."""
+    return tuple(m.name for m in methods.all_methods()
+                 if m.stage in ("logits", "filter") or (m.stage == "temperature" and m.logits))
 
 
 def decoder(early_exit_norm: bool | None = None, streamer=None, layers: Any = "all",
@@ -135,6 +136,7 @@ def decoder(early_exit_norm: bool | None = None, streamer=None, layers: Any = "a
     active = methods.active(options)
     early = [m for m in active if m.stage == "logits"]
     filters = [m for m in active if m.stage == "filter"]
+    temperature = [m for m in active if m.stage == "temperature"]
 
     def decode(model, input_ids, logits_processor, stopping_criteria, generation_config,
                synced_gpus=False, streamer=None, **model_kwargs):
@@ -151,9 +153,9 @@ def decoder(early_exit_norm: bool | None = None, streamer=None, layers: Any = "a
             tap = EarlyExitTap(model, layers=layers if own is None else own,
                                early_exit_norm=early_exit_norm)
             ours.append(EarlyExitLogitsProcessor(tap, method, method_options))
-        late = ([FilterLogitsProcessor(m, options.method(m.name)) for m in filters]
+        late = ([FilterLogitsProcessor(m, options.method(m.name)) for m in temperature + filters]
                 if generation_config.do_sample else [])
-        processors = _spliced(logits_processor, ours, late)
+        processors = _spliced(logits_processor, ours, late, own_temperature=bool(temperature))
         if streamer is None and bound_streamer is not None:
             streamer = bound_streamer
             streamer.put(input_ids.cpu())  # what generate() does with a streamer it was given
@@ -168,18 +170,20 @@ def decoder(early_exit_norm: bool | None = None, streamer=None, layers: Any = "a
     return decode
 
 
-def _spliced(prepared: LogitsProcessorList, first: list, after_temperature: list
-             ) -> LogitsProcessorList:
+def _spliced(prepared: LogitsProcessorList, first: list, after_temperature: list,
+             own_temperature: bool = False) -> LogitsProcessorList:
     """transformers' processors with ours inserted: `first` before its repetition penalty and
     its first warper, `after_temperature` right after its temperature warper (or in the same
-    place): the order of `AugmentedModel.generate`."""
+    place; in its stead with `own_temperature`, when ours sets the temperature): the order of
+    `AugmentedModel.generate`."""
     items = list(prepared)
     cut = next((i for i, p in enumerate(items) if isinstance(p, _WARPERS)), len(items))
     head, tail = items[:cut], items[cut:]
     penalty = [p for p in head if isinstance(p, RepetitionPenaltyLogitsProcessor)]
     head = [p for p in head if p not in penalty]
     temperature = tail[:1] if tail and isinstance(tail[0], TemperatureLogitsWarper) else []
-    return LogitsProcessorList(head + first + penalty + temperature + after_temperature
+    kept = [] if own_temperature else temperature
+    return LogitsProcessorList(head + first + penalty + kept + after_temperature
                                + tail[len(temperature):])
 
 
