@@ -148,3 +148,23 @@ def test_scoring_and_log_probs(tiny_llama_dir):
     assert "delta" in harness.scored()
     assert harness._decoding(model, None, {"delta": True}, {"delta_virtual_offset": 0.5}
                              ).delta == DeltaOptions(enabled=True, virtual_offset=0.5)
+
+
+def test_lm_eval_log_likelihoods_are_deltas_distribution(tiny_llama_dir, tmp_path):
+    from toolkit.eval import harness
+
+    model = graft(tiny_llama_dir)
+    model.save_pretrained(tmp_path / "ckpt")
+    lm = harness.SurgeryLM(pretrained=str(tmp_path / "ckpt"), device="cpu", batch_size=64,
+                           delta=True, delta_virtual_offset=0.5)
+    assert lm.get_model_info()["surgery"]["method"] == "delta"
+    context = lm.tok_encode("The capital of France is")
+    requests = [(("ctx", f"t{i}"), context, [i]) for i in range(model.base.config.vocab_size)]
+    logliks = torch.tensor([ll for ll, _ in lm._loglikelihood_tokens(requests,
+                                                                     disable_tqdm=True)])
+    assert math.fsum(math.exp(v) for v in logliks.tolist()) == pytest.approx(1.0, abs=1e-5)
+    with torch.no_grad(), model.tap.capture(last_only=True):
+        final = model.base(torch.tensor([context])).logits[:, -1].float()
+        early = model.tap.early_logits().float()
+    want = delta_extrapolate(final, early, virtual_offset=0.5).log_softmax(-1)[0]
+    torch.testing.assert_close(logliks.float(), want, atol=1e-4, rtol=1e-5)
