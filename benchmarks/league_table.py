@@ -8,7 +8,9 @@
 Rows (`ROWS`): greedy, sampling, top-p 0.9, min-p 0.1, top-n-sigma n=1, p-less, EDT (t0 = the
 temperature, theta 1), the learned head (`--head CHECKPOINT`), SLED with the official
 TruthfulQA settings (evolution rate 2.5, scale 75, layers 0..L-1), SLED with our defaults, DoLa,
-DeLTa (early layers through the final norm, as its reference code) and contrastive decoding.
+DeLTa twice (early layers through the final norm, as its reference code; over every layer, the
+reference scripts' default, and over the last two early layers, the paper's Figure 1) and
+contrastive decoding.
 Columns, where they apply (blank elsewhere):
 - TruthfulQA MC1 / MC2 / MC3 +- standard error on the first `--questions` questions, with
   `cli.py eval`'s paper protocol (its `truthfulqa` preset), for the rows that score;
@@ -58,7 +60,8 @@ class Row:
     hf: dict = field(default_factory=dict)
     sampled: bool = False
     scored: str | None = None
-    graft: str = "default"  # "all_layers" (0..L-1), "norm" (early_exit_norm), "head"
+    graft: str = "default"  # "all_layers" (0..L-1), "norm" / "norm_late" (early_exit_norm;
+    #                         the late one over layers L-2, L-1 only), "head"
 
 
 ROWS = (
@@ -75,7 +78,9 @@ ROWS = (
         graft="all_layers"),
     Row("sled", "SLED 2/10 (ours)", {"sled": True}, scored="sled"),
     Row("dola", "DoLa", {"dola": True}, scored="dola"),
-    Row("delta", "DeLTa +1", {"delta": True}, scored="delta", graft="norm"),
+    Row("delta", "DeLTa +1, layers 1..L-1", {"delta": True}, scored="delta", graft="norm"),
+    Row("delta_late", "DeLTa +1, layers L-2, L-1", {"delta": True}, scored="delta",
+        graft="norm_late"),
     Row("contrastive", "contrastive", {"contrastive": True}, scored="contrastive"),
 )
 
@@ -115,9 +120,11 @@ class Models:
         am = self.base
         if graft == "head":
             return AugmentedModel.from_pretrained(am.base, self.head_dir)
-        layers = list(range(am.parts.num_layers)) if graft == "all_layers" else am.graft_config.layers
+        top = am.parts.num_layers
+        layers = {"all_layers": list(range(top)), "norm_late": [top - 2, top - 1]}.get(
+            graft, am.graft_config.layers)
         config = dataclasses.replace(am.graft_config, layers=layers,
-                                     early_exit_norm=True if graft == "norm" else None)
+                                     early_exit_norm=True if graft.startswith("norm") else None)
         return AugmentedModel(am.base, config, am.tokenizer)
 
 
@@ -228,6 +235,8 @@ def run_rows(models: Models, rows: list[Row], store: Store, args: argparse.Names
             key = f"{row.name}/arithmetic@{'own' if t is None else f'T={t:g}'}"
             store.cell(key, arithmetic_cell, am, row, t or 1.0, args)
         store.cell(f"{row.name}/reward", reward_cell, am, row, args)
+    if any(row.name not in store.data["cells"].get("speed", {}) for row in rows):
+        store.data["cells"].pop("speed", None)  # a new row: time them all again, side by side
     store.cell("speed", speed_cell, models, rows, args)
 
 
