@@ -87,4 +87,4 @@ def test_a_reduced_table_on_the_real_model(real_model_dir, tmp_path, capsys):
     cells = json.loads((tmp_path / "out" / "league.json").read_text())["cells"]
     assert set(cells["speed"]) == {"greedy", "p_less", "edt", "delta"}
     assert 0.0 <= cells["delta/truthfulqa"]["MC2"] <= 1.0
-    assert "| DeLTa +1 | " in (tmp_path / "figures.md").read_text()
+    assert "| DeLTa +1, layers 1..L-1 | " in (tmp_path / "figures.md").read_text()
