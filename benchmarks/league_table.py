@@ -2,28 +2,15 @@
 
     OMP_NUM_THREADS=1 python3 benchmarks/league_table.py smollm2-135m-instruct \
         --truthfulqa /path/to/TruthfulQA.csv --head checkpoints/quickstart
-    OMP_NUM_THREADS=1 python3 benchmarks/league_table.py gemma3-270m \
-        --truthfulqa /path/to/TruthfulQA.csv
 
-Rows (`ROWS`): greedy, sampling, top-p 0.9, min-p 0.1, top-n-sigma n=1, p-less, EDT (t0 = the
-temperature, theta 1), the learned head (`--head CHECKPOINT`), SLED with the official
-TruthfulQA settings (evolution rate 2.5, scale 75, layers 0..L-1), SLED with our defaults, DoLa,
-DeLTa twice (early layers through the final norm, as its reference code; over every layer, the
-reference scripts' default, and over the last two early layers, the paper's Figure 1) and
-contrastive decoding.
-Columns, where they apply (blank elsewhere):
-- TruthfulQA MC1 / MC2 / MC3 +- standard error on the first `--questions` questions, with
-  `cli.py eval`'s paper protocol (its `truthfulqa` preset), for the rows that score;
-- arithmetic exact match on `--replies` held-out questions of the quickstart's task, one reply
-  each, sampled at T = 1 and T = 2 (the same seed for every row) for the sampling rows, and at
-  the row's own temperature for the rest (greedy decoding; the head's choice);
-- the quickstart task's held-out mean reward (arithmetic + writing, 3 replies a prompt; the
-  sampling rows at T = 1);
-- decode tokens/s relative to greedy at batch 8 (32-token prompts, 16 new tokens, median of 3).
-One torch thread throughout. Every finished cell goes at once into OUT/league.json; a rerun with
-the same settings skips those cells, so an interrupted run resumes. The table is written to
-OUT/league.md and between the markers `<!-- league:MODEL -->` ... `<!-- /league:MODEL -->` of
-`--figures` (added at its end when missing), and the run says how long it took.
+A row per method (`ROWS`; the learned head only with `--head`); columns where they apply, blank
+elsewhere: TruthfulQA MC1/MC2/MC3 +- standard error (`cli.py eval`'s paper protocol, the first
+`--questions`), arithmetic exact match of the quickstart's task (`--replies` held-out questions,
+one reply each, the same seed for every row) sampled at T = 1 and T = 2 or at the row's own
+temperature, the quickstart task's held-out reward, decode tokens/s relative to greedy at batch
+8. One torch thread. Each finished cell goes at once into OUT/league.json and a rerun with the
+same settings skips it (resume); the table goes to OUT/league.md and between the markers
+`<!-- league:MODEL -->` ... `<!-- /league:MODEL -->` of `--figures` (appended when missing).
 """
 
 from __future__ import annotations
