@@ -112,7 +112,7 @@ def check_scores(out: str, ctx: Workspace) -> None:
 def check_sweep(out: str, ctx: Workspace) -> None:
     rows = [line for line in out.splitlines() if line.startswith("| ") and "---" not in line]
     cells = [float(c) for row in rows[1:] for c in row.strip("|").split("|")[1:]]
-    assert len(rows) == 5 and cells and all(0.0 <= c <= 1.0 for c in cells), out
+    assert len(rows) == 7 and cells and all(0.0 <= c <= 1.0 for c in cells), out
 
 
 def check_bench(out: str, ctx: Workspace) -> None:
@@ -257,6 +257,9 @@ RUNS: dict[str, Run] = {
     "bench recipes/bench_gemma3.yaml": Run(check_bench, [
         *SMALL_BENCH, "bench.modes=[greedy,sled]", "bench.eval_questions=0"],
         real=True, preset=GEMMA3),
+    "eval recipes/sweep_gemma3_arithmetic.yaml": Run(check_sweep, [
+        "eval.limit=2", "eval.temperatures=[1.0]", "eval.sweep_samples=1",
+        "decoding.max_new_tokens=4"], real=True, preset=GEMMA3),
     "eval recipes/sweep_smollm2_arithmetic.yaml": Run(check_sweep, [
         "eval.limit=2", "eval.temperatures=[1.0]", "eval.sweep_samples=1",
         "decoding.max_new_tokens=6"], real=True),

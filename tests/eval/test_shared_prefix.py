@@ -48,7 +48,7 @@ def test_the_pairs_cover_what_they_claim():
     lengths = {len(ids) - start for ids, start in encoded}
     assert min(lengths) == 1 and max(lengths) >= 10
     assert min(start for _, start in encoded) > 8  # longer than Gemma 2's sliding window
-    assert MODES == ["greedy", "sled", "dola", "contrastive"]
+    assert MODES == ["greedy", "sled", "dola", "contrastive", "delta"]
 
 
 @pytest.mark.parametrize("settings", [TFQA, FACTOR], ids=["truthfulqa", "factor"])

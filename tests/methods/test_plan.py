@@ -55,6 +55,18 @@ def test_greedy_keeps_the_logits_penalty_and_head_only():
     assert fixed.temperature is None and fixed.logits is None
 
 
+def test_a_temperature_method_replaces_the_fixed_temperature_when_sampling():
+    """EDT (a "temperature"-stage method with its own function) sets the temperature instead
+    of the fixed one, and only when sampling; the head is refused beside it."""
+    steps = plan(with_overrides(None, edt={"t0": 0.8}, do_sample=True, temperature=0.5, p_less=True))
+    assert steps.temperature.method.method.name == "edt" and steps.temperature.value is None
+    assert steps.temperature.method.options.t0 == 0.8 and steps.temperature.head is None
+    assert [s.method.name for s in steps.filters] == ["p_less"]
+    assert plan(with_overrides(None, edt=True, do_sample=False)).temperature is None
+    with pytest.raises(ConfigError, match="enable at most one"):
+        with_overrides(None, edt=True, adaptive_temperature=True)
+
+
 @pytest.mark.parametrize("settings, expected", [
     (dict(do_sample=True, temperature=0.0), (0.0, None, None, None)),
     (dict(do_sample=True, temperature=1.0, top_k=0, top_p=1.0, repetition_penalty=1.0),

@@ -99,6 +99,10 @@ def compose(plan: DecodingPlan, tap_for: TapFor, *, head: Any = None, per_token:
 
 def _temperature(out: Composed, temperature: Temperature, tap_for: TapFor, head: Any,
                  per_token: bool, seed: int | None) -> None:
+    if temperature.method is not None:  # e.g. EDT: a function of the logits, like a filter
+        out.temperature.append(FilterLogitsProcessor(temperature.method.method,
+                                                     temperature.method.options))
+        return
     if temperature.head is None:
         fixed = (TemperatureLogitsProcessor(0.0) if temperature.value == 0.0
                  else TemperatureLogitsWarper(temperature.value))

@@ -100,8 +100,9 @@ _SAVED_SETTINGS = ("do_sample", "temperature", "top_k", "top_p", "repetition_pen
 
 def plain_methods() -> tuple[str, ...]:
     """The registered methods a plain transformers model can decode with: every logits- and
-    filter-stage method (the temperature stage needs the grafted head)."""
-    return tuple(m.name for m in methods.all_methods() if m.stage in ("logits", "filter"))
+    filter-stage method, and the temperature-stage ones that need no head (EDT)."""
+    return tuple(m.name for m in methods.all_methods()
+                 if m.stage in ("logits", "filter") or (m.stage == "temperature" and m.logits))
 
 
 def decoder(early_exit_norm: bool | None = None, streamer=None, layers: Any = "all",
@@ -150,7 +151,9 @@ def decoder(early_exit_norm: bool | None = None, streamer=None, layers: Any = "a
 
         steps = plan(dataclasses.replace(options, do_sample=bool(generation_config.do_sample)))
         composed = compose(steps, tap_for)
-        processors = _spliced(logits_processor, composed.logits, composed.filters)
+        own = steps.temperature is not None and steps.temperature.method is not None
+        late = [*composed.temperature, *composed.filters] if own else composed.filters
+        processors = _spliced(logits_processor, composed.logits, late, own_temperature=own)
         if streamer is None and bound_streamer is not None:
             streamer = bound_streamer
             streamer.put(input_ids.cpu())  # what generate() does with a streamer it was given
@@ -164,18 +167,20 @@ def decoder(early_exit_norm: bool | None = None, streamer=None, layers: Any = "a
     return decode
 
 
-def _spliced(prepared: LogitsProcessorList, first: list, after_temperature: list
-             ) -> LogitsProcessorList:
+def _spliced(prepared: LogitsProcessorList, first: list, after_temperature: list,
+             own_temperature: bool = False) -> LogitsProcessorList:
     """transformers' processors with ours inserted: `first` before its repetition penalty and
     its first warper, `after_temperature` right after its temperature warper (or in the same
-    place): the order of `AugmentedModel.generate`."""
+    place; in its stead with `own_temperature`, when ours sets the temperature): the order of
+    `AugmentedModel.generate`."""
     items = list(prepared)
     cut = next((i for i, p in enumerate(items) if isinstance(p, _WARPERS)), len(items))
     head, tail = items[:cut], items[cut:]
     penalty = [p for p in head if isinstance(p, RepetitionPenaltyLogitsProcessor)]
     head = [p for p in head if p not in penalty]
     temperature = tail[:1] if tail and isinstance(tail[0], TemperatureLogitsWarper) else []
-    return LogitsProcessorList(head + first + penalty + temperature + after_temperature
+    kept = [] if own_temperature else temperature
+    return LogitsProcessorList(head + first + penalty + kept + after_temperature
                                + tail[len(temperature):])
 
 

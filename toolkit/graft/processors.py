@@ -136,7 +136,8 @@ class SledLogitsProcessor(EarlyExitLogitsProcessor):
 
 
 class FilterLogitsProcessor(LogitsProcessor):
-    """Runs a registered "filter"-stage method (e.g. top-n-sigma) on the warped logits."""
+    """Runs a registered "filter"-stage method (e.g. top-n-sigma) on the warped logits, or a
+    "temperature"-stage method that has a per-step function (EDT) in the temperature's place."""
 
     def __init__(self, method, options):
         self.method = method

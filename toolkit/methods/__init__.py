@@ -8,7 +8,17 @@ and give it its typed field in `toolkit.methods.options.DecodingConfig`. A metho
 registers itself (docs/plugins.md).
 """
 
-from toolkit.methods import adaptive, contrastive, dola, sled, top_n_sigma, typical
+from toolkit.methods import (
+    adaptive,
+    contrastive,
+    delta,
+    dola,
+    edt,
+    p_less,
+    sled,
+    top_n_sigma,
+    typical,
+)
 from toolkit.methods.registry import (
     COMPOSED,
     COMPOSED_METHODS,
@@ -49,3 +59,6 @@ register(contrastive.METHOD)
 register(top_n_sigma.METHOD)
 register(typical.METHOD)
 register(adaptive.METHOD)
+register(p_less.METHOD)
+register(edt.METHOD)
+register(delta.METHOD)

@@ -19,7 +19,10 @@ from toolkit import methods
 from toolkit.core.errors import LAYER_BUCKETS, ConfigError, check_choice, check_layers, check_range
 from toolkit.methods.adaptive import AdaptiveOptions
 from toolkit.methods.contrastive import ContrastiveOptions
+from toolkit.methods.delta import DeltaOptions
 from toolkit.methods.dola import DolaOptions
+from toolkit.methods.edt import EdtOptions
+from toolkit.methods.p_less import PLessOptions
 from toolkit.methods.registry import RESERVED
 from toolkit.methods.sled import SledOptions
 from toolkit.methods.top_n_sigma import TopNSigmaOptions
@@ -42,8 +45,9 @@ def chat_template_setting(key: str, value: Any) -> str:
 
 __all__ = [
     "CHAT_TEMPLATES", "HEAD_LEVELS", "LAYER_BUCKETS", "METHOD_FIELDS", "AdaptiveOptions",
-    "ContrastiveOptions", "DecodingConfig", "DolaOptions", "GraftConfig", "HeadConfig", "NEUTRAL",
-    "SledOptions", "TopNSigmaOptions", "TypicalOptions", "apply_preset", "check_layers",
+    "ContrastiveOptions", "DecodingConfig", "DeltaOptions", "DolaOptions", "EdtOptions",
+    "GraftConfig", "HeadConfig", "NEUTRAL", "PLessOptions", "SledOptions", "TopNSigmaOptions",
+    "TypicalOptions", "apply_preset", "check_layers",
     "describe", "mode_decoding", "pinned", "with_overrides",
 ]
 
@@ -124,6 +128,9 @@ class DecodingConfig:
     top_n_sigma: TopNSigmaOptions = field(default_factory=TopNSigmaOptions)
     typical: TypicalOptions = field(default_factory=TypicalOptions)
     adaptive_temperature: AdaptiveOptions = field(default_factory=AdaptiveOptions)
+    p_less: PLessOptions = field(default_factory=PLessOptions)
+    edt: EdtOptions = field(default_factory=EdtOptions)
+    delta: DeltaOptions = field(default_factory=DeltaOptions)
     plugins: dict[str, Any] = field(default_factory=dict)
     do_sample: Optional[bool] = None
     temperature: Optional[float] = None

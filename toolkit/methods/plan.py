@@ -11,10 +11,12 @@ read it per request. At each step, in this order:
    methods in one call, so one tap serves the call.
 2. **repetition penalty**, when set and not 1 (transformers' rule; `AugmentedModel.generate`
    does not count a row's left padding).
-3. **temperature**: the adaptive head (the "temperature"-stage method,
-   `adaptive_temperature`, with its options: the head's argmax or a draw from it; per reply or
-   per token as the head was grafted), whether or not sampling; else, when sampling, the fixed
-   `temperature` (0: one-hot on the argmax; 1: nothing to do).
+3. **temperature**: the adaptive head (the "temperature"-stage method without a function of
+   its own, `adaptive_temperature`, with its options: the head's argmax or a draw from it; per
+   reply or per token as the head was grafted), whether or not sampling; else, when sampling,
+   a "temperature"-stage method with its own function (EDT: each row's temperature from its
+   entropy), in place of the fixed temperature; else, when sampling, the fixed `temperature`
+   (0: one-hot on the argmax; 1: nothing to do). The registry lets one of them be enabled.
 4. **filters**, sampling only: every enabled "filter"-stage method in registration order
    (top-n-sigma, then typical sampling, then plugins').
 5. **top-k**, sampling only (0 or unset: none).
@@ -50,10 +52,12 @@ class MethodStep:
 
 @dataclass(frozen=True)
 class Temperature:
-    """Step 3: the adaptive head with its options (`head`), or a fixed `value`."""
+    """Step 3: the adaptive head with its options (`head`), a temperature method with its own
+    function (`method`, e.g. EDT), or a fixed `value`."""
 
     value: float | None = None
     head: MethodStep | None = None
+    method: MethodStep | None = None
 
 
 @dataclass(frozen=True)
@@ -84,12 +88,15 @@ def plan(options: Any) -> DecodingPlan:
     on = active(options)
     sampling = bool(options.do_sample)
     logits = next((_step(m, options) for m in on if m.stage == "logits"), None)
-    head = next((_step(m, options) for m in on if m.stage == "temperature"), None)
+    head = next((_step(m, options) for m in on if m.stage == "temperature" and m.logits is None),
+                None)
+    own = next((_step(m, options) for m in on if m.stage == "temperature" and m.logits), None)
     filters = tuple(_step(m, options) for m in on if m.stage == "filter") if sampling else ()
     return DecodingPlan(
         logits=logits,
         repetition_penalty=_unless(options.repetition_penalty, 1.0),
-        temperature=_temperature(head, options.temperature if sampling else None),
+        temperature=_temperature(head, own if sampling else None,
+                                 options.temperature if sampling else None),
         filters=filters,
         top_k=(options.top_k or None) if sampling else None,
         top_p=_unless(options.top_p, 1.0) if sampling else None,
@@ -102,9 +109,12 @@ def _step(method: DecodingMethod, options: Any) -> MethodStep:
     return MethodStep(method, own, method.layers_of(own))
 
 
-def _temperature(head: MethodStep | None, value: float | None) -> Temperature | None:
+def _temperature(head: MethodStep | None, own: MethodStep | None,
+                 value: float | None) -> Temperature | None:
     if head is not None:
         return Temperature(head=head)
+    if own is not None:
+        return Temperature(method=own)
     value = _unless(value, 1.0)
     return None if value is None else Temperature(value=value)
 

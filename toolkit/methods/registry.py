@@ -60,7 +60,8 @@ class DecodingMethod:
         label: one-line description of enabled options, e.g. "SLED alpha=2 K=10".
         logits: per-step function. Stage "logits": (scores (B,V), early (B,N,V), options,
             layers) -> (logits (B,V), record (B,...) or None). Stage "filter":
-            (scores (B,V), options) -> (B,V). None for the "temperature" stage (the head).
+            (scores (B,V), options) -> (B,V). Stage "temperature": the same form, each row
+            divided by the temperature the method sets (EDT), or None (the grafted head).
         score: (final (M,V), early (M,N,V), targets (M,), options) -> (M,) teacher-forced
             value at each target token, or None when the method has no scoring mode.
         log_probs: (final (M,V), early (M,N,V), options) -> (M,V) float32 log-probabilities:
