@@ -2,7 +2,9 @@
 scratch folder, offline: `toolkit.eval.lm_eval_tasks` on a two-question TruthfulQA CSV, then
 lm-eval through `toolkit.eval.harness` with `checkpoints/quickstart` a tiny grafted Llama. The
 documented `--tasks hellaswag` reads the Hub, so that one run scores the local TruthfulQA task
-the first command wrote instead; every other argument is the documented one."""
+the first command wrote instead; every other argument is the documented one. The serving
+installer, `toolkit.serving.install`, installs vLLM, so it runs where vLLM already is (CI's
+serving environment, which it built), and there it must find everything in place."""
 
 from __future__ import annotations
 
@@ -27,6 +29,7 @@ MODULE = re.compile(r"python3? -m (toolkit(?:\.\w+)+(?: [^`\n#]*)?)")
 TASKS = "toolkit.eval.lm_eval_tasks TruthfulQA.csv tasks/ --limit 100"
 HARNESS = ("toolkit.eval.harness run --model surgery --model_args pretrained=checkpoints/quickstart,"
            "sled=True,sled_evolution_scale=10 --tasks hellaswag --device cpu --batch_size 8")
+INSTALL = "toolkit.serving.install"
 OFFLINE = ["--tasks", "truthfulqa_mc1_local", "--include_path", "tasks/", "--output_path", "results"]
 
 
@@ -49,7 +52,13 @@ def run_module(words: list[str], cwd: Path) -> str:
 
 
 def test_every_documented_module_command_is_run_here():
-    assert sorted(documented()) == sorted([TASKS, HARNESS])
+    assert sorted(documented()) == sorted([TASKS, HARNESS, INSTALL])
+
+
+def test_the_documented_serving_install_finds_serving_in_place(tmp_path):
+    pytest.importorskip("vllm", reason="serving needs vLLM: python3 -m toolkit.serving.install")
+    out = run_module(INSTALL.split(), tmp_path)
+    assert "already installed" in out and "done: serve" in out, out
 
 
 @pytest.mark.slow
