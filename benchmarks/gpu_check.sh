@@ -9,14 +9,22 @@
 # at least 20 GiB; summary.md lists every skip and why.
 #   bash benchmarks/gpu_check.sh OUT_DIR
 #   bash benchmarks/gpu_check.sh --tiny OUT_DIR   # the same steps on CPU, tiny shape (CI)
+#   bash benchmarks/gpu_check.sh [--tiny] --serve OUT_DIR
+# --serve runs instead, as its own call (so each call stays under 10 minutes), the vLLM step:
+# benchmarks/serve_speed.py on a Llama-2-7B-shaped checkpoint with random weights (bfloat16)
+# served by vLLM against AugmentedModel.generate, plain and SLED, at 1, 8, 32 and 64 concurrent
+# requests (--tiny: the tiny test checkpoint on CPU); into OUT_DIR/serve/ and serve-summary.md.
+# Where vLLM is not installed it says so in one line and exits 0.
 # Writes into OUT_DIR: device.txt, pytest-gpu.log, pytest-gpu.xml, bench/ (bench.md,
 # bench.json) and summary.md (device, test result line, what was skipped and why, SLED's ratios
 # against the GPU goal SLED <= 1.10x greedy at batch 1, the bench tables). Exits non-zero when a
 # step that ran fails.
 set -euo pipefail
 tiny=0
+serve=0
 if [[ "${1:-}" == "--tiny" ]]; then tiny=1; shift; fi
-out=${1:?usage: bash benchmarks/gpu_check.sh [--tiny] OUT_DIR}
+if [[ "${1:-}" == "--serve" ]]; then serve=1; shift; fi
+out=${1:?usage: bash benchmarks/gpu_check.sh [--tiny] [--serve] OUT_DIR}
 mkdir -p "$out"
 out=$(cd "$out" && pwd)
 cd "$(dirname "$0")/.."
@@ -39,6 +47,25 @@ print(f'{p.name}, {p.total_memory / 2**30:.0f} GiB, torch {torch.__version__}, '
 print('' if gib >= 20 * 2**30 else f'the 7B bf16 bench needs 20 GiB on one GPU, found {gib / 2**30:.0f}')")
   shape=(model.random_shape=llama-7b model.dtype=bfloat16 model.device_map=cuda
          'bench.batch_sizes=[1,8]' bench.new_tokens=32 bench.repeats=5 bench.eval_questions=8)
+fi
+
+if (( serve )); then
+  if ! python3 -c "import vllm" > /dev/null 2>&1; then
+    echo "gpu_check --serve: vLLM is not installed here (add it: python3 -m toolkit.serving.install)" \
+      | tee "$out/serve-summary.md"
+    exit 0
+  fi
+  if (( tiny )); then serve_args=(--tiny --concurrency 1 2 --tokens 4)
+  else serve_args=(--random-shape llama-7b); fi
+  status=0
+  timeout 540 python3 benchmarks/serve_speed.py --out "$out/serve" "${serve_args[@]}" \
+    > "$out/serve.txt" 2> "$out/serve.log" || status=$?
+  { echo "# vLLM serving check"; echo; echo "device: $(cat "$out/device.txt")"; echo
+    if (( status == 0 )); then cat "$out/serve.txt"; else
+      echo "serve_speed.py failed (exit $status); the end of $out/serve.log:"; tail -20 "$out/serve.log"
+    fi; } > "$out/serve-summary.md"
+  cat "$out/serve-summary.md"
+  exit "$status"
 fi
 
 status=0

@@ -5,6 +5,7 @@ the summary says which and why; without a GPU the real mode stops with one line.
 import json
 import os
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -14,7 +15,9 @@ SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "gpu_check.sh"
 
 
 def _run(*args, cwd):
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    bin_dir = str(Path(sys.executable).parent)  # the script's python3 is this interpreter
+    env = {**os.environ, "OMP_NUM_THREADS": "1",
+           "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}"}
     return subprocess.run(["bash", str(SCRIPT), *args], cwd=cwd, env=env, capture_output=True,
                           text=True, timeout=600)
 
@@ -48,3 +51,21 @@ def test_without_a_gpu_it_says_so(tmp_path):
     assert done.returncode != 0
     assert done.stderr.strip() == ("gpu_check: no CUDA GPU visible to torch; run it on a GPU "
                                    "machine (or pass --tiny)")
+
+
+@pytest.mark.slow
+def test_serve_mode_measures_vllm_against_generate_or_says_it_is_missing(tmp_path):
+    done = _run("--tiny", "--serve", "out", cwd=tmp_path)
+    assert done.returncode == 0, done.stdout + done.stderr
+    summary = (tmp_path / "out" / "serve-summary.md").read_text()
+    try:
+        import vllm  # noqa: F401
+    except ImportError:
+        assert summary == ("gpu_check --serve: vLLM is not installed here (add it: python3 -m "
+                           "toolkit.serving.install)\n")
+        return
+    rows = json.loads((tmp_path / "out" / "serve" / "serve_speed.json").read_text())["rows"]
+    assert [r["concurrency"] for r in rows] == [1, 2]
+    assert all(r[f"{side}_{mode}"] > 0 for r in rows for side in ("vllm", "generate")
+               for mode in ("plain", "sled"))
+    assert "| 2 |" in summary and "SLED/plain vLLM" in summary
