@@ -14,19 +14,29 @@ after one warm-up round. Beside each round the mode's math is timed on one captu
 that batch, against one log_softmax over the same early logits. Every sample records the load
 average. Prints the bench's table and a summary (ms per step, ratios to the floor, math over
 log_softmax, the goals); bench.json in --out has every sample.
+
+`--paths` times only the math, on one captured step per batch: SLED's and DoLa's per-step
+functions on the C kernels (`toolkit.decoding.native`), on torch ops, and on torch ops through
+torch.compile (`runtime.compile`), against one log_softmax, round-robin, median of --repeats
+rounds (each the median of 3 calls); also the seconds torch.compile took at its first call.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import statistics
+import time
 from pathlib import Path
 
 import torch
 
 from toolkit.bench import BenchConfig, random_model, run_bench
+from toolkit.bench.math_speed import capture_step, step_math
+from toolkit.bench.run import bench_decoding, prompts
 from toolkit.core.options import GraftConfig, HeadConfig
 from toolkit.decoding.blocks import use_compile
+from toolkit.decoding.native import status, use_native
 from toolkit.graft import AugmentedModel
 
 MODES = {"greedy": "greedy", "floor": "floor", "sled_k50": "SLED K=50", "dola": "DoLa",
@@ -42,8 +52,64 @@ def _parse() -> argparse.Namespace:
     parser.add_argument("--shape", default="llama-d512")
     parser.add_argument("--compile", action="store_true",
                         help="run SLED's and DoLa's block math through torch.compile")
+    parser.add_argument("--paths", action="store_true",
+                        help="time the math alone on the C kernels, torch ops and torch.compile")
     parser.add_argument("--out", type=Path, default=Path("bench_results/decoding_math_speed"))
     return parser.parse_args()
+
+
+PATHS = {"C kernels": (True, False), "torch ops": (False, False), "torch.compile": (False, True)}
+
+
+def _use(path: str) -> None:
+    use_native(PATHS[path][0])
+    use_compile(PATHS[path][1])
+
+
+def _ms(fn) -> float:
+    times = []
+    for _ in range(3):
+        start = time.perf_counter()
+        fn()
+        times.append((time.perf_counter() - start) * 1e3)
+    return statistics.median(times)
+
+
+def _paths_row(maths: dict, step, repeats: int) -> tuple[dict, float]:
+    """Median ms of one log_softmax and of each method's math on each path, round-robin, and
+    the seconds of torch.compile's first calls."""
+    kept = torch.empty_like(step.early)
+    runs = {("log_softmax", "C kernels"): lambda: torch.ops.aten._log_softmax.out(
+        step.early, -1, False, out=kept)}
+    runs |= {(m, p): (lambda fn=fn: fn(step)) for m, fn in maths.items() for p in PATHS}
+    first = 0.0
+    for (_, path), run in runs.items():  # warm-up: torch.compile compiles here
+        _use(path)
+        start = time.perf_counter()
+        run()
+        first += time.perf_counter() - start if path == "torch.compile" else 0.0
+    times: dict = {key: [] for key in runs}
+    order = list(runs)
+    for r in range(repeats):
+        for key in order[r % len(order):] + order[: r % len(order)]:
+            _use(key[1])
+            times[key].append(_ms(runs[key]))
+    return {key: statistics.median(v) for key, v in times.items()}, first
+
+
+def compare_paths(am, config: BenchConfig, decoding, repeats: int) -> None:
+    """Print the math-only table of `--paths` (see the module docstring), row by row."""
+    lines = ["| batch | log_softmax ms | " + " | ".join(
+        f"{MODES[m]} {p} ms (x log_softmax)" for m in ("sled_k50", "dola") for p in PATHS)
+        + " | torch.compile first calls s |", "|---:|" + "---:|" * (2 * len(PATHS) + 2)]
+    print("\n".join(lines), flush=True)
+    maths = {m: step_math(am, bench_decoding(m, config, decoding)) for m in ("sled_k50", "dola")}
+    for b, ids in prompts(am, config, am.base.device).items():
+        med, first = _paths_row(maths, capture_step(am, ids), repeats)
+        base = med[("log_softmax", "C kernels")]
+        cells = [f"{med[(m, p)]:.2f} ({med[(m, p)] / base:.2f}x)" for m in maths for p in PATHS]
+        print(f"| {b} | {base:.2f} | " + " | ".join(cells) + f" | {first:.1f} |", flush=True)
+    _use("C kernels")
 
 
 def summary(result: dict) -> str:
@@ -80,10 +146,15 @@ def main() -> None:
                          new_tokens=16, repeats=args.repeats, warmup=1,
                          modes=["greedy", "floor", "sled", "dola", "composed"], sled_ks=[50],
                          output_dir=str(args.out), plot=False)
+    setting = (f"{args.shape}, N={len(am.tap.candidate_layers)} candidate layers, "
+               f"{torch.get_num_threads()} torch thread(s)")
+    if args.paths:
+        print(f"{setting}; math alone on one captured step, median of {args.repeats} rounds\n")
+        compare_paths(am, config, decoding, args.repeats)
+        return
     result = run_bench(am, config, decoding)
-    print(f"\n{args.shape}, N={len(am.tap.candidate_layers)} candidate layers, "
-          f"{torch.get_num_threads()} torch thread(s), "
-          f"compile {'on' if args.compile else 'off'}; ms per step (median of {args.repeats})\n")
+    print(f"\n{setting}, compile {'on' if args.compile else 'off'}, {status()}; "
+          f"ms per step (median of {args.repeats})\n")
     print(summary(result))
 
 

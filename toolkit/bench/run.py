@@ -36,6 +36,7 @@ from toolkit.bench.worker import Worker
 from toolkit.core import runtime
 from toolkit.core.errors import ConfigError
 from toolkit.core.options import DecodingConfig, mode_decoding
+from toolkit.decoding import native
 from toolkit.io import reports
 
 
@@ -196,6 +197,7 @@ def run_bench(model: Any, config: BenchConfig, decoding: DecodingConfig | None =
     result = {
         "config": dataclasses.asdict(config), "model": _model_info(model),
         "torch_threads": torch.get_num_threads(), "allocator": _allocator_line(allocators),
+        "decoding_math": native.status(),
         "memory_method": memory.method, "rows": rows,
         "schedule": [{"repeat": r, "batch": b, "mode": m} for r, b, m in schedule],
         "samples": [{"allocator": a, "batch": b, "mode": m, **s}

@@ -22,6 +22,7 @@ def markdown_table(result: dict[str, Any]) -> str:
         f"V={info['vocab_size']} N={info['candidate_layers']} candidate layers, "
         f"{info['dtype']} on {info['device']}, {result['torch_threads']} torch threads "
         f"({result.get('allocator', 'allocator not configured')}); "
+        f"{result.get('decoding_math', 'SLED/DoLa CPU math: torch ops')}; "
         f"prompt {cfg['prompt_len']} tokens, {cfg['new_tokens']} new tokens, median of "
         f"{cfg['repeats']} interleaved repeats after {cfg['warmup']} warm-up; "
         f"memory: {result['memory_method']}; {_load_line(result)}",
