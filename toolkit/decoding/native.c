@@ -16,6 +16,7 @@
 #endif
 
 #define BLOCK 256
+#define COSINE_EPS 1e-8 /* torch's cosine_similarity eps, as sled.py's COSINE_EPS */
 
 /* exp(x) for x <= 0 (Cephes expf: x = n ln2 + r, |r| <= ln2 / 2, degree-6 polynomial, ~1 ulp);
  * 0 below -87 (where expf is subnormal or 0) and for x = -inf. */
@@ -103,13 +104,13 @@ static void restore(unsigned int csr) {
 
 /* SLED, rows [first, end) of early (rows x v; row r belongs to batch entry r / layers):
  * P = softmax(x), D/2 = x/2 - z/2 (z: the final logits of the row's batch entry, -inf read as the
- * lowest float), the row's top-K terms
- * p_k = P[topk], d_k = D/2[topk] (topk: batch x k), top = the first k with the largest p_k
- * (token a), and sums = (R, Q, W, DD) = (sum P', sum P'^2, sum P' D/2, sum (D/2)^2) where P' is
- * P with its entry at a set to 0 (summed without it, never subtracted). */
+ * lowest float) and the sums (R, Q, W, DD) = (sum P', sum P'^2, sum P' D/2, sum (D/2)^2), where
+ * P' is P with its entry at a set to 0 (summed without it, never subtracted) and a is the token
+ * of topk (batch x k) with the largest P (the first on ties); then the cosine of D with P - e_i
+ * for each i in topk, put together in double as `_cosines` in sled.py does. */
 void sled_rows(const float *early, const float *final, const int64_t *topk, int64_t first,
                int64_t end, int64_t layers, int64_t v, int64_t k, float *scratch, double *sums,
-               float *p_k, float *d_k, int64_t *top) {
+               double *cos) {
     unsigned int csr = flush_subnormals();
     for (int64_t r = first; r < end; r++) {
         const float *x = early + r * v;
@@ -117,14 +118,11 @@ void sled_rows(const float *early, const float *final, const int64_t *topk, int6
         const int64_t *idx = topk + (r / layers) * k;
         double s = exp_row(x, row_max(x, v), scratch, v);
         float inv = (float)(1.0 / s);
-        int64_t best = 0;
-        for (int64_t i = 0; i < k; i++) {
-            p_k[r * k + i] = scratch[idx[i]] * inv;
-            d_k[r * k + i] = 0.5f * x[idx[i]] - 0.5f * z[idx[i]];
-            if (p_k[r * k + i] > p_k[r * k + best]) best = i;
-        }
-        top[r] = best;
-        scratch[idx[best]] = 0.0f;
+        int64_t a = 0;
+        for (int64_t i = 1; i < k; i++)
+            if (scratch[idx[i]] * inv > scratch[idx[a]] * inv) a = i;
+        float p_a = scratch[idx[a]] * inv;
+        scratch[idx[a]] = 0.0f;
         double R = 0.0, Q = 0.0, W = 0.0, DD = 0.0;
         for (int64_t j0 = 0; j0 < v; j0 += BLOCK) {
             int64_t j1 = j0 + BLOCK < v ? j0 + BLOCK : v;
@@ -147,6 +145,21 @@ void sled_rows(const float *early, const float *final, const int64_t *topk, int6
         sums[4 * r + 1] = Q;
         sums[4 * r + 2] = W;
         sums[4 * r + 3] = DD;
+        double d_a = (double)(0.5f * x[idx[a]] - 0.5f * z[idx[a]]);
+        double d_norm = fmax(sqrt(DD), COSINE_EPS / 2.0);
+        for (int64_t i = 0; i < k; i++) {
+            double p = i == a ? p_a : (double)(scratch[idx[i]] * inv);
+            double d = (double)(0.5f * x[idx[i]] - 0.5f * z[idx[i]]);
+            double numerator, grad_sq;
+            if (i == a) {
+                numerator = W - R * d_a;
+                grad_sq = Q + R * R;
+            } else {
+                numerator = W + p_a * d_a - d;
+                grad_sq = (1.0 - p) * (1.0 - p) + fmax(Q + (double)p_a * p_a - p * p, 0.0);
+            }
+            cos[r * k + i] = numerator / (fmax(sqrt(grad_sq), COSINE_EPS) * d_norm);
+        }
     }
     restore(csr);
 }

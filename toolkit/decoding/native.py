@@ -2,8 +2,10 @@
 
 They take one row (one layer of one batch entry, V logits) at a time: its max, its exponentials
 into a row of scratch that stays in the CPU cache, then every sum the method needs in one more
-pass. So each early logit is read from memory once and exponentiated once; the torch ops of
-`toolkit.decoding.sled` / `dola` take 6 to 11 passes over every block of them.
+pass (and SLED's K cosines from them). So each early logit is read from memory once and
+exponentiated once; the torch ops of `toolkit.decoding.sled` / `dola` take 6 to 11 passes over
+every block of them. The sums are in double across blocks of 256 entries, so they are closer to
+exact than the torch ops' float32 reductions.
 
 The kernels are built with the C compiler (`$CC`, else `cc`) at the first call that needs them
 in a process, into `$SURGERY_CACHE/native/` (default ~/.cache/model-surgery/native/), one file
@@ -35,7 +37,7 @@ from toolkit.decoding.scratch import scratch
 SOURCE = Path(__file__).with_name("native.c")
 _P, _I = ctypes.c_void_p, ctypes.c_int64
 # native.c's functions: inputs, (first row, end row, layers, V[, K]), scratch and outputs
-_SIGNATURES = {"sled_rows": [_P] * 3 + [_I] * 5 + [_P] * 5,
+_SIGNATURES = {"sled_rows": [_P] * 3 + [_I] * 5 + [_P] * 3,
                "dola_rows": [_P] * 3 + [_I] * 4 + [_P] * 2}
 _lock = threading.Lock()
 _state: dict = {"enabled": True, "library": None, "status": "C kernels not built yet",
@@ -67,19 +69,19 @@ def runs_on(early: torch.Tensor) -> bool:
             and available())
 
 
-def sled_terms(early: torch.Tensor, z_low: torch.Tensor, topk: torch.Tensor):
-    """SLED's per-layer terms (see `native.c`): early (B, N, V), the final logits z_low (B, V)
-    with -inf read as the lowest float, topk (B, K) -> sums (B, N, 4) float64 (R, Q, W and
-    (D/2)^2 summed), p_k and d_k (B, N, K) float32, top (B, N, 1) long."""
+def sled_cosines(early: torch.Tensor, z_low: torch.Tensor,
+                 topk: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """SLED's cosines (B, N, K) float64 and per-layer sums (B, N, 4) float64 (R, Q, W and
+    (D/2)^2 summed; see `native.c`) from early (B, N, V), the final logits z_low (B, V) with
+    -inf read as the lowest float, and topk (B, K)."""
     early, z_low = _floats(early), _floats(z_low)
     topk = topk.to(torch.int64).contiguous()
     (batch, layers, vocab), k = early.shape, topk.shape[-1]
     sums = torch.empty(batch, layers, 4, dtype=torch.float64)
-    p_k, d_k = (torch.empty(batch, layers, k) for _ in range(2))
-    top = torch.empty(batch, layers, 1, dtype=torch.int64)
-    _rows(_library().sled_rows, (early, z_low, topk), batch * layers, layers, vocab,
-          (k,), (sums, p_k, d_k, top))
-    return sums, p_k, d_k, top
+    cos = torch.empty(batch, layers, k, dtype=torch.float64)
+    _rows(_library().sled_rows, (early, z_low, topk), batch * layers, layers, vocab, (k,),
+          (sums, cos))
+    return cos, sums
 
 
 def dola_divergences(early: torch.Tensor, log_final: torch.Tensor,

@@ -23,11 +23,10 @@ are then put together in float64, never subtracting two near-equal sums:
 (for i != a, p_i <= p_a, so p_i <= 1/2 and 1 - p_i is exact enough).
 
 Speed. On a CPU the (B, N, V) work runs in C (`toolkit.decoding.native`): per layer row one
-exponential and one more pass for all four sums. Where those kernels do not run (another device,
-no C compiler, `runtime.compile`) it runs on torch ops one block of rows at a time
-(`toolkit.decoding.blocks`), so the block's softmax, differences and sums stay in cache, in
-buffers kept between steps on CPU (`toolkit.decoding.scratch`). The (B, N, K) cosines are then
-put together once for the whole batch.
+exponential, one more pass for all four sums, then its K cosines. Where those kernels do not
+run (another device, no C compiler, `runtime.compile`) it runs on torch ops one block of rows
+at a time (`toolkit.decoding.blocks`), so the block's softmax, differences and sums stay in
+cache, in buffers kept between steps on CPU (`toolkit.decoding.scratch`).
 The sums are first computed on the inputs as they are; only the batch rows whose sums are not
 finite (an early or final logit of -inf, or differences beyond ~1e19) are recomputed the
 careful way, with torch ops:
@@ -176,30 +175,30 @@ def _cosines(terms: _Terms) -> torch.Tensor:
 
 
 
-def _layer_terms(early, z_low, topk) -> _Terms:
-    """`_Terms` of every row, on the first try: the C kernels, else torch ops one block of rows
-    at a time (`toolkit.decoding.blocks`)."""
-    if native.runs_on(early):
-        sums, p_k, d_k, top = native.sled_terms(early, z_low, topk)
-        return _Terms(sums, p_k, d_k, top, torch.ones(sums.shape[:2], dtype=torch.float32))
-    parts = [kernel(_block_terms)(early[rows], z_low[rows], None, topk[rows])
-             for rows in batch_blocks(early.shape[0], early)]
-    return _Terms(*(torch.cat(field) for field in zip(*parts, strict=True)))
+def _block_cosines(early, z_low, topk) -> tuple[torch.Tensor, torch.Tensor]:
+    """(cosines (b, N, K), sums (b, N, 4)) of one block of rows with torch ops: the unit that
+    `runtime.compile` compiles (on a GPU the whole batch, in a few fused kernels)."""
+    terms = _block_terms(early, z_low, None, topk)
+    return _cosines(terms), terms.sums
 
 
 def _layer_cosines(early, z, z_low, topk) -> torch.Tensor:
-    """cos(P[b,n] - e_i, D[b,n]) for i in topk[b]: float64 (B, N, K). Batch rows whose sums are
-    not finite are computed again the careful way, a block of them at a time."""
-    terms = _layer_terms(early, z_low, topk)
-    if not bool(torch.isfinite(terms.sums).all()):
-        bad = (~torch.isfinite(terms.sums)).flatten(1).any(-1).nonzero().flatten()
+    """cos(P[b,n] - e_i, D[b,n]) for i in topk[b]: float64 (B, N, K), on the C kernels, else on
+    torch ops one block of rows at a time (`toolkit.decoding.blocks`). Batch rows whose sums
+    are not finite are computed again the careful way, a block of them at a time."""
+    if native.runs_on(early):
+        cos, sums = native.sled_cosines(early, z_low, topk)
+    else:
+        parts = [kernel(_block_cosines)(early[rows], z_low[rows], topk[rows])
+                 for rows in batch_blocks(early.shape[0], early)]
+        cos, sums = (torch.cat(field) for field in zip(*parts, strict=True))
+    if not bool(torch.isfinite(sums).all()):
+        bad = (~torch.isfinite(sums)).flatten(1).any(-1).nonzero().flatten()
         for part in batch_blocks(len(bad), early):
             rows = bad[part]
-            careful = _block_terms(early[rows], z_low[rows], z[rows] > float("-inf"),
-                                   topk[rows], careful=True)
-            for field, redone in zip(terms, careful, strict=True):
-                field[rows] = redone.to(field.dtype)
-    return _cosines(terms)
+            cos[rows] = _cosines(_block_terms(early[rows], z_low[rows], z[rows] > float("-inf"),
+                                              topk[rows], careful=True))
+    return cos
 
 
 def _latent(cos: torch.Tensor, topk: torch.Tensor, vocab: int):
