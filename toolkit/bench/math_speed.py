@@ -8,6 +8,10 @@ limit. The math of a mode is what its processors compute on a step's logits, in 
 logits and the early logits, the adaptive head's temperature, then the filters (top-n-sigma,
 ...) when the mode samples. It leaves out the projection of the early rows (the floor has it)
 and the token draw. Inputs are one real step of the model: the last prompt position.
+
+On a CPU both are timed in this thread's CPU time (`time.thread_time`), not wall time: on a
+shared machine a computation of a few milliseconds is preempted more often than one of one
+millisecond, which would skew the ratio; on CUDA in wall time, synchronised.
 """
 
 from __future__ import annotations
@@ -71,13 +75,14 @@ def step_math(am: Any, decoding: Any) -> Callable[[StepInputs], torch.Tensor] | 
 
 
 def _median_ms(fn: Callable[[], Any], device: torch.device) -> float:
+    clock = time.perf_counter if device.type == "cuda" else time.thread_time
     times = []
     for _ in range(CALLS):
-        start = time.perf_counter()
+        start = clock()
         fn()
         if device.type == "cuda":
             torch.cuda.synchronize(device)
-        times.append((time.perf_counter() - start) * 1e3)
+        times.append((clock() - start) * 1e3)
     return statistics.median(times)
 
 

@@ -54,7 +54,7 @@ def _load_line(result: dict[str, Any]) -> str:
     load = (f"load average {loads[0]:.2f}-{loads[-1]:.2f} (median {loads[len(loads) // 2]:.2f})"
             if loads else "load average not recorded")
     return (f"{load}; math: the mode's per-step decoding math on one captured step, against one "
-            "log_softmax over its early logits")
+            "log_softmax over its early logits (CPU time on a CPU)")
 
 
 def eval_table(result: dict[str, Any]) -> list[str]:

@@ -16,7 +16,8 @@ Compile. `compile: true` runs SLED's and DoLa's per-block math through `torch.co
 (`toolkit.decoding.blocks.use_compile`), eager if compiling fails, instead of their C kernels
 (`toolkit.decoding.native`) on a CPU. Off by default: on a CPU the C kernels are faster than the
 compiled blocks (docs/figures.md), and compiling took 3-75 s per function and shape, which short
-runs never win back; on a GPU it fuses the blocks' kernel launches.
+runs never win back. On a GPU, where decoding waits on kernel launches, it turns a step's SLED
+terms and cosines (or DoLa's JSD) into a few fused kernels; `benchmarks/gpu_check.sh` measures it.
 
 Only the dataclass is imported eagerly, so validating a recipe does not pull in torch.
 """

@@ -51,6 +51,8 @@ def use_native(enabled: bool) -> None:
 
 def status() -> str:
     """One line: whether SLED's and DoLa's CPU math runs on the C kernels, and why not."""
+    if compile_enabled():
+        return "SLED/DoLa CPU math: torch ops through torch.compile (runtime.compile)"
     if not _state["enabled"]:
         return "SLED/DoLa CPU math: torch ops (C kernels turned off)"
     _library()
