@@ -1,7 +1,8 @@
 """SLED's and DoLa's per-step cost over the compute floor, and their math against log_softmax.
 
     OMP_NUM_THREADS=1 python3 benchmarks/decoding_math_speed.py [--batches 1,8,32]
-        [--repeats 5] [--shape llama-d512] [--compile] [--out bench_results/decoding_math_speed]
+        [--repeats 5] [--shape llama-d512] [--compile | --paths]
+        [--out bench_results/decoding_math_speed]
 
 Through the Python API (`run_bench`, i.e. `AugmentedModel.generate`; no `runtime.configure`, so
 the process's allocator is left as a Python caller has it), ONE torch thread: a random-weight
@@ -11,14 +12,16 @@ lm_head projection of the N early rows), SLED K=50, DoLa, and composed (SLED K=5
 + adaptive temperature, sampling). Each is decoded 16 new tokens after a 32-token prompt, the
 modes interleaved round-robin (the order rotating by one per repeat), median of `--repeats`
 after one warm-up round. Beside each round the mode's math is timed on one captured step of
-that batch, against one log_softmax over the same early logits. Every sample records the load
+that batch, against one log_softmax over the same early logits (both in CPU time, see
+`toolkit.bench.math_speed`). Every sample records the load
 average. Prints the bench's table and a summary (ms per step, ratios to the floor, math over
 log_softmax, the goals); bench.json in --out has every sample.
 
 `--paths` times only the math, on one captured step per batch: SLED's and DoLa's per-step
 functions on the C kernels (`toolkit.decoding.native`), on torch ops, and on torch ops through
 torch.compile (`runtime.compile`), against one log_softmax, round-robin, median of --repeats
-rounds (each the median of 3 calls); also the seconds torch.compile took at its first call.
+rounds (each the median of 3 calls, in CPU time); also the seconds torch.compile took at its
+first calls.
 """
 
 from __future__ import annotations
@@ -67,11 +70,12 @@ def _use(path: str) -> None:
 
 
 def _ms(fn) -> float:
+    """Median CPU time of 3 calls, in ms (as the bench's math column)."""
     times = []
     for _ in range(3):
-        start = time.perf_counter()
+        start = time.thread_time()
         fn()
-        times.append((time.perf_counter() - start) * 1e3)
+        times.append((time.thread_time() - start) * 1e3)
     return statistics.median(times)
 
 
