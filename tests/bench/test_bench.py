@@ -60,6 +60,8 @@ def test_run_bench_tiny(tmp_path):
             row["decode_ms_per_token"] / greedy["decode_ms_per_token"])
         assert row["ratio_to_floor"] == pytest.approx(
             row["decode_ms_per_token"] / floor["decode_ms_per_token"])
+        assert row["decode_cpu_ms_per_token"] > 0 and row["cpu_ratio_to_floor"] == pytest.approx(
+            row["decode_cpu_ms_per_token"] / floor["decode_cpu_ms_per_token"])
         assert row["tokens_per_s"] == pytest.approx(b * 1000 / row["decode_ms_per_token"])
         assert row["ratio_to_sample"] == pytest.approx(
             row["decode_ms_per_token"] / rows[(b, "sample")]["decode_ms_per_token"])
@@ -85,7 +87,7 @@ def test_run_bench_tiny(tmp_path):
     assert saved["rows"] == result["rows"] and len(saved["samples"]) == 2 * 2 * len(MODES)
     table = (tmp_path / "bench" / "bench.md").read_text()
     assert "| sled_k20 | 2 |" in table and "vs floor" in table and "vs sample" in table
-    assert "math / log_softmax" in table and "load average" in table
+    assert "math / log_softmax" in table and "load average" in table and "CPU time vs floor" in table
     assert result["decoding_math"].startswith("SLED/DoLa CPU math: ") and \
         result["decoding_math"] in table
     if importlib.util.find_spec("matplotlib") is None:

@@ -32,6 +32,7 @@ def test_the_before_after_table(tmp_path):
     sled = next(r for r in rows if (r["batch"], r["mode"]) == (1, "sled_k50"))
     assert f"{sled['ratio_to_floor']:.2f}x" in lines[-1]
     assert f"{sled['math_vs_log_softmax']:.2f}x" in lines[-1]
+    assert f"{sled['cpu_ratio_to_floor']:.2f}x" in lines[-1]
     assert "SLED K=50 vs floor (goal 1.10x)" in out and "SLED/DoLa CPU math: " in out
 
 

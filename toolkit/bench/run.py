@@ -75,7 +75,8 @@ def measure(am: Any, name: str, decoding: DecodingConfig, ids: torch.Tensor,
     peak = memory.stop()
     prefill, decode, steps = timer.timings(start)
     return {"prefill_ms": prefill, "decode_ms_per_token": decode, "new_tokens": steps,
-            "peak_bytes": peak, "load_1m": os.getloadavg()[0]}
+            "decode_cpu_ms_per_token": timer.decode_cpu_ms(), "peak_bytes": peak,
+            "load_1m": os.getloadavg()[0]}
 
 
 def prompts(am: Any, config: BenchConfig, device: torch.device) -> dict[int, torch.Tensor]:
@@ -111,7 +112,8 @@ def _summarise(samples: dict, config: BenchConfig, names: list[str],
     rows = []
     for b in config.batch_sizes:
         med = {m: {k: statistics.median(s[k] for s in samples[(b, m)])
-                   for k in ("prefill_ms", "decode_ms_per_token", "new_tokens")}
+                   for k in ("prefill_ms", "decode_ms_per_token", "new_tokens",
+                             "decode_cpu_ms_per_token")}
                for m in names}
         peak = {m: max(s["peak_bytes"] for s in samples[(b, m)]) / 2**20 for m in names}
         for m in names:
@@ -122,6 +124,9 @@ def _summarise(samples: dict, config: BenchConfig, names: list[str],
                 "new_tokens": med[m]["new_tokens"],
                 "ratio_to_greedy": decode / med["greedy"]["decode_ms_per_token"],
                 "ratio_to_floor": decode / med["floor"]["decode_ms_per_token"],
+                "decode_cpu_ms_per_token": med[m]["decode_cpu_ms_per_token"],
+                "cpu_ratio_to_floor": (med[m]["decode_cpu_ms_per_token"]
+                                       / med["floor"]["decode_cpu_ms_per_token"]),
                 "peak_mb": peak[m], "peak_over_greedy_mb": peak[m] - peak["greedy"],
                 "load_1m": statistics.median(s.get("load_1m", 0.0) for s in samples[(b, m)]),
             }
