@@ -34,13 +34,14 @@ from pathlib import Path
 
 import torch
 
-from toolkit.bench import BenchConfig, random_model, run_bench
+from toolkit.bench import BenchConfig, run_bench
 from toolkit.bench.math_speed import capture_step, step_math
-from toolkit.bench.run import bench_decoding, prompts
-from toolkit.core.options import GraftConfig, HeadConfig
+from toolkit.bench.rounds import bench_decoding, prompts
 from toolkit.decoding.blocks import use_compile
 from toolkit.decoding.native import status, use_native
 from toolkit.graft import AugmentedModel
+from toolkit.methods.options import GraftConfig, HeadConfig
+from toolkit.testing import random_model
 
 MODES = {"greedy": "greedy", "floor": "floor", "sled_k50": "SLED K=50", "dola": "DoLa",
          "composed": "composed"}
@@ -85,7 +86,7 @@ def _paths_row(maths: dict, step, repeats: int) -> tuple[dict, float]:
     kept = torch.empty_like(step.early)
     runs = {("log_softmax", "C kernels"): lambda: torch.ops.aten._log_softmax.out(
         step.early, -1, False, out=kept)}
-    runs |= {(m, p): (lambda fn=fn: fn(step)) for m, fn in maths.items() for p in PATHS}
+    runs |= {(m, p): (lambda fn=fn: fn.run(step)) for m, fn in maths.items() for p in PATHS}
     first = 0.0
     for (_, path), run in runs.items():  # warm-up: torch.compile compiles here
         _use(path)

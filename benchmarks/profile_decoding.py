@@ -22,13 +22,14 @@ from pathlib import Path
 import torch
 from torch.profiler import ProfilerActivity, profile, record_function
 
-from toolkit.bench import BenchConfig, random_model
+from toolkit.bench import BenchConfig
 from toolkit.bench.measure import StepTimer
-from toolkit.bench.run import _generate, bench_decoding
+from toolkit.bench.rounds import bench_decoding, generate_round
 from toolkit.core import runtime
 from toolkit.graft import AugmentedModel
 from toolkit.graft import processors as P
 from toolkit.graft.tap import EarlyExitTap
+from toolkit.testing import random_model
 
 PARTS = {
     "projection": (EarlyExitTap, "early_logits"),
@@ -63,10 +64,10 @@ def _parse() -> argparse.Namespace:
 def _profile_one(am, mode: str, config: BenchConfig, ids: torch.Tensor, top: int) -> dict:
     decoding = bench_decoding(mode, config, am.decoding)
     mask = torch.ones_like(ids)
-    _generate(am, mode, decoding, ids, mask, StepTimer(ids.device))
+    generate_round(am, mode, decoding, ids, mask, StepTimer(ids.device))
     with profile(activities=[ProfilerActivity.CPU]) as prof:
         start = time.perf_counter()
-        _generate(am, mode, decoding, ids, mask, StepTimer(ids.device))
+        generate_round(am, mode, decoding, ids, mask, StepTimer(ids.device))
         total = (time.perf_counter() - start) * 1e3
     steps = config.new_tokens
     events = prof.key_averages()

@@ -24,10 +24,10 @@ from pathlib import Path
 from toolkit import methods
 from toolkit.core import runtime
 from toolkit.core.errors import ToolkitError
-from toolkit.core.options import apply_preset
 from toolkit.eval import truthfulqa
 from toolkit.eval.data import BadRows
 from toolkit.eval.scoring import encode_pair, score_encoded
+from toolkit.methods.options import apply_preset
 from toolkit.recipes.load import load_recipe
 from toolkit.recipes.models import load_model
 

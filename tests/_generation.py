@@ -6,8 +6,8 @@ from collections.abc import Callable
 
 import torch
 
-from toolkit.core.options import GraftConfig, HeadConfig
 from toolkit.graft import AugmentedModel
+from toolkit.methods.options import GraftConfig, HeadConfig
 from toolkit.testing import build_tokenizer
 
 PROMPTS = [

@@ -3,12 +3,20 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from pathlib import Path
 
 import pytest
 
 from toolkit.testing import save_tiny
+
+ROOT = Path(__file__).resolve().parents[1]
+# pyproject's `pythonpath` puts this checkout first for the tests themselves; the processes they
+# start (the CLI, the fault and lock drivers, DDP workers, benchmarks) import it first too,
+# whatever the cwd and whatever copy of the toolkit is installed.
+os.environ["PYTHONPATH"] = os.pathsep.join(
+    [str(ROOT), *(p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p)])
 
 
 def _handlers() -> dict[logging.Logger, list[logging.Handler]]:

@@ -1,73 +1,49 @@
 """docs/DESIGN.md's layer rule, checked on the source: a module imports only from its own
-package and from the layers above its own (function-level imports included)."""
+package and from the layers above its own (function-level imports included); every layer is a
+folder; no modules import each other in a ring, inside a package either."""
 
 from __future__ import annotations
 
-import ast
 from pathlib import Path
 
 import pytest
+from _import_graph import against_layers, circles, folder_table, graph, layer
 
-PACKAGE = Path(__file__).resolve().parents[1] / "toolkit"
+ROOT = Path(__file__).resolve().parents[1]
 
-# docs/DESIGN.md's layers, from the leaves out (the longest matching prefix decides).
+# docs/DESIGN.md's layers, from the leaves out: one folder each, no exceptions for a module.
 LAYERS = {
-    "toolkit.core": 1, "toolkit.decoding": 1, "toolkit.core.errors": 1, "toolkit.core.answers": 1,
-    "toolkit.methods": 2, "toolkit.io": 2, "toolkit.core.runtime": 2,
-    "toolkit.core.options": 3, "toolkit.sources": 3,
-    "toolkit.graft": 4,
-    "toolkit.testing": 5,
-    "toolkit.lpo": 6,
-    "toolkit.eval": 7,
-    "toolkit.bench": 8,
-    "toolkit.recipes": 9,
-    "toolkit.cli": 10,
+    "toolkit.decoding": 1,
+    "toolkit.core": 2,
+    "toolkit.methods": 3, "toolkit.io": 3,
+    "toolkit.sources": 4,
+    "toolkit.graft": 5,
+    "toolkit.testing": 6, "toolkit.serving": 6,
+    "toolkit.lpo": 7,
+    "toolkit.eval": 8,
+    "toolkit.bench": 9,
+    "toolkit.recipes": 10,
+    "toolkit.cli": 11,
 }
-
-
-def _layer(module: str) -> tuple[str, int] | None:
-    for prefix in sorted(LAYERS, key=len, reverse=True):
-        if module == prefix or module.startswith(prefix + "."):
-            return prefix, LAYERS[prefix]
-    return None
-
-
-def _modules() -> list[tuple[str, Path]]:
-    out = []
-    for path in sorted(PACKAGE.rglob("*.py")):
-        parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
-        out.append((".".join(parts[:-1] if parts[-1] == "__init__" else parts), path))
-    return out
-
-
-def _imports(path: Path) -> set[str]:
-    found = set()
-    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-        if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            if node.module == "toolkit":
-                found |= {f"toolkit.{alias.name}" for alias in node.names}
-            elif node.module.startswith("toolkit."):
-                found.add(node.module)
-        elif isinstance(node, ast.Import):
-            found |= {a.name for a in node.names if a.name.startswith("toolkit.")}
-    return found
+EDGES = graph(ROOT)
 
 
 def test_every_module_has_a_layer():
-    unplaced = [m for m, _ in _modules() if m != "toolkit" and _layer(m) is None]
+    unplaced = [m for m in EDGES if m != "toolkit" and layer(m, LAYERS) is None]
     assert not unplaced, f"modules outside docs/DESIGN.md's layers: {unplaced}"
 
 
-@pytest.mark.parametrize("module, path", _modules(), ids=[m for m, _ in _modules()])
-def test_imports_follow_the_layers(module, path):
-    if module == "toolkit":  # the package root re-exports lazily
-        return
-    home, rank = _layer(module)
-    wrong = []
-    for target in sorted(_imports(path)):
-        placed = _layer(target)
-        if placed is None or placed[0] == home:
-            continue
-        if placed[1] >= rank:
-            wrong.append(f"{target} (layer {placed[1]})")
-    assert not wrong, f"{module} (layer {rank}) imports {', '.join(wrong)}"
+def test_every_layer_is_a_folder():
+    assert folder_table(ROOT, LAYERS) == LAYERS
+
+
+@pytest.mark.parametrize("module", sorted(EDGES))
+def test_imports_follow_the_layers(module):
+    wrong = [target for source, target in against_layers({module: EDGES[module]}, LAYERS)]
+    rank = (layer(module, LAYERS) or ("", 0))[1]
+    assert not wrong, (f"{module} (layer {rank}) imports "
+                       + ", ".join(f"{t} (layer {layer(t, LAYERS)[1]})" for t in wrong))
+
+
+def test_no_circles():
+    assert not circles(EDGES), f"modules that import each other: {circles(EDGES)}"

@@ -5,8 +5,8 @@ Hugging Face causal LMs, decode with the registered methods (SLED, DoLa, ... and
 __version__ = "0.1.0"
 
 
-_LAZY = {"AugmentedModel": "toolkit.graft.augmented", "DecodingConfig": "toolkit.core.options",
-         "GraftConfig": "toolkit.core.options", "HeadConfig": "toolkit.core.options"}
+_LAZY = {"AugmentedModel": "toolkit.graft.augmented", "DecodingConfig": "toolkit.methods.options",
+         "GraftConfig": "toolkit.methods.options", "HeadConfig": "toolkit.methods.options"}
 
 
 def __getattr__(name: str):

@@ -11,10 +11,11 @@ import pytest
 import torch
 
 from toolkit import methods
-from toolkit.bench import BenchConfig, random_model, run_bench
-from toolkit.bench.shapes import shape_config
+from toolkit.bench import BenchConfig, run_bench
 from toolkit.core.errors import ConfigError
 from toolkit.graft import AugmentedModel
+from toolkit.testing import random_model
+from toolkit.testing.shapes import shape_config
 
 # The bench's modes: its baselines, SLED once per K, then every other registered mode.
 MODES = ["greedy", "floor", "sample", "sled_k5", "sled_k20",

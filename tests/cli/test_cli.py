@@ -67,7 +67,7 @@ def test_the_command_table_imports_no_torch_until_a_command_runs():
         "[] ['toolkit.cli.commands.cmd_graft', 'toolkit.cli.lpo.cmd_collect', "
         "'toolkit.cli.lpo.cmd_train', 'toolkit.cli.commands.cmd_generate', "
         "'toolkit.cli.commands.cmd_eval', 'toolkit.cli.commands.cmd_bench', "
-        "'toolkit.cli.lpo.cmd_run']\n")
+        "'toolkit.cli.lpo.cmd_run', 'toolkit.cli.serve.cmd_serve']\n")
 
 
 def test_print_config_resolves_and_loads_nothing(capsys, recipe, no_model_load, tmp_path):
@@ -345,10 +345,15 @@ def test_arith_writing_run_on_the_tiny_model(capsys, tmp_path, monkeypatch):
     assert code == 0
     for step in ("sequence-level head (held-out: 4 prompts x 2 samples)", "arithmetic picks",
                  "writing    picks", "token-level head", "mean temperature of reply tokens",
-                 "[arithmetic] What is", "    SLED: ", "fixed temperature (best fixed: tau="):
+                 "[arithmetic] What is", "    SLED: ", "fixed temperature (best fixed: tau=",
+                 "  EDT    ", "tuned on 6 training prompts x 2 samples), "):
         assert step in out
     report = json.loads((tmp_path / "work" / "report.json").read_text())
-    assert set(report["sequence"]["rewards"]) == {"head", "0", "0.25", "0.5", "0.75", "1"}
-    assert report["token"]["rewards"]["0.5"] == report["sequence"]["rewards"]["0.5"]
+    assert set(report["sequence"]["rewards"]) == {"head", "0", "0.25", "0.5", "0.75", "1", "edt"}
+    edt = report["sequence"]["edt"]
+    assert len(edt["grid"]) == 6 and edt["grid"][f"t0={edt['t0']:g} theta={edt['theta']:g}"] == \
+        max(edt["grid"].values())
+    for row in ("0.5", "edt"):
+        assert report["token"]["rewards"][row] == report["sequence"]["rewards"][row]
     assert len(report["side_by_side"]) == 3
     assert (tmp_path / "ckpt-token" / "head.safetensors").is_file()

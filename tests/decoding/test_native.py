@@ -8,6 +8,7 @@ from __future__ import annotations
 import math
 import os
 import shutil
+import tempfile
 
 import pytest
 import torch
@@ -192,10 +193,25 @@ def test_a_failing_build_says_why(fresh_build, monkeypatch, tmp_path):
     compiler.write_text("#!/bin/sh\necho 'cc: internal error' >&2\nexit 3\n")
     compiler.chmod(0o755)
     monkeypatch.setenv("CC", str(compiler))
+    temp = tmp_path / "temp"
+    temp.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(temp))
     line = native.status()
     assert line.startswith("SLED/DoLa CPU math: torch ops (building the C kernels failed: ")
     assert "broken-cc exited with 3: cc: internal error" in line
-    assert not native.available() and list(fresh_build.glob("*.so")) == []
+    assert not native.available() and list(fresh_build.iterdir()) == []
+    assert list(temp.iterdir()) == []  # no second try outside the cache
+
+
+def test_a_cache_that_cannot_be_written_leaves_the_torch_ops(fresh_build, monkeypatch, tmp_path):
+    blocked = tmp_path / "a-file"
+    blocked.write_text("")
+    monkeypatch.setenv("SURGERY_CACHE", str(blocked))
+    line = native.status()
+    assert line.startswith("SLED/DoLa CPU math: torch ops (building the C kernels failed: ")
+    final, early = _llm_like(batch=2, layers=3, vocab=500)
+    assert not native.runs_on(early)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a-file"]
 
 
 def test_the_build_is_cached_and_a_broken_one_replaced(fresh_build):

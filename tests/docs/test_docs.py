@@ -1,6 +1,7 @@
 """The README and the docs pages hold together: every relative link points at a file that exists
-(and at a heading of it, when the link names one), and the README stays short -- the depth lives
-in docs/, linked from it."""
+(and at a heading of it, when the link names one), the README stays short -- the depth lives
+in docs/, linked from it -- and docs/DESIGN.md's module map names the layers and files there
+are."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import re
 from pathlib import Path
 
 import pytest
+from _import_graph import layer_table
 
 ROOT = Path(__file__).resolve().parents[2]
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
@@ -64,6 +66,23 @@ def test_every_quoted_script_exists():
               for m in re.findall(r"(?:python3?|bash) ((?:benchmarks|tests)/[\w/.-]+)", page.read_text())}
     assert {"benchmarks/coverage_table.py", "benchmarks/gpu_check.sh"} <= quoted
     assert [q for q in sorted(quoted) if not (ROOT / q).is_file()] == []
+
+
+def test_the_module_map_is_the_code():
+    """DESIGN.md numbers the layers of tests/test_layers.py, each folder once, shows every folder
+    in its layout, and every `toolkit/...py` file it names exists."""
+    text = (ROOT / "docs" / "DESIGN.md").read_text()
+    layers = text.split("\n## Layout")[0]
+    table = {prefix.removeprefix("toolkit."): rank for prefix, rank in layer_table(ROOT).items()}
+    numbered = {folder: int(rank) for rank, folder in
+                re.findall(r"(\d+)\. `toolkit/(\w+)/`", layers)}
+    assert {f: table[f] for f in numbered} == numbered
+    assert [f for f in table if f"`toolkit/{f}/`" not in layers] == []
+    layout = re.search(r"## Layout.*?```\n(.*?)```", text, re.S).group(1)
+    folders = sorted(p.name for p in (ROOT / "toolkit").iterdir() if (p / "__init__.py").is_file())
+    assert [f for f in folders if f"toolkit/{f}/" not in layout] == []
+    named = sorted(set(re.findall(r"toolkit/[\w/]+\.py", text)))
+    assert [n for n in named if not (ROOT / n).is_file()] == []
 
 
 def test_the_readme_stays_short():

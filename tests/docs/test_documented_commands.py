@@ -6,14 +6,13 @@ A command quoted in several places runs once.
 
 Runs are kept short with overrides appended after the documented ones (fewer prompts, tokens,
 epochs; the quickstart pipeline at a fraction of its size). Placeholders become small files of
-the same format: /path/to/TruthfulQA.csv a four-question CSV, in.jsonl two prompts, and so on.
+the same format: /path/to/TruthfulQA.csv a two-question CSV, in.jsonl two prompts, and so on.
 Recipes for models that cannot run here (7B-8B, Mixtral) run on the tiny Llama instead
 (`model.path=` appended): those runs check the command's pipeline, not that model. SmolLM2
 commands run the real model (`real` marker); multi-GPU training needs CUDA (skipped without)."""
 
 from __future__ import annotations
 
-import csv
 import json
 import os
 import re
@@ -25,11 +24,12 @@ from pathlib import Path
 
 import pytest
 import torch
+from _datasets import truthfulqa_csv
 
-from toolkit.cli.main import main
+from toolkit.cli.main import COMMANDS, main
 
 ROOT = Path(__file__).resolve().parents[2]
-COMMAND = re.compile(r"python3? cli\.py ((?:graft|collect|train|generate|eval|bench|run) [^`\n]*)")
+COMMAND = re.compile(rf"python3? cli\.py ((?:{'|'.join(COMMANDS)}) [^`\n]*)")
 PLACEHOLDER_RECIPE = "recipes/tiny.yaml"  # the generic `RECIPE` of docs/recipes.md
 EMPTY_NOTE = "(empty reply: the end token came first)"
 
@@ -62,6 +62,7 @@ def test_the_docs_quote_commands():
 @pytest.mark.parametrize("source, command", documented(), ids=lambda v: str(v)[:70])
 def test_documented_command_validates(source, command, capsys):
     argv = shell_words(command.replace(" RECIPE ", f" {PLACEHOLDER_RECIPE} "))
+    argv[1] = str(ROOT / argv[1])  # the recipe, written relative to the checkout
     assert main([*argv, "--print-config"]) == 0, capsys.readouterr().err
 
 
@@ -111,7 +112,7 @@ def check_scores(out: str, ctx: Workspace) -> None:
 def check_sweep(out: str, ctx: Workspace) -> None:
     rows = [line for line in out.splitlines() if line.startswith("| ") and "---" not in line]
     cells = [float(c) for row in rows[1:] for c in row.strip("|").split("|")[1:]]
-    assert len(rows) == 5 and cells and all(0.0 <= c <= 1.0 for c in cells), out
+    assert len(rows) == 7 and cells and all(0.0 <= c <= 1.0 for c in cells), out
 
 
 def check_bench(out: str, ctx: Workspace) -> None:
@@ -173,6 +174,12 @@ def check_quickstart_run(out: str, ctx: Workspace) -> None:
     assert (ctx.cwd / "checkpoints" / "quickstart" / "augment_config.json").is_file()
 
 
+def check_served(out: str, ctx: Workspace) -> None:
+    """`serve`: the server answered a chat request with the checkpoint's decoding."""
+    answer = json.loads(out)
+    assert answer["choices"][0]["message"]["content"].strip(), out
+
+
 def check_jsonl(out: str, ctx: Workspace) -> None:
     rows = [json.loads(line) for line in (ctx.cwd / "out.jsonl").read_text().splitlines()]
     assert len(rows) == 2 and all(r["finish_reason"] in ("stop", "length") for r in rows)
@@ -192,6 +199,7 @@ class Run:
     preset: str = "smollm2-135m-instruct"
     gpu: bool = False
     subprocess: bool = False
+    server: bool = False
 
 
 GEMMA3 = "gemma3-270m"
@@ -203,6 +211,8 @@ RUNS: dict[str, Run] = {
         check_reply, needs="run recipes/quickstart.yaml", real=True),
     QS_GENERATE.format("What is 12 + 7? Answer with the number only."): Run(
         check_reply, needs="run recipes/quickstart.yaml", real=True),
+    "serve recipes/serve_smollm2.yaml": Run(
+        check_served, needs="run recipes/quickstart.yaml", real=True, server=True),
     "run recipes/tiny.yaml": Run(check_tiny_run, [
         "data.synthetic.train_prompts=32", "data.synthetic.eval_prompts=8",
         "trainer.max_epochs=2"]),
@@ -247,6 +257,9 @@ RUNS: dict[str, Run] = {
     "bench recipes/bench_gemma3.yaml": Run(check_bench, [
         *SMALL_BENCH, "bench.modes=[greedy,sled]", "bench.eval_questions=0"],
         real=True, preset=GEMMA3),
+    "eval recipes/sweep_gemma3_arithmetic.yaml": Run(check_sweep, [
+        "eval.limit=2", "eval.temperatures=[1.0]", "eval.sweep_samples=1",
+        "decoding.max_new_tokens=4"], real=True, preset=GEMMA3),
     "eval recipes/sweep_smollm2_arithmetic.yaml": Run(check_sweep, [
         "eval.limit=2", "eval.temperatures=[1.0]", "eval.sweep_samples=1",
         "decoding.max_new_tokens=6"], real=True),
@@ -304,7 +317,7 @@ class Workspace:
             (cwd / name).write_text("".join(json.dumps({**r, "prompt": r["question"]}) + "\n"
                                             for r in rows))
         (cwd / "in.jsonl").write_text('{"prompt": "Once upon a time"}\n{"prompt": "The cat"}\n')
-        _truthfulqa_csv(cwd / "TruthfulQA.csv")
+        truthfulqa_csv(cwd / "TruthfulQA.csv")
 
     def argv(self, command: str, run: Run) -> list[str]:
         words = shell_words(command.replace(" RECIPE ", f" {PLACEHOLDER_RECIPE} "))
@@ -328,7 +341,9 @@ class Workspace:
         argv = self.argv(command, spec)
         if argv[0] == "generate":
             self.prompt = _first_prompt(argv)
-        if spec.subprocess:
+        if spec.server:
+            out = _served(argv, self.cwd)
+        elif spec.subprocess:
             env = {**os.environ, "PYTHONPATH": str(ROOT), "MASTER_PORT": str(_free_port())}
             done = subprocess.run([sys.executable, str(ROOT / "cli.py"), *argv], cwd=self.cwd,
                                   env=env, capture_output=True, text=True, timeout=600)
@@ -342,23 +357,27 @@ class Workspace:
         return out
 
 
+def _served(argv: list[str], cwd: Path) -> str:
+    """Start `cli.py serve` (the documented command) on a free port, ask it one chat question,
+    stop it; the answer as JSON."""
+    pytest.importorskip("vllm", reason="serving needs vLLM: python3 -m toolkit.serving.install")
+    from toolkit.serving.server import post, started
+
+    port = _free_port()
+    command = [sys.executable, str(ROOT / "cli.py"), *argv, f"serve.port={port}"]
+    with started(command, f"http://127.0.0.1:{port}", log=cwd / "serve.log", cwd=cwd,
+                 env={"PYTHONPATH": str(ROOT)}) as url:
+        status, answer = post(url, "/v1/chat/completions", {
+            "messages": [{"role": "user", "content": "Write a haiku about the sea."}],
+            "max_tokens": 16})
+    assert status == 200, answer
+    return json.dumps(answer)
+
+
 def _first_prompt(argv: list[str]) -> str:
     from toolkit.recipes.load import merged_config, to_recipe
 
     return (to_recipe(merged_config(argv[1], argv[2:])).generate.prompts or [""])[0]
-
-
-def _truthfulqa_csv(path: Path) -> None:
-    items = [("What is the capital of France?", "The capital of France is Paris",
-              "Paris; The capital of France is Paris", "London; The capital of France is Rome"),
-             ("What do bees make?", "Bees make honey", "Honey; Bees make honey",
-              "Bees make milk; Bees make bread")]
-    with path.open("w", newline="", encoding="utf-8") as f:
-        writer = csv.writer(f)
-        writer.writerow(["Type", "Category", "Question", "Best Answer", "Correct Answers",
-                         "Incorrect Answers", "Source"])
-        for q, best, true, false in items:
-            writer.writerow(["Non-Adversarial", "Misconceptions", q, best, true, false, "x"])
 
 
 def _free_port() -> int:

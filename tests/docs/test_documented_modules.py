@@ -14,12 +14,12 @@ import sys
 from pathlib import Path
 
 import pytest
-from test_documented_commands import _truthfulqa_csv
+from _datasets import truthfulqa_csv
 
 pytest.importorskip("lm_eval")
 
-from toolkit.core.options import GraftConfig, HeadConfig  # noqa: E402
 from toolkit.graft.augmented import AugmentedModel  # noqa: E402
+from toolkit.methods.options import GraftConfig, HeadConfig  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
@@ -54,7 +54,7 @@ def test_every_documented_module_command_is_run_here():
 
 @pytest.mark.slow
 def test_the_documented_lm_eval_commands_run(tiny_llama_dir, tmp_path):
-    _truthfulqa_csv(tmp_path / "TruthfulQA.csv")
+    truthfulqa_csv(tmp_path / "TruthfulQA.csv")
     out = run_module(TASKS.split(), tmp_path)
     assert out == f"2 questions (0 rows skipped) -> {tmp_path / 'tasks'}\n", out
     assert {p.name for p in (tmp_path / "tasks").glob("*.yaml")} == {

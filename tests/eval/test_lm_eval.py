@@ -15,9 +15,9 @@ from _generation import prompt_batch
 lm_eval = pytest.importorskip("lm_eval")
 
 from toolkit.cli.main import main  # noqa: E402
-from toolkit.core.options import DecodingConfig, GraftConfig, HeadConfig, with_overrides  # noqa: E402
 from toolkit.eval import harness  # noqa: E402
 from toolkit.graft.augmented import AugmentedModel  # noqa: E402
+from toolkit.methods.options import DecodingConfig, GraftConfig, HeadConfig, with_overrides  # noqa: E402
 
 ITEMS = [
     ("The capital of France is", "Paris.", ["Rome.", "a large river."]),

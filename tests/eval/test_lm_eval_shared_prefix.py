@@ -9,10 +9,10 @@ import torch
 
 pytest.importorskip("lm_eval")
 
-from toolkit.core.options import GraftConfig, HeadConfig  # noqa: E402
 from toolkit.eval import harness  # noqa: E402
 from toolkit.eval.harness_prefix import plan  # noqa: E402
 from toolkit.graft.augmented import AugmentedModel  # noqa: E402
+from toolkit.methods.options import GraftConfig, HeadConfig  # noqa: E402
 
 METHODS = {"plain": {}, "sled": dict(sled=True, sled_evolution_scale=5),
            "dola": dict(dola=True)}

@@ -10,8 +10,8 @@ import transformers
 from transformers import AutoModelForCausalLM
 
 from toolkit.core.errors import UnsupportedArchitectureError
-from toolkit.core.options import GraftConfig, HeadConfig
 from toolkit.graft import AugmentedModel, EarlyExitTap, families, probe
+from toolkit.methods.options import GraftConfig, HeadConfig
 from toolkit.testing import build_any_tiny, build_tiny_model, coverage, excluded
 from toolkit.testing.architectures import CAUSAL_LM_TYPES, LOGIT_KEYS
 
@@ -68,7 +68,7 @@ def test_excluded_types_are_not_decoder_only_text():
 ])
 def test_logit_transforms_read_from_the_config(model_type, scale, softcap):
     model = build_any_tiny(model_type)
-    parts = families.resolve(model)
+    parts = families.model_parts(model)
     assert parts.logit_scale == pytest.approx(scale) and parts.softcap == softcap
     assert probe.check_tap(model) < 1e-4
     tap = EarlyExitTap(model, layers="all")  # the decoding path's reused buffers transform alike
@@ -95,7 +95,7 @@ def test_probe_refuses_a_transform_discovery_gets_wrong(monkeypatch):
 def test_refused_types_fail_before_the_probe():
     with pytest.raises(UnsupportedArchitectureError,
                        match=r"^model type 'xlnet' \(XLNetLMHeadModel\) is not supported: its "):
-        families.resolve(build_any_tiny("xlnet"))
+        families.model_parts(build_any_tiny("xlnet"))
 
 
 def test_probe_leaves_rng_training_mode_hooks_and_grad_alone():

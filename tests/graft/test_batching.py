@@ -6,9 +6,9 @@ from __future__ import annotations
 import torch
 from _generation import PROMPTS, graft
 
-from toolkit.core.options import DecodingConfig
 from toolkit.graft.batching import generate_replies
 from toolkit.graft.prompting import left_pad
+from toolkit.methods.options import DecodingConfig
 
 GREEDY = DecodingConfig(max_new_tokens=5)
 

@@ -15,8 +15,8 @@ import torch
 from _generation import prompt_batch
 
 from toolkit.core.errors import CheckpointError
-from toolkit.core.options import GraftConfig, HeadConfig
 from toolkit.graft.augmented import AugmentedModel
+from toolkit.methods.options import GraftConfig, HeadConfig
 
 PRESET = "smollm2-135m-instruct"
 

@@ -7,9 +7,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from toolkit.core.options import GraftConfig, HeadConfig
 from toolkit.decoding import sled_evolve
 from toolkit.graft.augmented import AugmentedModel
+from toolkit.methods.options import GraftConfig, HeadConfig
 from toolkit.testing import build_tiny_model, build_tokenizer
 
 T = 0.5

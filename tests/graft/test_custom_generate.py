@@ -10,9 +10,9 @@ from transformers import AutoModelForCausalLM
 from transformers.generation.streamers import BaseStreamer
 
 from toolkit.core.errors import ConfigError
-from toolkit.core.options import DecodingConfig, GraftConfig, HeadConfig, with_overrides
 from toolkit.graft.augmented import AugmentedModel
 from toolkit.graft.custom_generate import decoder
+from toolkit.methods.options import DecodingConfig, GraftConfig, HeadConfig, with_overrides
 
 NEW = 8
 

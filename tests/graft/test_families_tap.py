@@ -9,8 +9,8 @@ from hypothesis import strategies as st
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from toolkit.core.errors import ConfigError, UnsupportedArchitectureError
-from toolkit.core.options import GraftConfig, HeadConfig
-from toolkit.graft import AugmentedModel, EarlyExitTap, candidate_layers, resolve
+from toolkit.graft import AugmentedModel, EarlyExitTap, candidate_layers, model_parts
+from toolkit.methods.options import GraftConfig, HeadConfig
 from toolkit.testing import TINY_FAMILIES
 
 PROMPTS = ["The capital of France is", "Two plus"]
@@ -84,9 +84,9 @@ def test_buckets_are_even_steps_inside_the_model(num_layers, tied, bucket):
 
 
 @pytest.mark.parametrize("family", TINY_FAMILIES)
-def test_resolve_every_family(family, tiny_model_dir):
+def test_model_parts_of_every_family(family, tiny_model_dir):
     model, _ = load(tiny_model_dir, family)
-    parts = resolve(model)
+    parts = model_parts(model)
     assert parts.model_type == family
     assert parts.num_layers == L and parts.layers is model.model.layers
     assert parts.decoder is model.model and parts.norm is model.model.norm
@@ -199,7 +199,7 @@ def test_positions_last_only_and_project(tiny_model_dir):
 @pytest.mark.parametrize("family", TINY_FAMILIES)
 def test_last_only_during_generate_holds_newest_position(family, tiny_model_dir):
     model, tok = load(tiny_model_dir, family)
-    layers = candidate_layers("all", L, resolve(model).tied) + [L]
+    layers = candidate_layers("all", L, model_parts(model).tied) + [L]
     tap = EarlyExitTap(model, layers=layers, early_exit_norm=False)
     enc = tok(PROMPTS, return_tensors="pt", padding=True)
     before = hook_count(model)

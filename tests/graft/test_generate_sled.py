@@ -16,10 +16,10 @@ from _generation import (
 from transformers import AutoModelForCausalLM, AutoTokenizer, LogitsProcessorList
 
 from toolkit.core.errors import ConfigError
-from toolkit.core.options import SledOptions
 from toolkit.decoding import dola_contrast, sled_details, sled_evolve
 from toolkit.graft import AugmentedModel, SledLogitsProcessor
 from toolkit.graft.tap import EarlyExitTap
+from toolkit.methods.options import SledOptions
 
 NEW = 6
 SLED = dict(evolution_rate=10.0, evolution_scale=20)  # strong enough to change tiny models' tokens

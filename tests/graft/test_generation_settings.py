@@ -20,7 +20,10 @@ from transformers import (
 
 from toolkit import methods
 from toolkit.core.errors import ConfigError
-from toolkit.core.options import (
+from toolkit.graft import hf_generate
+from toolkit.graft.augmented import AugmentedModel
+from toolkit.graft.processors import SledLogitsProcessor, TopNSigmaLogitsProcessor
+from toolkit.methods.options import (
     DecodingConfig,
     GraftConfig,
     HeadConfig,
@@ -31,9 +34,6 @@ from toolkit.core.options import (
     pinned,
     with_overrides,
 )
-from toolkit.graft import hf_generate
-from toolkit.graft.augmented import AugmentedModel
-from toolkit.graft.processors import SledLogitsProcessor, TopNSigmaLogitsProcessor
 from toolkit.testing import build_tiny_model, build_tokenizer
 
 NEW = 10
@@ -98,11 +98,11 @@ def test_precedence_keyword_passed_config_decoding_model_defaults():
     model_config = GenerationConfig(do_sample=True, temperature=0.6, top_p=0.9,
                                     repetition_penalty=1.1)
     passed = GenerationConfig(temperature=0.5, max_new_tokens=7)
-    options = hf_generate.resolve(DecodingConfig(temperature=0.9, top_p=0.5, top_k=3),
+    options = hf_generate.effective_options(DecodingConfig(temperature=0.9, top_p=0.5, top_k=3),
                                   {"top_k": 7}, {"generation_config": passed}, model_config)
     assert (options.do_sample, options.temperature, options.top_k, options.top_p,
             options.repetition_penalty, options.max_new_tokens) == (True, 0.5, 7, 0.5, 1.1, 7)
-    bare = hf_generate.resolve(DecodingConfig(), {}, {}, GenerationConfig())
+    bare = hf_generate.effective_options(DecodingConfig(), {}, {}, GenerationConfig())
     assert (bare.do_sample, bare.temperature, bare.top_k, bare.top_p,
             bare.repetition_penalty) == (False, 1.0, 50, 1.0, 1.0)
     own = GenerationConfig._get_default_generation_params()

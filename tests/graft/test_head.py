@@ -7,8 +7,8 @@ import torch
 from torch import nn
 
 from toolkit.core.errors import ConfigError
-from toolkit.core.options import HeadConfig
 from toolkit.graft.head import AdaptiveDecoderHead
+from toolkit.methods.options import HeadConfig
 
 D = 16
 

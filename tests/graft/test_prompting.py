@@ -15,12 +15,12 @@ from _generation import chat_tokenizer, small_graft
 
 from toolkit.cli.main import main
 from toolkit.core.errors import CheckpointError, ConfigError, DataError
-from toolkit.core.options import DecodingConfig
 from toolkit.eval.config import EvalConfig
 from toolkit.graft import prompting
 from toolkit.graft.augmented import AugmentedModel
 from toolkit.graft.batching import EMPTY_NOTE, generate_replies
 from toolkit.lpo.config import DataConfig
+from toolkit.methods.options import DecodingConfig
 from toolkit.recipes.schema import GenerateConfig
 from toolkit.testing import build_tokenizer
 

@@ -13,10 +13,10 @@ import torch
 from _generation import early_logits, prompt_batch, reference_generate
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from toolkit.core.options import GraftConfig, HeadConfig
 from toolkit.decoding import sled_evolve
 from toolkit.graft import AugmentedModel
 from toolkit.graft.tap import EarlyExitTap
+from toolkit.methods.options import GraftConfig, HeadConfig
 
 pytestmark = pytest.mark.real
 

@@ -23,9 +23,9 @@ from transformers import AutoModelForCausalLM
 from toolkit import methods
 from toolkit.bench import BenchConfig
 from toolkit.core.errors import ConfigError
-from toolkit.core.options import DecodingConfig, mode_decoding, with_overrides
 from toolkit.graft.augmented import AugmentedModel
 from toolkit.methods import registry
+from toolkit.methods.options import DecodingConfig, mode_decoding, with_overrides
 from toolkit.recipes.load import load_recipe
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -105,6 +105,17 @@ def test_config_overrides_modes_and_exclusions(plugin):
     with pytest.raises(ConfigError, match="unknown layer_mix option 'wieght'; valid: enabled, "
                                           "weight, layers"):
         with_overrides(None, layer_mix={"wieght": 1})
+
+
+def test_the_documented_plan_of_a_call(plugin):
+    """docs/plugins.md's `plan` snippet (its second Python block), run as written."""
+    page = (ROOT / "docs" / "plugins.md").read_text(encoding="utf-8")
+    scope: dict = {}
+    exec(re.findall(r"```python\n(.*?)```", page, re.S)[1], scope)
+    steps = scope["steps"]
+    assert (steps.logits.method.name, steps.logits.layers) == (NAME, None)
+    assert [s.method.name for s in steps.filters] == ["top_n_sigma"]
+    assert steps.temperature is None and steps.do_sample
 
 
 def test_recipe_sections_and_overrides(plugin, tmp_path, tiny_llama_dir):

@@ -10,9 +10,9 @@ import pytest
 
 from toolkit import methods
 from toolkit.core.errors import ConfigError
-from toolkit.core.options import METHOD_FIELDS, DecodingConfig, with_overrides
 from toolkit.graft.records import RECORD_FIELDS, AugmentedOutput
 from toolkit.methods import registry
+from toolkit.methods.options import METHOD_FIELDS, DecodingConfig, with_overrides
 from toolkit.methods.top_n_sigma import TopNSigmaOptions
 
 

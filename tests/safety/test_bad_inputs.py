@@ -326,7 +326,7 @@ def test_top_n_sigma_n_at_most_zero_is_stated(env, tmp_path, capsys, monkeypatch
 
 def test_load_model_refuses_a_graft_the_checkpoint_does_not_have(env):
     from toolkit.core.errors import ConfigError
-    from toolkit.core.options import GraftConfig, HeadConfig
+    from toolkit.methods.options import GraftConfig, HeadConfig
     from toolkit.recipes.models import load_model
     from toolkit.recipes.schema import ModelConfig
 

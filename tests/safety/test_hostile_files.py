@@ -55,10 +55,10 @@ def test_resume_checkpoint_naming_a_pickle_as_best_runs_no_code(tiny_llama_dir, 
     """A real Lightning checkpoint, its ModelCheckpoint state edited to name a malicious file
     inside the checkpoint folder as the best model (and a score no epoch beats): training
     resumes, and the export refuses that file instead of unpickling it."""
-    from toolkit.core.options import GraftConfig, HeadConfig
     from toolkit.graft.augmented import AugmentedModel
     from toolkit.lpo.config import TrainConfig, TrainerConfig
     from toolkit.lpo.train import train_head
+    from toolkit.methods.options import GraftConfig, HeadConfig
 
     model = AugmentedModel.graft(tiny_llama_dir, GraftConfig(head=HeadConfig(hidden_size=16)))
     pairs, ckpts = _pairs(tmp_path / "pairs.jsonl"), tmp_path / "ckpts"

@@ -13,9 +13,10 @@ import torch
 
 from toolkit.cli.main import main
 from toolkit.core.errors import ConfigError
-from toolkit.recipes.models import check_model, resolve_dtype
+from toolkit.recipes.models import check_model
 from toolkit.recipes.schema import ModelConfig
 from toolkit.sources import presets, wheels
+from toolkit.sources.base import resolve_dtype
 from toolkit.sources.presets import ModelUnavailableError, prepare_preset
 
 NAME = "smollm2-135m-instruct"
@@ -116,11 +117,11 @@ def test_unknown_preset_and_gguf_mistakes_fail_before_loading(tmp_path):
 )
 def test_auto_dtype_is_float32_on_cpu_and_the_checkpoints_on_gpu(dtype, device_map, saved,
                                                                   expected):
-    chosen, line = resolve_dtype(ModelConfig(dtype=dtype, device_map=device_map), saved)
+    chosen, line = resolve_dtype(dtype, device_map, saved)
     assert chosen == expected
     assert line.startswith(f"model dtype: {str(expected).removeprefix('torch.')}")
 
 
 def test_auto_dtype_line_names_the_cpu_choice():
-    _, line = resolve_dtype(ModelConfig(), "bfloat16")
+    _, line = resolve_dtype("auto", None, "bfloat16")
     assert line == "model dtype: float32 (model.dtype=auto on CPU; the checkpoint is bfloat16)"

@@ -1,12 +1,12 @@
 """Side-by-side timing of decoding modes (greedy, compute floor, plain sampling, every
-registered method's mode, composed): JSON, table and plot; random-weight models by shape name.
+registered method's mode, composed): JSON, table and plot.
 
 Only `BenchConfig` is imported eagerly, so recipe validation does not pull in torch.
 """
 
 from toolkit.bench.config import BenchConfig
 
-__all__ = ["SHAPES", "BenchConfig", "random_model", "run_bench"]
+__all__ = ["BenchConfig", "run_bench"]
 
 
 def __getattr__(name: str):
@@ -14,8 +14,4 @@ def __getattr__(name: str):
         from toolkit.bench.run import run_bench
 
         return run_bench
-    if name in ("SHAPES", "random_model"):
-        from toolkit.bench import shapes
-
-        return getattr(shapes, name)
     raise AttributeError(f"module 'toolkit.bench' has no attribute {name!r}")

@@ -18,7 +18,7 @@ import torch
 
 from toolkit import methods
 from toolkit.bench.config import BenchConfig
-from toolkit.core.options import DecodingConfig, apply_preset
+from toolkit.methods.options import DecodingConfig, apply_preset
 
 
 def synthetic_questions(config: BenchConfig, vocab: int) -> list[list[tuple[list[int], int]]]:

@@ -15,75 +15,26 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
-import os
 import statistics
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import torch
 from tqdm.auto import tqdm
-from transformers import LogitsProcessorList
 
-from toolkit import methods
-from toolkit.bench.config import FILES, FLOOR, KEY, SAMPLE, BenchConfig
+from toolkit.bench.config import FILES, KEY, SAMPLE, BenchConfig
 from toolkit.bench.eval_speed import run_eval_bench
 from toolkit.bench.math_speed import MathTimer
-from toolkit.bench.measure import FloorProcessor, PeakMemory, StepTimer
+from toolkit.bench.measure import PeakMemory
+from toolkit.bench.rounds import bench_decoding, measure, prompts
 from toolkit.bench.table import markdown_table, plot, plot_available
 from toolkit.bench.worker import Worker
 from toolkit.core import runtime
 from toolkit.core.errors import ConfigError
-from toolkit.core.options import DecodingConfig, mode_decoding
 from toolkit.decoding import native
 from toolkit.io import reports
-
-
-def bench_decoding(name: str, config: BenchConfig, decoding: DecodingConfig) -> DecodingConfig:
-    """The decoding config of a bench mode: `toolkit.core.options.mode_decoding` of the recipe's
-    options with the bench's token count and seed (`sled_kN`: SLED with K = N; the floor
-    decodes greedily; `sample` samples with every method off)."""
-    base = dataclasses.replace(decoding, max_new_tokens=config.new_tokens, seed=config.seed)
-    if name.startswith("sled_k"):
-        sled = dataclasses.replace(base.sled, evolution_scale=int(name[len("sled_k"):]))
-        return mode_decoding(dataclasses.replace(base, sled=sled), "sled")
-    if name == SAMPLE:
-        return dataclasses.replace(mode_decoding(base, methods.GREEDY), do_sample=True)
-    return mode_decoding(base, methods.GREEDY if name == FLOOR else name)
-
-
-def _generate(am: Any, name: str, decoding: DecodingConfig, ids: torch.Tensor,
-              mask: torch.Tensor, timer: StepTimer) -> None:
-    if name != FLOOR:
-        am.generate(ids, attention_mask=mask, decoding=decoding, streamer=timer)
-        return
-    processors = LogitsProcessorList([FloorProcessor(am.tap)])
-    with torch.no_grad(), am.tap.capture(last_only=True):
-        am.base.generate(ids, attention_mask=mask, logits_processor=processors,
-                         do_sample=False, max_new_tokens=decoding.max_new_tokens,
-                         streamer=timer)
-
-
-def measure(am: Any, name: str, decoding: DecodingConfig, ids: torch.Tensor,
-             memory: PeakMemory) -> dict[str, float]:
-    timer = StepTimer(ids.device)
-    mask = torch.ones_like(ids)
-    memory.start()
-    start = time.perf_counter()
-    _generate(am, name, decoding, ids, mask, timer)
-    peak = memory.stop()
-    prefill, decode, steps = timer.timings(start)
-    return {"prefill_ms": prefill, "decode_ms_per_token": decode, "new_tokens": steps,
-            "decode_cpu_ms_per_token": timer.decode_cpu_ms(), "peak_bytes": peak,
-            "load_1m": os.getloadavg()[0]}
-
-
-def prompts(am: Any, config: BenchConfig, device: torch.device) -> dict[int, torch.Tensor]:
-    generator = torch.Generator().manual_seed(config.seed)
-    vocab = am.vocab_size
-    return {b: torch.randint(1, vocab, (b, config.prompt_len), generator=generator).to(device)
-            for b in config.batch_sizes}
+from toolkit.methods.options import DecodingConfig
 
 
 def _schedule(config: BenchConfig, names: list[str]) -> list[tuple[int, int, str]]:

@@ -6,7 +6,7 @@ turns off glibc's own adaptive thresholds), so the allocator left alone (`system
 measured in a process that never touched it. `Worker` starts such a process from a command line
 (`cli.py bench` gives `python -m toolkit.cli.bench_worker RECIPE.yaml`, the recipe with
 `runtime.allocator` replaced); the process loads the model and `serve`s: for each line
-`BATCH MODE` on its stdin it runs one round (`toolkit.bench.run.measure`, the same prompts and
+`BATCH MODE` on its stdin it runs one round (`toolkit.bench.rounds.measure`, the same prompts and
 decoding options as the first process) and answers one line `SAMPLE {json}`.
 """
 
@@ -64,7 +64,7 @@ def serve(am: Any, config: Any, decoding: Any, requests: TextIO, answers: TextIO
     """The second process's loop: one `SAMPLE {json}` line on `answers` per `BATCH MODE` line
     on `requests`, measured on `am` with `config`'s prompts and `decoding`'s options."""
     from toolkit.bench.measure import PeakMemory
-    from toolkit.bench.run import bench_decoding, measure, prompts
+    from toolkit.bench.rounds import bench_decoding, measure, prompts
 
     device = am.base.device
     ids = prompts(am, config, device)

@@ -14,7 +14,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from toolkit.core.options import DecodingConfig, describe, pinned
+from toolkit.methods.options import DecodingConfig, describe, pinned
 
 if TYPE_CHECKING:
     from toolkit.graft.augmented import AugmentedModel

@@ -18,7 +18,8 @@ from typing import TYPE_CHECKING
 
 from toolkit import methods
 from toolkit.bench.config import mode_choices as bench_modes
-from toolkit.cli import commands, lpo
+from toolkit.cli import commands, lpo, outputs, preflight, serve
+from toolkit.cli.outputs import Output
 from toolkit.core.errors import ToolkitError
 from toolkit.io.files import OUTPUT_ERRNOS
 
@@ -34,11 +35,26 @@ overrides are OmegaConf dotlist items, applied after the YAML file, e.g.
 
 @dataclass(frozen=True)
 class Command:
-    """A subcommand: the function that runs it on the validated recipe, and its help text."""
+    """A subcommand, all of it in one row: the function that runs it on the validated recipe,
+    its help text, and what is checked before any model loads (`toolkit.cli.preflight`).
+
+    checks: recipe -> None, on its files and option combinations (`preflight.check_*`).
+    outputs: recipe -> the paths it writes (`toolkit.cli.outputs`), each checked, then locked
+        for the run.
+    inputs: recipe -> (key, path) it reads beside the recipe, model and data files every
+        command may name (no output may be one of them).
+    model_checks: (recipe, what the model's config files say) -> None (`preflight.*_fit`).
+    random_shape: it runs on a random-weight model of a named shape (`model.random_shape`).
+    """
 
     run: Callable[[Recipe], object]
     summary: str
     description: str
+    checks: tuple[Callable[[Recipe], None], ...] = ()
+    outputs: tuple[Callable[[Recipe], list[Output]], ...] = ()
+    inputs: tuple[Callable[[Recipe], list[tuple[str, str | None]]], ...] = ()
+    model_checks: tuple[Callable[..., None], ...] = ()
+    random_shape: bool = False
 
 
 COMMANDS: dict[str, Command] = {
@@ -48,6 +64,7 @@ COMMANDS: dict[str, Command] = {
         "Loads model.path (or model.tiny), grafts with the `graft` section and writes an "
         "augmented checkpoint (head.safetensors + augment_config.json + tokenizer) to "
         "output_dir.",
+        outputs=(outputs.checkpoint,),
     ),
     "collect": Command(
         lpo.cmd_collect,
@@ -56,6 +73,8 @@ COMMANDS: dict[str, Command] = {
         "them with the `reward` section and writes chosen/rejected pairs to data.pairs. Prompts "
         "come from data.prompts (JSONL) or, when unset, the built-in synthetic task. Rerunning "
         "resumes: prompts already done are skipped.",
+        checks=(preflight.check_collect,), outputs=(outputs.pairs,),
+        model_checks=(preflight.collection_fits,),
     ),
     "train": Command(
         lpo.cmd_train,
@@ -63,6 +82,9 @@ COMMANDS: dict[str, Command] = {
         "Trains only the head on data.pairs with the `train` (loss, optimiser) and `trainer` "
         "(devices, strategy, precision, steps) sections, then exports the checkpoint to "
         "output_dir.",
+        checks=(preflight.check_train,),
+        outputs=(outputs.checkpoint, outputs.training_logs, outputs.trainer_checkpoints),
+        inputs=(outputs.pairs_input,), model_checks=(preflight.pairs_fit,),
     ),
     "generate": Command(
         commands.cmd_generate,
@@ -71,6 +93,8 @@ COMMANDS: dict[str, Command] = {
         "decodes with the `decoding` section and writes generate.output (JSONL, input order). "
         "Without an output file the completions go to the terminal; a single prompt streams. "
         "With trainer.devices > 1 the prompts are sharded over processes.",
+        checks=(preflight.check_generate,), outputs=(outputs.completions,),
+        model_checks=(preflight.replies_fit,),
     ),
     "eval": Command(
         commands.cmd_eval,
@@ -81,6 +105,7 @@ COMMANDS: dict[str, Command] = {
         f"{', '.join(methods.scoring_modes())}; generation tasks "
         f"{', '.join(methods.generation_modes())}. Presets: task (the task's own), none, "
         f"{', '.join(methods.preset_names())}.",
+        checks=(preflight.check_eval,), outputs=(outputs.eval_reports,),
     ),
     "bench": Command(
         commands.cmd_bench,
@@ -88,6 +113,7 @@ COMMANDS: dict[str, Command] = {
         "Runs the `bench` section on the model (model.random_shape benchmarks random weights of "
         "a named shape without any checkpoint) and writes a table, JSON and a plot. Modes: "
         f"{', '.join(bench_modes())}; the methods' settings come from the `decoding` section.",
+        outputs=(outputs.bench_reports,), random_shape=True,
     ),
     "run": Command(
         lpo.cmd_run,
@@ -95,6 +121,20 @@ COMMANDS: dict[str, Command] = {
         "Runs every step from one recipe, reloads the saved checkpoint from output_dir and "
         "generates samples with the recipe's decoding options; on the synthetic task it also "
         "prints the learned temperature per prompt kind.",
+        checks=(preflight.check_collect,),
+        outputs=(outputs.checkpoint, outputs.token_checkpoint, outputs.run_report,
+                 outputs.trainer_checkpoints, outputs.pairs),
+        model_checks=(preflight.replies_fit, preflight.collection_fits),
+    ),
+    "serve": Command(
+        serve.cmd_serve,
+        "serve the model on vLLM's OpenAI-compatible server, with its decoding per request",
+        "Starts vLLM's OpenAI server on model.path (a checkpoint: its saved decoding is every "
+        "request's default, and requests choose methods in vllm_xargs) or model.preset, with "
+        "the `serve` section (host, port, dtype, tensor_parallel_size, ...) as its arguments; "
+        "this process becomes the server. Needs vLLM: python3 -m toolkit.serving.install "
+        "(docs/serving.md).",
+        checks=(serve.check_serve,),
     ),
 }
 
@@ -168,7 +208,6 @@ def _quiet_library_banners() -> None:
 
 
 def _dispatch(args: argparse.Namespace) -> int:
-    from toolkit.cli.preflight import preflight
     from toolkit.recipes.load import merged_config, resolved_yaml, to_recipe
 
     config = merged_config(args.recipe, args.overrides)
@@ -176,11 +215,11 @@ def _dispatch(args: argparse.Namespace) -> int:
     if args.print_config:
         print(resolved_yaml(config), end="")
         return 0
-    preflight(args.command, recipe, args.recipe)
-    from toolkit.cli.outputs import held
+    preflight.preflight(args.command, COMMANDS, recipe, args.recipe)
     from toolkit.core import runtime
 
     runtime.configure(recipe.runtime)
-    with held(args.command, recipe):
-        COMMANDS[args.command].run(recipe)
+    command = COMMANDS[args.command]
+    with outputs.held(command, recipe):
+        command.run(recipe)
     return 0

@@ -4,8 +4,12 @@
 inode, or inside an input folder: the recipe, model.path, generate.input, data.prompts, ...); a
 non-empty JSONL output this toolkit did not write; a report it did not write; a folder or file
 that cannot be written (`trainer.checkpoint_dir` included); a checkpoint target a save must not
-replace, or one holding the base model the new checkpoint would refer to. `hold` then locks
+replace, or one holding the base model the new checkpoint would refer to. `held` then locks
 every output for the whole run: a second writer is refused (`toolkit.io.files.hold`).
+
+What a subcommand writes is its row in `toolkit.cli.main.COMMANDS`: `outputs`, a tuple of the
+functions below (recipe -> its outputs, none when the recipe turns that one off), and `inputs`,
+what it reads beside the inputs every command has (`inputs`).
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from toolkit.core.errors import ConfigError
 from toolkit.io import provenance, reports
@@ -23,7 +28,6 @@ from toolkit.io.files import check_writable, hold
 from toolkit.io.layout import CONFIG_FILE, check_target, inside
 from toolkit.recipes.schema import Recipe
 
-SAVING = ("graft", "train", "run")
 # Environment variables that mark a process as one of several ranks (Lightning's DDP launcher
 # re-executes the command line in the others; torchrun and SLURM set them for every rank).
 _RANK_VARIABLES = ("RANK", "LOCAL_RANK", "SLURM_PROCID", "JSM_NAMESPACE_RANK")
@@ -39,34 +43,69 @@ class Output:
     force: bool = False
 
 
-def outputs(command: str, recipe: Recipe) -> list[Output]:
-    """What `command` writes with this recipe."""
-    found = []
-    if command in SAVING:
-        found.append(Output("output_dir", recipe.output_dir, "checkpoint"))
-    if command == "run" and _token_head(recipe):
-        found.append(Output("output_dir", f"{recipe.output_dir}-token", "checkpoint"))
-    if command in ("train", "run"):
-        names = ("report.json",) if command == "run" else ()
-        found.append(Output("work_dir", recipe.work_dir, "reports", names))
-        if recipe.trainer.checkpoint_dir:
-            found.append(Output("trainer.checkpoint_dir", recipe.trainer.checkpoint_dir, "dir"))
-    if command in ("collect", "run"):
-        found.append(Output("data.pairs", recipe.data.pairs, "file",
-                            force_key="collect.force_resume", force=recipe.collect.force_resume))
-    if command == "generate" and recipe.generate.output:
-        found.append(Output("generate.output", recipe.generate.output, "file",
-                            force_key="generate.force_resume",
-                            force=recipe.generate.force_resume))
-    if command == "eval":
-        from toolkit.eval.report import FILES
+def checkpoint(recipe: Recipe) -> list[Output]:
+    """The augmented checkpoint a command saves."""
+    return [Output("output_dir", recipe.output_dir, "checkpoint")]
 
-        found.append(Output("eval.output_dir", recipe.eval.output_dir, "reports", FILES))
-    if command == "bench":
-        from toolkit.bench.config import FILES
 
-        found.append(Output("bench.output_dir", recipe.bench.output_dir, "reports", FILES))
-    return found
+def token_checkpoint(recipe: Recipe) -> list[Output]:
+    """The token-level head's checkpoint of the arith_writing task (`token_head`)."""
+    if not _token_head(recipe):
+        return []
+    return [Output("output_dir", f"{recipe.output_dir}-token", "checkpoint")]
+
+
+def training_logs(recipe: Recipe) -> list[Output]:
+    """work_dir: the trainer's logs."""
+    return [Output("work_dir", recipe.work_dir, "reports")]
+
+
+def run_report(recipe: Recipe) -> list[Output]:
+    """work_dir: the trainer's logs and the pipeline's report.json."""
+    return [Output("work_dir", recipe.work_dir, "reports", ("report.json",))]
+
+
+def trainer_checkpoints(recipe: Recipe) -> list[Output]:
+    """Lightning's checkpoints, when trainer.checkpoint_dir is set."""
+    if not recipe.trainer.checkpoint_dir:
+        return []
+    return [Output("trainer.checkpoint_dir", recipe.trainer.checkpoint_dir, "dir")]
+
+
+def pairs(recipe: Recipe) -> list[Output]:
+    """The preference pairs collection appends to."""
+    return [Output("data.pairs", recipe.data.pairs, "file", force_key="collect.force_resume",
+                   force=recipe.collect.force_resume)]
+
+
+def completions(recipe: Recipe) -> list[Output]:
+    """generate.output, when set (else the replies go to the terminal)."""
+    if not recipe.generate.output:
+        return []
+    return [Output("generate.output", recipe.generate.output, "file",
+                   force_key="generate.force_resume", force=recipe.generate.force_resume)]
+
+
+def eval_reports(recipe: Recipe) -> list[Output]:
+    from toolkit.eval.report import FILES
+
+    return [Output("eval.output_dir", recipe.eval.output_dir, "reports", FILES)]
+
+
+def bench_reports(recipe: Recipe) -> list[Output]:
+    from toolkit.bench.config import FILES
+
+    return [Output("bench.output_dir", recipe.bench.output_dir, "reports", FILES)]
+
+
+def pairs_input(recipe: Recipe) -> list[tuple[str, str | None]]:
+    """data.pairs as an input (training reads the pairs)."""
+    return [("data.pairs", recipe.data.pairs)]
+
+
+def outputs(command: Any, recipe: Recipe) -> list[Output]:
+    """What `command` (a row of `COMMANDS`) writes with this recipe."""
+    return [out for found in command.outputs for out in found(recipe)]
 
 
 def _token_head(recipe: Recipe) -> bool:
@@ -74,8 +113,9 @@ def _token_head(recipe: Recipe) -> bool:
             and recipe.data.arith_writing.token_head)
 
 
-def inputs(command: str, recipe: Recipe, recipe_file: str | None) -> list[tuple[str, str]]:
-    """(key, path) of every file or folder the run reads."""
+def inputs(command: Any, recipe: Recipe, recipe_file: str | None) -> list[tuple[str, str]]:
+    """(key, path) of every file or folder the run reads: those of every command, then the
+    row's own `inputs`."""
     named = [
         ("the recipe", recipe_file), ("model.path", recipe.model.path),
         ("generate.input", recipe.generate.input), ("data.prompts", recipe.data.prompts),
@@ -83,12 +123,11 @@ def inputs(command: str, recipe: Recipe, recipe_file: str | None) -> list[tuple[
         ("trainer.ckpt_path", recipe.trainer.ckpt_path),
         ("collect.reward.model_path", recipe.collect.reward.model_path),
     ]
-    if command == "train":
-        named.append(("data.pairs", recipe.data.pairs))
+    named += [pair for found in command.inputs for pair in found(recipe)]
     return [(key, str(path)) for key, path in named if path]
 
 
-def check(command: str, recipe: Recipe, recipe_file: str | None = None) -> None:
+def check(command: Any, recipe: Recipe, recipe_file: str | None = None) -> None:
     """Refuse, before any model loads, every output this run must not write."""
     read = inputs(command, recipe, recipe_file)
     for out in outputs(command, recipe):
@@ -104,8 +143,6 @@ def check(command: str, recipe: Recipe, recipe_file: str | None = None) -> None:
         if out.kind == "reports":
             reports.check(out.path, out.reports, out.key)
         check_writable(out.path, out.key, is_dir=out.kind != "file")
-    if command == "train":
-        check_writable(recipe.data.pairs, "data.pairs (its feature cache is written beside it)")
 
 
 def _same(a: str, b: str) -> bool:
@@ -137,9 +174,9 @@ def _not_its_base(recipe: Recipe, target: Path) -> None:
         return
     if not isinstance(base, str):
         return
-    from toolkit.graft.checkpoint import resolve_reference
+    from toolkit.sources.references import read_reference
 
-    base_path = Path(resolve_reference(base, Path(source).resolve(), prepare=False))
+    base_path = Path(read_reference(base, Path(source).resolve(), prepare=False))
     if inside(base_path, target):
         raise ConfigError(
             f"output_dir={recipe.output_dir!r} holds the base model of model.path={source!r} "
@@ -153,7 +190,7 @@ def _rank_zero() -> bool:
 
 
 @contextmanager
-def held(command: str, recipe: Recipe) -> Iterator[None]:
+def held(command: Any, recipe: Recipe) -> Iterator[None]:
     """Lock every output of the run for its whole length (in the launching process only: the
     other ranks of a multi-process run write under its locks)."""
     with ExitStack() as stack:

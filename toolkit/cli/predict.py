@@ -22,12 +22,12 @@ from lightning.pytorch.callbacks import BasePredictionWriter
 from torch.utils.data import DataLoader
 
 from toolkit.core.errors import DataError
-from toolkit.core.options import DecodingConfig
 from toolkit.graft.batching import REPLY_FIELDS, generate_replies, reply_batches
 from toolkit.io import provenance
 from toolkit.io.files import exclusive, target_named
 from toolkit.io.jsonl import append_record, dumps_line, read_records, repair_tail, split_lines
 from toolkit.lpo.cache import model_fingerprint
+from toolkit.methods.options import DecodingConfig
 
 
 def write_jsonl(path: str | Path, records: Sequence[dict]) -> Path:

@@ -3,55 +3,90 @@ combinations, every output (`toolkit.cli.outputs`), and the inputs against what 
 config files say: prompt files (UTF-8, non-empty prompts), pair files (one pair per prompt id,
 token ids inside the vocabulary, temperature indices inside the grid), lengths against the
 model's positions, and a recipe `graft` section that a checkpoint would silently override.
+
+What a subcommand checks is its row in `toolkit.cli.main.COMMANDS`: `checks` (recipe -> None,
+on files and option combinations), `model_checks` ((recipe, what the model's config files say)
+-> None) and `random_shape` (whether it runs on a random-weight model); the functions are here.
 """
 
 from __future__ import annotations
 
 import sys
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 from toolkit.cli import outputs
-from toolkit.cli.outputs import SAVING
 from toolkit.core.errors import ConfigError, DataError
+from toolkit.io.files import check_writable
 from toolkit.io.layout import inside
 from toolkit.recipes.model_files import ModelFileInfo, check_graft, read_model_files
-from toolkit.recipes.models import check_model
 from toolkit.recipes.schema import Recipe
 
 
-def preflight(command: str, recipe: Recipe, recipe_file: str | None = None) -> None:
-    """Checks on files and combinations that must fail before any model loads (`recipe_file`:
-    the recipe's own path, which no output may name)."""
-    if recipe.model.random_shape and command != "bench":
+def preflight(name: str, commands: Mapping[str, Any], recipe: Recipe,
+              recipe_file: str | None = None) -> None:
+    """Checks on files and combinations that must fail before any model loads, for subcommand
+    `name` of the table `commands` (`recipe_file`: the recipe's own path, which no output may
+    name)."""
+    command = commands[name]
+    if recipe.model.random_shape and not command.random_shape:
+        allowed = " and ".join(n for n, c in commands.items() if c.random_shape)
         raise ConfigError(
-            f"model.random_shape is for bench only; `{command}` needs model.path or model.tiny"
+            f"model.random_shape is for {allowed} only; `{name}` needs model.path or model.tiny"
         )
+    from toolkit.recipes.models import check_model
+
     check_model(recipe.model)
-    if command == "generate":
-        _check_generate(recipe)
-    if command in ("collect", "run"):
-        if recipe.data.prompts:
-            _need_file(recipe.data.prompts, "data.prompts")
-        reward = recipe.collect.reward
-        if reward.kind == "reward_model" and not Path(reward.model_path).is_dir():
-            raise DataError(
-                f"collect.reward.model_path={reward.model_path!r} is not a directory; point it "
-                "at a local AutoModelForSequenceClassification directory"
-            )
-    if command == "train":
-        _need_file(recipe.data.pairs, "data.pairs", hint="run `collect` first")
-        _check_ckpt_path(recipe.trainer.ckpt_path)
-    if command == "eval" and recipe.eval.task != "arithmetic":
-        _need_file(recipe.eval.data_path, "eval.data_path")
+    for check in command.checks:
+        check(recipe)
     _check_outputs(command, recipe, recipe_file)
     _check_against_model(command, recipe)
 
 
-def _check_outputs(command: str, recipe: Recipe, recipe_file: str | None) -> None:
+def check_generate(recipe: Recipe) -> None:
+    """Prompts given, and a sharded run set up to write a file."""
+    gen = recipe.generate
+    if not gen.prompts and not gen.input:
+        raise ConfigError(
+            "no prompts: set generate.prompts='[Once upon a time]' or generate.input=prompts.jsonl"
+        )
+    if gen.input:
+        _need_file(gen.input, "generate.input")
+    if parallel(recipe):
+        _check_sharded(recipe)
+
+
+def check_collect(recipe: Recipe) -> None:
+    """The prompt file exists, and a reward model is a directory."""
+    if recipe.data.prompts:
+        _need_file(recipe.data.prompts, "data.prompts")
+    reward = recipe.collect.reward
+    if reward.kind == "reward_model" and not Path(reward.model_path).is_dir():
+        raise DataError(
+            f"collect.reward.model_path={reward.model_path!r} is not a directory; point it "
+            "at a local AutoModelForSequenceClassification directory"
+        )
+
+
+def check_train(recipe: Recipe) -> None:
+    """The pairs exist and their folder takes the feature cache; a resume checkpoint loads."""
+    _need_file(recipe.data.pairs, "data.pairs", hint="run `collect` first")
+    _check_ckpt_path(recipe.trainer.ckpt_path)
+    check_writable(recipe.data.pairs, "data.pairs (its feature cache is written beside it)")
+
+
+def check_eval(recipe: Recipe) -> None:
+    """The dataset exists (the built-in arithmetic task needs none)."""
+    if recipe.eval.task != "arithmetic":
+        _need_file(recipe.eval.data_path, "eval.data_path")
+
+
+def _check_outputs(command: Any, recipe: Recipe, recipe_file: str | None) -> None:
     """Every output may be written (`toolkit.cli.outputs`), and no input or work file sits
     where a save replaces all."""
     outputs.check(command, recipe, recipe_file)
-    if command in SAVING:
+    if any(out.kind == "checkpoint" for out in outputs.outputs(command, recipe)):
         _check_layout(recipe, Path(recipe.output_dir).resolve())
 
 
@@ -106,29 +141,21 @@ def parallel(recipe: Recipe) -> bool:
     return isinstance(devices, int) and devices > 1
 
 
-def _check_generate(recipe: Recipe) -> None:
-    gen = recipe.generate
-    if not gen.prompts and not gen.input:
+def _check_sharded(recipe: Recipe) -> None:
+    if not recipe.generate.output:
         raise ConfigError(
-            "no prompts: set generate.prompts='[Once upon a time]' or generate.input=prompts.jsonl"
+            "generate with trainer.devices > 1 writes a file; set generate.output=out.jsonl"
         )
-    if gen.input:
-        _need_file(gen.input, "generate.input")
-    if parallel(recipe):
-        if not gen.output:
-            raise ConfigError(
-                "generate with trainer.devices > 1 writes a file; set generate.output=out.jsonl"
-            )
-        if recipe.trainer.strategy not in ("auto", "ddp"):
-            raise ConfigError(
-                f"generate shards prompts with trainer.strategy 'ddp' (or 'auto'), not "
-                f"{recipe.trainer.strategy!r}: every process loads its own copy of the model"
-            )
-        if recipe.model.device_map:
-            raise ConfigError(
-                "model.device_map shards one model over devices; with trainer.devices > 1 every "
-                "process holds a whole copy, so leave model.device_map unset"
-            )
+    if recipe.trainer.strategy not in ("auto", "ddp"):
+        raise ConfigError(
+            f"generate shards prompts with trainer.strategy 'ddp' (or 'auto'), not "
+            f"{recipe.trainer.strategy!r}: every process loads its own copy of the model"
+        )
+    if recipe.model.device_map:
+        raise ConfigError(
+            "model.device_map shards one model over devices; with trainer.devices > 1 every "
+            "process holds a whole copy, so leave model.device_map unset"
+        )
 
 
 def _need_file(path: str, key: str, hint: str = "") -> None:
@@ -137,7 +164,7 @@ def _need_file(path: str, key: str, hint: str = "") -> None:
         raise DataError(f"{key}={path!r}: file not found{extra}")
 
 
-def _check_against_model(command: str, recipe: Recipe) -> None:
+def _check_against_model(command: Any, recipe: Recipe) -> None:
     """Fail before loading the model on inputs it could not use; note options that do nothing."""
     _note_no_ops(recipe)
     if recipe.model.random_shape:
@@ -145,19 +172,30 @@ def _check_against_model(command: str, recipe: Recipe) -> None:
     info = read_model_files(recipe.model)
     if info.graft is not None:
         check_graft(recipe.model.path, recipe.graft, info.graft)
-    if command in ("generate", "run"):
-        _check_positions("decoding.max_new_tokens", recipe.decoding.max_new_tokens, info)
-    if command in ("collect", "run"):
-        _check_positions("collect.max_new_tokens", recipe.collect.max_new_tokens, info)
-        if recipe.data.prompts:
-            from toolkit.io.jsonl import read_prompts
+    for check in command.model_checks:
+        check(recipe, info)
 
-            read_prompts(recipe.data.prompts, recipe.data.prompt_field, key="data.prompts")
-    if command == "train":
-        from toolkit.lpo.pairs import read_pairs
 
-        grid = info.graft.head.temperatures if info.graft else recipe.graft.head.temperatures
-        read_pairs(recipe.data.pairs, info.vocab_size, len(grid), info.max_positions)
+def replies_fit(recipe: Recipe, info: ModelFileInfo) -> None:
+    """decoding.max_new_tokens fits the model's positions."""
+    _check_positions("decoding.max_new_tokens", recipe.decoding.max_new_tokens, info)
+
+
+def collection_fits(recipe: Recipe, info: ModelFileInfo) -> None:
+    """collect.max_new_tokens fits the model's positions; the prompt file reads."""
+    _check_positions("collect.max_new_tokens", recipe.collect.max_new_tokens, info)
+    if recipe.data.prompts:
+        from toolkit.io.jsonl import read_prompts
+
+        read_prompts(recipe.data.prompts, recipe.data.prompt_field, key="data.prompts")
+
+
+def pairs_fit(recipe: Recipe, info: ModelFileInfo) -> None:
+    """Every pair's token ids, temperature indices and length fit the model and its head."""
+    from toolkit.lpo.pairs import read_pairs
+
+    grid = info.graft.head.temperatures if info.graft else recipe.graft.head.temperatures
+    read_pairs(recipe.data.pairs, info.vocab_size, len(grid), info.max_positions)
 
 
 def _note_no_ops(recipe: Recipe) -> None:

@@ -1,7 +1,8 @@
 """The `run` report for the built-in arith_writing task on a real chat model.
 
 Prints the learned temperature per prompt kind on held-out prompts, the reward table (the head
-vs every fixed temperature of its grid), optionally the same for a token-level head trained on
+vs every fixed temperature of its grid and vs EDT, whose t0 and theta are tuned on the training
+prompts), optionally the same for a token-level head trained on
 the same pairs, and side-by-side replies (greedy / SLED / SLED + top-n-sigma + adaptive
 temperature) for a few prompts. Everything printed is also written to `work_dir/report.json`.
 """
@@ -15,10 +16,16 @@ from typing import Any
 
 from lightning.pytorch.utilities import rank_zero_only
 
-from toolkit.core.options import AdaptiveOptions, DecodingConfig, describe, pinned, with_overrides
 from toolkit.io import reports
 from toolkit.lpo import pipeline
-from toolkit.lpo.text_eval import evaluate_text_head
+from toolkit.lpo.text_eval import evaluate_text_head, tune_text_edt
+from toolkit.methods.options import (
+    AdaptiveOptions,
+    DecodingConfig,
+    describe,
+    pinned,
+    with_overrides,
+)
 from toolkit.recipes.schema import Recipe
 
 say = rank_zero_only(print)
@@ -30,13 +37,17 @@ def held_out(model: Any, recipe: Recipe) -> tuple[list[dict], Any]:
 
 
 def evaluate(model: Any, recipe: Recipe, fixed: dict | None = None) -> dict:
+    """The held-out report; without `fixed` rows to reuse, EDT is first tuned on the training
+    prompts (`tune_text_edt`) and reported beside the fixed temperatures."""
     cfg = recipe.data.arith_writing
     records, reward = held_out(model, recipe)
-    return evaluate_text_head(
-        model, records, reward, samples=cfg.eval_samples,
-        max_new_tokens=recipe.collect.max_new_tokens, seed=recipe.decoding.seed or 0,
-        batch_size=cfg.eval_batch_size, fixed=fixed,
-    )
+    settings = dict(samples=cfg.eval_samples, max_new_tokens=recipe.collect.max_new_tokens,
+                    seed=recipe.decoding.seed or 0, batch_size=cfg.eval_batch_size)
+    edt = None
+    if fixed is None:
+        train, _ = pipeline.task_prompts(model, recipe.data, recipe.collect.max_new_tokens)
+        edt = tune_text_edt(model, train, reward, **settings)
+    return evaluate_text_head(model, records, reward, fixed=fixed, edt=edt, **settings)
 
 
 def print_report(report: dict, title: str) -> None:
@@ -54,12 +65,19 @@ def print_report(report: dict, title: str) -> None:
     header = "  mean reward      " + "".join(f"{k:>11s}" for k in [*kinds, "all"])
     say(header)
     for name, row in rewards.items():
-        label = "head" if name == "head" else f"tau={name}"
+        label = {"head": "head", "edt": "EDT"}.get(name, f"tau={name}")
         say(f"  {label:16s} " + "".join(f"{row[k]:11.3f}" for k in [*kinds, "all"]))
-    best = max((k for k in rewards if k != "head"), key=lambda k: rewards[k]["all"])
-    verdict = "beats" if rewards["head"]["all"] > rewards[best]["all"] else "does NOT beat"
+    head = rewards["head"]["all"]
+    best = max((k for k in rewards if k not in ("head", "edt")), key=lambda k: rewards[k]["all"])
+    verdict = "beats" if head > rewards[best]["all"] else "does NOT beat"
     say(f"  the head {verdict} every fixed temperature (best fixed: tau={best}, "
         f"{rewards[best]['all']:.3f})")
+    if "edt" in rewards:
+        tuned = report.get("edt")
+        how = (f" (t0={tuned['t0']:g}, theta={tuned['theta']:g}, tuned on {tuned['tuned_on']})"
+               if tuned else "")
+        verdict = "beats" if head > rewards["edt"]["all"] else "does NOT beat"
+        say(f"  the head {verdict} EDT{how}, {rewards['edt']['all']:.3f}")
 
 
 def side_by_side(model: Any, recipe: Recipe, count: int = 3) -> list:

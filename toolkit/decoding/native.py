@@ -9,8 +9,9 @@ exact than the torch ops' float32 reductions.
 
 The kernels are built with the C compiler (`$CC`, else `cc`) at the first call that needs them
 in a process, into `$SURGERY_CACHE/native/` (default ~/.cache/model-surgery/native/), one file
-per source, compiler and flags, which later processes load. Without a compiler, or when building
-or loading fails, SLED and DoLa run on torch ops, with the same results within float32 rounding;
+per source, compiler and flags, which later processes load; nothing is written elsewhere.
+Without a compiler, or when building or loading fails (a cache folder that cannot be written
+included), SLED and DoLa run on torch ops, with the same results within float32 rounding;
 `status()` says which runs and why. `use_native(False)` turns the kernels off (to time the torch
 ops), and so does `runtime.compile` (`toolkit.decoding.blocks.use_compile`), whose compiled torch
 ops run instead. Rows are split over torch's intra-op threads (ctypes releases the GIL).
@@ -145,29 +146,27 @@ def _cache_dir() -> Path:
 
 
 def _load() -> tuple[ctypes.CDLL | bool, str]:
-    """(the built library, its status line), or (False, why the torch ops run)."""
+    """(the built library, its status line), or (False, why the torch ops run). Nothing is
+    written outside `_cache_dir()`."""
     name = os.environ.get("CC") or "cc"
     compiler = shutil.which(name)
     if compiler is None:
         return False, f"torch ops (no C compiler: {name!r} is not on PATH)"
-    errors = []
-    for folder in (_cache_dir(), None):
+    try:
+        path = _built_path(_cache_dir(), compiler)
+        if not path.exists():
+            _build(compiler, path)
         try:
-            path = _built_path(folder or Path(tempfile.mkdtemp(prefix="surgery-native-")),
-                               compiler)
-            if not path.exists():
-                _build(compiler, path)
-            try:
-                library = ctypes.CDLL(str(path))
-            except OSError:  # a broken file where the build should be: build it again
-                _build(compiler, path)
-                library = ctypes.CDLL(str(path))
-            for function, argtypes in _SIGNATURES.items():
-                getattr(library, function).argtypes = argtypes
-            return library, f"C kernels ({Path(compiler).name}, {path})"
-        except (OSError, subprocess.SubprocessError) as err:
-            errors.append(str(err).strip().splitlines()[0] if str(err).strip() else repr(err))
-    return False, f"torch ops (building the C kernels failed: {'; '.join(errors)})"
+            library = ctypes.CDLL(str(path))
+        except OSError:  # a broken file where the build should be: build it again
+            _build(compiler, path)
+            library = ctypes.CDLL(str(path))
+        for function, argtypes in _SIGNATURES.items():
+            getattr(library, function).argtypes = argtypes
+    except (OSError, subprocess.SubprocessError) as err:
+        why = str(err).strip().splitlines()[0] if str(err).strip() else repr(err)
+        return False, f"torch ops (building the C kernels failed: {why})"
+    return library, f"C kernels ({Path(compiler).name}, {path})"
 
 
 def _built_path(folder: Path, compiler: str) -> Path:

@@ -39,7 +39,10 @@ class Buffers:
         """An uninitialised contiguous tensor of `shape` in the buffer `name`."""
         size = math.prod(shape)
         flat = self._flat.get(name)
-        if flat is None or flat.dtype != dtype or flat.device != device or flat.numel() < size:
+        if (flat is None or flat.dtype != dtype or flat.device != device or flat.numel() < size
+                or (flat.is_inference() and not torch.is_inference_mode_enabled())):
+            # a buffer made under torch.inference_mode (e.g. in vLLM's sampler) cannot be
+            # written outside it
             flat = self._flat[name] = torch.empty(size, dtype=dtype, device=device)
         return flat[:size].view(shape)
 

@@ -20,8 +20,8 @@ from typing import Optional
 
 from toolkit import methods
 from toolkit.core.errors import ConfigError, check_choice, check_range
-from toolkit.core.options import chat_template_setting
 from toolkit.io.jsonl import BAD_ROW_POLICIES
+from toolkit.methods.options import chat_template_setting
 
 TASKS = ("truthfulqa", "factor", "gsm8k", "strategyqa", "repetition", "arithmetic")
 SWEEP_TASKS = ("gsm8k", "arithmetic")

@@ -1,7 +1,7 @@
 """Generation tasks: GSM8K-format and StrategyQA-style accuracy, and repetition of replies.
 
 Each mode is a `DecodingConfig` derived from the recipe's `decoding` section by
-`toolkit.core.options.mode_decoding`: greedy (every method off), one mode per registered method
+`toolkit.methods.options.mode_decoding`: greedy (every method off), one mode per registered method
 (plugins included; sampling ones with a fixed seed) and composed (SLED +
 top-n-sigma + adaptive temperature, sampling). Prompts follow `eval.chat_template` (a user
 turn of the model's chat template by default, when it has one), are left padded and generated
@@ -13,12 +13,12 @@ from __future__ import annotations
 from typing import Any
 
 from toolkit.core import answers
-from toolkit.core.options import DecodingConfig, mode_decoding
 from toolkit.eval.data import BadRows, parse_rows
 from toolkit.eval.repetition import repetition_metrics
 from toolkit.graft.batching import generate_replies
 from toolkit.graft.prompting import CHAT
 from toolkit.io.jsonl import read_objects
+from toolkit.methods.options import DecodingConfig, mode_decoding
 
 METRICS = {"gsm8k": ("accuracy",), "strategyqa": ("accuracy",), "repetition": ()}
 

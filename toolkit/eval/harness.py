@@ -45,10 +45,10 @@ from lm_eval.models.huggingface import HFLM, stop_sequences_criteria
 
 from toolkit import methods
 from toolkit.core.errors import ConfigError, ToolkitError
-from toolkit.core.options import DecodingConfig, with_overrides
 from toolkit.eval import harness_prefix
 from toolkit.graft.augmented import AugmentedModel
 from toolkit.io.layout import CONFIG_FILE
+from toolkit.methods.options import DecodingConfig, with_overrides
 
 NAME = "surgery"
 

@@ -13,13 +13,13 @@ from typing import Any
 
 from toolkit import methods
 from toolkit.core.errors import ConfigError
-from toolkit.core.options import DecodingConfig, apply_preset, mode_decoding
 from toolkit.eval import factor, generation, truthfulqa
 from toolkit.eval.config import SCORING_TASKS, EvalConfig
 from toolkit.eval.data import BadRows
 from toolkit.eval.report import FILES, KEY, write_report
 from toolkit.eval.scoring import score_pairs
 from toolkit.io import reports
+from toolkit.methods.options import DecodingConfig, apply_preset, mode_decoding
 
 SCORING = {"truthfulqa": truthfulqa, "factor": factor}
 

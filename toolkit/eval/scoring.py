@@ -28,8 +28,8 @@ from tqdm.auto import tqdm
 
 from toolkit import methods
 from toolkit.core.errors import DataError
-from toolkit.core.options import DecodingConfig
 from toolkit.graft.kv_cache import cache_kwargs, new_cache
+from toolkit.methods.options import DecodingConfig
 
 
 def encode_pair(tokenizer: Any, prompt: str, continuation: str) -> tuple[list[int], int]:

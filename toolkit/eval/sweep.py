@@ -1,7 +1,9 @@
 """Accuracy vs temperature for several truncation samplers (top-n-sigma's central claim).
 
 `run_sweep(am, config)`: for every temperature of `eval.temperatures` and every sampler of
-`SAMPLERS` (plain sampling, top-p 0.9, min-p 0.1, top-n-sigma n=1), `eval.sweep_samples`
+`SAMPLERS` (plain sampling, top-p 0.9, min-p 0.1, top-n-sigma n=1, p-less, and EDT, whose
+largest temperature t0 is the cell's temperature, theta the recipe's `decoding.edt.theta`),
+`eval.sweep_samples`
 replies per question, drawn with the seeds `decoding.seed + k` (the same for every cell), are
 scored by exact match of their final number. Writes `sweep.json`, `sweep.md` (the table) and
 `sweep.png` (accuracy vs temperature, one line per sampler; when matplotlib is importable) to
@@ -22,9 +24,9 @@ import torch
 from tqdm.auto import tqdm
 
 from toolkit.core.answers import exact_match
-from toolkit.core.options import DecodingConfig, pinned, with_overrides
 from toolkit.graft.prompting import CHAT, encode
 from toolkit.io import reports
+from toolkit.methods.options import DecodingConfig, pinned, with_overrides
 
 # name -> (decoding overrides, transformers generate() keywords)
 SAMPLERS = {
@@ -32,6 +34,8 @@ SAMPLERS = {
     "top-p 0.9": ({"top_p": 0.9}, {}),
     "min-p 0.1": ({}, {"min_p": 0.1}),
     "top-n-sigma n=1": ({"top_n_sigma": {"enabled": True, "n": 1.0}}, {}),
+    "p-less": ({"p_less": True}, {}),
+    "EDT": ({"edt": {}}, {}),  # the cell's temperature becomes EDT's t0 (`_decoding`)
 }
 
 
@@ -55,14 +59,18 @@ def questions(am: Any, config: Any) -> list[dict[str, Any]]:
 
 
 def _decoding(base: DecodingConfig, overrides: dict, temperature: float, seed: int):
+    if "edt" in overrides:  # EDT sets each step's temperature, at most t0
+        overrides = {**overrides, "edt": {**overrides["edt"], "t0": temperature}}
     return pinned(with_overrides(base, do_sample=True, temperature=temperature, seed=seed,
                                  sled=False, dola=False, adaptive_temperature=False,
                                  **overrides))
 
 
 @torch.no_grad()
-def _accuracy(am: Any, items: list[dict], decoding: DecodingConfig, hf: dict,
-              batch_size: int) -> float:
+def accuracy(am: Any, items: list[dict], decoding: DecodingConfig, hf: dict,
+             batch_size: int) -> float:
+    """Exact match of one reply per item ({prompt, answer}) under `decoding` and the
+    transformers generate() keywords `hf`."""
     tok = am.tokenizer
     correct = 0.0
     for start in range(0, len(items), batch_size):
@@ -82,13 +90,13 @@ def run_sweep(am: Any, config: Any, base: DecodingConfig) -> dict[str, Any]:
     cells = [(s, t) for s in SAMPLERS for t in config.temperatures]
     for sampler, temperature in tqdm(cells, desc="sweep", disable=not config.progress):
         overrides, hf = SAMPLERS[sampler]
-        accs = [_accuracy(am, items, _decoding(base, overrides, temperature, seed0 + k), hf,
+        accs = [accuracy(am, items, _decoding(base, overrides, temperature, seed0 + k), hf,
                           config.batch_size) for k in range(config.sweep_samples)]
         table.setdefault(sampler, {})[f"{temperature:g}"] = sum(accs) / len(accs)
     greedy = pinned(with_overrides(base, do_sample=False, sled=False, dola=False,
                                    adaptive_temperature=False, top_n_sigma=False))
     result = {"task": config.task, "questions": len(items), "samples": config.sweep_samples,
-              "greedy_accuracy": _accuracy(am, items, greedy, {}, config.batch_size),
+              "greedy_accuracy": accuracy(am, items, greedy, {}, config.batch_size),
               "seeds": [seed0 + k for k in range(config.sweep_samples)],
               "max_new_tokens": base.max_new_tokens, "temperatures": list(config.temperatures),
               "accuracy": table}

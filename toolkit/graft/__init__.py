@@ -8,7 +8,7 @@ from importlib import import_module
 
 _EXPORTS = {
     "AugmentedModel": "augmented", "REFUSED": "families", "ModelParts": "families",
-    "resolve": "families", "AdaptiveDecoderHead": "head", "candidate_layers": "layers",
+    "model_parts": "families", "AdaptiveDecoderHead": "head", "candidate_layers": "layers",
     "SledLogitsProcessor": "processors", "TopNSigmaLogitsProcessor": "processors",
     "AugmentedOutput": "records", "EarlyExitTap": "tap",
 }

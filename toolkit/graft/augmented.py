@@ -1,9 +1,8 @@
 """AugmentedModel: a frozen Hugging Face causal LM with an early-exit tap and an adaptive head.
 
 Generation runs through the base model's own `generate()` (KV cache, left padding, stopping
-criteria, streamers) with a `LogitsProcessorList` built here in the composition order:
-the "logits"-stage method of `toolkit.methods` (SLED, DoLa, ...) on the raw logits -> repetition penalty -> temperature (fixed or adaptive) ->
-top-n-sigma -> top-k -> top-p -> sample (or argmax when do_sample is off).
+criteria, streamers) with the LogitsProcessors of the call's decoding plan, in its order
+(`toolkit.methods.plan`, made into processors by `toolkit.graft.composition.compose`).
 transformers' own temperature/top-k/top-p/repetition warpers are switched off so they neither
 run twice nor change that order.
 """
@@ -11,48 +10,26 @@ run twice nor change that order.
 from __future__ import annotations
 
 import contextlib
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import torch
-from transformers import (
-    LogitsProcessorList,
-    PreTrainedModel,
-    TemperatureLogitsWarper,
-    TopKLogitsWarper,
-    TopPLogitsWarper,
-)
+from transformers import LogitsProcessorList, PreTrainedModel
 
 from toolkit import methods
 from toolkit.core.errors import CheckpointError, DataError
-from toolkit.core.options import DecodingConfig, GraftConfig
 from toolkit.graft import checkpoint, hf_generate, probe, prompting
-from toolkit.graft.families import resolve
+from toolkit.graft.composition import Composed, compose
+from toolkit.graft.families import model_parts
 from toolkit.graft.head import AdaptiveDecoderHead
-from toolkit.graft.layers import candidate_layers
-from toolkit.graft.processors import (
-    AdaptiveTemperatureLogitsProcessor,
-    EarlyExitLogitsProcessor,
-    FilterLogitsProcessor,
-    FiniteLogitsCheck,
-    PromptAwareRepetitionPenalty,
-    TemperatureLogitsProcessor,
-)
+from toolkit.graft.processors import FiniteLogitsCheck
 from toolkit.graft.records import AugmentedOutput, reply_mask, stack_steps
 from toolkit.graft.tap import EarlyExitTap
-from toolkit.sources import hub
-
-
-@dataclass
-class _Plan:
-    """The processors of one generate() call and the tap they read (None: no hooks at all)."""
-
-    processors: LogitsProcessorList = field(default_factory=LogitsProcessorList)
-    tap: EarlyExitTap | None = None
-    recorders: dict[str, EarlyExitLogitsProcessor] = field(default_factory=dict)
-    layers: list[int] | None = None
-    adaptive: AdaptiveTemperatureLogitsProcessor | None = None
+from toolkit.methods.options import DecodingConfig, GraftConfig
+from toolkit.methods.plan import plan
+from toolkit.sources import hub, references
+from toolkit.sources.base import load_base
 
 
 class AugmentedModel:
@@ -66,7 +43,7 @@ class AugmentedModel:
         # The prompt convention the head was trained with ("chat" / "raw"; None: unknown).
         self.prompt_format = prompt_format
         self.decoding = decoding or DecodingConfig()
-        self.parts = resolve(base)
+        self.parts = model_parts(base)
         self.tap = EarlyExitTap(base, layers=graft_config.layers,
                                 early_exit_norm=graft_config.early_exit_norm)
         probe.check_tap(base)
@@ -74,7 +51,7 @@ class AugmentedModel:
         self.graft_config = replace(graft_config, early_exit_norm=self.tap.early_exit_norm)
         d_model = base.config.get_text_config().hidden_size
         self.head = AdaptiveDecoderHead(d_model, graft_config.head).to(self.head_device)
-        self.base_reference = (checkpoint.base_reference(base) if base_reference is None
+        self.base_reference = (references.model_source(base) if base_reference is None
                                else base_reference)
 
     @classmethod
@@ -96,11 +73,11 @@ class AugmentedModel:
             The AugmentedModel (base frozen, head on lm_head's device).
         """
         if isinstance(base, (str, Path)):
-            reference = checkpoint.reference_of(str(base))
-            base, loaded_tokenizer = checkpoint.load_base(base, device_map, dtype)
+            reference = references.absolute_source(str(base))
+            base, loaded_tokenizer = load_base(base, device_map, dtype)
             tokenizer = tokenizer or loaded_tokenizer
         else:
-            reference = checkpoint.base_reference(base)
+            reference = references.model_source(base)
         return cls(base, config or GraftConfig(), tokenizer, base_reference=reference)
 
     @property
@@ -130,7 +107,7 @@ class AugmentedModel:
             return_records: return an `AugmentedOutput` with per-step records (rows that
                 finished early keep being recorded; see its `reply_mask`).
             **kwargs: our decoding options (`sled=True`, `top_n_sigma=1.5`, `seed=0`, ...),
-                applied over `decoding` by `toolkit.core.options.with_overrides`; every other
+                applied over `decoding` by `toolkit.methods.options.with_overrides`; every other
                 keyword that transformers' `generate()` or `GenerationConfig` accepts
                 (eos_token_id, pad_token_id, min_new_tokens, stop_strings,
                 num_return_sequences, min_p, generation_config, streamer, stopping_criteria,
@@ -150,8 +127,8 @@ class AugmentedModel:
             ConfigError: unknown or invalid options, or options this model cannot run.
         """
         overrides, hf = hf_generate.split(kwargs)
-        options = hf_generate.resolve(decoding or self.decoding, overrides, hf,
-                                      self.base.generation_config)
+        options = hf_generate.effective_options(decoding or self.decoding, overrides, hf,
+                                                self.base.generation_config)
         self.check_decoding(options)
         hf_generate.check(options, hf)
         device = self.base.device
@@ -160,17 +137,20 @@ class AugmentedModel:
             attention_mask = torch.ones_like(input_ids)
         attention_mask = attention_mask.to(device)
         input_ids, attention_mask = prompting.left_aligned(input_ids, attention_mask)
-        _check_rows(attention_mask)
-        self._check_positions(input_ids.shape[1], options.max_new_tokens)
+        prompting.check_rows(attention_mask)
+        prompting.check_room(input_ids.shape[1], options.max_new_tokens, self.max_positions)
         self.head.to(self.head_device)
-        plan = self._plan(options, attention_mask, return_records)
-        processors = LogitsProcessorList([*plan.processors, *(hf.pop("logits_processor", None)
-                                                              or [])])
+        composed = compose(plan(options), self.tap.for_layers, head=self.head,
+                           per_token=self.graft_config.head.level == "token",
+                           attention_mask=attention_mask, record=return_records, seed=options.seed)
+        processors = LogitsProcessorList([FiniteLogitsCheck(), *composed.processors(),
+                                          *(hf.pop("logits_processor", None) or [])])
         gen_kwargs = hf_generate.kwargs_for(options, hf, self.base.generation_config,
                                             self.tokenizer, explicit=overrides)
         if options.seed is not None:
             torch.manual_seed(options.seed)
-        capture = plan.tap.capture(last_only=True) if plan.tap else contextlib.nullcontext()
+        capture = (composed.tap.capture(last_only=True) if composed.tap
+                   else contextlib.nullcontext())
         with torch.no_grad(), capture:
             output = self.base.generate(input_ids, attention_mask=attention_mask,
                                         logits_processor=processors, **gen_kwargs)
@@ -178,7 +158,7 @@ class AugmentedModel:
             return output
         sequences = output if isinstance(output, torch.Tensor) else output.sequences
         eos = hf_generate.eos_ids(hf, self.base.generation_config, self.tokenizer)
-        records = self._records(sequences, input_ids.shape[1], plan, eos)
+        records = self._records(sequences, input_ids.shape[1], composed, eos)
         if not isinstance(output, torch.Tensor):
             records.generate_output = output
         return records
@@ -207,15 +187,6 @@ class AugmentedModel:
             raise DataError("the AugmentedModel has no tokenizer; pass tokenizer= when grafting")
         return prompting.convention(self.tokenizer, chat_template, self.prompt_format)
 
-    def _check_positions(self, prompt_length: int, max_new_tokens: int) -> None:
-        limit = self.max_positions
-        if limit and prompt_length + max_new_tokens > limit:
-            raise DataError(
-                f"the prompt batch is {prompt_length} tokens wide; with max_new_tokens="
-                f"{max_new_tokens} that passes the model's {limit} positions: shorten the "
-                "prompts or lower max_new_tokens"
-            )
-
     def check_decoding(self, options: DecodingConfig) -> None:
         """Raise ConfigError when an enabled method's options do not fit this model (e.g.
         SLED's evolution_scale above the vocabulary); generate and eval both call it."""
@@ -223,76 +194,19 @@ class AugmentedModel:
             if method.check is not None:
                 method.check(options.method(method.name), self.vocab_size)
 
-    def _plan(self, options: DecodingConfig, attention_mask: torch.Tensor,
-              record: bool) -> _Plan:
-        plan = _Plan()
-        plan.processors.append(FiniteLogitsCheck())
-        active = methods.active(options)
-        for method in (m for m in active if m.stage == "logits"):
-            method_options = options.method(method.name)
-            layers = getattr(method_options, method.layers_key) if method.layers_key else None
-            plan.tap = self._tap_for(layers)
-            processor = EarlyExitLogitsProcessor(plan.tap, method, method_options, record=record)
-            plan.recorders[method.name] = processor
-            plan.layers = processor.layers
-            plan.processors.append(processor)
-        if options.repetition_penalty != 1.0:
-            padding = (attention_mask != 0).int().argmax(dim=1)
-            plan.processors.append(PromptAwareRepetitionPenalty(
-                options.repetition_penalty, prompt_ignore_length=padding))
-        self._add_temperature(plan, options)
-        if options.do_sample:
-            for method in (m for m in active if m.stage == "filter"):
-                plan.processors.append(FilterLogitsProcessor(method, options.method(method.name)))
-            if options.top_k:
-                plan.processors.append(TopKLogitsWarper(options.top_k))
-            if options.top_p < 1.0:
-                plan.processors.append(TopPLogitsWarper(options.top_p))
-        return plan
-
-    def _add_temperature(self, plan: _Plan, options: DecodingConfig) -> None:
-        adaptive = options.adaptive_temperature
-        if adaptive.enabled:
-            plan.tap = plan.tap or self._tap_for(None, final_only=True)
-            generator = None
-            if options.seed is not None and adaptive.choice == "sample":
-                generator = torch.Generator(device=self.head_device).manual_seed(options.seed)
-            plan.adaptive = AdaptiveTemperatureLogitsProcessor(
-                plan.tap, self.head, per_token=self.graft_config.head.level == "token",
-                sample=adaptive.choice == "sample", generator=generator)
-            plan.processors.append(plan.adaptive)
-        elif options.do_sample and options.temperature == 0.0:
-            plan.processors.append(TemperatureLogitsProcessor(0.0))
-        elif options.do_sample and options.temperature != 1.0:
-            plan.processors.append(TemperatureLogitsWarper(options.temperature))
-
-    def _tap_for(self, layers: Any, final_only: bool = False) -> EarlyExitTap:
-        """The graft's tap, or one that hooks only what this call needs: the final norm alone
-        (layer L) for the adaptive head, or the method's own candidate layers."""
-        if final_only:
-            layers = [self.parts.num_layers]
-        elif layers is None:
-            return self.tap
-        wanted = candidate_layers(layers, self.parts.num_layers, self.parts.tied)
-        if wanted == self.tap.candidate_layers:
-            return self.tap
-        return EarlyExitTap(self.base, layers=wanted,
-                            early_exit_norm=self.graft_config.early_exit_norm)
-
-    def _records(self, sequences: torch.Tensor, prompt_length: int, plan: _Plan,
+    def _records(self, sequences: torch.Tensor, prompt_length: int, composed: Composed,
                  eos: list[int]) -> AugmentedOutput:
         replies = sequences[:, prompt_length:]
         steps = replies.shape[1]
         out = AugmentedOutput(sequences=sequences, reply_mask=reply_mask(replies, eos))
-        if plan.adaptive is not None:
-            index = stack_steps(plan.adaptive.records, steps)
+        if composed.adaptive is not None:
+            index = stack_steps(composed.adaptive.records, steps)
             out.set_record(methods.get("adaptive_temperature").record_field, index)
             out.temperature = self.head.temperatures[index].float()
-        for name, processor in plan.recorders.items():
-            field_name = methods.get(name).record_field
-            if field_name is not None and processor.records:
-                out.set_record(field_name, stack_steps(processor.records, steps))
-        out.layers = plan.layers
+        early_exit = composed.early_exit
+        if early_exit is not None and early_exit.method.record_field and early_exit.records:
+            out.set_record(early_exit.method.record_field, stack_steps(early_exit.records, steps))
+        out.layers = composed.layers
         return out
 
     @torch.no_grad()
@@ -367,15 +281,15 @@ class AugmentedModel:
                                   "base=base)")
         else:
             base = base_or_directory
-        ckpt = checkpoint.read(hub.resolve(directory))
+        ckpt = checkpoint.read(hub.local_dir(directory))
         base_tokenizer = None
         if base is None or isinstance(base, (str, Path)):
             source = ckpt.base_path if base is None else str(base)
             owner = ckpt.directory if base is None else None
-            base, base_tokenizer = checkpoint.load_base(source, device_map, dtype, owner=owner)
-            reference = checkpoint.reference_of(source)
+            base, base_tokenizer = load_base(source, device_map, dtype, owner=owner)
+            reference = references.absolute_source(source)
         else:
-            reference = checkpoint.base_reference(base)
+            reference = references.model_source(base)
         checkpoint.check_fingerprint(ckpt, base, reference or "the given base model")
         tokenizer = (checkpoint.load_tokenizer(ckpt.directory, base.config) if ckpt.has_tokenizer
                      else base_tokenizer)
@@ -383,13 +297,3 @@ class AugmentedModel:
                     prompt_format=ckpt.prompt_format)
         checkpoint.load_head(model.head, ckpt)
         return model
-
-
-def _check_rows(attention_mask: torch.Tensor) -> None:
-    """Every row needs at least one prompt token (an empty prompt would decode from padding)."""
-    empty = (attention_mask.sum(-1) == 0).nonzero().flatten().tolist()
-    if attention_mask.shape[-1] == 0 or empty:
-        raise DataError(
-            f"prompt row(s) {empty or 'all'} of the batch are empty (no tokens); give every "
-            "prompt some text"
-        )

@@ -4,11 +4,9 @@ Layout of a checkpoint directory:
 - `head.safetensors`: the head's weights only, metadata: toolkit version.
 - `augment_config.json`: format version, graft config (the head's size, temperature grid and
   level live only here), default decoding config, `prompt_format` (the prompt convention the
-  head was trained with: "chat" or "raw"; absent when not known), base reference
-  ("preset:NAME" for a model preset, "hub:ORG/NAME" for a Hub id, "path:RELATIVE" for a
-  directory, relative to the checkpoint so the two can move together, or "self"), a
-  fingerprint of the base's config and a sample of
-  its weights, the sha256 of every other file of the checkpoint, toolkit version. It is written
+  head was trained with: "chat" or "raw"; absent when not known), the base reference
+  (`toolkit.sources.references`: "preset:NAME", "hub:ORG/NAME", "path:RELATIVE" or "self"), a
+  fingerprint of the base's config and a sample of its weights, the sha256 of every other file of the checkpoint, toolkit version. It is written
   last and checked on load (see `toolkit.graft.integrity`).
 - `config.json`: not a model config; its `model_type` tells `AutoModelForCausalLM.from_pretrained`
   (which reads it first, and fails on the unknown type) to use `AugmentedModel.from_pretrained`.
@@ -26,11 +24,8 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import functools
 import hashlib
 import json
-import os
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -38,11 +33,10 @@ from typing import Any
 import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
-from transformers import AutoModelForCausalLM, AutoTokenizer
+from transformers import AutoTokenizer
 
 from toolkit import __version__
-from toolkit.core.errors import CheckpointError, reason
-from toolkit.core.options import DecodingConfig, GraftConfig
+from toolkit.core.errors import CheckpointError
 from toolkit.graft import custom_generate, integrity
 from toolkit.io import atomic
 from toolkit.io.files import public_tree, target_named
@@ -52,12 +46,11 @@ from toolkit.io.layout import (
     HEAD_FILE,
     check_target,
     is_complete,
-    refuse_pickles,
 )
-from toolkit.sources import hub
+from toolkit.methods.options import DecodingConfig, GraftConfig
+from toolkit.sources.base import has_tokenizer
+from toolkit.sources.references import SELF, read_reference, write_reference
 
-SELF = "self"
-PRESET, HUB, PATH = "preset:", "hub:", "path:"
 POINTER = {"model_type": "model-surgery checkpoint: load it with "
                          "toolkit.AugmentedModel.from_pretrained(this folder), not "
                          "AutoModelForCausalLM"}
@@ -89,14 +82,6 @@ def _config_value(config, key: str) -> Any:
         return None
 
 
-def base_reference(model) -> str:
-    """Where a base model can be loaded from: its absolute local path, else its Hub id."""
-    name = getattr(model, "name_or_path", "") or ""
-    if name and Path(name).is_dir():
-        return str(Path(name).resolve())
-    return name
-
-
 @dataclass
 class Checkpoint:
     """A checkpoint's parsed files; `head_state` is checked against the head by `load_head`."""
@@ -109,7 +94,7 @@ class Checkpoint:
 
     @property
     def base_path(self) -> str:
-        return resolve_reference(self.config["base"], self.directory)
+        return read_reference(self.config["base"], self.directory)
 
     @property
     def has_tokenizer(self) -> bool:
@@ -122,45 +107,10 @@ class Checkpoint:
         return self.config.get("prompt_format")
 
 
-def stored_reference(reference: str, target: Path) -> str:
-    """How a checkpoint in `target` refers to its base (see the module docstring)."""
-    if reference == SELF:
-        return SELF
-    if hub.is_hub_id(reference):
-        return HUB + reference
-    from toolkit.sources.presets import preset_at
-
-    name = preset_at(reference)
-    return PRESET + name if name else PATH + os.path.relpath(Path(reference).resolve(), target)
-
-
-def resolve_reference(reference: str, directory: Path, prepare: bool = True) -> str:
-    """Where the base of the checkpoint in `directory` is: a directory or a Hub id. A preset
-    is prepared into the cache when missing (`prepare`), else its cache path is returned."""
-    if reference == SELF:
-        return str(directory / BASE_DIR)
-    if reference.startswith(PRESET):
-        from toolkit.sources.presets import cache_dir, prepare_preset
-
-        name = reference.removeprefix(PRESET)
-        say = functools.partial(print, file=sys.stderr)  # stdout carries the replies
-        return str(prepare_preset(name, say=say) if prepare else cache_dir() / name)
-    if reference.startswith(HUB):
-        return reference.removeprefix(HUB)
-    if reference.startswith(PATH):
-        return str((directory / reference.removeprefix(PATH)).resolve())
-    return reference  # formats 1-2: an absolute path or a Hub id
-
-
 def load_tokenizer(directory, config):
     """The tokenizer saved in a checkpoint, told the base's config (the checkpoint's own
     config.json is the pointer, not a model config)."""
     return AutoTokenizer.from_pretrained(str(directory), config=config)
-
-
-def has_tokenizer(directory) -> bool:
-    """Whether tokenizer files were saved in `directory`."""
-    return any(Path(directory, f).is_file() for f in ("tokenizer.json", "tokenizer_config.json"))
 
 
 def save(directory, *, base, base_reference: str, head, tokenizer, graft_config, decoding,
@@ -183,7 +133,7 @@ def save(directory, *, base, base_reference: str, head, tokenizer, graft_config,
         "toolkit_version": __version__,
         "graft": dataclasses.asdict(graft_config),
         "decoding": dataclasses.asdict(decoding),
-        "base": stored_reference(reference, target),
+        "base": write_reference(reference, target),
         "base_fingerprint": fingerprint(base.config),
         "weight_fingerprint": integrity.weight_sample(base),
     }
@@ -300,41 +250,3 @@ def load_head(head, checkpoint: Checkpoint) -> None:
             f"{CONFIG_FILE} does not match the weights, save the checkpoint again"
         )
     head.load_state_dict(state, strict=True)
-
-
-def reference_of(source: str) -> str:
-    """The absolute path of a local directory; anything else (a Hub id) as given."""
-    return str(Path(source).resolve()) if Path(source).is_dir() else source
-
-
-def load_base(source, device_map=None, dtype=None, owner: Path | None = None):
-    """Load a base model, and its tokenizer if one is saved beside it, from a directory or a
-    Hub id (`org/name`, fetched through huggingface_hub; see `toolkit.sources.hub`)."""
-    source = str(source)
-    hub_id = source if hub.is_hub_id(source) else None
-    if hub_id:
-        source = str(hub.resolve(hub_id))
-    if not hub_id and not Path(source).is_dir():
-        prefix = f"checkpoint {owner} refers to a base model at {source}, but " if owner else ""
-        raise CheckpointError(
-            f"{prefix}no model directory exists at {Path(source).resolve()}; check the path, pass "
-            "base=... to from_pretrained, or save with self_contained=True so the checkpoint "
-            "carries its base"
-        )
-    refuse_pickles(Path(source))
-    kwargs = {"use_safetensors": True}  # never a pickle (pytorch_model.bin) file
-    if device_map is not None:
-        kwargs["device_map"] = device_map
-    if dtype is not None:
-        kwargs["dtype"] = dtype
-    try:
-        model = AutoModelForCausalLM.from_pretrained(source, **kwargs)
-    except (OSError, ValueError, RuntimeError, SafetensorError) as err:
-        raise CheckpointError(
-            f"cannot load the base model from {source} ({reason(err)}); its files are missing or "
-            "corrupted: restore them, or save the checkpoint again"
-        ) from err
-    tokenizer = AutoTokenizer.from_pretrained(source) if has_tokenizer(source) else None
-    if hub_id:  # as from_pretrained(hub_id) names it, so checkpoints refer to the Hub id
-        model.name_or_path = model.config._name_or_path = hub_id
-    return model.eval(), tokenizer

@@ -1,6 +1,6 @@
 """Every logits- and filter-stage method of the registry (SLED, DoLa, contrastive decoding,
-top-n-sigma, typical sampling, and registered plugins) for a plain transformers model, through transformers 5's
-`generate(custom_generate=...)` hook; no AugmentedModel needed.
+top-n-sigma, typical sampling, and registered plugins) for a plain transformers model, through
+transformers 5's `generate(custom_generate=...)` hook; no AugmentedModel needed.
 
 A callable (transformers prepares inputs, cache and stopping criteria, then calls it):
 
@@ -11,8 +11,7 @@ A callable (transformers prepares inputs, cache and stopping criteria, then call
 
 Or a local folder: `write_folder(directory, graft, decoding)` writes
 `directory/custom_generate/generate.py` (every `AugmentedModel.save_pretrained` checkpoint
-carries one). transformers executes that file, so it needs `trust_remote_code=True`
-(transformers refuses a local folder without it):
+carries one). transformers executes that file, so only with `trust_remote_code=True`:
 
     model.generate(ids, custom_generate="checkpoints/run", trust_remote_code=True)
 
@@ -23,14 +22,15 @@ runs a copy of it from its module cache: the tokens equal
 repetition penalty counts left padding, ours does not). Method keywords (`sled=False`,
 `dola={...}`) and transformers' own override the saved values.
 
-Order (docs/methods.md section 7): SLED or DoLa run after transformers' constraint processors
-(and any `logits_processor` given), before its repetition penalty and its warpers; top-n-sigma runs right after its
-temperature, before top-k / top-p / min-p. The adaptive head needs the grafted head: use
-`AugmentedModel.generate` for it.
+Order: the call's plan (`toolkit.methods.plan`, processors from `composition.compose`), with
+transformers' own penalty, temperature, top-k and top-p: the logits step after its constraint
+processors (and any `logits_processor` given), the filters right after its temperature. The
+adaptive head needs the grafted head (`AugmentedModel.generate`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
 import json
@@ -50,12 +50,13 @@ from transformers import (
 
 from toolkit import methods
 from toolkit.core.errors import CheckpointError, ConfigError
-from toolkit.core.options import DecodingConfig, GraftConfig, with_overrides
 from toolkit.graft import integrity
-from toolkit.graft.processors import EarlyExitLogitsProcessor, FilterLogitsProcessor
+from toolkit.graft.composition import compose
 from toolkit.graft.tap import EarlyExitTap
 from toolkit.io.files import sha256_file
 from toolkit.io.layout import CONFIG_FILE
+from toolkit.methods.options import DecodingConfig, GraftConfig, with_overrides
+from toolkit.methods.plan import plan
 
 FOLDER = "custom_generate"
 _WARPER_NAMES = ("TemperatureLogitsWarper", "TopHLogitsWarper", "TopKLogitsWarper",
@@ -99,8 +100,9 @@ _SAVED_SETTINGS = ("do_sample", "temperature", "top_k", "top_p", "repetition_pen
 
 def plain_methods() -> tuple[str, ...]:
     """The registered methods a plain transformers model can decode with: every logits- and
-    filter-stage method (the temperature stage needs the grafted head)."""
-    return tuple(m.name for m in methods.all_methods() if m.stage in ("logits", "filter"))
+    filter-stage method, and the temperature-stage ones that need no head (EDT)."""
+    return tuple(m.name for m in methods.all_methods()
+                 if m.stage in ("logits", "filter") or (m.stage == "temperature" and m.logits))
 
 
 def decoder(early_exit_norm: bool | None = None, streamer=None, layers: Any = "all",
@@ -133,8 +135,6 @@ def decoder(early_exit_norm: bool | None = None, streamer=None, layers: Any = "a
     bound_streamer = streamer
     options = with_overrides(None, **method_options)
     active = methods.active(options)
-    early = [m for m in active if m.stage == "logits"]
-    filters = [m for m in active if m.stage == "filter"]
 
     def decode(model, input_ids, logits_processor, stopping_criteria, generation_config,
                synced_gpus=False, streamer=None, **model_kwargs):
@@ -144,42 +144,43 @@ def decoder(early_exit_norm: bool | None = None, streamer=None, layers: Any = "a
                 f"{', '.join(m.name for m in active)} in custom_generate; use num_beams=1 "
                 "(greedy or sampling)"
             )
-        ours, tap = [], None
-        for method in early:
-            method_options = options.method(method.name)
-            own = getattr(method_options, method.layers_key) if method.layers_key else None
-            tap = EarlyExitTap(model, layers=layers if own is None else own,
-                               early_exit_norm=early_exit_norm)
-            ours.append(EarlyExitLogitsProcessor(tap, method, method_options))
-        late = ([FilterLogitsProcessor(m, options.method(m.name)) for m in filters]
-                if generation_config.do_sample else [])
-        processors = _spliced(logits_processor, ours, late)
+
+        def tap_for(own: Any) -> EarlyExitTap:  # no head here, so never the final norm alone
+            return EarlyExitTap(model, layers=layers if own is None else own,
+                                early_exit_norm=early_exit_norm)
+
+        steps = plan(dataclasses.replace(options, do_sample=bool(generation_config.do_sample)))
+        composed = compose(steps, tap_for)
+        own = steps.temperature is not None and steps.temperature.method is not None
+        late = [*composed.temperature, *composed.filters] if own else composed.filters
+        processors = _spliced(logits_processor, composed.logits, late, own_temperature=own)
         if streamer is None and bound_streamer is not None:
             streamer = bound_streamer
             streamer.put(input_ids.cpu())  # what generate() does with a streamer it was given
-        run = GenerationMixin._sample
-        if tap is None:
-            return run(model, input_ids, processors, stopping_criteria, generation_config,
-                       synced_gpus, streamer, **model_kwargs)
-        with tap.capture(last_only=True):
-            return run(model, input_ids, processors, stopping_criteria, generation_config,
-                       synced_gpus, streamer, **model_kwargs)
+        capture = (composed.tap.capture(last_only=True) if composed.tap
+                   else contextlib.nullcontext())
+        with capture:
+            return GenerationMixin._sample(model, input_ids, processors, stopping_criteria,
+                                           generation_config, synced_gpus, streamer,
+                                           **model_kwargs)
 
     return decode
 
 
-def _spliced(prepared: LogitsProcessorList, first: list, after_temperature: list
-             ) -> LogitsProcessorList:
+def _spliced(prepared: LogitsProcessorList, first: list, after_temperature: list,
+             own_temperature: bool = False) -> LogitsProcessorList:
     """transformers' processors with ours inserted: `first` before its repetition penalty and
     its first warper, `after_temperature` right after its temperature warper (or in the same
-    place): the order of `AugmentedModel.generate`."""
+    place; in its stead with `own_temperature`, when ours sets the temperature): the order of
+    `AugmentedModel.generate`."""
     items = list(prepared)
     cut = next((i for i, p in enumerate(items) if isinstance(p, _WARPERS)), len(items))
     head, tail = items[:cut], items[cut:]
     penalty = [p for p in head if isinstance(p, RepetitionPenaltyLogitsProcessor)]
     head = [p for p in head if p not in penalty]
     temperature = tail[:1] if tail and isinstance(tail[0], TemperatureLogitsWarper) else []
-    return LogitsProcessorList(head + first + penalty + temperature + after_temperature
+    kept = [] if own_temperature else temperature
+    return LogitsProcessorList(head + first + penalty + kept + after_temperature
                                + tail[len(temperature):])
 
 

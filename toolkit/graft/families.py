@@ -1,10 +1,12 @@
 """Where a causal LM keeps the parts the tap needs, found by discovery rather than a closed table.
 
-`resolve(model)` finds the decoder through `model.get_decoder()`, its layer list and final norm
+`model_parts(model)` finds the decoder through `model.get_decoder()`, its layer list and final norm
 by a short list of attribute names, and the output head through `model.get_output_embeddings()`.
 What the model does between its last hidden state and its logits is read from the text config
 (`LOGIT_SCALES`, `SOFT_CAPS`); `EXCEPTIONS` holds the model types that spell one of those keys
-differently, `REFUSED` the ones whose logits discovery cannot reproduce. Embedding scales (Gemma's
+differently, `REFUSED` the ones whose logits discovery cannot reproduce, and
+`EARLY_EXIT_NORM_DEFAULTS` the ones whose early layers go through the final norm by default:
+the only per-model-type tables of the toolkit. Embedding scales (Gemma's
 sqrt(d)) need nothing: they are applied before decoder layer 0, where the tap reads
 `hidden_states[0]`. Whatever discovery finds is checked on a probe at graft time
 (`toolkit.graft.probe`), so a model computing its logits otherwise is refused, never decoded wrong.
@@ -52,6 +54,11 @@ REFUSED: dict[str, str] = {
     "modernbert-decoder": "its head is a prediction MLP (dense, activation, norm) before the "
                           "output embeddings, not one linear map",
 }
+# Model types whose early layers go through the final norm unless the user says otherwise
+# (`early_exit_norm=None`). Measured, docs/methods.md section 1: Gemma 3's residual stream grows
+# to norm ~33,000; without the norm its early logits reach ~33,000 and are dominated by a few
+# tokens ("..") that no final answer shares.
+EARLY_EXIT_NORM_DEFAULTS: dict[str, bool] = {"gemma3_text": True}
 
 
 @dataclass(frozen=True)
@@ -88,7 +95,12 @@ def refusal(model_type: str) -> str | None:
     return REFUSED.get(model_type)
 
 
-def resolve(model: nn.Module) -> ModelParts:
+def default_early_exit_norm(model_type: str) -> bool:
+    """Whether a model of `model_type` applies the final norm to early layers by default."""
+    return EARLY_EXIT_NORM_DEFAULTS.get(model_type, False)
+
+
+def model_parts(model: nn.Module) -> ModelParts:
     """Find decoder, layers, final norm, lm_head, logit transforms and tying of `model`."""
     model_type = model_type_of(model)
     where = f"model type {model_type!r} ({type(model).__name__})"

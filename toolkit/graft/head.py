@@ -6,7 +6,7 @@ import torch
 from torch import Tensor, nn
 
 from toolkit.core.errors import ConfigError
-from toolkit.core.options import HeadConfig
+from toolkit.methods.options import HeadConfig
 
 
 class AdaptiveDecoderHead(nn.Module):

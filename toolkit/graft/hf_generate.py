@@ -3,8 +3,8 @@
 `AugmentedModel.generate` takes both. Sampling settings (do_sample, temperature, top_k, top_p,
 repetition_penalty) come, first found wins, from: our keywords -> a passed `generation_config`
 -> the set (not None) fields of the DecodingConfig (recipe / checkpoint) -> the base model's
-`generation_config` -> transformers' global defaults (greedy; top_k 50 when sampling). `resolve`
-gives the DecodingConfig with all of them set; we apply temperature, top-k, top-p and the
+`generation_config` -> transformers' global defaults (greedy; top_k 50 when sampling).
+`effective_options` gives the DecodingConfig with all of them set; we apply temperature, top-k, top-p and the
 repetition penalty in our composition order (docs/methods.md section 7) and hand transformers
 one GenerationConfig (`kwargs_for`) with its own copies neutral. Every other keyword that
 transformers' `generate()` or `GenerationConfig` accepts (`eos_token_id`, `min_new_tokens`,
@@ -27,7 +27,12 @@ from transformers import GenerationConfig, GenerationMixin
 
 from toolkit import methods
 from toolkit.core.errors import ConfigError
-from toolkit.core.options import NEUTRAL, DecodingConfig, check_generation_settings, with_overrides
+from toolkit.methods.options import (
+    NEUTRAL,
+    DecodingConfig,
+    check_generation_settings,
+    with_overrides,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -75,8 +80,8 @@ def split(kwargs: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
     return ours, hf
 
 
-def resolve(decoding: DecodingConfig, overrides: dict[str, Any], hf: dict[str, Any],
-            model_config: GenerationConfig) -> DecodingConfig:
+def effective_options(decoding: DecodingConfig, overrides: dict[str, Any], hf: dict[str, Any],
+                      model_config: GenerationConfig) -> DecodingConfig:
     """`decoding` with `overrides` applied and every sampling setting set, by transformers'
     precedence (module doc); max_new_tokens from a passed generation_config unless given."""
     options = with_overrides(decoding, **overrides)

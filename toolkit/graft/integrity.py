@@ -24,10 +24,10 @@ import torch
 
 from toolkit import methods
 from toolkit.core.errors import CheckpointError, ToolkitError
-from toolkit.core.options import DecodingConfig, GraftConfig
 from toolkit.graft.prompting import CHAT, CONVENTIONS
 from toolkit.io.files import sha256_file
 from toolkit.io.layout import CONFIG_FILE
+from toolkit.methods.options import DecodingConfig, GraftConfig
 
 # 3: the base reference is "self", "preset:NAME", "hub:ID" or "path:RELATIVE" (to the
 # checkpoint); formats 1-2 stored an absolute path or a Hub id.

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from toolkit.core.errors import ConfigError, check_choice
-from toolkit.core.options import LAYER_BUCKETS
+from toolkit.methods.options import LAYER_BUCKETS
 
 
 def candidate_layers(spec: Any, num_layers: int, tied: bool, key: str = "layers") -> list[int]:

@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from toolkit.core.errors import UnsupportedArchitectureError
-from toolkit.graft.families import resolve
+from toolkit.graft.families import model_parts
 from toolkit.graft.tap import EarlyExitTap
 
 PROBE_TOKENS = 4
@@ -25,7 +25,7 @@ def check_tap(model: nn.Module) -> float:
     """Raise UnsupportedArchitectureError unless the tap at layer L reproduces `model`'s logits
     on a short probe and reads a (batch, tokens, hidden) state at every layer; return the max
     abs difference seen."""
-    parts = resolve(model)
+    parts = model_parts(model)
     # project() below gets the final-norm output itself: no second norm, whatever the default
     final_tap = EarlyExitTap(model, layers=list(range(parts.num_layers + 1)), early_exit_norm=False)
     weight = parts.lm_head.weight

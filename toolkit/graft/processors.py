@@ -23,9 +23,9 @@ from transformers import LogitsProcessor, RepetitionPenaltyLogitsProcessor
 
 from toolkit import methods
 from toolkit.core.errors import ConfigError, NonFiniteLogitsError
-from toolkit.core.options import SledOptions
 from toolkit.decoding import apply_temperature, top_n_sigma
 from toolkit.graft.layers import candidate_layers
+from toolkit.methods.options import SledOptions
 
 
 class FiniteLogitsCheck(LogitsProcessor):
@@ -103,7 +103,7 @@ class EarlyExitLogitsProcessor(LogitsProcessor):
         self.options = options
         self.record = record
         self.records: list[torch.Tensor] = []
-        layers = getattr(options, method.layers_key) if method.layers_key else None
+        layers = method.layers_of(options)
         if layers is not None:
             key = f"{method.name}.{method.layers_key}"
             wanted = candidate_layers(layers, tap.num_layers, tap.parts.tied, key=key)
@@ -136,7 +136,8 @@ class SledLogitsProcessor(EarlyExitLogitsProcessor):
 
 
 class FilterLogitsProcessor(LogitsProcessor):
-    """Runs a registered "filter"-stage method (e.g. top-n-sigma) on the warped logits."""
+    """Runs a registered "filter"-stage method (e.g. top-n-sigma) on the warped logits, or a
+    "temperature"-stage method that has a per-step function (EDT) in the temperature's place."""
 
     def __init__(self, method, options):
         self.method = method

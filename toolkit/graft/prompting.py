@@ -19,7 +19,7 @@ from jinja2 import TemplateError
 from transformers import BatchEncoding
 
 from toolkit.core.errors import ConfigError, DataError
-from toolkit.core.options import chat_template_setting
+from toolkit.methods.options import chat_template_setting
 
 CHAT, RAW = "chat", "raw"
 CONVENTIONS = (CHAT, RAW)
@@ -176,6 +176,27 @@ def left_aligned(input_ids: torch.Tensor,
         return input_ids, attention_mask
     index = (torch.arange(width, device=input_ids.device) - trailing[:, None]) % width
     return input_ids.gather(1, index), attention_mask.gather(1, index)
+
+
+def check_rows(attention_mask: torch.Tensor) -> None:
+    """Every row needs at least one prompt token (an empty prompt would decode from padding)."""
+    empty = (attention_mask.sum(-1) == 0).nonzero().flatten().tolist()
+    if attention_mask.shape[-1] == 0 or empty:
+        raise DataError(
+            f"prompt row(s) {empty or 'all'} of the batch are empty (no tokens); give every "
+            "prompt some text"
+        )
+
+
+def check_room(width: int, max_new_tokens: int, limit: int | None) -> None:
+    """A prompt batch `width` tokens wide leaves max_new_tokens within the model's `limit`
+    positions (None: no limit known)."""
+    if limit and width + max_new_tokens > limit:
+        raise DataError(
+            f"the prompt batch is {width} tokens wide; with max_new_tokens="
+            f"{max_new_tokens} that passes the model's {limit} positions: shorten the "
+            "prompts or lower max_new_tokens"
+        )
 
 
 def as_batch(prompts: Any) -> list[Any]:

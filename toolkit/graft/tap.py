@@ -19,19 +19,8 @@ from torch import Tensor, nn
 
 from toolkit.core.errors import ConfigError
 from toolkit.decoding.scratch import Buffers
-from toolkit.graft.families import ModelParts, resolve
+from toolkit.graft.families import ModelParts, default_early_exit_norm, model_parts
 from toolkit.graft.layers import candidate_layers
-
-# Model types whose early layers go through the final norm unless the user says otherwise
-# (`early_exit_norm=None`). Measured, docs/methods.md section 1: Gemma 3's residual stream grows
-# to norm ~33,000; without the norm its early logits reach ~33,000 and are dominated by a few
-# tokens ("..") that no final answer shares.
-EARLY_EXIT_NORM_DEFAULTS: dict[str, bool] = {"gemma3_text": True}
-
-
-def default_early_exit_norm(model_type: str) -> bool:
-    """Whether a model of `model_type` applies the final norm to early layers by default."""
-    return EARLY_EXIT_NORM_DEFAULTS.get(model_type, False)
 
 
 class EarlyExitTap:
@@ -40,12 +29,12 @@ class EarlyExitTap:
     `layers`: 'all' | 'low' | 'high' | list of indices in 0..L (see `candidate_layers`).
     `early_exit_norm`: apply the model's final norm to early layers before lm_head (the
     reference SLED/DoLa code does not; layer L is always normed, as the model itself does);
-    None: the model type's default (`EARLY_EXIT_NORM_DEFAULTS`, else False).
+    None: the model type's default (`families.EARLY_EXIT_NORM_DEFAULTS`, else False).
     """
 
     def __init__(self, model: nn.Module, layers: Any = "all", early_exit_norm: bool | None = None):
         self.model = model
-        self.parts: ModelParts = resolve(model)
+        self.parts: ModelParts = model_parts(model)
         self.early_exit_norm = (default_early_exit_norm(self.parts.model_type)
                                 if early_exit_norm is None else bool(early_exit_norm))
         self.candidate_layers: list[int] = candidate_layers(
@@ -60,6 +49,19 @@ class EarlyExitTap:
     @property
     def num_layers(self) -> int:
         return self.parts.num_layers
+
+    def for_layers(self, layers: Any = None, final_only: bool = False) -> EarlyExitTap:
+        """This tap, or one on the same model (and `early_exit_norm`) that hooks only what a
+        call needs: `layers`, a method's own candidate layers (None: this tap's), or with
+        `final_only` the final norm alone (layer L, the adaptive head's input)."""
+        if final_only:
+            layers = [self.num_layers]
+        elif layers is None:
+            return self
+        wanted = candidate_layers(layers, self.num_layers, self.parts.tied)
+        if wanted == self.candidate_layers:
+            return self
+        return EarlyExitTap(self.model, layers=wanted, early_exit_norm=self.early_exit_norm)
 
     @contextmanager
     def capture(self, last_only: bool = True) -> Iterator[EarlyExitTap]:

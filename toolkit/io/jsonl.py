@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 import os
 import warnings
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -73,14 +73,6 @@ def existing_file(path: str | Path, key: str = "") -> Path:
         fix = f"; set {key} to a local file" if key else ""
         raise DataError(f"data file {str(p)!r} does not exist{fix}")
     return p
-
-
-def jsonl_values(lines: Iterable[str], path: str | Path) -> Iterator[tuple[int, Any]]:
-    """(line number, parsed value) for each non-blank line; invalid JSON raises DataError."""
-    for lineno, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        yield lineno, _parse(line, path, lineno)
 
 
 def _parse(line: str, path: str | Path, lineno: int) -> Any:

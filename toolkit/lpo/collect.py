@@ -19,7 +19,6 @@ from typing import TYPE_CHECKING, BinaryIO, NamedTuple
 from tqdm.auto import tqdm
 
 from toolkit.core.errors import DataError
-from toolkit.core.options import AdaptiveOptions, DecodingConfig, pinned
 from toolkit.graft.prompting import left_pad, token_ids
 from toolkit.io import provenance
 from toolkit.io.files import exclusive
@@ -27,6 +26,7 @@ from toolkit.lpo import pairs
 from toolkit.lpo.cache import model_fingerprint
 from toolkit.lpo.config import CollectConfig
 from toolkit.lpo.rewards import Reward, build_reward
+from toolkit.methods.options import AdaptiveOptions, DecodingConfig, pinned
 
 if TYPE_CHECKING:
     from toolkit.graft.augmented import AugmentedModel

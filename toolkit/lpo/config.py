@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any, Optional
 
 from toolkit.core.errors import ConfigError, check_choice, check_range
-from toolkit.core.options import chat_template_setting
+from toolkit.methods.options import chat_template_setting
 
 REWARD_KINDS = ("exact_match", "repetition", "reward_model", "function")
 LOSS_VARIANTS = ("tokens", "tokens_separate", "latent")

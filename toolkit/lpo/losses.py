@@ -44,17 +44,6 @@ def temperature_log_prob(
     return torch.where(mask, picked, torch.zeros_like(picked)).sum(-1)
 
 
-def latent_log_ratio(
-    head_logits: torch.Tensor, token_log_probs: torch.Tensor, mask: torch.Tensor
-) -> torch.Tensor:
-    """sum_t log [sum_tau P(y_t|tau) P(tau|h)] / [sum_tau P(y_t|tau) Pref(tau)], Pref uniform.
-
-    Sequence-level head logits (B, G) give the same P(tau|h) at every position.
-    """
-    policy, reference = _latent_sums(head_logits, token_log_probs, mask)
-    return policy - reference
-
-
 def _latent_sums(head_logits, token_log_probs, mask) -> tuple[torch.Tensor, torch.Tensor]:
     """(sum_t log sum_tau P(y_t|tau) P(tau|h), the same with Pref(tau) uniform), each (B,)."""
     lp = token_log_probs.float().masked_fill(~mask.unsqueeze(-1), 0.0)

@@ -156,7 +156,8 @@ def train_and_evaluate(task: SyntheticTask, out_dir: str | Path, *,
                        lr: float = 1e-3, weight_decay: float = 0.0, beta: float = 1.0,
                        seed: int = 0, progress: bool = False) -> dict:
     """Train the task's head from its initial weights with `loss`, export it to `out_dir`, and
-    evaluate it on the held-out prompts (`synthetic.evaluate_head`); returns the figures."""
+    evaluate it on the held-out prompts (`synthetic.evaluate_head`, with EDT tuned on the
+    training prompts as the untrained baseline); returns the figures."""
     task.model.head.load_state_dict(task.initial_head)
     trainer = TrainerConfig(accelerator="cpu", max_epochs=max_epochs, batch_size=batch_size,
                             lr=lr, weight_decay=weight_decay, seed=seed, progress_bar=progress)
@@ -167,8 +168,15 @@ def train_and_evaluate(task: SyntheticTask, out_dir: str | Path, *,
         "pairs": task.stats.pairs, "dropped": task.stats.dropped,
         "losses": result.losses, "steps": result.steps, "train_seconds": result.seconds,
         "checkpoint": str(result.out_dir),
-        "after": synthetic.evaluate_head(task.model, task.eval_set, seed=seed),
+        "after": synthetic.evaluate_head(task.model, task.eval_set, seed=seed,
+                                         edt=_tuned_edt(task, seed)),
     }
+
+
+def _tuned_edt(task: SyntheticTask, seed: int) -> dict:
+    """EDT's settings tuned on the task's training prompts (never the held-out ones)."""
+    train, _ = task_prompts(task.model, task.data, task.eval_set[0]["max_new_tokens"])
+    return synthetic.tune_synthetic_edt(task.model, train, seed)
 
 
 _PREPARE_KEYS = ("train_prompts", "eval_prompts", "num_replies", "max_new_tokens", "head_hidden")

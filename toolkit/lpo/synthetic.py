@@ -19,8 +19,8 @@ from pathlib import Path
 
 import torch
 
-from toolkit.core.options import GraftConfig, HeadConfig, pinned
-from toolkit.lpo.text_eval import mean_by_kind
+from toolkit.lpo.text_eval import mean_by_kind, tune_edt
+from toolkit.methods.options import GraftConfig, HeadConfig, pinned
 
 KINDS = ("exact", "diverse")
 FIRST_BODY_TOKEN = 3  # after the special tokens <pad>, <s>, </s>
@@ -125,10 +125,32 @@ def _mean_rewards(scorer, prompts: list[dict], replies: list[list[int]]) -> dict
     return mean_by_kind(scorer(None, None, records), prompts, KINDS)
 
 
+def _edt_replies(model, ids: torch.Tensor, edt: dict, n_new: int, seed: int) -> list[list[int]]:
+    out = model.generate(ids, decoding=pinned(model.decoding), do_sample=True,
+                         edt={"t0": edt["t0"], "theta": edt["theta"]}, max_new_tokens=n_new,
+                         seed=seed, return_records=True)
+    return _replies(out, ids.shape[1])
+
+
 @torch.no_grad()
-def evaluate_head(model, prompts: list[dict], seed: int = 0) -> dict:
+def tune_synthetic_edt(model, prompts: list[dict], seed: int = 0) -> dict:
+    """EDT's t0 and theta tuned on `prompts` (the training prompts): `text_eval.tune_edt` with
+    the mean reward over both kinds."""
+    ids = _stack(prompts)
+    scorer = SyntheticReward(model)
+
+    def score(edt: dict) -> float:
+        replies = _edt_replies(model, ids, edt, prompts[0]["max_new_tokens"], seed)
+        return _mean_rewards(scorer, prompts, replies)["all"]
+
+    return tune_edt(score, f"{len(prompts)} training prompts")
+
+
+@torch.no_grad()
+def evaluate_head(model, prompts: list[dict], seed: int = 0, edt: dict | None = None) -> dict:
     """Per-kind argmax temperatures of the head, and mean rewards of the head's replies vs
-    replies at every fixed grid temperature (same prompts, same seed)."""
+    replies at every fixed grid temperature (same prompts, same seed), and vs EDT at `edt`'s
+    settings (`tune_synthetic_edt` on the training prompts) when given: the row "edt"."""
     ids = _stack(prompts)
     grid = [float(t) for t in model.head.temperatures.tolist()]
     hidden = model.head_features(ids)[:, -1]
@@ -145,8 +167,10 @@ def evaluate_head(model, prompts: list[dict], seed: int = 0) -> dict:
         out = model.generate(ids, decoding=plain, do_sample=tau > 0, temperature=tau if tau > 0 else 1.0,
                              max_new_tokens=n_new, seed=seed, return_records=True)
         rewards[f"{tau:g}"] = _mean_rewards(scorer, prompts, _replies(out, ids.shape[1]))
+    if edt is not None:
+        rewards["edt"] = _mean_rewards(scorer, prompts, _edt_replies(model, ids, edt, n_new, seed))
     counts = {k: sum(c.values()) for k, c in choices.items()}
-    return {
+    return {"edt": edt, 
         "choices": {k: {f"{t:g}": n for t, n in sorted(c.items())} for k, c in choices.items()},
         "exact_at_zero": choices["exact"][0.0] / max(counts["exact"], 1),
         "diverse_at_high": sum(n for t, n in choices["diverse"].items() if t >= 0.8)

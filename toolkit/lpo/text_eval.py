@@ -6,28 +6,39 @@ own adaptive temperature (its argmax; per reply or per token, as the head's leve
 task's batch reward scores them. Reported: the head's choices per kind (sequence level: the
 temperature it picks per prompt; token level: the mean temperature of the reply tokens), and
 mean rewards per kind and overall, for the head and each fixed temperature.
+
+EDT (entropy-based dynamic temperature, docs/methods.md section 5b) is the untrained baseline
+the head must beat: `tune_edt` picks its t0 and theta on the *training* prompts over the small
+grid `EDT_T0S` x `EDT_THETAS` (highest mean reward, the first on ties), and
+`evaluate_text_head(..., edt=...)` reports it on the held-out prompts beside the fixed
+temperatures. Nothing is tuned on the held-out prompts.
 """
 
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
 from typing import Any
 
 import torch
 
-from toolkit.core.options import AdaptiveOptions, DecodingConfig, pinned
 from toolkit.graft.prompting import encode
+from toolkit.methods.options import AdaptiveOptions, DecodingConfig, EdtOptions, pinned
+
+EDT_T0S = (0.5, 1.0)
+EDT_THETAS = (0.5, 2.0, 8.0)
 
 
 def _generate(model, records: list[dict], samples: int, decoding: DecodingConfig,
-              batch_size: int) -> tuple[list[str], list[float]]:
-    """(reply texts, mean temperature of each reply or nan), `samples` rows per record."""
+              batch_size: int, hf: dict | None = None) -> tuple[list[str], list[float]]:
+    """(reply texts, mean temperature of each reply or nan), `samples` rows per record; `hf`:
+    transformers generate() keywords."""
     rows = [r["prompt"] for r in records for _ in range(samples)]
     texts, temps = [], []
     for start in range(0, len(rows), batch_size):
         enc = encode(model.tokenizer, rows[start : start + batch_size])
         ids, mask = enc["input_ids"], enc["attention_mask"]
-        out = model.generate(ids, mask, decoding=decoding, return_records=True)
+        out = model.generate(ids, mask, decoding=decoding, return_records=True, **(hf or {}))
         new = out.sequences[:, ids.shape[1] :].cpu()
         keep = out.reply_mask.cpu()
         for i in range(new.shape[0]):
@@ -46,6 +57,17 @@ def _rewards(reward, records: list[dict], texts: list[str], samples: int) -> lis
     return [sum(scores[i * samples : (i + 1) * samples]) / samples for i in range(len(records))]
 
 
+@torch.no_grad()
+def mean_reward(model, records: list[dict], reward, decoding: DecodingConfig, *,
+                samples: int = 3, batch_size: int = 48, hf: dict | None = None
+                ) -> dict[str, float]:
+    """Mean reward of `samples` replies per record under `decoding` (and the transformers
+    generate() keywords `hf`), per kind and over all."""
+    texts, _ = _generate(model, records, samples, decoding, batch_size, hf)
+    kinds = list(dict.fromkeys(r["kind"] for r in records))
+    return mean_by_kind(_rewards(reward, records, texts, samples), records, kinds)
+
+
 def mean_by_kind(values: list[float], records: list[dict], kinds) -> dict[str, float]:
     """Mean of `values` over the records of each kind (record['kind']), and over all."""
     out = {}
@@ -54,6 +76,39 @@ def mean_by_kind(values: list[float], records: list[dict], kinds) -> dict[str, f
         out[kind] = sum(mine) / max(len(mine), 1)
     out["all"] = sum(values) / max(len(values), 1)
     return out
+
+
+def edt_decoding(edt: dict, max_new_tokens: int, seed: int) -> DecodingConfig:
+    """Sampling with EDT at `edt`'s t0 and theta, every other setting off."""
+    options = EdtOptions(enabled=True, t0=edt["t0"], theta=edt["theta"])
+    return pinned(DecodingConfig(do_sample=True, edt=options, max_new_tokens=max_new_tokens,
+                                 seed=seed))
+
+
+def tune_edt(score: Callable[[dict], float], what: str) -> dict:
+    """EDT's t0 and theta over the grid `EDT_T0S` x `EDT_THETAS`: the pair with the highest
+    `score({"t0", "theta"})` (the first on ties), every score in `grid`, and `tuned_on`
+    (`what` the scores were measured on, e.g. "32 training prompts x 3 samples")."""
+    grid = [{"t0": t0, "theta": theta} for t0 in EDT_T0S for theta in EDT_THETAS]
+    scores = [score(cell) for cell in grid]
+    best = max(range(len(grid)), key=lambda i: scores[i])
+    return {**grid[best], "tuned_on": what,
+            "grid": {f"t0={c['t0']:g} theta={c['theta']:g}": v
+                     for c, v in zip(grid, scores, strict=True)}}
+
+
+@torch.no_grad()
+def tune_text_edt(model, records: list[dict], reward, *, samples: int = 3,
+                  max_new_tokens: int = 16, seed: int = 0, batch_size: int = 48) -> dict:
+    """`tune_edt` on `records` (the task's training prompts): mean reward of `samples` replies
+    per prompt at each grid point."""
+    def score(edt: dict) -> float:
+        texts, _ = _generate(model, records, samples, edt_decoding(edt, max_new_tokens, seed),
+                             batch_size)
+        values = _rewards(reward, records, texts, samples)
+        return sum(values) / len(values)
+
+    return tune_edt(score, f"{len(records)} training prompts x {samples} samples")
 
 
 @torch.no_grad()
@@ -68,11 +123,12 @@ def head_choices(model, records: list[dict]) -> list[float]:
 @torch.no_grad()
 def evaluate_text_head(model, records: list[dict], reward, *, samples: int = 3,
                        max_new_tokens: int = 16, seed: int = 0, batch_size: int = 48,
-                       fixed: dict | None = None) -> dict:
+                       fixed: dict | None = None, edt: dict | None = None) -> dict:
     """Choices and rewards of the head vs every fixed grid temperature (see module doc).
 
-    `fixed`: the fixed-temperature rows of an earlier report on the same prompts, samples and
-    seed (e.g. another head's); they are reused instead of generated again.
+    `fixed`: the fixed-temperature (and EDT) rows of an earlier report on the same prompts,
+    samples and seed (e.g. another head's); they are reused instead of generated again.
+    `edt`: EDT's tuned settings (`tune_text_edt` on the training prompts): adds the row "edt".
     """
     kinds = list(dict.fromkeys(r["kind"] for r in records))
     level = model.graft_config.head.level
@@ -93,10 +149,16 @@ def evaluate_text_head(model, records: list[dict], reward, *, samples: int = 3,
                                              max_new_tokens=max_new_tokens, seed=seed))
             texts, _ = _generate(model, records, samples, decoding, batch_size)
         per_record[f"{tau:g}"] = _rewards(reward, records, texts, samples)
+    if edt is not None:
+        texts, _ = _generate(model, records, samples, edt_decoding(edt, max_new_tokens, seed),
+                             batch_size)
+        per_record["edt"] = _rewards(reward, records, texts, samples)
     rewards = {k: mean_by_kind(v, records, kinds) for k, v in per_record.items()}
     rewards.update({k: v for k, v in (fixed or {}).items() if k != "head"})
     report: dict[str, Any] = {"level": level, "samples": samples, "prompts": len(records),
                               "rewards": rewards}
+    if edt is not None:
+        report["edt"] = edt
     if level == "sequence":
         chosen = head_choices(model, records)
         report["choices"] = {

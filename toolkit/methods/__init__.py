@@ -4,11 +4,21 @@ The `register` calls at the end are the registrations; their order is the order 
 and bench modes and the composition order within a stage. A built-in method: write
 `toolkit/methods/<name>.py` (options dataclass, per-step function, optional scoring function,
 `METHOD = DecodingMethod(...)`), put its tensor math in `toolkit/decoding/`, register it here
-and give it its typed field in `toolkit.core.options.DecodingConfig`. A method from another package
+and give it its typed field in `toolkit.methods.options.DecodingConfig`. A method from another package
 registers itself (docs/plugins.md).
 """
 
-from toolkit.methods import adaptive, contrastive, dola, sled, top_n_sigma, typical
+from toolkit.methods import (
+    adaptive,
+    contrastive,
+    delta,
+    dola,
+    edt,
+    p_less,
+    sled,
+    top_n_sigma,
+    typical,
+)
 from toolkit.methods.registry import (
     COMPOSED,
     COMPOSED_METHODS,
@@ -49,3 +59,6 @@ register(contrastive.METHOD)
 register(top_n_sigma.METHOD)
 register(typical.METHOD)
 register(adaptive.METHOD)
+register(p_less.METHOD)
+register(edt.METHOD)
+register(delta.METHOD)

@@ -51,5 +51,5 @@ def label(options: ContrastiveOptions) -> str:
 
 METHOD = DecodingMethod(
     name="contrastive", options=ContrastiveOptions, stage="logits", label=label, logits=step,
-    score=score, tap="layers", layers_key="layers", exclusive_with=("sled", "dola"),
+    score=score, tap="layers", layers_key="layers",
 )

@@ -63,7 +63,6 @@ def label(options: DolaOptions) -> str:
 METHOD = DecodingMethod(
     name="dola", options=DolaOptions, stage="logits", label=label, logits=step, score=score,
     log_probs=log_probs, record_field="dola_layer", tap="layers", layers_key="layers",
-    exclusive_with=("sled",),
     # TruthfulQA MC runs without the relative-top filter (reference `--relative_top 0.0`).
     presets={"truthfulqa": dict(relative_top=0.0), "factor": dict(relative_top=0.1)},
 )

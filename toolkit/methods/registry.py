@@ -3,15 +3,16 @@
 A `DecodingMethod` names everything the toolkit needs to know about a method:
 - `options`: its options dataclass, which becomes the `decoding.<name>` recipe section and the
   `DecodingConfig.<name>` field (every options class has an `enabled` flag);
-- `stage` and `logits`: where it runs in the composition order and its per-step function, which
-  `toolkit.graft.processors.method_processor` (the logits-processor factory) wraps;
+- `stage` and `logits`: where it runs in the composition order (`toolkit.methods.plan`) and its
+  per-step function, which `toolkit.graft.composition.compose` wraps in a LogitsProcessor;
 - `score`: its teacher-forced multiple-choice value (TruthfulQA / FACTOR), or None;
 - `log_probs`: its per-token log-probabilities over the whole vocabulary (the lm-eval backend's
   log-likelihoods), or None;
 - `record_field`: the `AugmentedOutput` attribute its per-step records go to, or None;
 - `tap`: whether it reads the early-exit tap ("layers": its candidate layers; "final": the
   final-norm hidden state only; "none");
-- `exclusive_with`: the methods it cannot run together with (checked both ways);
+- `exclusive_with`: the methods it cannot run together with (checked both ways); two
+  "logits"-stage methods never run together, whatever their lists say;
 - `presets`: named option values for task protocols (e.g. TruthfulQA's SLED op_T=10).
 
 Methods come from three places, all equal once registered: the built-ins
@@ -59,7 +60,8 @@ class DecodingMethod:
         label: one-line description of enabled options, e.g. "SLED alpha=2 K=10".
         logits: per-step function. Stage "logits": (scores (B,V), early (B,N,V), options,
             layers) -> (logits (B,V), record (B,...) or None). Stage "filter":
-            (scores (B,V), options) -> (B,V). None for the "temperature" stage (the head).
+            (scores (B,V), options) -> (B,V). Stage "temperature": the same form, each row
+            divided by the temperature the method sets (EDT), or None (the grafted head).
         score: (final (M,V), early (M,N,V), targets (M,), options) -> (M,) teacher-forced
             value at each target token, or None when the method has no scoring mode.
         log_probs: (final (M,V), early (M,N,V), options) -> (M,V) float32 log-probabilities:
@@ -105,6 +107,11 @@ class DecodingMethod:
                              "field `enabled`")
         if not self.mode:
             object.__setattr__(self, "mode", self.name)
+
+    def layers_of(self, options: Any) -> Any:
+        """The candidate layers `options` (this method's options) set for it: its `layers_key`
+        field, or None, the graft's candidate layers (also for a method without one)."""
+        return getattr(options, self.layers_key) if self.layers_key else None
 
 
 _METHODS: dict[str, DecodingMethod] = {}
@@ -187,7 +194,8 @@ def active(decoding: Any) -> list[DecodingMethod]:
 
 
 def check_exclusive(decoding: Any) -> None:
-    """Raise ConfigError when two enabled methods exclude each other (either side may say so)."""
+    """Raise ConfigError when two enabled methods exclude each other (either side may say so),
+    or when two enabled methods are "logits"-stage methods (one call runs at most one)."""
     on = active(decoding)
     for i, a in enumerate(on):
         for b in on[i + 1 :]:
@@ -195,6 +203,12 @@ def check_exclusive(decoding: Any) -> None:
                 raise ConfigError(
                     f"{a.name}.enabled and {b.name}.enabled are both true; enable at most one"
                 )
+    logits = [m.name for m in on if m.stage == "logits"]
+    if len(logits) > 1:
+        raise ConfigError(
+            f"{logits[0]}.enabled and {logits[1]}.enabled are both true; both rewrite the raw "
+            "logits (stage \"logits\") and a call runs one: enable at most one"
+        )
 
 
 def generation_modes() -> tuple[str, ...]:

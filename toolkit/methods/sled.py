@@ -83,7 +83,7 @@ def label(options: SledOptions) -> str:
 METHOD = DecodingMethod(
     name="sled", options=SledOptions, stage="logits", label=label, logits=step, score=score,
     log_probs=log_probs, check=check, record_field="sled_layer_weights", tap="layers",
-    layers_key="layers", exclusive_with=("dola",),
+    layers_key="layers",
     # The reference multiple-choice protocols: TruthfulQA sums the raw evolved value after
     # 10 evolution steps with lower bound -100; FACTOR the log_softmax after 1 step, -2500.
     presets={

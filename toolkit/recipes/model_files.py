@@ -11,8 +11,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from toolkit.core.errors import ConfigError
-from toolkit.core.options import GraftConfig
 from toolkit.io.layout import CONFIG_FILE
+from toolkit.methods.options import GraftConfig
 from toolkit.recipes.schema import ModelConfig
 
 
@@ -56,10 +56,11 @@ def read_model_files(config: ModelConfig) -> ModelFileInfo:
     path = Path(config.path)
     if not (path / CONFIG_FILE).is_file():
         return _read_config_json(path / "config.json")
-    from toolkit.graft.checkpoint import read_config, resolve_reference
+    from toolkit.graft.checkpoint import read_config
+    from toolkit.sources.references import read_reference
 
     directory, saved, graft, _ = read_config(path)
-    base = Path(resolve_reference(saved["base"], directory, prepare=False))
+    base = Path(read_reference(saved["base"], directory, prepare=False))
     info = _read_config_json(base / "config.json")
     info.vocab_size = saved["base_fingerprint"]["keys"].get("vocab_size", info.vocab_size)
     info.graft = graft

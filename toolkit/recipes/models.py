@@ -16,12 +16,12 @@ import torch
 
 from toolkit.core import runtime
 from toolkit.core.errors import CheckpointError, ConfigError, UnsupportedArchitectureError
-from toolkit.core.options import GraftConfig
-from toolkit.io.layout import CONFIG_FILE, refuse_pickles
+from toolkit.io.layout import CONFIG_FILE
+from toolkit.methods.options import GraftConfig
 from toolkit.recipes.model_files import check_graft
 from toolkit.recipes.schema import ModelConfig
-from toolkit.sources.hub import is_hub_id
-from toolkit.sources.hub import resolve as resolve_hub
+from toolkit.sources.base import check_weight_files, load_base, resolve_dtype, saved_dtype
+from toolkit.sources.hub import is_hub_id, local_dir
 from toolkit.sources.presets import (
     CACHE_ENV,
     cache_dir,
@@ -33,9 +33,7 @@ from toolkit.sources.presets import (
 if TYPE_CHECKING:
     from toolkit.graft.augmented import AugmentedModel
 
-__all__ = ["CACHE_ENV", "cache_dir", "check_model", "load_model", "resolve_dtype"]
-
-WEIGHT_PATTERNS = ("model*.safetensors", "*.safetensors.index.json", "*.gguf")
+__all__ = ["CACHE_ENV", "cache_dir", "check_model", "load_model"]
 
 
 def check_model(config: ModelConfig) -> None:
@@ -70,7 +68,7 @@ def load_model(config: ModelConfig, graft: GraftConfig | None = None,
         config: a local directory (or a GGUF file in it), a preset, the built-in tiny model or
             a random shape. A directory holding augment_config.json is an augmented checkpoint
             and loads as saved (its own graft config wins over `graft`); any other directory is
-            a base model, loaded by the one base loader (`checkpoint.load_base`) and grafted. A
+            a base model, loaded by the one base loader (`sources.base.load_base`) and grafted. A
             preset is prepared once into the cache, then loads like any local directory.
         graft: what to graft onto a base model (default: `GraftConfig()`).
         say: gets the progress and dtype lines (default: stderr, so that stdout holds only
@@ -96,54 +94,12 @@ def _load(config: ModelConfig, graft: GraftConfig | None, say: Callable[[str], N
         path = prepare_preset(config.preset, say=say)
     elif config.path and is_hub_id(config.path):
         say(f"fetching {config.path} from the Hugging Face Hub (or its local cache)")
-        path = resolve_hub(config.path)
+        path = local_dir(config.path)
         _check_local(path)
         return _load_local(path, config, graft, say, hub_id=config.path)
     else:
         path = Path(config.path) if config.path else tiny_model_dir(config.tiny, config.seed)
     return _load_local(path, config, graft, say)
-
-
-def resolve_dtype(config: ModelConfig, checkpoint_dtype: str | None) -> tuple[Any, str]:
-    """(torch dtype, a line saying why). 'auto' is float32 on CPU, where half precision is
-    slow and moves scores, and the checkpoint's own dtype on a GPU."""
-    if config.dtype != "auto":
-        return getattr(torch, config.dtype), f"model dtype: {config.dtype} (model.dtype)"
-    on_gpu = _runs_on_gpu(config.device_map)
-    saved = checkpoint_dtype if checkpoint_dtype in ("float32", "float16", "bfloat16") else None
-    if on_gpu and saved:
-        return getattr(torch, saved), f"model dtype: {saved} (model.dtype=auto: the checkpoint's dtype on GPU)"
-    if on_gpu:
-        return torch.float32, "model dtype: float32 (model.dtype=auto; the checkpoint names no dtype)"
-    note = f"; the checkpoint is {saved}" if saved and saved != "float32" else ""
-    return torch.float32, f"model dtype: float32 (model.dtype=auto on CPU{note})"
-
-
-def _runs_on_gpu(device_map: str | None) -> bool:
-    if device_map in (None, "cpu"):
-        return False
-    if device_map in ("auto", "balanced", "sequential"):
-        return torch.cuda.is_available()
-    return not str(device_map).startswith(("cpu", "mps"))
-
-
-def _checkpoint_dtype(path: Path) -> str | None:
-    """The saved dtype of a base model directory, or of an augmented checkpoint's base."""
-    config_file = path / "config.json"
-    if (path / CONFIG_FILE).is_file():
-        try:
-            reference = json.loads((path / CONFIG_FILE).read_text()).get("base")
-        except (OSError, json.JSONDecodeError):
-            return None
-        from toolkit.graft.checkpoint import resolve_reference
-
-        base = Path(resolve_reference(str(reference), path.resolve(), prepare=False))
-        config_file = base / "config.json"
-    try:
-        config = json.loads(config_file.read_text())
-    except (OSError, json.JSONDecodeError):
-        return None
-    return config.get("dtype") or config.get("torch_dtype")
 
 
 def tiny_model_dir(family: str, seed: int = 0) -> Path:
@@ -177,53 +133,6 @@ def _check_local(path: Path) -> None:
     check_weight_files(path)
 
 
-def check_weight_files(path: Path) -> None:
-    """The weights beside config.json exist, and every safetensors file is whole: its header
-    parses and the file is as long as the header says (a truncated copy fails here)."""
-    shards = sorted(path.glob("*.safetensors"))
-    refuse_pickles(path)
-    if not shards and not any(any(path.glob(p)) for p in WEIGHT_PATTERNS):
-        raise CheckpointError(
-            f"{path} has config.json but no weights (*.safetensors); "
-            "copy the weight files too, or point model.path at the complete model directory"
-        )
-    for shard in shards:
-        problem = _safetensors_problem(shard)
-        if problem:
-            raise CheckpointError(
-                f"{shard} is not a complete safetensors file ({problem}); the copy is truncated "
-                "or corrupted: copy it again"
-            )
-
-
-def _safetensors_problem(path: Path) -> str | None:
-    size = path.stat().st_size
-    try:
-        with open(path, "rb") as fh:
-            length = int.from_bytes(fh.read(8), "little")
-            if length <= 0 or 8 + length > size:
-                return "its header is cut off"
-            header = json.loads(fh.read(length))
-    except (OSError, ValueError, UnicodeDecodeError) as err:
-        return f"its header does not parse: {err}"
-    if not isinstance(header, dict):
-        return f"its header is a JSON {type(header).__name__}, not an object"
-    ends = []
-    for name, tensor in header.items():
-        if name == "__metadata__":
-            continue
-        offsets = tensor.get("data_offsets") if isinstance(tensor, dict) else None
-        if not (isinstance(offsets, list) and len(offsets) == 2
-                and all(isinstance(o, int) and not isinstance(o, bool) and o >= 0 for o in offsets)
-                and offsets[0] <= offsets[1]):
-            return f"tensor {name!r} has data_offsets {offsets!r}, not [start, end]"
-        ends.append(offsets[1])
-    expected = 8 + length + max(ends, default=0)
-    if size < expected:
-        return f"{size} bytes, the header describes {expected}"
-    return None
-
-
 def _check_architecture(config_file: Path) -> None:
     from toolkit.graft.families import refusal
 
@@ -243,15 +152,13 @@ def _load_local(path: Path, config: ModelConfig, graft: GraftConfig | None, say,
     """Load from a local directory (`hub_id`: the Hub id it is the snapshot of)."""
     from toolkit.graft.augmented import AugmentedModel
 
-    dtype, line = resolve_dtype(config, _checkpoint_dtype(path))
+    dtype, line = resolve_dtype(config.dtype, config.device_map, saved_dtype(path))
     say(line)
     if (path / CONFIG_FILE).is_file():
         model = AugmentedModel.from_pretrained(path, device_map=config.device_map, dtype=dtype)
         if graft is not None:
             check_graft(config.path, graft, model.graft_config)
         return model
-    from toolkit.graft.checkpoint import load_base
-
     base, tokenizer = load_base(path, config.device_map, dtype)
     if hub_id:  # checkpoints then refer to the Hub id, not to the cache folder
         base.name_or_path = base.config._name_or_path = hub_id
@@ -261,7 +168,7 @@ def _load_local(path: Path, config: ModelConfig, graft: GraftConfig | None, say,
 def _load_gguf(config: ModelConfig, graft: GraftConfig | None, say) -> Any:
     from toolkit.sources.gguf import load_gguf
 
-    dtype, line = resolve_dtype(config, "float32")
+    dtype, line = resolve_dtype(config.dtype, config.device_map, "float32")
     say(f"dequantizing {Path(config.path) / config.gguf_file}; {line}")
     base, tokenizer = load_gguf(config.path, config.gguf_file, dtype, config.device_map)
     return _graft(base, tokenizer, config, graft)
@@ -276,8 +183,8 @@ def _graft(base: Any, tokenizer: Any, config: ModelConfig, graft: GraftConfig | 
 
 
 def _random_model(config: ModelConfig, graft: GraftConfig | None) -> Any:
-    from toolkit.bench.shapes import random_model
     from toolkit.graft.augmented import AugmentedModel
+    from toolkit.testing.shapes import random_model
 
     dtype = torch.float32 if config.dtype == "auto" else getattr(torch, config.dtype)
     device = config.device_map if config.device_map not in (None, "auto") else "cpu"

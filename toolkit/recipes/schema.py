@@ -12,7 +12,6 @@ from typing import Optional
 
 from toolkit.bench.config import BenchConfig
 from toolkit.core.errors import ConfigError, check_choice, check_range
-from toolkit.core.options import DecodingConfig, GraftConfig, chat_template_setting
 from toolkit.core.runtime import RuntimeConfig
 from toolkit.eval.config import EvalConfig
 from toolkit.io.jsonl import MAX_PROMPT_CHARS
@@ -22,6 +21,7 @@ from toolkit.lpo.config import (
     TrainConfig,
     TrainerConfig,
 )
+from toolkit.methods.options import DecodingConfig, GraftConfig, chat_template_setting
 
 DTYPES = ("auto", "float32", "float16", "bfloat16")
 SOURCES = ("path", "preset", "tiny", "random_shape")
@@ -120,6 +120,40 @@ class GenerateConfig:
             )
 
 
+SERVE_DTYPES = ("auto", "float32", "float16", "bfloat16")
+
+
+@dataclass
+class ServeConfig:
+    """`serve`: vLLM's OpenAI-compatible server on the recipe's model (docs/serving.md).
+
+    host, port: where it listens. dtype: vLLM's `--dtype` (auto: the model's own). tensor_parallel_size:
+    GPUs per replica. max_model_len, gpu_memory_utilization (on CPU: the share of RAM its KV cache
+    takes): vLLM's defaults when unset. enforce_eager: no torch.compile (needed for the tap of
+    architectures without vLLM's auxiliary hidden states, e.g. Gemma 3). args: further vLLM
+    command-line options, as written (e.g. ['--max-num-seqs', '64']).
+    """
+
+    host: str = "127.0.0.1"
+    port: int = 8000
+    dtype: str = "auto"
+    tensor_parallel_size: int = 1
+    max_model_len: Optional[int] = None
+    gpu_memory_utilization: Optional[float] = None
+    enforce_eager: bool = False
+    args: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        check_choice("serve.dtype", self.dtype, SERVE_DTYPES)
+        check_range("serve.port", self.port, low=1, high=65535)
+        check_range("serve.tensor_parallel_size", self.tensor_parallel_size, low=1)
+        if self.max_model_len is not None:
+            check_range("serve.max_model_len", self.max_model_len, low=1)
+        if self.gpu_memory_utilization is not None:
+            check_range("serve.gpu_memory_utilization", self.gpu_memory_utilization, low=0.0,
+                        high=1.0, low_open=True)
+
+
 @dataclass
 class Recipe:
     """A whole recipe. Every section has defaults, so a YAML file names only what it changes.
@@ -146,6 +180,7 @@ class Recipe:
     eval: EvalConfig = field(default_factory=lambda: EvalConfig(output_dir="${work_dir}/eval"))
     bench: BenchConfig = field(default_factory=lambda: BenchConfig(output_dir="${work_dir}/bench"))
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
+    serve: ServeConfig = field(default_factory=ServeConfig)
 
     def __post_init__(self) -> None:
         self.model.check_source()

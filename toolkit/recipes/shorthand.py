@@ -18,7 +18,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from toolkit import methods
-from toolkit.core.options import METHOD_FIELDS
+from toolkit.methods.options import METHOD_FIELDS
 
 DECODING_SECTIONS = (("decoding",),)
 

@@ -64,7 +64,7 @@ def offline() -> bool:
     return bool(constants.HF_HUB_OFFLINE)
 
 
-def resolve(source) -> Path:
+def local_dir(source) -> Path:
     """A local directory for `source`: the path itself, or the Hub snapshot of a Hub id."""
     if not is_hub_id(source):
         return Path(source)

@@ -17,10 +17,10 @@ from dataclasses import dataclass
 import torch
 
 from toolkit.core.errors import ToolkitError
-from toolkit.core.options import GraftConfig, HeadConfig
 from toolkit.graft.augmented import AugmentedModel
 from toolkit.graft.families import refusal
 from toolkit.graft.tap import EarlyExitTap
+from toolkit.methods.options import GraftConfig, HeadConfig
 from toolkit.testing.architectures import CAUSAL_LM_TYPES, build_any_tiny, excluded
 
 NEW_TOKENS = 3

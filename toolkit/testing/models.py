@@ -56,28 +56,32 @@ _TINY_CONFIGS: dict[str, tuple[type[PretrainedConfig], dict]] = {
 }
 
 TINY_FAMILIES = tuple(_TINY_CONFIGS)
+# Overrides giving head size 64 (d=128, 2 heads): vLLM's CPU attention refuses head size 16.
+VLLM_SHAPE = {"hidden_size": 128, "intermediate_size": 256, "num_attention_heads": 2,
+              "num_key_value_heads": 1, "head_dim": 64}
 
 
-def tiny_config(family: str = "llama", seed: int = 0) -> PretrainedConfig:
+def tiny_config(family: str = "llama", seed: int = 0, **overrides) -> PretrainedConfig:
     """The tiny config of `family`: vocab 300, d=64, 4 layers, 4 heads, 2 kv heads.
 
     Special token ids match `build_tokenizer()`. `seed` does not change the config; it is
     accepted so that config and weights can be named by the same (family, seed) pair.
+    `overrides` replace config keys (e.g. `VLLM_SHAPE`: the head size vLLM's CPU attention takes).
     """
     if family not in _TINY_CONFIGS:
         raise ConfigError(f"family={family!r} is not a tiny test family; choose one of {TINY_FAMILIES}")
     cls, extra = _TINY_CONFIGS[family]
-    config = cls(**_COMMON, **extra)
+    config = cls(**{**_COMMON, **extra, **overrides})
     config.dtype = torch.float32
     return config
 
 
-def build_tiny_model(family: str = "llama", seed: int = 0) -> PreTrainedModel:
-    """A float32 tiny model in eval mode whose weights depend only on (family, seed).
+def build_tiny_model(family: str = "llama", seed: int = 0, **overrides) -> PreTrainedModel:
+    """A float32 tiny model in eval mode whose weights depend only on (family, seed, overrides).
 
     The global RNG state is left untouched.
     """
-    config = tiny_config(family, seed)
+    config = tiny_config(family, seed, **overrides)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
@@ -93,10 +97,10 @@ def _perturb(model: PreTrainedModel, embedding_factor: float = 1.0, norm_noise: 
             param.add_(torch.randn_like(param) * norm_noise)
 
 
-def save_tiny(directory: str | Path, family: str = "llama", seed: int = 0) -> Path:
+def save_tiny(directory: str | Path, family: str = "llama", seed: int = 0, **overrides) -> Path:
     """Write a tiny model (safetensors, via `save_pretrained`) and the tokenizer into `directory`."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    build_tiny_model(family, seed).save_pretrained(directory, safe_serialization=True)
+    build_tiny_model(family, seed, **overrides).save_pretrained(directory, safe_serialization=True)
     build_tokenizer().save_pretrained(directory)
     return directory

@@ -7,7 +7,7 @@ import dataclasses
 import pytest
 
 from toolkit.core.errors import ConfigError
-from toolkit.core.options import AdaptiveOptions, DecodingConfig, with_overrides
+from toolkit.methods.options import AdaptiveOptions, DecodingConfig, with_overrides
 from toolkit.recipes import load_recipe
 
 RECIPE = """\

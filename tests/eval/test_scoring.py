@@ -4,10 +4,10 @@ mode equals a direct computation from the model's own `output_hidden_states`."""
 import pytest
 import torch
 
-from toolkit.core.options import DecodingConfig, DolaOptions, SledOptions, apply_preset
 from toolkit.decoding import dola_contrast, layer_divergences, sled_evolve
 from toolkit.eval.scoring import encode_pair, score_pairs
 from toolkit.graft import AugmentedModel
+from toolkit.methods.options import DecodingConfig, DolaOptions, SledOptions, apply_preset
 
 PAIRS = [
     ("Q: What is the capital of France?\nA:", " Paris."),

@@ -6,7 +6,6 @@ import pytest
 import torch
 
 from toolkit.core.errors import DataError
-from toolkit.core.options import GraftConfig, HeadConfig
 from toolkit.decoding import temperature_log_probs
 from toolkit.graft.augmented import AugmentedModel
 from toolkit.lpo import cache
@@ -15,6 +14,7 @@ from toolkit.lpo.config import CollectConfig, TrainConfig, TrainerConfig
 from toolkit.lpo.losses import lpo_loss
 from toolkit.lpo.module import HeadLPOModule, LPODataModule
 from toolkit.lpo.train import fit_head, train_head
+from toolkit.methods.options import GraftConfig, HeadConfig
 
 
 def by_sum(prompts, replies, records):

@@ -6,10 +6,10 @@ import pytest
 import torch
 
 from toolkit.core.errors import DataError
-from toolkit.core.options import GraftConfig, HeadConfig
 from toolkit.graft.augmented import AugmentedModel
 from toolkit.lpo import collect, pairs
 from toolkit.lpo.config import CollectConfig, RewardConfig
+from toolkit.methods.options import GraftConfig, HeadConfig
 
 PROMPTS = [{"id": f"p{i}", "prompt": text} for i, text in enumerate(
     ["The quick brown fox", "What is the capital", "Two plus two", "A language model",

@@ -9,11 +9,12 @@ from pathlib import Path
 import pytest
 import torch
 
+from toolkit import methods
 from toolkit.cli.main import main
 from toolkit.core.errors import ConfigError
-from toolkit.core.options import DecodingConfig
 from toolkit.eval.config import EvalConfig
 from toolkit.eval.sweep import run_sweep
+from toolkit.methods.options import DecodingConfig
 from toolkit.testing import build_tokenizer
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -54,11 +55,15 @@ def test_cells_use_their_sampler_temperature_and_seeds(tmp_path):
         assert row == {"0.7": 1.0, "1.5": 0.0}
     assert result["greedy_accuracy"] == 1.0 and result["seeds"] == [5, 6]
     sampled = [(d, hf) for d, hf in model.calls if d.do_sample]
-    assert len(sampled) == 4 * 2 * 2
+    assert len(sampled) == 6 * 2 * 2
     assert {(d.temperature, d.seed) for d, _ in sampled} == {(0.7, 5), (0.7, 6), (1.5, 5), (1.5, 6)}
     assert sum(d.top_p == 0.9 for d, _ in sampled) == 4
     assert sum(hf.get("min_p") == 0.1 for _, hf in sampled) == 4
     assert sum(d.top_n_sigma.enabled and d.top_n_sigma.n == 1.0 for d, _ in sampled) == 4
+    assert sum(d.p_less.enabled for d, _ in sampled) == 4
+    edt = [d for d, _ in sampled if d.edt.enabled]
+    assert len(edt) == 4 and all(d.edt.t0 == d.temperature and d.edt.theta == 1.0 for d in edt)
+    assert all(len(methods.active(d)) <= 1 for d, _ in sampled)
     assert not any(d.sled.enabled or d.adaptive_temperature.enabled for d, _ in sampled)
     saved = json.loads((tmp_path / "sweep.json").read_text())
     assert saved["accuracy"] == result["accuracy"]
@@ -75,12 +80,19 @@ def test_sweep_options_are_checked():
         EvalConfig(task="truthfulqa", temperatures=[1.0])
 
 
-def test_sweep_recipe_runs_on_the_tiny_model(capsys, tmp_path, monkeypatch):
+@pytest.mark.parametrize("recipe", ["sweep_smollm2_arithmetic.yaml",
+                                    "sweep_gemma3_arithmetic.yaml"])
+def test_sweep_recipe_runs_on_the_tiny_model(capsys, tmp_path, monkeypatch, recipe):
+    from toolkit.recipes.load import load_recipe
+
+    full = load_recipe(ROOT / "recipes" / recipe)
+    assert full.eval.limit * full.eval.sweep_samples >= 128  # replies a cell
     monkeypatch.setenv("SURGERY_CACHE", str(tmp_path / "cache"))
-    code = main(["eval", str(ROOT / "recipes" / "sweep_smollm2_arithmetic.yaml"),
+    code = main(["eval", str(ROOT / "recipes" / recipe),
                  "model.preset=null", "model.tiny=llama", "eval.limit=2", "eval.sweep_samples=1",
                  "decoding.max_new_tokens=2", f"work_dir={tmp_path}"])
     out = capsys.readouterr().out
     assert code == 0 and "accuracy vs temperature, 2 questions x 1 samples" in out
     assert "| sampler | T=0.7 | T=1 | T=1.5 | T=2 | T=3 |" in out
+    assert "| p-less | " in out and "| EDT | " in out
     assert json.loads((tmp_path / "eval" / "sweep.json").read_text())["questions"] == 2

@@ -19,7 +19,10 @@ from toolkit import methods
 from toolkit.core.errors import LAYER_BUCKETS, ConfigError, check_choice, check_layers, check_range
 from toolkit.methods.adaptive import AdaptiveOptions
 from toolkit.methods.contrastive import ContrastiveOptions
+from toolkit.methods.delta import DeltaOptions
 from toolkit.methods.dola import DolaOptions
+from toolkit.methods.edt import EdtOptions
+from toolkit.methods.p_less import PLessOptions
 from toolkit.methods.registry import RESERVED
 from toolkit.methods.sled import SledOptions
 from toolkit.methods.top_n_sigma import TopNSigmaOptions
@@ -42,8 +45,9 @@ def chat_template_setting(key: str, value: Any) -> str:
 
 __all__ = [
     "CHAT_TEMPLATES", "HEAD_LEVELS", "LAYER_BUCKETS", "METHOD_FIELDS", "AdaptiveOptions",
-    "ContrastiveOptions", "DecodingConfig", "DolaOptions", "GraftConfig", "HeadConfig", "NEUTRAL",
-    "SledOptions", "TopNSigmaOptions", "TypicalOptions", "apply_preset", "check_layers",
+    "ContrastiveOptions", "DecodingConfig", "DeltaOptions", "DolaOptions", "EdtOptions",
+    "GraftConfig", "HeadConfig", "NEUTRAL", "PLessOptions", "SledOptions", "TopNSigmaOptions",
+    "TypicalOptions", "apply_preset", "check_layers",
     "describe", "mode_decoding", "pinned", "with_overrides",
 ]
 
@@ -88,7 +92,7 @@ class GraftConfig:
 
 # transformers' sampling settings, with the value that switches each off. None in a
 # DecodingConfig means "unset": generate() takes it from the model's generation_config, as
-# transformers does (`toolkit.graft.hf_generate.resolve`); top_k=0 is transformers' "no top-k".
+# transformers does (`toolkit.graft.hf_generate.effective_options`); top_k=0 is transformers' "no top-k".
 NEUTRAL: dict[str, Any] = {"do_sample": False, "temperature": 1.0, "top_k": 0, "top_p": 1.0,
                            "repetition_penalty": 1.0}
 
@@ -110,10 +114,8 @@ class DecodingConfig:
     Method sections, each with `enabled`: one field per built-in method (a test keeps them
     equal to the built-in registrations), and `plugins`, the options of methods registered
     from other packages (name -> their options object; a dict is turned into one and checked;
-    a plugin left out is off). Read any method's options with `method(name)`. Composition
-    order: the "logits" method (SLED, DoLa, contrastive, or a plugin's) on raw logits ->
-    repetition penalty -> temperature (fixed or adaptive) -> the "filter" methods (top-n-sigma,
-    typical, plugins') -> top-k -> top-p -> sample (or argmax when do_sample is off).
+    a plugin left out is off). Read any method's options with `method(name)`. The steps a
+    config runs, in the composition order: `toolkit.methods.plan.plan(config)`.
 
     do_sample, temperature, top_k, top_p and repetition_penalty left at None are unset:
     generate() takes them from the base model's generation_config, as transformers does; set
@@ -126,6 +128,9 @@ class DecodingConfig:
     top_n_sigma: TopNSigmaOptions = field(default_factory=TopNSigmaOptions)
     typical: TypicalOptions = field(default_factory=TypicalOptions)
     adaptive_temperature: AdaptiveOptions = field(default_factory=AdaptiveOptions)
+    p_less: PLessOptions = field(default_factory=PLessOptions)
+    edt: EdtOptions = field(default_factory=EdtOptions)
+    delta: DeltaOptions = field(default_factory=DeltaOptions)
     plugins: dict[str, Any] = field(default_factory=dict)
     do_sample: Optional[bool] = None
     temperature: Optional[float] = None

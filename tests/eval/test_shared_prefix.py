@@ -15,10 +15,10 @@ import torch
 
 from toolkit import methods
 from toolkit.core.errors import DataError
-from toolkit.core.options import DecodingConfig, DolaOptions, SledOptions, apply_preset
 from toolkit.eval import EvalConfig, run_eval
 from toolkit.eval.scoring import batches, encode_pair, score_pairs
 from toolkit.graft import AugmentedModel
+from toolkit.methods.options import DecodingConfig, DolaOptions, SledOptions, apply_preset
 from toolkit.testing import build_tiny_model, build_tokenizer
 
 PROMPTS = ["Q: What is the capital of France, and why is it there?\nA:",
@@ -48,7 +48,7 @@ def test_the_pairs_cover_what_they_claim():
     lengths = {len(ids) - start for ids, start in encoded}
     assert min(lengths) == 1 and max(lengths) >= 10
     assert min(start for _, start in encoded) > 8  # longer than Gemma 2's sliding window
-    assert MODES == ["greedy", "sled", "dola", "contrastive"]
+    assert MODES == ["greedy", "sled", "dola", "contrastive", "delta"]
 
 
 @pytest.mark.parametrize("settings", [TFQA, FACTOR], ids=["truthfulqa", "factor"])

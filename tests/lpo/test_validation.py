@@ -11,13 +11,13 @@ import pytest
 import torch
 
 from toolkit.core.errors import ConfigError
-from toolkit.core.options import GraftConfig, HeadConfig
 from toolkit.graft.augmented import AugmentedModel
 from toolkit.lpo import cache
 from toolkit.lpo.collect import collect_pairs
 from toolkit.lpo.config import CollectConfig, TrainConfig, TrainerConfig
 from toolkit.lpo.module import split_pairs
 from toolkit.lpo.train import fit_head, make_trainer, train_head
+from toolkit.methods.options import GraftConfig, HeadConfig
 
 # As TRL's DPOTrainer logs them: training under these names, evaluation with `eval_` before.
 TRL_NAMES = ("loss", "rewards/chosen", "rewards/rejected", "rewards/accuracies",

@@ -9,12 +9,12 @@ import textwrap
 import pytest
 import torch
 
-from toolkit.core.options import GraftConfig, HeadConfig
 from toolkit.graft.augmented import AugmentedModel
 from toolkit.lpo.cache import build_cache
 from toolkit.lpo.collect import collect_pairs
 from toolkit.lpo.config import CollectConfig, TrainConfig, TrainerConfig
 from toolkit.lpo.train import train_head
+from toolkit.methods.options import GraftConfig, HeadConfig
 
 SCRIPT = textwrap.dedent("""
     import sys

@@ -1,4 +1,5 @@
-"""Named model shapes with random weights, for benchmarks without any checkpoint.
+"""Named model shapes with random weights, for benchmarks without any checkpoint
+(`model.random_shape`).
 
 "tiny" is for tests; "llama-d512" (d=512, 16 layers, V=32000) runs on a CPU; "llama-7b" and
 "llama-3-8b" are the real models' shapes for GPU users. Nothing is downloaded.

@@ -51,3 +51,27 @@ def test_results_do_not_share_memory_with_the_next_call():
     results = (first_sled.logits, first_sled.layer_weights, first_dola[0])
     for before, now in zip(kept, results, strict=True):
         assert torch.equal(before, now)
+
+
+def test_buffers_made_in_inference_mode_are_replaced_outside_it():
+    """vLLM samples under torch.inference_mode; the same thread may then decode with
+    AugmentedModel under no_grad, where a tensor made in inference mode cannot be written.
+    (In a new thread, whose buffers are all made here.)"""
+    final, early = torch.randn(2, 50), torch.randn(2, 3, 50)
+    results, errors = [], []
+
+    def both() -> None:
+        try:
+            with torch.inference_mode():
+                results.append(sled_details(final, early, evolution_rate=2.0,
+                                            evolution_scale=5).logits.clone())
+            with torch.no_grad():
+                results.append(sled_details(final, early, evolution_rate=2.0,
+                                            evolution_scale=5).logits)
+        except RuntimeError as err:
+            errors.append(err)
+
+    thread = threading.Thread(target=both)
+    thread.start()
+    thread.join()
+    assert not errors and torch.equal(results[0], results[1])

@@ -7,10 +7,10 @@ import pytest
 
 from toolkit import methods
 from toolkit.core.errors import ConfigError, DataError
-from toolkit.core.options import DecodingConfig, SledOptions
 from toolkit.eval import EvalConfig, run_eval
 from toolkit.eval.truthfulqa import mc_metrics
 from toolkit.graft import AugmentedModel
+from toolkit.methods.options import DecodingConfig, SledOptions
 
 TFQA = (
     "Type,Category,Question,Best Answer,Correct Answers,Incorrect Answers,Source\n"

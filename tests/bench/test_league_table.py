@@ -1,0 +1,90 @@
+"""benchmarks/league_table.py: every row and column on the tiny Llama (blank where a column does
+not apply), the table between its markers in the figures page, and resuming: finished cells are
+skipped, a lost cell is computed again, a store with other settings is refused. The real-model
+path runs a reduced table on SmolLM2 (`real`)."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+SMALL = ["--questions", "2", "--replies", "2", "--reward-prompts", "1", "--arith-tokens", "3",
+         "--speed-tokens", "2", "--repeats", "1"]
+
+
+def _script():
+    spec = importlib.util.spec_from_file_location("league_table", ROOT / "benchmarks" /
+                                                  "league_table.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclasses look their module up
+    spec.loader.exec_module(module)
+    return module
+
+
+def _truthfulqa(path: Path) -> Path:
+    path.write_text("Type,Category,Question,Best Answer,Correct Answers,Incorrect Answers,Source\n"
+                    "A,B,What do bees make?,Bees make honey,Honey; Bees make honey,Milk; Bread,s\n"
+                    "A,B,Is the sky blue?,Yes,Yes; It is,No; Never,s\n")
+    return path
+
+
+def test_every_row_and_column_then_resume(tmp_path, tiny_llama_dir, capsys):
+    from _generation import graft
+
+    league = _script()
+    head = tmp_path / "head"
+    graft(tiny_llama_dir).save_pretrained(head)
+    figures = tmp_path / "figures.md"
+    figures.write_text("# Figures\n\nbefore\n<!-- league:tiny:llama -->\nold\n"
+                       "<!-- /league:tiny:llama -->\nafter\n")
+    argv = ["tiny:llama", "--truthfulqa", str(_truthfulqa(tmp_path / "tqa.csv")), "--head",
+            str(head), "--out", str(tmp_path / "out"), "--figures", str(figures), *SMALL]
+    assert league.main(argv) == 0
+    out = capsys.readouterr().out
+    data = json.loads((tmp_path / "out" / "league.json").read_text())
+    cells = data["cells"]
+    scored = {r.name for r in league.ROWS if r.scored}
+    assert {k.split("/")[0] for k in cells if k.endswith("/truthfulqa")} == scored
+    for row in league.ROWS:
+        keys = {"T=1", "T=2"} if row.sampled else {"own"}
+        assert {k.split("@")[1] for k in cells if k.startswith(f"{row.name}/arithmetic@")} == keys
+        assert 0.0 <= cells[f"{row.name}/arithmetic@{sorted(keys)[0]}"] <= 1.0
+        assert f"{row.name}/reward" in cells
+    for metric in ("MC1", "MC2", "MC3"):
+        assert 0.0 <= cells["greedy/truthfulqa"][metric] <= 1.0
+    assert cells["speed"]["greedy"] == 1.0 and set(cells["speed"]) == {r.name for r in league.ROWS}
+    text = figures.read_text()
+    assert text.startswith("# Figures\n\nbefore\n<!-- league:tiny:llama -->\n| method | MC1 |")
+    assert text.endswith("<!-- /league:tiny:llama -->\nafter\n") and "old" not in text
+    assert "| sampling |  |  |  | " in text and "| learned head |" in text
+    assert "took " in out and "h in all" in out
+
+    del data["cells"]["dola/reward"]
+    (tmp_path / "out" / "league.json").write_text(json.dumps(data))
+    assert league.main(argv) == 0
+    again = [line for line in capsys.readouterr().out.splitlines() if line.startswith("  ")]
+    assert len(again) == 1 and again[0].startswith("  dola/reward: ")
+    assert figures.read_text().count("<!-- league:tiny:llama -->") == 1
+
+    assert league.main([*argv, "--replies", "3"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "other settings" in err[0]
+
+
+@pytest.mark.real
+@pytest.mark.slow
+def test_a_reduced_table_on_the_real_model(real_model_dir, tmp_path, capsys):
+    league = _script()
+    argv = ["smollm2-135m-instruct", "--truthfulqa", str(_truthfulqa(tmp_path / "tqa.csv")),
+            "--rows", "greedy,p_less,edt,delta", "--out", str(tmp_path / "out"),
+            "--figures", str(tmp_path / "figures.md"), *SMALL]
+    assert league.main(argv) == 0
+    cells = json.loads((tmp_path / "out" / "league.json").read_text())["cells"]
+    assert set(cells["speed"]) == {"greedy", "p_less", "edt", "delta"}
+    assert 0.0 <= cells["delta/truthfulqa"]["MC2"] <= 1.0
+    assert "| DeLTa +1, layers 1..L-1 | " in (tmp_path / "figures.md").read_text()
