@@ -61,11 +61,21 @@ def test_run_bench_tiny(tmp_path):
             row["decode_ms_per_token"] / greedy["decode_ms_per_token"])
         assert row["ratio_to_floor"] == pytest.approx(
             row["decode_ms_per_token"] / floor["decode_ms_per_token"])
+        assert row["decode_cpu_ms_per_token"] > 0 and row["cpu_ratio_to_floor"] == pytest.approx(
+            row["decode_cpu_ms_per_token"] / floor["decode_cpu_ms_per_token"])
         assert row["tokens_per_s"] == pytest.approx(b * 1000 / row["decode_ms_per_token"])
         assert row["ratio_to_sample"] == pytest.approx(
             row["decode_ms_per_token"] / rows[(b, "sample")]["decode_ms_per_token"])
         assert row["peak_over_greedy_mb"] == pytest.approx(row["peak_mb"] - greedy["peak_mb"])
     assert rows[(1, "greedy")]["ratio_to_greedy"] == 1.0
+    for (_, mode), row in rows.items():  # the step math against one log_softmax, same run
+        if mode in ("greedy", "floor", "sample"):
+            assert "math_ms" not in row
+            continue
+        assert row["math_ms"] > 0 and row["log_softmax_ms"] > 0
+        assert row["math_vs_log_softmax"] == pytest.approx(row["math_ms"] / row["log_softmax_ms"])
+    assert all(s["load_1m"] >= 0 for s in result["samples"])
+    assert len(result["math_samples"]) == 2 * 2 * (len(MODES) - 3)
     schedule = result["schedule"]
     for r in (-1, 0, 1):
         for b in (1, 2):
@@ -78,6 +88,9 @@ def test_run_bench_tiny(tmp_path):
     assert saved["rows"] == result["rows"] and len(saved["samples"]) == 2 * 2 * len(MODES)
     table = (tmp_path / "bench" / "bench.md").read_text()
     assert "| sled_k20 | 2 |" in table and "vs floor" in table and "vs sample" in table
+    assert "math / log_softmax" in table and "load average" in table and "CPU time vs floor" in table
+    assert result["decoding_math"].startswith("SLED/DoLa CPU math: ") and \
+        result["decoding_math"] in table
     if importlib.util.find_spec("matplotlib") is None:
         assert "no plot: matplotlib is not installed" in table
     else:

@@ -41,8 +41,16 @@ def test_tiny_mode_runs_every_step(tmp_path):
     assert {(r["mode"], r["batch"]) for r in bench["rows"]} >= {("greedy", 1), ("sled_k10", 2)}
     assert all(r["decode_ms_per_token"] > 0 for r in bench["rows"])
     sled = next(r for r in bench["rows"] if r["mode"] == "sled_k10" and r["batch"] == 1)
-    assert f"sled_k10 at batch 1: {sled['ratio_to_greedy']:.2f}x greedy" in summary
+    assert f"sled_k10 at batch 1, default: {sled['ratio_to_greedy']:.2f}x greedy" in summary
     assert "| dola | shared (KV cache) |" in summary
+    compiled = json.loads((out / "bench-compiled" / "bench.json").read_text())
+    assert {r["mode"] for r in compiled["rows"]} == {"greedy", "floor", "sled_k10", "dola"}
+    assert compiled["decoding_math"] == ("SLED/DoLa CPU math: torch ops through torch.compile "
+                                         "(runtime.compile)")
+    for mode in ("sled_k10", "dola"):
+        row = next(r for r in compiled["rows"] if r["mode"] == mode)
+        assert (f"{mode} at batch 1, runtime.compile=true: {row['ratio_to_greedy']:.2f}x "
+                "greedy") in summary
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="a GPU is present")

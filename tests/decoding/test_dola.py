@@ -12,6 +12,8 @@ from hypothesis import strategies as st
 
 from toolkit.decoding import dola_contrast, layer_divergences
 
+pytestmark = pytest.mark.usefixtures("both_paths")  # C kernels and torch ops (conftest.py)
+
 INF = math.inf
 
 
@@ -148,9 +150,10 @@ def test_bad_input(final, early, relative_top, match):
 @pytest.mark.parametrize("block", [1, 10_000])
 def test_block_divergences_match_the_reference_formula(monkeypatch, block):
     """The fused JSD (one block of rows at a time) equals F.kl_div's, finite or not."""
+    import toolkit.decoding.blocks as blocks
     import toolkit.decoding.dola as dola
 
-    monkeypatch.setattr(dola, "BLOCK_ELEMENTS", block)
+    monkeypatch.setattr(blocks, "BLOCK_ELEMENTS", block)
     gen = torch.Generator().manual_seed(21)
     final = torch.randn(6, 300, generator=gen) * 4
     early = torch.randn(6, 5, 300, generator=gen) * 4 + final.unsqueeze(1)

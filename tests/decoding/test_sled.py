@@ -12,6 +12,8 @@ from hypothesis import strategies as st
 from toolkit.decoding import sled_details, sled_evolve
 from toolkit.decoding.reference import sled_evolve_naive
 
+pytestmark = pytest.mark.usefixtures("both_paths")  # C kernels and torch ops (conftest.py)
+
 INF = math.inf
 
 

@@ -3,6 +3,8 @@
 Time: a streamer stamps every step (transformers calls `put` with the prompt, then once per
 new token, after the token is on the host), so one call gives both the time to the first token
 (prefill) and the per-token time of the rest (decode). On CUDA each stamp synchronises first.
+Each stamp also reads the process's CPU time, so decode has a CPU-time twin: on a shared machine
+the time this process was not running drops out of it.
 
 Peak memory: CUDA `max_memory_allocated` above what was allocated before the call; on CPU the
 process's peak resident set (VmHWM) above its RSS before the call, the peak being reset through
@@ -30,11 +32,13 @@ class StepTimer(BaseStreamer):
     def __init__(self, device: torch.device):
         self.cuda = device.type == "cuda"
         self.stamps: list[float] = []
+        self.cpu_stamps: list[float] = []
 
     def put(self, value) -> None:
         if self.cuda:
             torch.cuda.synchronize()
         self.stamps.append(time.perf_counter())
+        self.cpu_stamps.append(time.process_time())
 
     def end(self) -> None:
         """Nothing to flush."""
@@ -47,6 +51,11 @@ class StepTimer(BaseStreamer):
         prefill = (steps[0] - start) * 1e3
         decode = (steps[-1] - steps[0]) * 1e3 / (len(steps) - 1)
         return prefill, decode, len(steps)
+
+    def decode_cpu_ms(self) -> float:
+        """The process's CPU time per decoded token (ms), as `timings`' decode."""
+        steps = self.cpu_stamps[1:]
+        return (steps[-1] - steps[0]) * 1e3 / (len(steps) - 1)
 
 
 class FloorProcessor(LogitsProcessor):

@@ -7,6 +7,7 @@ runs the rounds handed to it with the same functions.
 from __future__ import annotations
 
 import dataclasses
+import os
 import time
 from typing import Any
 
@@ -48,7 +49,8 @@ def generate_round(am: Any, name: str, decoding: DecodingConfig, ids: torch.Tens
 
 def measure(am: Any, name: str, decoding: DecodingConfig, ids: torch.Tensor,
             memory: PeakMemory) -> dict[str, float]:
-    """One round: prefill and per-token decode times (ms), new tokens, peak memory."""
+    """One round: prefill and per-token decode times (ms, wall and the process's CPU time), new
+    tokens, peak memory, the 1-minute load average."""
     timer = StepTimer(ids.device)
     mask = torch.ones_like(ids)
     memory.start()
@@ -57,7 +59,8 @@ def measure(am: Any, name: str, decoding: DecodingConfig, ids: torch.Tensor,
     peak = memory.stop()
     prefill, decode, steps = timer.timings(start)
     return {"prefill_ms": prefill, "decode_ms_per_token": decode, "new_tokens": steps,
-            "peak_bytes": peak}
+            "decode_cpu_ms_per_token": timer.decode_cpu_ms(), "peak_bytes": peak,
+            "load_1m": os.getloadavg()[0]}
 
 
 def prompts(am: Any, config: BenchConfig, device: torch.device) -> dict[int, torch.Tensor]:

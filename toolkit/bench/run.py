@@ -4,7 +4,10 @@ Modes go through `AugmentedModel.generate`, except the compute floor, which is g
 of the base model's `generate()` under the tap with a `FloorProcessor` (the extra lm_head
 projection of the candidate layers, discarded). Rounds are interleaved: every repeat runs each
 (batch size, mode) once, the mode order rotated by one per repeat, so slow drifts of a shared
-machine hit every mode alike; medians over repeats are reported.
+machine hit every mode alike; medians over repeats are reported. Every sample records the
+1-minute load average. Beside each round of a mode with decoding math, that math is timed on
+one captured step of the same batch against one log_softmax over its early logits
+(`toolkit.bench.math_speed`), in this process.
 """
 
 from __future__ import annotations
@@ -22,12 +25,14 @@ from tqdm.auto import tqdm
 
 from toolkit.bench.config import FILES, KEY, SAMPLE, BenchConfig
 from toolkit.bench.eval_speed import run_eval_bench
+from toolkit.bench.math_speed import MathTimer
 from toolkit.bench.measure import PeakMemory
 from toolkit.bench.rounds import bench_decoding, measure, prompts
 from toolkit.bench.table import markdown_table, plot, plot_available
 from toolkit.bench.worker import Worker
 from toolkit.core import runtime
 from toolkit.core.errors import ConfigError
+from toolkit.decoding import native
 from toolkit.io import reports
 from toolkit.methods.options import DecodingConfig
 
@@ -42,11 +47,24 @@ def _schedule(config: BenchConfig, names: list[str]) -> list[tuple[int, int, str
     return order
 
 
-def _summarise(samples: dict, config: BenchConfig, names: list[str]) -> list[dict[str, Any]]:
+def _math_columns(samples: list[dict[str, float]]) -> dict[str, float]:
+    """Median math ms, log_softmax ms and their ratio over a mode's math samples ({} if none)."""
+    timed = [s for s in samples if "math_ms" in s]
+    if not timed:
+        return {}
+    math = statistics.median(s["math_ms"] for s in timed)
+    log_softmax = statistics.median(s["log_softmax_ms"] for s in timed)
+    return {"math_ms": math, "log_softmax_ms": log_softmax,
+            "math_vs_log_softmax": math / log_softmax}
+
+
+def _summarise(samples: dict, config: BenchConfig, names: list[str],
+               math: dict | None = None) -> list[dict[str, Any]]:
     rows = []
     for b in config.batch_sizes:
         med = {m: {k: statistics.median(s[k] for s in samples[(b, m)])
-                   for k in ("prefill_ms", "decode_ms_per_token", "new_tokens")}
+                   for k in ("prefill_ms", "decode_ms_per_token", "new_tokens",
+                             "decode_cpu_ms_per_token")}
                for m in names}
         peak = {m: max(s["peak_bytes"] for s in samples[(b, m)]) / 2**20 for m in names}
         for m in names:
@@ -57,10 +75,15 @@ def _summarise(samples: dict, config: BenchConfig, names: list[str]) -> list[dic
                 "new_tokens": med[m]["new_tokens"],
                 "ratio_to_greedy": decode / med["greedy"]["decode_ms_per_token"],
                 "ratio_to_floor": decode / med["floor"]["decode_ms_per_token"],
+                "decode_cpu_ms_per_token": med[m]["decode_cpu_ms_per_token"],
+                "cpu_ratio_to_floor": (med[m]["decode_cpu_ms_per_token"]
+                                       / med["floor"]["decode_cpu_ms_per_token"]),
                 "peak_mb": peak[m], "peak_over_greedy_mb": peak[m] - peak["greedy"],
+                "load_1m": statistics.median(s.get("load_1m", 0.0) for s in samples[(b, m)]),
             }
             if SAMPLE in med:
                 row["ratio_to_sample"] = decode / med[SAMPLE]["decode_ms_per_token"]
+            row.update(_math_columns((math or {}).get((b, m), [])))
             rows.append(row)
     return rows
 
@@ -108,10 +131,13 @@ def run_bench(model: Any, config: BenchConfig, decoding: DecodingConfig | None =
         model.check_decoding(options)
     device = model.base.device
     ids = prompts(model, config, device)
+    timer = MathTimer(model, ids, decodings)
     memory = PeakMemory(device)
     schedule = _schedule(config, names)
     samples: dict[tuple[str, int, str], list[dict[str, float]]] = {
         (a, b, m): [] for a in allocators for b in config.batch_sizes for m in names}
+    math: dict[tuple[int, str], list[dict[str, float]]] = {
+        (b, m): [] for b in config.batch_sizes for m in names}
     with contextlib.ExitStack() as stack:
         workers = {a: stack.enter_context(Worker(second_process(a), a))
                    for a in allocators if a != here}
@@ -121,14 +147,19 @@ def run_bench(model: Any, config: BenchConfig, decoding: DecodingConfig | None =
                           else workers[a].measure(b, m))
                 if r >= 0:
                     samples[(a, b, m)].append(sample)
-    rows = _by_allocator(samples, config, names, allocators)
+            if r >= 0:
+                math[(b, m)].append(timer.sample(b, m))
+    rows = _by_allocator(samples, config, names, allocators, math)
     result = {
         "config": dataclasses.asdict(config), "model": _model_info(model),
         "torch_threads": torch.get_num_threads(), "allocator": _allocator_line(allocators),
+        "decoding_math": native.status(),
         "memory_method": memory.method, "rows": rows,
         "schedule": [{"repeat": r, "batch": b, "mode": m} for r, b, m in schedule],
         "samples": [{"allocator": a, "batch": b, "mode": m, **s}
                     for (a, b, m), ss in samples.items() for s in ss],
+        "math_samples": [{"batch": b, "mode": m, **s}
+                         for (b, m), ss in math.items() for s in ss if s],
     }
     if config.eval_questions:
         result["eval_rows"] = run_eval_bench(model, config, decoding)
@@ -137,11 +168,11 @@ def run_bench(model: Any, config: BenchConfig, decoding: DecodingConfig | None =
 
 
 def _by_allocator(samples: dict, config: BenchConfig, names: list[str],
-                  allocators: list[str]) -> list[dict[str, Any]]:
+                  allocators: list[str], math: dict) -> list[dict[str, Any]]:
     """`_summarise` per allocator; with several, each row names its allocator and its decode
     time over the first allocator's (`ratio_to_allocator`), rows of one mode side by side."""
     summaries = {a: _summarise({(b, m): samples[(a, b, m)] for b in config.batch_sizes
-                                for m in names}, config, names) for a in allocators}
+                                for m in names}, config, names, math) for a in allocators}
     if len(allocators) == 1:
         return summaries[allocators[0]]
     first = {(r["batch"], r["mode"]): r["decode_ms_per_token"] for r in summaries[allocators[0]]}

@@ -8,9 +8,11 @@ from typing import Any
 
 COLUMNS = [("mode", "{}"), ("batch", "{}"), ("prefill_ms", "{:.1f}"),
            ("decode_ms_per_token", "{:.2f}"), ("tokens_per_s", "{:.1f}"),
-           ("ratio_to_greedy", "{:.2f}x"), ("ratio_to_floor", "{:.2f}x"), ("peak_mb", "{:.1f}")]
+           ("ratio_to_greedy", "{:.2f}x"), ("ratio_to_floor", "{:.2f}x"),
+           ("cpu_ratio_to_floor", "{:.2f}x"), ("math_ms", "{:.2f}"),
+           ("math_vs_log_softmax", "{:.2f}x"), ("peak_mb", "{:.1f}")]
 HEADERS = ["mode", "batch", "prefill ms", "decode ms/token", "tokens/s", "vs greedy",
-           "vs floor", "peak MB"]
+           "vs floor", "CPU time vs floor", "math ms", "math / log_softmax", "peak MB"]
 
 
 def markdown_table(result: dict[str, Any]) -> str:
@@ -21,9 +23,10 @@ def markdown_table(result: dict[str, Any]) -> str:
         f"V={info['vocab_size']} N={info['candidate_layers']} candidate layers, "
         f"{info['dtype']} on {info['device']}, {result['torch_threads']} torch threads "
         f"({result.get('allocator', 'allocator not configured')}); "
+        f"{result.get('decoding_math', 'SLED/DoLa CPU math: torch ops')}; "
         f"prompt {cfg['prompt_len']} tokens, {cfg['new_tokens']} new tokens, median of "
         f"{cfg['repeats']} interleaved repeats after {cfg['warmup']} warm-up; "
-        f"memory: {result['memory_method']}",
+        f"memory: {result['memory_method']}; {_load_line(result)}",
         "",
         "| " + " | ".join(HEADERS) + " |",
         "|---|" + "---:|" * (len(HEADERS) - 1),
@@ -39,11 +42,20 @@ def markdown_table(result: dict[str, Any]) -> str:
         headers.insert(-1, f"vs {result['rows'][0]['allocator']}")
     lines[2:] = ["| " + " | ".join(headers) + " |", "|---|" + "---:|" * (len(headers) - 1)]
     for row in result["rows"]:
-        lines.append("| " + " | ".join(fmt.format(row.get(k, float("nan"))) for k, fmt in columns)
-                     + " |")
+        lines.append("| " + " | ".join(fmt.format(row[k]) if k in row else "-"
+                                       for k, fmt in columns) + " |")
     if result.get("eval_rows"):
         lines += ["", *eval_table(result)]
     return "\n".join(lines)
+
+
+def _load_line(result: dict[str, Any]) -> str:
+    """The 1-minute load average over the run's samples, and what the math columns mean."""
+    loads = sorted(s["load_1m"] for s in result["samples"] if "load_1m" in s)
+    load = (f"load average {loads[0]:.2f}-{loads[-1]:.2f} (median {loads[len(loads) // 2]:.2f})"
+            if loads else "load average not recorded")
+    return (f"{load}; math: the mode's per-step decoding math on one captured step, against one "
+            "log_softmax over its early logits (CPU time on a CPU)")
 
 
 def eval_table(result: dict[str, Any]) -> list[str]:

@@ -13,9 +13,11 @@ out allocations above its mmap threshold as fresh pages, so each step pays page 
 Elsewhere than glibc both mean the platform default.
 
 Compile. `compile: true` runs SLED's and DoLa's per-block math through `torch.compile`
-(`toolkit.decoding.blocks.use_compile`), eager if compiling fails. Off by default: on a CPU it
-made a block 1.3x (SLED) to 1.8x (DoLa) faster, but compiling took 3-75 s per function and
-shape, which short runs never win back.
+(`toolkit.decoding.blocks.use_compile`), eager if compiling fails, instead of their C kernels
+(`toolkit.decoding.native`) on a CPU. Off by default: on a CPU the C kernels are faster than the
+compiled blocks (docs/figures.md), and compiling took 3-75 s per function and shape, which short
+runs never win back. On a GPU, where decoding waits on kernel launches, it turns a step's SLED
+terms and cosines (or DoLa's JSD) into a few fused kernels; `benchmarks/gpu_check.sh` measures it.
 
 Only the dataclass is imported eagerly, so validating a recipe does not pull in torch.
 """

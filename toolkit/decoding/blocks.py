@@ -30,6 +30,14 @@ def row_blocks(rows: int, per_row: int, block: int = BLOCK_ELEMENTS) -> list[sli
     return [slice(start, min(start + step, rows)) for start in range(0, rows, step)]
 
 
+def batch_blocks(batch: int, early: torch.Tensor) -> list[slice]:
+    """Slices covering range(batch), batch rows of `early`'s (.., N, V) shape as the torch ops
+    take them at a time: BLOCK_ELEMENTS on a CPU, all of them on other devices."""
+    per_row = early.shape[-2] * early.shape[-1]
+    return row_blocks(batch, per_row, BLOCK_ELEMENTS if early.device.type == "cpu"
+                      else batch * per_row)
+
+
 def use_compile(enabled: bool) -> None:
     """Compile the per-block functions of SLED and DoLa from now on (or stop doing so)."""
     _compile["enabled"] = bool(enabled)

@@ -20,7 +20,8 @@ import math
 
 import torch
 
-from toolkit.decoding.blocks import BLOCK_ELEMENTS, kernel, row_blocks
+from toolkit.decoding import native
+from toolkit.decoding.blocks import batch_blocks, kernel
 from toolkit.decoding.layer_logits import check_layer_logits
 from toolkit.decoding.scratch import scratch
 
@@ -51,45 +52,61 @@ def _clamped_divergences(final: torch.Tensor, early: torch.Tensor) -> torch.Tens
 
 def _block_divergences(log_final: torch.Tensor, final_probs: torch.Tensor,
                        early: torch.Tensor) -> torch.Tensor:
-    """The same JSD in fewer passes, for finite early logits: (b, V) x2, (b, N, V) -> (b, N).
+    """The same JSD with torch ops, for finite early logits: (b, V) x2, (b, N, V) -> (b, N).
 
-    sum_v M (log M - log P_N) + M (log M - log P_j) = 2 <M, log M> - <M, log P_N> - <M, log P_j>,
-    with log P_j = Z_j - logsumexp(Z_j) and logsumexp = max Z_j - log(max P_j). Where M is 0 its log
-    is clamped to a finite value, so the term is 0 as in F.kl_div. Non-finite early logits give
-    a non-finite result (the caller then uses `_clamped_divergences`).
+    sum_v M (log M - log P_N) + M (log M - log P_j) = sum_v M (2 log M - log P_N - (Z_j - m_j))
+    + log_s_j sum_v M, with log P_j = (Z_j - m_j) - log_s_j as log_softmax forms it: m_j = max
+    Z_j, log_s_j = -log(max P_j). Where M is 0 its log is clamped to a finite value, so the term
+    is 0 as in F.kl_div. Non-finite early logits give a non-finite result (the caller then uses
+    `_clamped_divergences`).
     """
     early = early.float()
     shape, dtype, device = early.shape, early.dtype, early.device
     probs = torch.ops.aten._softmax.out(  # torch.softmax, into a kept buffer
         early, -1, False, out=scratch("dola.probs", shape, dtype, device))
-    shift = early.amax(-1, keepdim=True) - probs.amax(-1, keepdim=True).log()
-    log_early = torch.sub(early, shift, out=scratch("dola.log_early", shape, dtype, device))
+    top = early.amax(-1, keepdim=True)
+    shifted = torch.sub(early, top, out=scratch("dola.shifted", shape, dtype, device))
+    log_s = -probs.amax(-1).log()
     mix = probs.lerp_(final_probs.unsqueeze(1), 0.5)
-    log_mix = torch.log(mix, out=scratch("dola.log_mix", shape, dtype, device))
-    log_mix.clamp_min_(-1e4)  # log of the smallest positive float is about -103
-    with_final = torch.matmul(mix, log_final.unsqueeze(-1)).squeeze(-1)
-    total = (2.0 * torch.linalg.vecdot(mix, log_mix) - torch.linalg.vecdot(mix, log_early)
-             - with_final)
+    # log M clamped (the log of the smallest positive float is about -103), then
+    # 2 log M - (Z - m) - log P_N
+    terms = torch.log(mix, out=scratch("dola.terms", shape, dtype, device)).clamp_min_(-1e4)
+    terms.mul_(2.0).sub_(shifted).sub_(log_final.unsqueeze(1))
+    total = torch.mul(mix, terms, out=terms).sum(-1) + log_s * mix.sum(-1)
     return total / (2.0 * early.shape[-1])
+
+
+def _log_final(final_logits: torch.Tensor) -> torch.Tensor:
+    """log P_N (B, V) float32 of the final logits, -inf read as the lowest float."""
+    return torch.log_softmax(final_logits.float().clamp_min(_LOWEST), dim=-1)
+
+
+def _divergences(final_logits: torch.Tensor, early_logits: torch.Tensor,
+                 log_final: torch.Tensor) -> torch.Tensor:
+    """`layer_divergences` with the final layer's log-probabilities (B, V) already computed."""
+    final_probs = log_final.exp()
+    if native.runs_on(early_logits):
+        jsd = native.dola_divergences(early_logits, log_final, final_probs).float()
+    else:
+        jsd = torch.cat([
+            kernel(_block_divergences)(log_final[rows], final_probs[rows], early_logits[rows])
+            for rows in batch_blocks(early_logits.shape[0], early_logits)])
+    if not bool(torch.isfinite(jsd).all()):
+        bad = (~torch.isfinite(jsd).all(-1)).nonzero().flatten()
+        for part in batch_blocks(len(bad), early_logits):
+            rows = bad[part]
+            jsd[rows] = _clamped_divergences(final_logits[rows], early_logits[rows])
+    return jsd
 
 
 def layer_divergences(final_logits: torch.Tensor, early_logits: torch.Tensor) -> torch.Tensor:
     """The reference's Jensen-Shannon score of each candidate layer: (B, V), (B, N, V) -> (B, N).
 
-    Computed one block of rows at a time (`toolkit.decoding.blocks`); a block with non-finite
-    logits is computed the reference's way with -inf read as the lowest float.
+    On a CPU in C (`toolkit.decoding.native`), else with torch ops one block of rows at a time
+    (`toolkit.decoding.blocks`); batch rows with non-finite logits are computed the reference's
+    way with -inf read as the lowest float.
     """
-    batch, layers, vocab = early_logits.shape
-    log_final = torch.log_softmax(final_logits.float().clamp_min(_LOWEST), dim=-1)
-    final_probs = log_final.exp()
-    block = BLOCK_ELEMENTS if early_logits.device.type == "cpu" else batch * layers * vocab
-    parts = []
-    for rows in row_blocks(batch, layers * vocab, block):
-        jsd = kernel(_block_divergences)(log_final[rows], final_probs[rows], early_logits[rows])
-        if not bool(torch.isfinite(jsd).all()):
-            jsd = _clamped_divergences(final_logits[rows], early_logits[rows])
-        parts.append(jsd)
-    return torch.cat(parts)
+    return _divergences(final_logits, early_logits, _log_final(final_logits))
 
 
 def dola_contrast(
@@ -100,14 +117,14 @@ def dola_contrast(
     final_logits (B, V) are the mature layer's logits, early_logits (B, N, V) the candidates'.
     """
     _check(final_logits, early_logits, relative_top)
-    chosen = layer_divergences(final_logits, early_logits).argmax(-1)
-    log_final = torch.log_softmax(final_logits.float().clamp_min(_LOWEST), dim=-1)
+    log_final = _log_final(final_logits)
+    chosen = _divergences(final_logits, early_logits, log_final).argmax(-1)
     premature = early_logits[torch.arange(early_logits.shape[0], device=chosen.device), chosen]
-    log_premature = torch.log_softmax(premature.float().clamp_min(_LOWEST), dim=-1)
+    log_premature = torch.log_softmax(premature.float().clamp_min_(_LOWEST), dim=-1)
     threshold = log_final.amax(-1, keepdim=True) + math.log(relative_top)
-    keep = (log_final >= threshold) & (final_logits != float("-inf"))
-    contrast = (log_final - log_premature).clamp_max(torch.finfo(final_logits.dtype).max)
-    out = torch.where(keep, contrast, torch.full_like(contrast, float("-inf")))
+    out = log_premature.neg_().add_(log_final).clamp_max_(torch.finfo(final_logits.dtype).max)
+    out.masked_fill_(log_final < threshold, float("-inf"))  # kept: log p_N >= threshold
+    out.masked_fill_(final_logits == float("-inf"), float("-inf"))
     return out.to(final_logits.dtype), chosen
 
 

@@ -22,11 +22,14 @@ are then put together in float64, never subtracting two near-equal sums:
 
 (for i != a, p_i <= p_a, so p_i <= 1/2 and 1 - p_i is exact enough).
 
-Speed. The (B, N, V) work is done one block of rows at a time (`toolkit.decoding.blocks`), so
-the block's softmax, differences and sums stay in cache; SLED's extra memory is one block, in
-buffers kept between steps on CPU (`toolkit.decoding.scratch`).
-A block is first computed on the inputs as they are; only when its sums are not finite (an
-early or final logit of -inf, or differences beyond ~1e19) is it recomputed the careful way:
+Speed. On a CPU the (B, N, V) work runs in C (`toolkit.decoding.native`): per layer row one
+exponential, one more pass for all four sums, then its K cosines. Where those kernels do not
+run (another device, no C compiler, `runtime.compile`) it runs on torch ops one block of rows
+at a time (`toolkit.decoding.blocks`), so the block's softmax, differences and sums stay in
+cache, in buffers kept between steps on CPU (`toolkit.decoding.scratch`).
+The sums are first computed on the inputs as they are; only the batch rows whose sums are not
+finite (an early or final logit of -inf, or differences beyond ~1e19) are recomputed the
+careful way, with torch ops:
 
 Non-finite logits (docs/methods.md section 2: no NaN for rows where some logits are -inf):
 - a final logit of -inf marks a token the final layer rules out: D is 0 on it (no contrast), it
@@ -42,10 +45,12 @@ are not valid logits.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import torch
 
-from toolkit.decoding.blocks import BLOCK_ELEMENTS, kernel, row_blocks
+from toolkit.decoding import native
+from toolkit.decoding.blocks import batch_blocks, kernel
 from toolkit.decoding.layer_logits import check_layer_logits
 from toolkit.decoding.scratch import scratch
 
@@ -100,7 +105,8 @@ def check_sled_args(
 
 def _half_differences(early, z_low, z_finite, careful: bool):
     """D/2 = Z/2 - z/2 (b, N, V) and the power of two it was divided by (b, N): 1, or when
-    `careful` 2**(e-1) with the largest |D/2| in [2**(e-1), 2**e) (2**e may overflow).
+    `careful` 2**(e-1) with the largest |D/2| in [2**(e-1), 2**e) (2**e may overflow), and D
+    set to 0 where the final logit is -inf (`z_finite` false).
 
     `early` must be a tensor this module owns when `careful` (it is overwritten).
     """
@@ -115,13 +121,23 @@ def _half_differences(early, z_low, z_finite, careful: bool):
     return diff.div_(scale.unsqueeze(-1)), scale
 
 
-def _block_terms(early, z_low, z_finite, topk, careful: bool = False):
-    """The per-layer sums and gathered top-K terms of one block of rows (see module docstring).
+class _Terms(NamedTuple):
+    """The per-layer sums and gathered top-K terms of rows of SLED (see the module docstring).
 
-    Returns (sums, p_k, d_k, top, scale): sums = (R, |P'|, W, |D|) each (b, N) with P' = P
-    without its entry at `a`; p_k, d_k (b, N, K) P and D/2 at the top-K; top (b, N, 1) the index
-    in K of `a`; scale (b, N) the power of two D/2 was divided by.
+    sums (b, N, 4) float64: R, Q = |P'|^2, W = <P', D/2> and |D/2|^2, with P' = P without its
+    entry at `a`; p_k, d_k (b, N, K): P and D/2 at the top-K; top (b, N, 1): the index in K of
+    `a`; scale (b, N): the power of two D/2 was divided by (1 unless computed carefully).
     """
+
+    sums: torch.Tensor
+    p_k: torch.Tensor
+    d_k: torch.Tensor
+    top: torch.Tensor
+    scale: torch.Tensor
+
+
+def _block_terms(early, z_low, z_finite, topk, careful: bool = False) -> _Terms:
+    """`_Terms` of one block of rows with torch ops (the C kernels' fallback)."""
     early = early.float()
     if careful:
         owned = scratch("sled.early", early.shape, early.dtype, early.device)
@@ -133,58 +149,79 @@ def _block_terms(early, z_low, z_finite, topk, careful: bool = False):
     p_k, d_k = probs.gather(-1, index), diff.gather(-1, index)
     top = p_k.argmax(-1, keepdim=True)
     probs.scatter_(-1, index.gather(-1, top), 0.0)
-    sums = (probs.sum(-1), torch.linalg.vector_norm(probs, dim=-1),
-            torch.linalg.vecdot(probs, diff), torch.linalg.vector_norm(diff, dim=-1))
-    return sums, p_k, d_k, top, scale
+    product = torch.mul(probs, diff, out=scratch("sled.product", early.shape, early.dtype,
+                                                 early.device))
+    norms = torch.stack((torch.linalg.vector_norm(probs, dim=-1),
+                         torch.linalg.vector_norm(diff, dim=-1)), -1).double().square()
+    sums = torch.stack((probs.sum(-1).double(), norms[..., 0], product.sum(-1).double(),
+                        norms[..., 1]), -1)
+    return _Terms(sums, p_k, d_k, top, scale)
 
 
-def _cosines(sums, p_k, d_k, top, scale) -> torch.Tensor:
-    """cos(P - e_i, D) (b, N, K) float64 from `_block_terms`, without cancelling sums."""
-    rest, q_norm, dot, d_norm = (s.double().unsqueeze(-1) for s in sums)
-    p_k, d_k = p_k.double(), d_k.double()
+def _cosines(terms: _Terms) -> torch.Tensor:
+    """cos(P - e_i, D) (b, N, K) float64 from `_Terms`, without cancelling sums."""
+    rest, q_sq, dot, d_sq = (s.unsqueeze(-1) for s in terms.sums.unbind(-1))
+    p_k, d_k, top = terms.p_k.double(), terms.d_k.double(), terms.top
     p_a, d_a = p_k.gather(-1, top), d_k.gather(-1, top)
     is_a = torch.arange(p_k.shape[-1], device=top.device) == top
-    q_sq = q_norm.square()
     numerator = torch.where(is_a, dot - rest * d_a, dot + p_a * d_a - d_k)
     others = (q_sq + p_a.square() - p_k.square()).clamp_min(0.0)
     grad_sq = torch.where(is_a, q_sq + rest.square(), (1.0 - p_k).square() + others)
     grad_norm = grad_sq.sqrt().clamp_min(COSINE_EPS)
     # |D| = 2 * scale * |D/2 / scale| is clamped at eps, so |D/2 / scale| at eps / (2 * scale).
-    diff_norm = torch.maximum(d_norm, COSINE_EPS / (2.0 * scale.double().unsqueeze(-1)))
+    diff_norm = torch.maximum(d_sq.sqrt(), COSINE_EPS / (2.0 * terms.scale.double().unsqueeze(-1)))
     return numerator / (grad_norm * diff_norm)
 
 
-def _layer_cosines(early, z_low, z_finite, topk) -> torch.Tensor:
-    """cos(P[b,n] - e_i, D[b,n]) for i in topk[b], block by block: float64 (B, N, K)."""
-    batch, layers, vocab = early.shape
-    block = BLOCK_ELEMENTS if early.device.type == "cpu" else batch * layers * vocab
-    parts = []
-    for rows in row_blocks(batch, layers * vocab, block):
-        args = (early[rows], z_low[rows], z_finite[rows], topk[rows])
-        terms = kernel(_block_terms)(*args)
-        if not bool(torch.isfinite(torch.stack(terms[0])).all()):
-            terms = _block_terms(*args, careful=True)
-        parts.append(_cosines(*terms))
-    return torch.cat(parts)
+
+
+def _block_cosines(early, z_low, topk) -> tuple[torch.Tensor, torch.Tensor]:
+    """(cosines (b, N, K), sums (b, N, 4)) of one block of rows with torch ops: the unit that
+    `runtime.compile` compiles (on a GPU the whole batch, in a few fused kernels)."""
+    terms = _block_terms(early, z_low, None, topk)
+    return _cosines(terms), terms.sums
+
+
+def _layer_cosines(early, z, z_low, topk) -> torch.Tensor:
+    """cos(P[b,n] - e_i, D[b,n]) for i in topk[b]: float64 (B, N, K), on the C kernels, else on
+    torch ops one block of rows at a time (`toolkit.decoding.blocks`). Batch rows whose sums
+    are not finite are computed again the careful way, a block of them at a time."""
+    if native.runs_on(early):
+        cos, sums = native.sled_cosines(early, z_low, topk)
+    else:
+        parts = [kernel(_block_cosines)(early[rows], z_low[rows], topk[rows])
+                 for rows in batch_blocks(early.shape[0], early)]
+        cos, sums = (torch.cat(field) for field in zip(*parts, strict=True))
+    if not bool(torch.isfinite(sums).all()):
+        bad = (~torch.isfinite(sums)).flatten(1).any(-1).nonzero().flatten()
+        for part in batch_blocks(len(bad), early):
+            rows = bad[part]
+            cos[rows] = _cosines(_block_terms(early[rows], z_low[rows], z[rows] > float("-inf"),
+                                              topk[rows], careful=True))
+    return cos
 
 
 def _latent(cos: torch.Tensor, topk: torch.Tensor, vocab: int):
     """Latent distribution (B, V) and layer weights (B, N), float32, from cosines (B, N, K)."""
     m = cos.clamp_min(0.0).square()
-    per_layer = m.sum(-1, keepdim=True)
-    m = m / torch.where(per_layer != 0, per_layer, torch.ones_like(per_layer))
+    per_layer = m.sum(-1)
     total = per_layer.sum(1, keepdim=True)
-    weights = per_layer / torch.where(total != 0, total, torch.ones_like(total))
-    latent_k = (weights * m).sum(1).float()
+    total = torch.where(total != 0, total, 1.0)
+    # sum_n s[n] * m[n] / S[n] with s[n] = S[n] / total is sum_n m[n] / total (m[n] = 0 where
+    # S[n] = 0), and s = S when total = 0
+    latent_k = (m.sum(1) / total).float()
     latent = torch.zeros(topk.shape[0], vocab, dtype=torch.float32, device=topk.device)
-    return latent.scatter_(-1, topk, latent_k), weights[..., 0].float()
+    return latent.scatter_(-1, topk, latent_k), (per_layer / total).float()
 
 
-def _evolve(z: torch.Tensor, latent: torch.Tensor, rate: float, op_T: int) -> torch.Tensor:
-    """op_T steps of z <- z - rate * (1 - t/op_T) * (softmax(z) - latent); -inf stays -inf."""
+def _evolve(z: torch.Tensor, probs: torch.Tensor, latent: torch.Tensor, rate: float,
+            op_T: int) -> torch.Tensor:
+    """op_T steps of z <- z - rate * (1 - t/op_T) * (softmax(z) - latent); -inf stays -inf.
+    `probs` is softmax(z) with -inf read as the lowest float (overwritten)."""
     for t in range(op_T):
-        probs = torch.softmax(z.clamp_min(_LOWEST), dim=-1)
-        z = z - rate * (1.0 - t / op_T) * (probs - latent)
+        if t:
+            probs = torch.softmax(z.clamp_min(_LOWEST), dim=-1)
+        z = torch.add(z, probs.sub_(latent), alpha=-rate * (1.0 - t / op_T))
     return z
 
 
@@ -205,10 +242,11 @@ def sled_details(
     check_sled_args(final_logits, early_logits, evolution_rate, evolution_scale, op_T)
     z = final_logits.float()
     z_low = z.clamp_min(_LOWEST)
-    topk = torch.softmax(z_low, dim=-1).topk(evolution_scale, dim=-1).indices
-    cos = _layer_cosines(early_logits, z_low, z > float("-inf"), topk)
+    probs = torch.softmax(z_low, dim=-1)
+    topk = probs.topk(evolution_scale, dim=-1).indices
+    cos = _layer_cosines(early_logits, z, z_low, topk)
     latent, weights = _latent(cos, topk, z.shape[-1])
-    evolved = _evolve(z, latent, float(evolution_rate), op_T)
+    evolved = _evolve(z, probs, latent, float(evolution_rate), op_T)
     out = torch.full_like(z, float(evolution_lower_bound))
     out.scatter_(-1, topk, evolved.gather(-1, topk))
     return SledResult(out.to(final_logits.dtype), latent, weights, topk, evolved)
