@@ -107,8 +107,9 @@ class AugmentedModel:
             return_records: return an `AugmentedOutput` with per-step records (rows that
                 finished early keep being recorded; see its `reply_mask`).
             **kwargs: our decoding options (`sled=True`, `top_n_sigma=1.5`, `seed=0`, ...),
-                applied over `decoding` by `toolkit.methods.options.with_overrides`; every other
-                keyword that transformers' `generate()` or `GenerationConfig` accepts
+                applied over `decoding` by `toolkit.methods.options.with_overrides`; one that
+                switches a logits-stage method on replaces the one `decoding` enables (one INFO
+                line says so, `toolkit.methods.options.replacing_saved`); every other keyword that transformers' `generate()` or `GenerationConfig` accepts
                 (eos_token_id, pad_token_id, min_new_tokens, stop_strings,
                 num_return_sequences, min_p, generation_config, streamer, stopping_criteria,
                 return_dict_in_generate, ...) passes through (`toolkit.graft.hf_generate`). eos
@@ -127,8 +128,9 @@ class AugmentedModel:
             ConfigError: unknown or invalid options, or options this model cannot run.
         """
         overrides, hf = hf_generate.split(kwargs)
+        source = "the checkpoint's decoding" if decoding is None else "decoding="
         options = hf_generate.effective_options(decoding or self.decoding, overrides, hf,
-                                                self.base.generation_config)
+                                                self.base.generation_config, source)
         self.check_decoding(options)
         hf_generate.check(options, hf)
         device = self.base.device

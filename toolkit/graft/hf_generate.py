@@ -31,6 +31,7 @@ from toolkit.methods.options import (
     NEUTRAL,
     DecodingConfig,
     check_generation_settings,
+    replacing_saved,
     with_overrides,
 )
 
@@ -81,10 +82,13 @@ def split(kwargs: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
 
 
 def effective_options(decoding: DecodingConfig, overrides: dict[str, Any], hf: dict[str, Any],
-                      model_config: GenerationConfig) -> DecodingConfig:
+                      model_config: GenerationConfig,
+                      source: str = "the saved decoding") -> DecodingConfig:
     """`decoding` with `overrides` applied and every sampling setting set, by transformers'
-    precedence (module doc); max_new_tokens from a passed generation_config unless given."""
-    options = with_overrides(decoding, **overrides)
+    precedence (module doc); max_new_tokens from a passed generation_config unless given. A
+    logits-stage method the overrides switch on replaces the one `decoding` enables
+    (`toolkit.methods.options.replacing_saved`; `source` names who saved `decoding`)."""
+    options = with_overrides(decoding, **replacing_saved(decoding, overrides, source))
     passed = hf.get("generation_config")
     check_generation_settings(passed)
     changes: dict[str, Any] = {}
