@@ -23,13 +23,27 @@ from toolkit.graft import checkpoint, hf_generate, probe, prompting
 from toolkit.graft.composition import Composed, compose
 from toolkit.graft.families import model_parts
 from toolkit.graft.head import AdaptiveDecoderHead
-from toolkit.graft.processors import FiniteLogitsCheck
+from toolkit.graft.processors import FiniteLogitsCheck, RowSeeds, SeededSampling
 from toolkit.graft.records import AugmentedOutput, reply_mask, stack_steps
 from toolkit.graft.tap import EarlyExitTap
 from toolkit.methods.options import DecodingConfig, GraftConfig
 from toolkit.methods.plan import plan
 from toolkit.sources import hub, references
 from toolkit.sources.base import load_base
+
+
+@contextlib.contextmanager
+def _random_stream(seed: int | None, seeds: list[int] | None, device: torch.device):
+    """Torch's global random stream for one generate() call: seeded with `seed` when the call
+    asks for one (as transformers' `set_seed`), left as it is after a call with one seed per
+    prompt (`seeds`: those rows draw from their own generators), untouched otherwise."""
+    if seeds is not None:
+        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+            yield
+        return
+    if seed is not None:
+        torch.manual_seed(seed)
+    yield
 
 
 class AugmentedModel:
@@ -109,15 +123,21 @@ class AugmentedModel:
             **kwargs: our decoding options (`sled=True`, `top_n_sigma=1.5`, `seed=0`, ...),
                 applied over `decoding` by `toolkit.methods.options.with_overrides`; one that
                 switches a logits-stage method on replaces the one `decoding` enables (one INFO
-                line says so, `toolkit.methods.options.replacing_saved`); every other keyword that transformers' `generate()` or `GenerationConfig` accepts
-                (eos_token_id, pad_token_id, min_new_tokens, stop_strings,
-                num_return_sequences, min_p, generation_config, streamer, stopping_criteria,
-                return_dict_in_generate, ...) passes through (`toolkit.graft.hf_generate`). eos
-                and pad default to the base's generation_config (else the tokenizer). `seed`
-                seeds torch's global RNG and the adaptive head's generator, so seeded runs
-                repeat. Sampling settings follow transformers' rules: unset ones come from
-                the base's generation_config; a passed generation_config or keyword overrides
-                them; `top_k=0` means no top-k (`toolkit.graft.hf_generate`).
+                line says so, `toolkit.methods.options.replacing_saved`); every other keyword
+                that transformers' `generate()` or `GenerationConfig` accepts (eos_token_id,
+                pad_token_id, min_new_tokens, stop_strings, num_return_sequences, min_p,
+                generation_config, streamer, stopping_criteria, return_dict_in_generate, ...)
+                passes through (`toolkit.graft.hf_generate`). eos and pad default to the base's
+                generation_config (else the tokenizer). Randomness is transformers': torch's
+                global random stream, left alone unless the call asks for a seed (`seed=`, or
+                the `seed` of a `decoding=` it passes; the checkpoint's saved seed is the CLI's
+                run seed, not applied here): `seed=s` seeds it (and the adaptive head's
+                generator) with s; `seed=[s1, s2, ...]` gives each prompt its own stream, so a
+                sampled batch equals its prompts decoded one at a time with those seeds, and
+                leaves the global stream as it was. Sampling settings follow transformers'
+                rules: unset ones come from the base's generation_config; a passed
+                generation_config or keyword overrides them; `top_k=0` means no top-k
+                (`toolkit.graft.hf_generate`).
 
         Returns:
             What transformers returns (the sequences (B, T_prompt + T_new), or its output object
@@ -127,12 +147,14 @@ class AugmentedModel:
         Raises:
             ConfigError: unknown or invalid options, or options this model cannot run.
         """
+        seeds = hf_generate.row_seeds(kwargs, input_ids.shape[0])
         overrides, hf = hf_generate.split(kwargs)
+        saved = replace(self.decoding, seed=None) if decoding is None else decoding
         source = "the checkpoint's decoding" if decoding is None else "decoding="
-        options = hf_generate.effective_options(decoding or self.decoding, overrides, hf,
+        options = hf_generate.effective_options(saved, overrides, hf,
                                                 self.base.generation_config, source)
         self.check_decoding(options)
-        hf_generate.check(options, hf)
+        hf_generate.check(options, hf, seeds)
         device = self.base.device
         input_ids = input_ids.to(device)
         if attention_mask is None:
@@ -142,18 +164,20 @@ class AugmentedModel:
         prompting.check_rows(attention_mask)
         prompting.check_room(input_ids.shape[1], options.max_new_tokens, self.max_positions)
         self.head.to(self.head_device)
+        rows = hf_generate.setting(hf, "num_return_sequences", 1)
         composed = compose(plan(options), self.tap.for_layers, head=self.head,
                            per_token=self.graft_config.head.level == "token",
-                           attention_mask=attention_mask, record=return_records, seed=options.seed)
+                           attention_mask=attention_mask, record=return_records,
+                           seed=options.seed if seeds is None else seeds, rows_per_seed=rows)
+        drawn = ([SeededSampling(RowSeeds(seeds, rows, device))]
+                 if seeds is not None and options.do_sample else [])
         processors = LogitsProcessorList([FiniteLogitsCheck(), *composed.processors(),
-                                          *(hf.pop("logits_processor", None) or [])])
+                                          *(hf.pop("logits_processor", None) or []), *drawn])
         gen_kwargs = hf_generate.kwargs_for(options, hf, self.base.generation_config,
                                             self.tokenizer, explicit=overrides)
-        if options.seed is not None:
-            torch.manual_seed(options.seed)
         capture = (composed.tap.capture(last_only=True) if composed.tap
                    else contextlib.nullcontext())
-        with torch.no_grad(), capture:
+        with torch.no_grad(), _random_stream(options.seed, seeds, device), capture:
             output = self.base.generate(input_ids, attention_mask=attention_mask,
                                         logits_processor=processors, **gen_kwargs)
         if not return_records:

@@ -149,6 +149,9 @@ class DecodingConfig:
         methods.check_exclusive(self)
         check_generation_settings(self)
         check_range("max_new_tokens", self.max_new_tokens, low=1)
+        if self.seed is not None and (isinstance(self.seed, bool) or not isinstance(self.seed, int)):
+            raise ConfigError(f"seed={self.seed!r} is not allowed; give an integer (generate() "
+                              "also takes a list of one integer per prompt)")
 
     def method(self, name: str) -> Any:
         """The options of the registered method `name` (built-in or plugin)."""
