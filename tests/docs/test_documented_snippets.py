@@ -61,6 +61,7 @@ def test_plugins_using_it_on_a_checkpoint_that_saved_sled(layer_mix, quickstart_
     ns = run(code, **{QUICKSTART: quickstart_like})
     out = ns["out"]
     shift = out.records["layer_mix_shift"]
+    assert out.layer_mix_shift is shift
     assert shift.shape == out.reply_mask.shape and shift.shape[1] == 8
     assert bool((shift[out.reply_mask] > 0).all())
     assert out.sled_layer_weights is None

@@ -19,7 +19,7 @@ from transformers import LogitsProcessorList, PreTrainedModel
 
 from toolkit import methods
 from toolkit.core.errors import CheckpointError, DataError
-from toolkit.graft import checkpoint, hf_generate, probe, prompting
+from toolkit.graft import checkpoint, hf_generate, pointer, probe, prompting
 from toolkit.graft.composition import Composed, compose
 from toolkit.graft.families import model_parts
 from toolkit.graft.head import AdaptiveDecoderHead
@@ -47,7 +47,12 @@ def _random_stream(seed: int | None, seeds: list[int] | None, device: torch.devi
 
 
 class AugmentedModel:
-    """A frozen causal LM plus the grafted tap and AdaptiveDecoder head (see DESIGN.md)."""
+    """A frozen causal LM plus the grafted tap and AdaptiveDecoder head (see DESIGN.md).
+
+    Shaped like the transformers model it wraps where a caller expects one: `generate(inputs)`,
+    `device`, `dtype`, `config`, `generation_config`, `to()`, `can_generate()`, so
+    `pipeline("text-generation", model=am, tokenizer=am.tokenizer)` decodes through it.
+    """
 
     def __init__(self, base: PreTrainedModel, graft_config: GraftConfig, tokenizer=None,
                  decoding: DecodingConfig | None = None, base_reference: str | None = None,
@@ -95,6 +100,36 @@ class AugmentedModel:
         return cls(base, config or GraftConfig(), tokenizer, base_reference=reference)
 
     @property
+    def device(self) -> torch.device:
+        """The base model's device (its first parameters' under a device_map), as transformers
+        reports it."""
+        return self.base.device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.base.dtype
+
+    @property
+    def config(self) -> Any:
+        """The base model's config."""
+        return self.base.config
+
+    @property
+    def generation_config(self) -> Any:
+        """The base model's generation_config (the defaults of unset sampling settings)."""
+        return self.base.generation_config
+
+    def can_generate(self) -> bool:
+        return True
+
+    def to(self, *args, **kwargs) -> AugmentedModel:
+        """Move (or cast) the base as `nn.Module.to` does; the head follows lm_head's device and
+        keeps its float32. Returns this model, as transformers' `to` does."""
+        self.base.to(*args, **kwargs)
+        self.head.to(self.head_device)
+        return self
+
+    @property
     def head_device(self) -> torch.device:
         """The head and tap live where lm_head is (the last shard under device_map)."""
         return self.parts.lm_head.weight.device
@@ -108,14 +143,16 @@ class AugmentedModel:
     def vocab_size(self) -> int:
         return self.parts.lm_head.weight.shape[0]
 
-    def generate(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
-                 *, decoding: DecodingConfig | None = None, return_records: bool = False,
+    def generate(self, inputs: torch.Tensor | None = None,
+                 attention_mask: torch.Tensor | None = None, *,
+                 decoding: DecodingConfig | None = None, return_records: bool = False,
                  **kwargs) -> Any:
         """Generate with the base model's `generate()` and this model's processors.
 
         Args:
-            input_ids: (B, T_prompt) prompt ids, left padded (`encode` gives them); rows padded
-                on the right are moved to the left first, so they give the same tokens.
+            inputs: (B, T_prompt) prompt ids, left padded (`encode` gives them), as
+                transformers' `generate(inputs)`; or pass them as `input_ids=`. Rows padded on
+                the right are moved to the left first, so they give the same tokens.
             attention_mask: (B, T_prompt), default all ones.
             decoding: the options (default: `self.decoding`, the checkpoint's default).
             return_records: return an `AugmentedOutput` with per-step records (rows that
@@ -147,6 +184,7 @@ class AugmentedModel:
         Raises:
             ConfigError: unknown or invalid options, or options this model cannot run.
         """
+        input_ids = prompting.prompt_ids(inputs, kwargs.pop("input_ids", None))
         seeds = hf_generate.row_seeds(kwargs, input_ids.shape[0])
         overrides, hf = hf_generate.split(kwargs)
         saved = replace(self.decoding, seed=None) if decoding is None else decoding
@@ -227,11 +265,11 @@ class AugmentedModel:
         out = AugmentedOutput(sequences=sequences, reply_mask=reply_mask(replies, eos))
         if composed.adaptive is not None:
             index = stack_steps(composed.adaptive.records, steps)
-            out.set_record(methods.get("adaptive_temperature").record_field, index)
+            out.records[methods.get("adaptive_temperature").record_field] = index
             out.temperature = self.head.temperatures[index].float()
         early_exit = composed.early_exit
         if early_exit is not None and early_exit.method.record_field and early_exit.records:
-            out.set_record(early_exit.method.record_field, stack_steps(early_exit.records, steps))
+            out.records[early_exit.method.record_field] = stack_steps(early_exit.records, steps)
         out.layers = composed.layers
         return out
 
@@ -323,3 +361,6 @@ class AugmentedModel:
                     prompt_format=ckpt.prompt_format)
         checkpoint.load_head(model.head, ckpt)
         return model
+
+
+pointer.register(AugmentedModel)
