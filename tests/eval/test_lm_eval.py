@@ -147,6 +147,9 @@ def test_saved_methods_apply_only_with_preset_checkpoint(tiny_llama_dir, tmp_pat
                                           "sled_evolution_scale=7,")
     off = harness.SurgeryLM(pretrained=str(ckpt), preset="checkpoint", sled=False, device="cpu")
     assert off.method_args() == ""
+    dola = harness.SurgeryLM(pretrained=str(ckpt), preset="checkpoint", dola=True, device="cpu")
+    assert dola.decoding.dola.enabled and not dola.decoding.sled.enabled  # replaces, no clash
+    assert dola.method_args().startswith("dola=True,")
 
 
 @pytest.mark.parametrize("args", [dict(sled=True, sled_evolution_scale=3), dict(dola=True)],

@@ -96,8 +96,13 @@ def test_auto_model_names_the_call_to_use(tiny_llama_dir, tmp_path):
     from transformers import AutoModelForCausalLM
 
     ckpt = _graft(str(tiny_llama_dir)).save_pretrained(tmp_path / "ckpt")
-    with pytest.raises(ValueError, match=r"load it with toolkit\.AugmentedModel\.from_pretrained"):
+    with pytest.raises(ValueError, match=r"load it with toolkit\.AugmentedModel\.from_pretrained") as err:
         AutoModelForCausalLM.from_pretrained(str(ckpt))
+    assert isinstance(err.value, CheckpointError)  # ours, first: not transformers' upgrade advice
+    assert str(err.value) == (
+        f"{ckpt} is a model-surgery checkpoint (a decoding head and its settings over a base "
+        f"model, not a model of its own): load it with "
+        f"toolkit.AugmentedModel.from_pretrained({str(ckpt)!r})")
 
 
 class FakeApi:

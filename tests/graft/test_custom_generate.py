@@ -130,6 +130,17 @@ def test_checkpoint_folder_keywords_override_the_saved_options(setup, saved):
                            loaded.generate(ids, seed=3, **change)), change
 
 
+def test_a_logits_method_asked_for_replaces_the_saved_one(setup, saved):
+    """The checkpoint saved SLED: dola=True decodes DoLa, through the folder and through
+    AugmentedModel.generate alike, as if the call had also said sled=False."""
+    plain = setup[1]
+    ckpt, loaded, ids = saved
+    dola = loaded.generate(ids, seed=3, dola=True, sled=False, do_sample=False)
+    assert torch.equal(loaded.generate(ids, seed=3, dola=True, do_sample=False), dola)
+    assert torch.equal(_folder(plain, ckpt, ids, dola=True, do_sample=False), dola)
+    assert not torch.equal(loaded.generate(ids, seed=3, do_sample=False), dola)
+
+
 def test_checkpoint_folder_refuses_a_saved_adaptive_head(setup, tiny_llama_dir, tmp_path):
     plain, ids = setup[1], setup[2]
     am = graft(tiny_llama_dir)

@@ -1,5 +1,6 @@
 """The method registry: one entry per name, unknown names named, and the typed surfaces that
-list the built-ins (`DecodingConfig` fields, `AugmentedOutput` record fields) kept equal to it."""
+list the built-ins (`DecodingConfig` fields) kept equal to it; every method's records read the
+same way from `AugmentedOutput`."""
 
 from __future__ import annotations
 
@@ -7,10 +8,11 @@ import dataclasses
 import typing
 
 import pytest
+import torch
 
 from toolkit import methods
 from toolkit.core.errors import ConfigError
-from toolkit.graft.records import RECORD_FIELDS, AugmentedOutput
+from toolkit.graft.records import AugmentedOutput
 from toolkit.methods import registry
 from toolkit.methods.options import METHOD_FIELDS, DecodingConfig, with_overrides
 from toolkit.methods.top_n_sigma import TopNSigmaOptions
@@ -42,11 +44,16 @@ def test_decoding_config_fields_are_the_built_in_registrations():
     assert tuple(plain) == registry.RESERVED
 
 
-def test_output_record_fields_are_the_built_in_ones():
-    fields = {f.name for f in dataclasses.fields(AugmentedOutput)}
-    built_in = {m.record_field for m in methods.all_methods()
-                if m.name in METHOD_FIELDS and m.record_field}
-    assert built_in == set(RECORD_FIELDS) and built_in <= fields
+def test_every_record_field_reads_as_an_attribute_and_from_records(restored):
+    methods.register(_method("toy_filter", record_field="toy_shift"))
+    out = AugmentedOutput(sequences=torch.zeros(1, 2), reply_mask=torch.ones(1, 1))
+    out.records["toy_shift"] = torch.ones(1, 1)
+    out.records["dola_layer"] = torch.zeros(1, 1)
+    assert out.toy_shift is out.records["toy_shift"] is out.record("toy_shift")
+    assert out.dola_layer is out.records["dola_layer"]
+    assert out.sled_layer_weights is None and out.temperature_index is None
+    with pytest.raises(AttributeError, match="no attribute 'toy_shiff'"):
+        out.toy_shiff  # noqa: B018
 
 
 @pytest.mark.parametrize("name", ["sled", "greedy", "composed", "temperature", "plugins", "seed"])

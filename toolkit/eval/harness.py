@@ -48,7 +48,7 @@ from toolkit.core.errors import ConfigError, ToolkitError
 from toolkit.eval import harness_prefix
 from toolkit.graft.augmented import AugmentedModel
 from toolkit.io.layout import CONFIG_FILE
-from toolkit.methods.options import DecodingConfig, with_overrides
+from toolkit.methods.options import DecodingConfig, replacing_saved, with_overrides
 
 NAME = "surgery"
 
@@ -72,6 +72,8 @@ def _decoding(am: AugmentedModel, preset: str | None, flags: dict[str, Any], opt
         raise ConfigError(f"preset={preset!r} in model_args; allowed: checkpoint (the "
                           "checkpoint's saved decoding methods), or leave it out")
     base = am.decoding if preset == "checkpoint" else DecodingConfig()
+    asked = {name: bool(value) for name, value in flags.items() if value is not None}
+    flags = {**flags, **replacing_saved(base, asked, "the checkpoint (preset=checkpoint)")}
     overrides: dict[str, Any] = {}
     for name in scored():
         current = base.method(name)

@@ -19,11 +19,11 @@ from transformers import LogitsProcessorList, PreTrainedModel
 
 from toolkit import methods
 from toolkit.core.errors import CheckpointError, DataError
-from toolkit.graft import checkpoint, hf_generate, probe, prompting
+from toolkit.graft import checkpoint, hf_generate, pointer, probe, prompting
 from toolkit.graft.composition import Composed, compose
 from toolkit.graft.families import model_parts
 from toolkit.graft.head import AdaptiveDecoderHead
-from toolkit.graft.processors import FiniteLogitsCheck
+from toolkit.graft.processors import FiniteLogitsCheck, RowSeeds, SeededSampling
 from toolkit.graft.records import AugmentedOutput, reply_mask, stack_steps
 from toolkit.graft.tap import EarlyExitTap
 from toolkit.methods.options import DecodingConfig, GraftConfig
@@ -32,8 +32,27 @@ from toolkit.sources import hub, references
 from toolkit.sources.base import load_base
 
 
+@contextlib.contextmanager
+def _random_stream(seed: int | None, seeds: list[int] | None, device: torch.device):
+    """Torch's global random stream for one generate() call: seeded with `seed` when the call
+    asks for one (as transformers' `set_seed`), left as it is after a call with one seed per
+    prompt (`seeds`: those rows draw from their own generators), untouched otherwise."""
+    if seeds is not None:
+        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+            yield
+        return
+    if seed is not None:
+        torch.manual_seed(seed)
+    yield
+
+
 class AugmentedModel:
-    """A frozen causal LM plus the grafted tap and AdaptiveDecoder head (see DESIGN.md)."""
+    """A frozen causal LM plus the grafted tap and AdaptiveDecoder head (see DESIGN.md).
+
+    Shaped like the transformers model it wraps where a caller expects one: `generate(inputs)`,
+    `device`, `dtype`, `config`, `generation_config`, `to()`, `can_generate()`, so
+    `pipeline("text-generation", model=am, tokenizer=am.tokenizer)` decodes through it.
+    """
 
     def __init__(self, base: PreTrainedModel, graft_config: GraftConfig, tokenizer=None,
                  decoding: DecodingConfig | None = None, base_reference: str | None = None,
@@ -81,6 +100,36 @@ class AugmentedModel:
         return cls(base, config or GraftConfig(), tokenizer, base_reference=reference)
 
     @property
+    def device(self) -> torch.device:
+        """The base model's device (its first parameters' under a device_map), as transformers
+        reports it."""
+        return self.base.device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.base.dtype
+
+    @property
+    def config(self) -> Any:
+        """The base model's config."""
+        return self.base.config
+
+    @property
+    def generation_config(self) -> Any:
+        """The base model's generation_config (the defaults of unset sampling settings)."""
+        return self.base.generation_config
+
+    def can_generate(self) -> bool:
+        return True
+
+    def to(self, *args, **kwargs) -> AugmentedModel:
+        """Move (or cast) the base as `nn.Module.to` does; the head follows lm_head's device and
+        keeps its float32. Returns this model, as transformers' `to` does."""
+        self.base.to(*args, **kwargs)
+        self.head.to(self.head_device)
+        return self
+
+    @property
     def head_device(self) -> torch.device:
         """The head and tap live where lm_head is (the last shard under device_map)."""
         return self.parts.lm_head.weight.device
@@ -94,29 +143,38 @@ class AugmentedModel:
     def vocab_size(self) -> int:
         return self.parts.lm_head.weight.shape[0]
 
-    def generate(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
-                 *, decoding: DecodingConfig | None = None, return_records: bool = False,
+    def generate(self, inputs: torch.Tensor | None = None,
+                 attention_mask: torch.Tensor | None = None, *,
+                 decoding: DecodingConfig | None = None, return_records: bool = False,
                  **kwargs) -> Any:
         """Generate with the base model's `generate()` and this model's processors.
 
         Args:
-            input_ids: (B, T_prompt) prompt ids, left padded (`encode` gives them); rows padded
-                on the right are moved to the left first, so they give the same tokens.
+            inputs: (B, T_prompt) prompt ids, left padded (`encode` gives them), as
+                transformers' `generate(inputs)`; or pass them as `input_ids=`. Rows padded on
+                the right are moved to the left first, so they give the same tokens.
             attention_mask: (B, T_prompt), default all ones.
             decoding: the options (default: `self.decoding`, the checkpoint's default).
             return_records: return an `AugmentedOutput` with per-step records (rows that
                 finished early keep being recorded; see its `reply_mask`).
             **kwargs: our decoding options (`sled=True`, `top_n_sigma=1.5`, `seed=0`, ...),
-                applied over `decoding` by `toolkit.methods.options.with_overrides`; every other
-                keyword that transformers' `generate()` or `GenerationConfig` accepts
-                (eos_token_id, pad_token_id, min_new_tokens, stop_strings,
-                num_return_sequences, min_p, generation_config, streamer, stopping_criteria,
-                return_dict_in_generate, ...) passes through (`toolkit.graft.hf_generate`). eos
-                and pad default to the base's generation_config (else the tokenizer). `seed`
-                seeds torch's global RNG and the adaptive head's generator, so seeded runs
-                repeat. Sampling settings follow transformers' rules: unset ones come from
-                the base's generation_config; a passed generation_config or keyword overrides
-                them; `top_k=0` means no top-k (`toolkit.graft.hf_generate`).
+                applied over `decoding` by `toolkit.methods.options.with_overrides`; one that
+                switches a logits-stage method on replaces the one `decoding` enables (one INFO
+                line says so, `toolkit.methods.options.replacing_saved`); every other keyword
+                that transformers' `generate()` or `GenerationConfig` accepts (eos_token_id,
+                pad_token_id, min_new_tokens, stop_strings, num_return_sequences, min_p,
+                generation_config, streamer, stopping_criteria, return_dict_in_generate, ...)
+                passes through (`toolkit.graft.hf_generate`). eos and pad default to the base's
+                generation_config (else the tokenizer). Randomness is transformers': torch's
+                global random stream, left alone unless the call asks for a seed (`seed=`, or
+                the `seed` of a `decoding=` it passes; the checkpoint's saved seed is the CLI's
+                run seed, not applied here): `seed=s` seeds it (and the adaptive head's
+                generator) with s; `seed=[s1, s2, ...]` gives each prompt its own stream, so a
+                sampled batch equals its prompts decoded one at a time with those seeds, and
+                leaves the global stream as it was. Sampling settings follow transformers'
+                rules: unset ones come from the base's generation_config; a passed
+                generation_config or keyword overrides them; `top_k=0` means no top-k
+                (`toolkit.graft.hf_generate`).
 
         Returns:
             What transformers returns (the sequences (B, T_prompt + T_new), or its output object
@@ -126,11 +184,15 @@ class AugmentedModel:
         Raises:
             ConfigError: unknown or invalid options, or options this model cannot run.
         """
+        input_ids = prompting.prompt_ids(inputs, kwargs.pop("input_ids", None))
+        seeds = hf_generate.row_seeds(kwargs, input_ids.shape[0])
         overrides, hf = hf_generate.split(kwargs)
-        options = hf_generate.effective_options(decoding or self.decoding, overrides, hf,
-                                                self.base.generation_config)
+        saved = replace(self.decoding, seed=None) if decoding is None else decoding
+        source = "the checkpoint's decoding" if decoding is None else "decoding="
+        options = hf_generate.effective_options(saved, overrides, hf,
+                                                self.base.generation_config, source)
         self.check_decoding(options)
-        hf_generate.check(options, hf)
+        hf_generate.check(options, hf, seeds)
         device = self.base.device
         input_ids = input_ids.to(device)
         if attention_mask is None:
@@ -140,18 +202,20 @@ class AugmentedModel:
         prompting.check_rows(attention_mask)
         prompting.check_room(input_ids.shape[1], options.max_new_tokens, self.max_positions)
         self.head.to(self.head_device)
+        rows = hf_generate.setting(hf, "num_return_sequences", 1)
         composed = compose(plan(options), self.tap.for_layers, head=self.head,
                            per_token=self.graft_config.head.level == "token",
-                           attention_mask=attention_mask, record=return_records, seed=options.seed)
+                           attention_mask=attention_mask, record=return_records,
+                           seed=options.seed if seeds is None else seeds, rows_per_seed=rows)
+        drawn = ([SeededSampling(RowSeeds(seeds, rows, device))]
+                 if seeds is not None and options.do_sample else [])
         processors = LogitsProcessorList([FiniteLogitsCheck(), *composed.processors(),
-                                          *(hf.pop("logits_processor", None) or [])])
+                                          *(hf.pop("logits_processor", None) or []), *drawn])
         gen_kwargs = hf_generate.kwargs_for(options, hf, self.base.generation_config,
                                             self.tokenizer, explicit=overrides)
-        if options.seed is not None:
-            torch.manual_seed(options.seed)
         capture = (composed.tap.capture(last_only=True) if composed.tap
                    else contextlib.nullcontext())
-        with torch.no_grad(), capture:
+        with torch.no_grad(), _random_stream(options.seed, seeds, device), capture:
             output = self.base.generate(input_ids, attention_mask=attention_mask,
                                         logits_processor=processors, **gen_kwargs)
         if not return_records:
@@ -201,11 +265,11 @@ class AugmentedModel:
         out = AugmentedOutput(sequences=sequences, reply_mask=reply_mask(replies, eos))
         if composed.adaptive is not None:
             index = stack_steps(composed.adaptive.records, steps)
-            out.set_record(methods.get("adaptive_temperature").record_field, index)
+            out.records[methods.get("adaptive_temperature").record_field] = index
             out.temperature = self.head.temperatures[index].float()
         early_exit = composed.early_exit
         if early_exit is not None and early_exit.method.record_field and early_exit.records:
-            out.set_record(early_exit.method.record_field, stack_steps(early_exit.records, steps))
+            out.records[early_exit.method.record_field] = stack_steps(early_exit.records, steps)
         out.layers = composed.layers
         return out
 
@@ -297,3 +361,6 @@ class AugmentedModel:
                     prompt_format=ckpt.prompt_format)
         checkpoint.load_head(model.head, ckpt)
         return model
+
+
+pointer.register(AugmentedModel)

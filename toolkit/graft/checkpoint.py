@@ -9,7 +9,7 @@ Layout of a checkpoint directory:
   fingerprint of the base's config and a sample of its weights, the sha256 of every other file of the checkpoint, toolkit version. It is written
   last and checked on load (see `toolkit.graft.integrity`).
 - `config.json`: not a model config; its `model_type` tells `AutoModelForCausalLM.from_pretrained`
-  (which reads it first, and fails on the unknown type) to use `AugmentedModel.from_pretrained`.
+  to use `AugmentedModel.from_pretrained` (`toolkit.graft.pointer`).
 - tokenizer files, when the model has a tokenizer.
 - `base/`: the base model in safetensors shards, only when saved with `self_contained=True`.
 - `custom_generate/`: SLED / DoLa / top-n-sigma for plain transformers models
@@ -37,7 +37,7 @@ from transformers import AutoTokenizer
 
 from toolkit import __version__
 from toolkit.core.errors import CheckpointError
-from toolkit.graft import custom_generate, integrity
+from toolkit.graft import custom_generate, integrity, pointer
 from toolkit.io import atomic
 from toolkit.io.files import public_tree, target_named
 from toolkit.io.layout import (
@@ -51,9 +51,7 @@ from toolkit.methods.options import DecodingConfig, GraftConfig
 from toolkit.sources.base import has_tokenizer
 from toolkit.sources.references import SELF, read_reference, write_reference
 
-POINTER = {"model_type": "model-surgery checkpoint: load it with "
-                         "toolkit.AugmentedModel.from_pretrained(this folder), not "
-                         "AutoModelForCausalLM"}
+pointer.register()
 FORMAT_VERSION = integrity.FORMAT_VERSION
 __all__ = ["BASE_DIR", "CONFIG_FILE", "HEAD_FILE", "check_target", "is_complete"]
 
@@ -144,7 +142,7 @@ def save(directory, *, base, base_reference: str, head, tokenizer, graft_config,
         if tokenizer is not None:
             tokenizer.save_pretrained(tmp)
         custom_generate.write_folder(tmp, graft_config, decoding)
-        (tmp / "config.json").write_text(json.dumps(POINTER, indent=2) + "\n")
+        (tmp / "config.json").write_text(json.dumps(pointer.POINTER, indent=2) + "\n")
         if self_contained:
             base.save_pretrained(tmp / BASE_DIR, safe_serialization=True)
         config["files"] = integrity.file_hashes(tmp, skip=CONFIG_FILE)

@@ -27,6 +27,7 @@ from toolkit.graft.processors import (
     EarlyExitLogitsProcessor,
     FilterLogitsProcessor,
     PromptAwareRepetitionPenalty,
+    RowSeeds,
     TemperatureLogitsProcessor,
 )
 from toolkit.graft.tap import EarlyExitTap
@@ -63,7 +64,7 @@ class Composed:
 
 def compose(plan: DecodingPlan, tap_for: TapFor, *, head: Any = None, per_token: bool = False,
             attention_mask: torch.Tensor | None = None, record: bool = False,
-            seed: int | None = None) -> Composed:
+            seed: int | list[int] | None = None, rows_per_seed: int = 1) -> Composed:
     """The processors of `plan`.
 
     Args:
@@ -75,7 +76,8 @@ def compose(plan: DecodingPlan, tap_for: TapFor, *, head: Any = None, per_token:
         attention_mask: (B, T_prompt) of the left-padded prompts, needed for a repetition
             penalty (a row's padding does not count).
         record: the logits step keeps its per-step records.
-        seed: seeds the generator the head draws with (`choice: sample`).
+        seed: seeds the generator the head draws with (`choice: sample`); a list: one per
+            prompt, each drawing for its `rows_per_seed` rows (`RowSeeds`).
     """
     out = Composed()
     if plan.logits is not None:
@@ -88,7 +90,7 @@ def compose(plan: DecodingPlan, tap_for: TapFor, *, head: Any = None, per_token:
         out.penalty.append(PromptAwareRepetitionPenalty(plan.repetition_penalty,
                                                         prompt_ignore_length=padding))
     if plan.temperature is not None:
-        _temperature(out, plan.temperature, tap_for, head, per_token, seed)
+        _temperature(out, plan.temperature, tap_for, head, per_token, seed, rows_per_seed)
     out.filters = [FilterLogitsProcessor(step.method, step.options) for step in plan.filters]
     if plan.top_k is not None:
         out.truncation.append(TopKLogitsWarper(plan.top_k))
@@ -98,7 +100,7 @@ def compose(plan: DecodingPlan, tap_for: TapFor, *, head: Any = None, per_token:
 
 
 def _temperature(out: Composed, temperature: Temperature, tap_for: TapFor, head: Any,
-                 per_token: bool, seed: int | None) -> None:
+                 per_token: bool, seed: int | list[int] | None, rows_per_seed: int) -> None:
     if temperature.method is not None:  # e.g. EDT: a function of the logits, like a filter
         out.temperature.append(FilterLogitsProcessor(temperature.method.method,
                                                      temperature.method.options))
@@ -115,7 +117,9 @@ def _temperature(out: Composed, temperature: Temperature, tap_for: TapFor, head:
     out.tap = out.tap or tap_for(None, final_only=True)
     generator = None
     if seed is not None and sample:
-        generator = torch.Generator(device=next(head.parameters()).device).manual_seed(seed)
+        device = next(head.parameters()).device
+        generator = (RowSeeds(seed, rows_per_seed, device) if isinstance(seed, list)
+                     else torch.Generator(device=device).manual_seed(seed))
     out.adaptive = AdaptiveTemperatureLogitsProcessor(out.tap, head, per_token=per_token,
                                                       sample=sample, generator=generator)
     out.temperature.append(out.adaptive)

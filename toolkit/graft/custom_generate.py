@@ -55,7 +55,7 @@ from toolkit.graft.composition import compose
 from toolkit.graft.tap import EarlyExitTap
 from toolkit.io.files import sha256_file
 from toolkit.io.layout import CONFIG_FILE
-from toolkit.methods.options import DecodingConfig, GraftConfig, with_overrides
+from toolkit.methods.options import DecodingConfig, GraftConfig, replacing_saved, with_overrides
 from toolkit.methods.plan import plan
 
 FOLDER = "custom_generate"
@@ -206,8 +206,8 @@ def saved_generate(graft: dict, decoding: dict) -> Callable:
 
     def run(model, *args, **kwargs):
         adaptive = kwargs.pop("adaptive_temperature", None)
-        options = with_overrides(saved, **{name: kwargs.pop(name) for name in plain_methods()
-                                           if name in kwargs})
+        asked = {name: kwargs.pop(name) for name in plain_methods() if name in kwargs}
+        options = with_overrides(saved, **replacing_saved(saved, asked, "the checkpoint"))
         if adaptive is not None:
             options = with_overrides(options, adaptive_temperature=adaptive)
         if options.adaptive_temperature.enabled:

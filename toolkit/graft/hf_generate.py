@@ -31,6 +31,7 @@ from toolkit.methods.options import (
     NEUTRAL,
     DecodingConfig,
     check_generation_settings,
+    replacing_saved,
     with_overrides,
 )
 
@@ -81,10 +82,13 @@ def split(kwargs: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
 
 
 def effective_options(decoding: DecodingConfig, overrides: dict[str, Any], hf: dict[str, Any],
-                      model_config: GenerationConfig) -> DecodingConfig:
+                      model_config: GenerationConfig,
+                      source: str = "the saved decoding") -> DecodingConfig:
     """`decoding` with `overrides` applied and every sampling setting set, by transformers'
-    precedence (module doc); max_new_tokens from a passed generation_config unless given."""
-    options = with_overrides(decoding, **overrides)
+    precedence (module doc); max_new_tokens from a passed generation_config unless given. A
+    logits-stage method the overrides switch on replaces the one `decoding` enables
+    (`toolkit.methods.options.replacing_saved`; `source` names who saved `decoding`)."""
+    options = with_overrides(decoding, **replacing_saved(decoding, overrides, source))
     passed = hf.get("generation_config")
     check_generation_settings(passed)
     changes: dict[str, Any] = {}
@@ -106,8 +110,38 @@ def setting(hf: dict[str, Any], key: str, default: Any = None) -> Any:
     return default if value is None else value
 
 
-def check(options: DecodingConfig, hf: dict[str, Any]) -> None:
+# transformers' own warpers, added after every processor of ours when sampling: a call with
+# one seed per prompt draws in its last processor, before them, so it refuses them.
+_LATE_WARPERS = ("min_p", "typical_p", "epsilon_cutoff", "eta_cutoff", "top_h",
+                 "watermarking_config")
+
+
+def row_seeds(kwargs: dict[str, Any], prompts: int) -> list[int] | None:
+    """A `seed` keyword that is a list (one seed per prompt), popped from `kwargs`; None when
+    `seed` is absent or one integer. ConfigError when it is not one integer per prompt."""
+    seed = kwargs.get("seed")
+    if seed is None or isinstance(seed, int) and not isinstance(seed, bool):
+        return None
+    values = seed.tolist() if hasattr(seed, "tolist") else seed
+    if not (isinstance(values, (list, tuple)) and all(
+            isinstance(v, int) and not isinstance(v, bool) for v in values)):
+        raise ConfigError(f"seed={seed!r} is not allowed; give an integer, or a list of one "
+                          "integer per prompt")
+    if len(values) != prompts:
+        raise ConfigError(f"seed has {len(values)} values for {prompts} prompts; give one "
+                          "seed per prompt (or one integer for the whole batch)")
+    del kwargs["seed"]
+    return list(values)
+
+
+def check(options: DecodingConfig, hf: dict[str, Any], seeds: list[int] | None = None) -> None:
     """Refuse combinations that cannot compose; warn once about redundant truncation."""
+    late = [k for k in _LATE_WARPERS if setting(hf, k) is not None]
+    if seeds is not None and options.do_sample and late:
+        raise ConfigError(
+            f"seed=[...] (one per prompt) draws each row's token before transformers applies "
+            f"{' and '.join(late)}; give one integer seed with {late[0]}, or leave it out"
+        )
     beams = setting(hf, "num_beams", 1)
     tapped = [m.name for m in methods.active(options) if m.tap != "none"]
     if beams > 1 and tapped:

@@ -152,12 +152,13 @@ class AdaptiveTemperatureLogitsProcessor(LogitsProcessor):
 
     `per_token=False` (sequence level): chosen once, at the first step, from the last prompt
     token, and kept for the whole reply. `per_token=True`: chosen anew at every step.
-    `sample=True` draws the grid index from the head's distribution with `generator`.
+    `sample=True` draws the grid index from the head's distribution with `generator` (a
+    `RowSeeds`: each prompt's rows with their own).
     Records: grid indices (B,) per step in `self.records` (always kept; they are tiny).
     """
 
     def __init__(self, tap, head, *, per_token: bool, sample: bool = False,
-                 generator: torch.Generator | None = None):
+                 generator: torch.Generator | RowSeeds | None = None):
         self.tap = tap
         self.head = head
         self.per_token = per_token
@@ -177,4 +178,41 @@ class AdaptiveTemperatureLogitsProcessor(LogitsProcessor):
         weight = next(self.head.parameters())
         hidden = self.tap.final_hidden().to(device=weight.device, dtype=weight.dtype)
         with torch.no_grad():
+            if isinstance(self.generator, RowSeeds):
+                return torch.cat([self.head.choose(hidden[rows], sample=self.sample, generator=g)
+                                  for rows, g in self.generator.blocks()])
             return self.head.choose(hidden, sample=self.sample, generator=self.generator)
+
+
+class RowSeeds:
+    """One random stream per prompt: a `torch.Generator` seeded with each prompt's seed, drawing
+    for that prompt's rows (`rows_per_seed` of them: `num_return_sequences`, adjacent as
+    transformers expands them). A prompt's draws are then those of the same prompt decoded
+    alone with `seed=` its seed: a new generator seeded s gives the stream `torch.manual_seed(s)`
+    gives the global one."""
+
+    def __init__(self, seeds: list[int], rows_per_seed: int, device: torch.device | str):
+        self.generators = [torch.Generator(device=device).manual_seed(s) for s in seeds]
+        self.rows_per_seed = rows_per_seed
+
+    def blocks(self) -> list[tuple[slice, torch.Generator]]:
+        """(rows, generator) per prompt."""
+        n = self.rows_per_seed
+        return [(slice(i * n, (i + 1) * n), g) for i, g in enumerate(self.generators)]
+
+
+class SeededSampling(LogitsProcessor):
+    """The draw of a sampled call with one seed per prompt, made here with `RowSeeds` because
+    transformers draws every row from the global stream: each row's token is drawn from the
+    softmax of its final scores, as transformers draws it, and the scores become 0 at that token
+    and -inf elsewhere, so transformers' own draw takes it. Put it last: it sees the scores
+    transformers would sample from."""
+
+    def __init__(self, seeds: RowSeeds):
+        self.seeds = seeds
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.Tensor) -> torch.Tensor:
+        probs = torch.softmax(scores, dim=-1)
+        tokens = torch.cat([torch.multinomial(probs[rows].to(g.device), 1, generator=g)
+                            for rows, g in self.seeds.blocks()]).to(scores.device)
+        return torch.full_like(scores, -float("inf")).scatter_(1, tokens, 0.0)

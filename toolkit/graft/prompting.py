@@ -155,6 +155,20 @@ def set_up_for_generation(tokenizer: Any) -> Any:
     return tokenizer
 
 
+def prompt_ids(inputs: Any, input_ids: Any) -> torch.Tensor:
+    """The prompt ids of a generate() call, given as transformers takes them: positionally
+    (`inputs`) or as `input_ids=`, not both; ConfigError when neither is a (B, T) tensor."""
+    if inputs is not None and input_ids is not None:
+        raise ConfigError("the prompt ids are given twice (inputs and input_ids); pass one")
+    ids = inputs if input_ids is None else input_ids
+    if not isinstance(ids, torch.Tensor) or ids.dim() != 2:
+        raise ConfigError(
+            f"generate() needs the prompt ids as a (batch, tokens) tensor, not {type(ids).__name__}"
+            "; am.generate(**am.encode(prompts)) gives them"
+        )
+    return ids
+
+
 def left_aligned(input_ids: torch.Tensor,
                  attention_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Rows padded on the right (or both sides) moved to the left padding that generation

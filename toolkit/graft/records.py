@@ -14,19 +14,22 @@ from typing import Any
 
 import torch
 
+from toolkit import methods
+
 
 @dataclass
 class AugmentedOutput:
-    """Generated ids plus per-step records (a field is None when its feature was off).
+    """Generated ids plus per-step records.
 
     - `sequences` (B, T_prompt + T_new): prompt and reply, as transformers returns them.
     - `reply_mask` (B, T_new) bool: True on the reply's real tokens, up to and including eos.
     - `temperature` (B, T_new) float: the adaptive temperature value used at each step.
-    - `temperature_index` (B, T_new) long: grid index of the adaptive temperature.
-    - `sled_layer_weights` (B, T_new, N) float: SLED's per-layer weights over `layers`.
-    - `dola_layer` (B, T_new) long: the layer DoLa contrasted with (a layer number).
     - `layers`: the candidate layer numbers of the early-exit method (None when none is on).
-    - `records`: the per-step records of plugin methods, under their `record_field`.
+    - `records`: every method's per-step records, under its `record_field`, built-in and plugin
+      alike; each also reads as an attribute, None when its method was off:
+      `temperature_index` (B, T_new) long, the adaptive temperature's grid index;
+      `sled_layer_weights` (B, T_new, N) float, SLED's per-layer weights over `layers`;
+      `dola_layer` (B, T_new) long, the layer DoLa contrasted with; a plugin's field.
     - `generate_output`: transformers' output object (scores, logits, ...) when the call passed
       `return_dict_in_generate=True`.
     """
@@ -34,27 +37,19 @@ class AugmentedOutput:
     sequences: torch.Tensor
     reply_mask: torch.Tensor
     temperature: torch.Tensor | None = None
-    temperature_index: torch.Tensor | None = None
-    sled_layer_weights: torch.Tensor | None = None
-    dola_layer: torch.Tensor | None = None
     layers: list[int] | None = None
     generate_output: Any = None
     records: dict[str, torch.Tensor] = field(default_factory=dict)
 
-    def set_record(self, name: str, value: torch.Tensor | None) -> None:
-        """Store a method's stacked records: a built-in's field, else `records[name]`."""
-        if name in RECORD_FIELDS:
-            setattr(self, name, value)
-        else:
-            self.records[name] = value
+    def __getattr__(self, name: str) -> Any:
+        """A registered method's record field: its records, or None when it was off."""
+        if not name.startswith("_") and name in {m.record_field for m in methods.all_methods()}:
+            return self.records.get(name)
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
 
     def record(self, name: str) -> torch.Tensor | None:
         """A method's stacked records by its `record_field` (None when it was off)."""
-        return getattr(self, name) if name in RECORD_FIELDS else self.records.get(name)
-
-
-# The built-in methods' record fields (a test keeps them equal to the registry's).
-RECORD_FIELDS = ("temperature_index", "sled_layer_weights", "dola_layer")
+        return self.records.get(name)
 
 
 def reply_mask(replies: torch.Tensor, eos_token_ids: Sequence[int] | None) -> torch.Tensor:

@@ -12,6 +12,8 @@ derive their modes and task presets from it with `mode_decoding` and `apply_pres
 from __future__ import annotations
 
 import dataclasses
+import logging
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
@@ -27,6 +29,8 @@ from toolkit.methods.registry import RESERVED
 from toolkit.methods.sled import SledOptions
 from toolkit.methods.top_n_sigma import TopNSigmaOptions
 from toolkit.methods.typical import TypicalOptions
+
+log = logging.getLogger(__name__)
 
 HEAD_LEVELS = ("sequence", "token")
 # How prompts meet a chat model (generate.chat_template, data.chat_template,
@@ -48,7 +52,7 @@ __all__ = [
     "ContrastiveOptions", "DecodingConfig", "DeltaOptions", "DolaOptions", "EdtOptions",
     "GraftConfig", "HeadConfig", "NEUTRAL", "PLessOptions", "SledOptions", "TopNSigmaOptions",
     "TypicalOptions", "apply_preset", "check_layers",
-    "describe", "mode_decoding", "pinned", "with_overrides",
+    "describe", "mode_decoding", "pinned", "replacing_saved", "with_overrides",
 ]
 
 
@@ -145,6 +149,9 @@ class DecodingConfig:
         methods.check_exclusive(self)
         check_generation_settings(self)
         check_range("max_new_tokens", self.max_new_tokens, low=1)
+        if self.seed is not None and (isinstance(self.seed, bool) or not isinstance(self.seed, int)):
+            raise ConfigError(f"seed={self.seed!r} is not allowed; give an integer (generate() "
+                              "also takes a list of one integer per prompt)")
 
     def method(self, name: str) -> Any:
         """The options of the registered method `name` (built-in or plugin)."""
@@ -206,6 +213,39 @@ def with_overrides(config: Optional[DecodingConfig] = None, **overrides: Any) ->
         else:
             changes[key] = value
     return dataclasses.replace(config.with_methods(chosen), **changes)
+
+
+def replacing_saved(saved: DecodingConfig, overrides: Mapping[str, Any],
+                    source: str = "the saved decoding") -> dict[str, Any]:
+    """`overrides` with the saved logits-stage method switched off when they switch another on.
+
+    One call runs one logits-stage method (SLED, DoLa, contrastive decoding, DeLTa, a plugin's),
+    so the one asked for replaces the one a checkpoint or recipe saved, as a keyword of
+    transformers' `generate()` overrides the model's generation_config; one INFO line says so.
+    `AugmentedModel.generate`, a checkpoint's custom_generate folder, the lm-eval backend
+    (preset=checkpoint) and vLLM requests (`toolkit.serving.requests`) all apply it here.
+
+    Args:
+        saved: the decoding the call starts from.
+        overrides: method name -> a value `with_overrides` takes (True / False / None, a dict
+            of options, an options object or a shorthand number); other keys pass unchanged.
+        source: who saved `saved`, for the INFO line (e.g. "the checkpoint's decoding").
+
+    Returns:
+        A new mapping: `overrides`, plus `name: False` for each logits-stage method `saved`
+        enables and `overrides` does not name, when `overrides` switch a logits-stage method on.
+    """
+    names = {m.name for m in methods.all_methods()}
+    asked = [name for name, value in overrides.items() if name in names
+             and methods.get(name).stage == "logits"
+             and _method_options(methods.get(name), saved.method(name), value).enabled]
+    replaced = [m.name for m in methods.active(saved)
+                if m.stage == "logits" and m.name not in overrides]
+    if not asked or not replaced:
+        return dict(overrides)
+    log.info("%s replaces %s, the logits-stage method of %s (a call runs one)", asked[0],
+             " and ".join(replaced), source)
+    return {**overrides, **dict.fromkeys(replaced, False)}
 
 
 def _method_options(method: methods.DecodingMethod, current: Any, value: Any) -> Any:

@@ -26,7 +26,7 @@ from typing import Any
 
 from toolkit import methods
 from toolkit.core.errors import ConfigError
-from toolkit.methods.options import DecodingConfig, with_overrides
+from toolkit.methods.options import DecodingConfig, replacing_saved, with_overrides
 
 # DecodingConfig's plain settings and the request field that carries each in vLLM.
 REQUEST_FIELDS = {"do_sample": "temperature", "temperature": "temperature", "top_k": "top_k",
@@ -51,11 +51,7 @@ def request_decoding(base: DecodingConfig, extra: Mapping[str, Any] | None) -> D
     flags, fields = _parse(extra or {})
     if not flags and not fields:
         return base
-    switched_on = [n for n, v in flags.items() if v is not False]
-    if any(methods.get(n).stage == "logits" for n in switched_on):
-        for method in methods.active(base):
-            if method.stage == "logits" and method.name not in flags:
-                flags[method.name] = False
+    flags = replacing_saved(base, flags, "the served checkpoint's decoding")
     overrides: dict[str, Any] = {}
     for name in dict.fromkeys([*fields, *flags]):
         current = base.method(name)
