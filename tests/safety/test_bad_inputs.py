@@ -167,6 +167,7 @@ def _list_file(name: str, link: bool = False):
 PROMPTS = "generate.prompts=[hello]"
 PAIRS = "data.pairs={tmp}/pairs.jsonl"
 BIG = 50 * 2**20
+DEEP = "[" * 100_000 + "]" * 100_000
 CASES: dict[str, Case] = {
     # data loss
     "output_dir=. (the current directory)": Case("graft", ["output_dir=."], "is the current directory or holds it", extra={"chdir": True}),
@@ -236,6 +237,11 @@ CASES: dict[str, Case] = {
     "pairs: prompt_ids empty": Case("train", [PAIRS], "pairs.jsonl:1: prompt_ids is empty", setup=_write("pairs.jsonl", _pairs(prompt_ids=[]))),
     "pairs: chosen_tau longer than the ids": Case("train", [PAIRS], "pairs.jsonl:1: chosen_tau holds 3 temperature indices for 1 chosen_ids tokens", setup=_write("pairs.jsonl", _pairs(chosen_tau=[0, 1, 2]))),
     "reward function returning NaN": Case("collect", ["data.prompts={tmp}/in.jsonl", "data.pairs={tmp}/p.jsonl", "collect.num_replies=2", "collect.reward.kind=function", "collect.reward.function=nanreward:score"], "the reward gave nan for a reply to prompt id 'q1'; a reward must be a finite number", early=False, setup=_nan_reward, extra={"syspath": True}),
+    "generate.input nested 100000 deep": Case("generate", ["generate.input={tmp}/in.jsonl"], "in.jsonl:1: invalid JSON (arrays and objects nested deeper than 64 levels", setup=_write("in.jsonl", '{"prompt": ' + DEEP + "}\n")),
+    "generate.input with a 5000-digit integer": Case("generate", ["generate.input={tmp}/in.jsonl"], "in.jsonl:1: invalid JSON (a number of 5001 characters", setup=_write("in.jsonl", '{"prompt": "a", "n": 1' + "0" * 5000 + "}\n")),
+    "pairs nested 100000 deep": Case("train", [PAIRS], "pairs.jsonl:1: invalid JSON (arrays and objects nested deeper", setup=_write("pairs.jsonl", '{"id": "0", "prompt_ids": ' + DEEP + "}\n")),
+    "augment_config.json nested 100000 deep": Case("generate", [PROMPTS, "model.path={tmp}/ckpt"], "is not valid JSON (arrays and objects nested deeper", setup=_edit_ckpt(files=lambda t: (t / "augment_config.json").write_text(DEEP))),
+    "generate.output's producer.json nested 100000 deep": Case("generate", [PROMPTS, "generate.output={tmp}/o.jsonl"], "o.jsonl.producer.json is unreadable (arrays and objects nested deeper", early=False, setup=lambda t, e: (_write("o.jsonl", "")(t, e), _write("o.jsonl.producer.json", DEEP)(t, e))),
     # silent success on inconsistent pairs, refused before training
     "pairs: empty reply": Case("train", [PAIRS], "pairs.jsonl:2: rejected_ids is empty", setup=_write("pairs.jsonl", _pairs() + _pairs(id="1", rejected_ids=[], rejected_tau=[]))),
     "pairs: tau list shorter than the ids": Case("train", [PAIRS], "pairs.jsonl:1: rejected_tau holds 1 temperature indices for 2 rejected_ids tokens", setup=_write("pairs.jsonl", _pairs(rejected_ids=[8, 9]))),

@@ -11,7 +11,6 @@ file; rank 0 merges the parts into one JSONL in input order.
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -23,7 +22,7 @@ from torch.utils.data import DataLoader
 
 from toolkit.core.errors import DataError
 from toolkit.graft.batching import REPLY_FIELDS, generate_replies, reply_batches
-from toolkit.io import provenance
+from toolkit.io import json_reader, provenance
 from toolkit.io.files import exclusive, target_named
 from toolkit.io.jsonl import append_record, dumps_line, read_records, repair_tail, split_lines
 from toolkit.lpo.cache import model_fingerprint
@@ -137,7 +136,7 @@ def _merge_parts(parts: Path, world_size: int) -> dict[int, dict]:
     for rank in range(world_size):
         part = parts / f"rank{rank}.jsonl"
         for line in split_lines(part.read_text(encoding="utf-8")):
-            row = json.loads(line)
+            row = json_reader.loads(line)
             replies[row.pop("index")] = row
         part.unlink()
     parts.rmdir()

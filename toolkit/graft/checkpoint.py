@@ -38,7 +38,7 @@ from transformers import AutoTokenizer
 from toolkit import __version__
 from toolkit.core.errors import CheckpointError
 from toolkit.graft import custom_generate, integrity
-from toolkit.io import atomic
+from toolkit.io import atomic, json_reader
 from toolkit.io.files import public_tree, target_named
 from toolkit.io.layout import (
     BASE_DIR,
@@ -178,7 +178,7 @@ def read_config(directory) -> tuple[Path, dict[str, Any], GraftConfig, DecodingC
             "directory written by AugmentedModel.save_pretrained"
         )
     try:
-        config = json.loads(config_path.read_text(encoding="utf-8"))
+        config = json_reader.load(config_path)
     except (OSError, ValueError) as err:
         raise CheckpointError(
             f"{config_path} is not valid JSON ({err}); the checkpoint is corrupted, save it again"

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from toolkit.core.errors import DataError
+from toolkit.io import json_reader
 
 BAD_ROW_POLICIES = ("skip", "error")
 # Hostile sizes are refused while reading: a line (one record) and a prompt's text.
@@ -77,7 +78,7 @@ def existing_file(path: str | Path, key: str = "") -> Path:
 
 def _parse(line: str, path: str | Path, lineno: int) -> Any:
     try:
-        return json.loads(line)
+        return json_reader.loads(line)
     except json.JSONDecodeError as exc:
         raise DataError(f"{path}:{lineno}: invalid JSON ({exc.msg})") from None
 
@@ -176,7 +177,7 @@ def read_objects(path: str | Path, bad: BadRows | None = None,
         if not text.strip():
             continue
         try:
-            obj = json.loads(text)
+            obj = json_reader.loads(text)
         except json.JSONDecodeError as err:
             bad.report(p, number, f"invalid JSON ({err.msg})")
             continue

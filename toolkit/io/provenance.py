@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from toolkit.core.errors import DataError
+from toolkit.io import json_reader
 from toolkit.io.files import target_named
 
 
@@ -48,7 +49,7 @@ def _short(value: Any) -> str:
 
 def _read(side: Path) -> list[dict]:
     try:
-        data = json.loads(side.read_text(encoding="utf-8"))
+        data = json_reader.load(side)
         producers = data["producers"]
         if not isinstance(producers, list) or not all(isinstance(p, dict) for p in producers):
             raise ValueError("producers is not a list of objects")

@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from toolkit.core.errors import DataError
+from toolkit.io import json_reader
 from toolkit.io.files import public, sha256_file, target_named
 
 MANIFEST = ".surgery-reports.json"
@@ -24,7 +25,7 @@ MANIFEST = ".surgery-reports.json"
 def _written(directory: Path) -> dict[str, str]:
     """name -> SHA-256 of the reports this toolkit wrote in `directory` ({} when none)."""
     try:
-        listed = json.loads((directory / MANIFEST).read_text(encoding="utf-8"))["files"]
+        listed = json_reader.load(directory / MANIFEST)["files"]
     except (OSError, ValueError, KeyError, TypeError):
         return {}
     return {k: v for k, v in listed.items() if isinstance(v, str)} if isinstance(listed, dict) else {}

@@ -6,11 +6,11 @@ matches a checkpoint's (`check_graft`).
 from __future__ import annotations
 
 import dataclasses
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
 from toolkit.core.errors import ConfigError
+from toolkit.io import json_reader
 from toolkit.io.layout import CONFIG_FILE
 from toolkit.methods.options import GraftConfig
 from toolkit.recipes.schema import ModelConfig
@@ -69,7 +69,7 @@ def read_model_files(config: ModelConfig) -> ModelFileInfo:
 
 def _read_config_json(config_file: Path) -> ModelFileInfo:
     try:
-        data = json.loads(config_file.read_text())
+        data = json_reader.load(config_file)
     except (OSError, ValueError):
         return ModelFileInfo()
     text = data.get("text_config") or data

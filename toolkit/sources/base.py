@@ -5,7 +5,6 @@ loads in (`resolve_dtype`), and the checks on its files that run before any weig
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +13,7 @@ from safetensors import SafetensorError
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from toolkit.core.errors import CheckpointError, reason
+from toolkit.io import json_reader
 from toolkit.io.layout import CONFIG_FILE, refuse_pickles
 from toolkit.sources import hub
 from toolkit.sources.references import read_reference
@@ -92,14 +92,14 @@ def saved_dtype(path: Path) -> str | None:
     config_file = path / "config.json"
     if (path / CONFIG_FILE).is_file():
         try:
-            reference = json.loads((path / CONFIG_FILE).read_text()).get("base")
-        except (OSError, json.JSONDecodeError):
+            reference = json_reader.load(path / CONFIG_FILE).get("base")
+        except (OSError, ValueError, AttributeError):
             return None
         base = Path(read_reference(str(reference), path.resolve(), prepare=False))
         config_file = base / "config.json"
     try:
-        config = json.loads(config_file.read_text())
-    except (OSError, json.JSONDecodeError):
+        config = json_reader.load(config_file)
+    except (OSError, ValueError):
         return None
     return config.get("dtype") or config.get("torch_dtype")
 
@@ -130,7 +130,7 @@ def _safetensors_problem(path: Path) -> str | None:
             length = int.from_bytes(fh.read(8), "little")
             if length <= 0 or 8 + length > size:
                 return "its header is cut off"
-            header = json.loads(fh.read(length))
+            header = json_reader.loads(fh.read(length))
     except (OSError, ValueError, UnicodeDecodeError) as err:
         return f"its header does not parse: {err}"
     if not isinstance(header, dict):
