@@ -75,8 +75,13 @@ def check_target(directory, key: str = "output_dir") -> Path:
 
 
 def inside(path, directory) -> bool:
-    """Whether `path` is `directory` or lies under it (both resolved)."""
-    path, directory = Path(path).resolve(), Path(directory).resolve()
+    """Whether `path` is `directory` or lies under it, both resolved: links followed and `..`
+    taken out first (`a/../b` is not inside `a`). A value that is no path (a NUL byte in it,
+    bytes, None) lies nowhere."""
+    try:
+        path, directory = Path(path).resolve(), Path(directory).resolve()
+    except (TypeError, ValueError):
+        return False
     return path == directory or directory in path.parents
 
 
