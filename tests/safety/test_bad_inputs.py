@@ -181,6 +181,7 @@ CASES: dict[str, Case] = {
     "collect resumes a file of another producer": Case("collect", ["data.pairs={tmp}/pairs.jsonl", "collect.num_replies=2", "data.synthetic.train_prompts=2"], "another producer", early=False, setup=_producer_then_other_seed),
     "collect appends to pairs without provenance": Case("collect", ["data.pairs={tmp}/pairs.jsonl", "data.synthetic.train_prompts=2"], "no record of what produced it", early=False, setup=_write("pairs.jsonl", json.dumps({"id": "0", "reward": 0}) + "\n")),
     "generate.output holding other prompts' completions": Case("generate", [PROMPTS, "generate.output={tmp}/o.jsonl", "generate.force_resume=true"], "holds the completion of another prompt", early=False, setup=_write("o.jsonl", json.dumps({"prompt": "x", "completion": "y"}) + "\n")),
+    "generate.force_resume on a user's file whose last line has no newline": Case("generate", [PROMPTS, "generate.output={tmp}/o.jsonl", "generate.force_resume=true"], "its last line has no newline", early=False, setup=_write("o.jsonl", '{"prompt": "hello", "completion": "mine"}')),
     # a checkpoint is what it claims
     "flipped bytes in head.safetensors": Case("generate", [PROMPTS, "model.path={tmp}/ckpt"], "does not match the content hash", early=False, setup=_edit_ckpt(files=_flip)),
     "format_version newer than known": Case("generate", [PROMPTS, "model.path={tmp}/ckpt"], "newer than this toolkit reads", setup=_edit_ckpt(lambda c: c.update(format_version=9))),
