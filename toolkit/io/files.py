@@ -1,11 +1,9 @@
-"""File-system guards shared by every job: writability probes, exclusive locks, process checks.
+"""File-system guards shared by every job: writability probes, exclusive locks.
 
 Outputs are checked before any model loads (`check_writable`), every writer holds an exclusive
 lock on each file or folder it writes (`hold`, `exclusive`; a second writer is refused with one
-line), leftovers of killed processes are recognised by the process id in their names
-(`pid_alive`), files written through a private temp file get the permissions of a plain new
-file (`public`), and a write that fails names the user's path, not the temp file
-(`target_named`).
+line), files written through a private temp file get the permissions of a plain new file
+(`public`), and a write that fails names the user's path, not the temp file (`target_named`).
 """
 
 from __future__ import annotations
@@ -30,17 +28,6 @@ MIN_FREE_BYTES = 1 << 20
 # OSError numbers that mean "this output cannot be written", reported as one line by the CLI.
 OUTPUT_ERRNOS = (errno.ENOSPC, errno.EROFS, errno.EACCES, errno.EPERM, errno.EDQUOT,
                  errno.ENOTDIR, errno.EISDIR)
-
-
-def pid_alive(pid: int) -> bool:
-    """Whether a process with this id exists on this machine."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _existing_ancestor(path: Path) -> Path:

@@ -18,7 +18,7 @@ from typing import Any
 
 from toolkit.core.errors import DataError
 from toolkit.io import json_reader
-from toolkit.io.files import target_named
+from toolkit.io.staging import replacing
 
 
 def sidecar(path) -> Path:
@@ -60,13 +60,9 @@ def _read(side: Path) -> list[dict]:
 
 
 def _write(side: Path, producers: list[dict]) -> None:
-    tmp = side.with_name(f".{side.name}.{os.getpid()}.tmp")
-    try:
-        with target_named(side):
-            tmp.write_text(json.dumps({"producers": producers}, indent=2, sort_keys=True) + "\n")
-            os.replace(tmp, side)
-    finally:
-        tmp.unlink(missing_ok=True)
+    with replacing(side) as tmp:
+        tmp.write_text(json.dumps({"producers": producers}, indent=2, sort_keys=True) + "\n",
+                       encoding="utf-8")
 
 
 def record(path, producer: dict) -> None:

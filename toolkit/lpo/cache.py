@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -25,7 +24,7 @@ from safetensors.torch import load_file, safe_open, save_file
 from tqdm.auto import tqdm
 
 from toolkit.decoding import temperature_log_probs
-from toolkit.io.files import public, target_named
+from toolkit.io.staging import replacing
 from toolkit.lpo.pairs import read_pairs
 
 if TYPE_CHECKING:
@@ -151,14 +150,8 @@ def build_cache(model: AugmentedModel, pairs_path: str | Path, level: str | None
             parts.setdefault(name, []).append(value)
     tensors = {name: torch.cat(values).contiguous() for name, values in parts.items()}
     metadata = {"key": key, "level": level, "pairs": str(len(pairs)), "version": CACHE_VERSION}
-    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
-    try:
-        with target_named(path):
-            save_file(tensors, str(tmp), metadata=metadata)
-            public(tmp)
-            os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    with replacing(path) as tmp:
+        save_file(tensors, str(tmp), metadata=metadata)
     return path
 
 
