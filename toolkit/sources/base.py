@@ -115,7 +115,7 @@ def check_weight_files(path: Path) -> None:
             "copy the weight files too, or point model.path at the complete model directory"
         )
     for shard in shards:
-        problem = _safetensors_problem(shard)
+        problem = safetensors_problem(shard)
         if problem:
             raise CheckpointError(
                 f"{shard} is not a complete safetensors file ({problem}); the copy is truncated "
@@ -123,7 +123,9 @@ def check_weight_files(path: Path) -> None:
             )
 
 
-def _safetensors_problem(path: Path) -> str | None:
+def safetensors_problem(path: Path) -> str | None:
+    """Why `path` is not a whole safetensors file (its header does not parse, or the file is
+    shorter than the header says), or None."""
     size = path.stat().st_size
     try:
         with open(path, "rb") as fh:
