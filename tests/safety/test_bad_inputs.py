@@ -6,6 +6,7 @@ weights load."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -208,6 +209,9 @@ CASES: dict[str, Case] = {
     "pairs: negative token id": Case("train", ["data.pairs={tmp}/pairs.jsonl"], "prompt_ids holds token id -1", setup=_write("pairs.jsonl", _pairs(prompt_ids=[-1]))),
     "read-only output (generate.output under /proc)": Case("generate", [PROMPTS, "generate.output=/proc/out.jsonl"], "cannot be written"),
     "output under a file": Case("generate", [PROMPTS, "generate.output={tmp}/f/out.jsonl"], "is a file, not a folder", setup=_write("f", "x")),
+    "generate.output is a FIFO (would hang)": Case("generate", [PROMPTS, "generate.output={tmp}/fifo"], "is a named pipe (FIFO), not a regular file or folder", setup=lambda t, e: os.mkfifo(t / "fifo")),
+    "data.pairs is a FIFO (would hang)": Case("collect", ["data.pairs={tmp}/fifo"], "is a named pipe (FIFO)", setup=lambda t, e: os.mkfifo(t / "fifo")),
+    "generate.output is a character device": Case("generate", [PROMPTS, "generate.output=/dev/null"], "is a character device"),
     "full disk for output_dir": Case("graft", [], "is full", extra={"full_disk": True}),
     "sled.evolution_rate=.nan": Case("generate", [PROMPTS, "decoding.sled.evolution_rate=.nan"], "not a finite number"),
     "temperature=.nan": Case("generate", [PROMPTS, "decoding.temperature=.nan"], "not a finite number"),
