@@ -247,6 +247,10 @@ CASES: dict[str, Case] = {
     "pairs nested 100000 deep": Case("train", [PAIRS], "pairs.jsonl:1: invalid JSON (arrays and objects nested deeper", setup=_write("pairs.jsonl", '{"id": "0", "prompt_ids": ' + DEEP + "}\n")),
     "augment_config.json nested 100000 deep": Case("generate", [PROMPTS, "model.path={tmp}/ckpt"], "is not valid JSON (arrays and objects nested deeper", setup=_edit_ckpt(files=lambda t: (t / "augment_config.json").write_text(DEEP))),
     "generate.output's producer.json nested 100000 deep": Case("generate", [PROMPTS, "generate.output={tmp}/o.jsonl"], "o.jsonl.producer.json is unreadable (arrays and objects nested deeper", early=False, setup=lambda t, e: (_write("o.jsonl", "")(t, e), _write("o.jsonl.producer.json", DEEP)(t, e))),
+    "generate.input with a lone surrogate escape": Case("generate", ["generate.input={tmp}/in.jsonl"], "in.jsonl:1: a string holds a lone surrogate", setup=_write("in.jsonl", '{"prompt": "a \\ud800 b"}\n')),
+    "an override with a byte that is not UTF-8": Case("generate", ["generate.prompts=[a\udcff]"], "override 'generate.prompts=[a\\udcff]' is not UTF-8 text"),
+    "imports=5": Case("generate", [PROMPTS, "imports=5"], "imports must be a list of module names, not 5"),
+    "an override of one list item": Case("generate", ["generate.prompts[99999999]=x"], "sets one item of a list; give the whole list, e.g. generate.prompts=[a,b]"),
     # silent success on inconsistent pairs, refused before training
     "pairs: empty reply": Case("train", [PAIRS], "pairs.jsonl:2: rejected_ids is empty", setup=_write("pairs.jsonl", _pairs() + _pairs(id="1", rejected_ids=[], rejected_tau=[]))),
     "pairs: tau list shorter than the ids": Case("train", [PAIRS], "pairs.jsonl:1: rejected_tau holds 1 temperature indices for 2 rejected_ids tokens", setup=_write("pairs.jsonl", _pairs(rejected_ids=[8, 9]))),

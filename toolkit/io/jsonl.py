@@ -184,7 +184,28 @@ def read_objects(path: str | Path, bad: BadRows | None = None,
         if not isinstance(obj, dict):
             bad.report(p, number, "not a JSON object")
             continue
+        if not encodable(text, obj):
+            bad.report(p, number, "a string holds a lone surrogate (an escape from \\ud800 to "
+                       "\\udfff not part of a pair), which is not text; fix that escape")
+            continue
         yield number, obj
+
+
+def encodable(text: str, value: Any) -> bool:
+    """Whether every string in `value` (parsed from the JSON `text`) is text UTF-8 can encode:
+    a `\\udXXX` escape may stand for half a surrogate pair, which tokenizers refuse."""
+    return "\\ud" not in text.lower() or is_text(dumps_line(value))
+
+
+def is_text(value: str) -> bool:
+    """Whether `value` encodes as UTF-8. A lone surrogate (half of a pair: a JSON or YAML
+    escape from \\ud800 to \\udfff, or a command-line byte that is not UTF-8, which Python
+    decodes to \\udcXX) does not, and no parser or tokenizer takes it."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def read_prompts(path: str | Path, field: str = "prompt", bad: BadRows | None = None,
