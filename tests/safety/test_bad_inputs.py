@@ -261,6 +261,7 @@ CASES: dict[str, Case] = {
     "checkpoint files list with a symlink out": Case("generate", [PROMPTS, "model.path={tmp}/ckpt"], "lists the file 'notes.txt', which is not inside", early=False, setup=_list_file("notes.txt", link=True)),
     "checkpoint files list with a NUL byte in a name": Case("generate", [PROMPTS, "model.path={tmp}/ckpt"], "files is malformed", setup=_list_file("head\0.safetensors")),
     "checkpoint base with a NUL byte": Case("generate", [PROMPTS, "model.path={tmp}/ckpt"], "base is malformed", setup=_edit_ckpt(lambda c: c.update(base="self\0"))),
+    "checkpoint base hub: naming a local path": Case("generate", [PROMPTS, "model.path={tmp}/ckpt"], "which is no model reference (hub: takes a Hub id such as org/name)", early=False, setup=lambda t, e: (_copy_tiny(lambda p: True)(t, e), _edit_ckpt(lambda c: c.update(base="hub:./model"))(t, e)), extra={"chdir": True}),
     # hostile sizes
     "tampered graft.head.hidden_size (10**6: 4 TB if allocated)": Case("generate", [PROMPTS, "model.path={tmp}/ckpt"], "has tensors of the wrong shape (mlp.0.weight [16, 64] where graft.head", early=False, setup=_edit_ckpt(lambda c: c["graft"]["head"].update(hidden_size=10**6)), extra={"no_graft": True}),
     "format_version FORMAT_VERSION + 1": Case("generate", [PROMPTS, "model.path={tmp}/ckpt"], "newer than this toolkit reads", setup=_edit_ckpt(lambda c: c.update(format_version=FORMAT_VERSION + 1))),

@@ -171,10 +171,10 @@ def _not_its_base(recipe: Recipe, target: Path) -> None:
         base = json_reader.load(Path(source) / CONFIG_FILE).get("base")
     except (OSError, ValueError, AttributeError):
         return
-    if not isinstance(base, str):
-        return
-    from toolkit.sources.references import read_reference
+    from toolkit.sources.references import on_hub, read_reference
 
+    if not isinstance(base, str) or on_hub(base):
+        return
     base_path = Path(read_reference(base, Path(source).resolve(), prepare=False))
     if inside(base_path, target):
         raise ConfigError(

@@ -49,7 +49,7 @@ from toolkit.io.layout import (
 )
 from toolkit.methods.options import DecodingConfig, GraftConfig
 from toolkit.sources.base import has_tokenizer
-from toolkit.sources.references import SELF, read_reference, write_reference
+from toolkit.sources.references import SELF, on_hub, read_reference, write_reference
 
 POINTER = {"model_type": "model-surgery checkpoint: load it with "
                          "toolkit.AugmentedModel.from_pretrained(this folder), not "
@@ -95,6 +95,11 @@ class Checkpoint:
     @property
     def base_path(self) -> str:
         return read_reference(self.config["base"], self.directory)
+
+    @property
+    def base_on_hub(self) -> bool:
+        """The base is a Hub id (`hub:ID`), read from the Hub only."""
+        return on_hub(self.config["base"])
 
     @property
     def has_tokenizer(self) -> bool:

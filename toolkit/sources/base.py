@@ -16,7 +16,7 @@ from toolkit.core.errors import CheckpointError, reason
 from toolkit.io import json_reader
 from toolkit.io.layout import CONFIG_FILE, refuse_pickles
 from toolkit.sources import hub
-from toolkit.sources.references import read_reference
+from toolkit.sources.references import on_hub, read_reference
 
 WEIGHT_PATTERNS = ("model*.safetensors", "*.safetensors.index.json", "*.gguf")
 DTYPES = ("float32", "float16", "bfloat16")
@@ -27,16 +27,19 @@ def has_tokenizer(directory) -> bool:
     return any(Path(directory, f).is_file() for f in ("tokenizer.json", "tokenizer_config.json"))
 
 
-def load_base(source, device_map=None, dtype=None, owner: Path | None = None):
+def load_base(source, device_map=None, dtype=None, owner: Path | None = None,
+              from_hub: bool = False):
     """Load a base model, and its tokenizer if one is saved beside it, from a directory or a
     Hub id (`org/name`, fetched through huggingface_hub; see `toolkit.sources.hub`).
 
     `owner`: the checkpoint that refers to `source`, named when the directory is missing.
+    `from_hub`: `source` is a Hub id (a checkpoint's `hub:` base), even where a local folder of
+    that name exists.
     """
     source = str(source)
-    hub_id = source if hub.is_hub_id(source) else None
+    hub_id = source if from_hub or hub.is_hub_id(source) else None
     if hub_id:
-        source = str(hub.local_dir(hub_id))
+        source = str(hub.local_dir(hub_id, from_hub=True))
     if not hub_id and not Path(source).is_dir():
         prefix = f"checkpoint {owner} refers to a base model at {source}, but " if owner else ""
         raise CheckpointError(
@@ -95,7 +98,12 @@ def saved_dtype(path: Path) -> str | None:
             reference = json_reader.load(path / CONFIG_FILE).get("base")
         except (OSError, ValueError, AttributeError):
             return None
-        base = Path(read_reference(str(reference), path.resolve(), prepare=False))
+        if on_hub(reference):
+            return None  # known once the Hub snapshot is there
+        try:
+            base = Path(read_reference(reference, path.resolve(), prepare=False))
+        except CheckpointError:
+            return None  # the checkpoint's own check names it
         config_file = base / "config.json"
     try:
         config = json_reader.load(config_file)
