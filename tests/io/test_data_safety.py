@@ -115,25 +115,40 @@ def _dead_pid() -> int:
     return int(proc.stdout)
 
 
+_HOLD = """
+import fcntl, os, sys
+fd = os.open(sys.argv[1], os.O_RDONLY | os.O_DIRECTORY)
+fcntl.flock(fd, fcntl.LOCK_EX)
+print("held", flush=True)
+sys.stdin.read()
+"""
+
+
 def test_kill_between_the_two_renames_recovers_the_old_checkpoint(model, tmp_path, monkeypatch):
     """Where renameat2 is missing, a kill after the first rename leaves only .old-*: the next
-    load or save puts it back; partial directories of dead processes are removed, those of
-    live ones are left alone."""
+    load or save puts it back; partial directories nobody holds are removed, one a writer
+    holds a lock on is left alone."""
     target = model.save_pretrained(tmp_path / "ckpt")
     saved = _tree(target)
     pid = _dead_pid()
     old = target.with_name(f".ckpt.old-{pid}-0123abcd")
     partial = target.with_name(f".ckpt.partial-{pid}-0123abcd")
-    alive = target.with_name(f".ckpt.partial-{os.getppid()}-0123abcd")
+    alive = target.with_name(f".ckpt.partial-{pid}-4567cdef")
     os.rename(target, old)
     partial.mkdir()
     alive.mkdir()
-    loaded = checkpoint.read(target)  # recovered on load
-    assert loaded.directory == target and _tree(target) == saved
-    assert sorted(p.name for p in tmp_path.iterdir()) == [alive.name, "ckpt"]
-    os.rename(target, old)
-    model.save_pretrained(target)  # and on save
-    assert sorted(p.name for p in tmp_path.iterdir()) == [alive.name, "ckpt"]
+    writer = subprocess.Popen([sys.executable, "-c", _HOLD, str(alive)], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert writer.stdout.readline() == "held\n"
+        loaded = checkpoint.read(target)  # recovered on load
+        assert loaded.directory == target and _tree(target) == saved
+        assert sorted(p.name for p in tmp_path.iterdir()) == [alive.name, "ckpt"]
+        os.rename(target, old)
+        model.save_pretrained(target)  # and on save
+        assert sorted(p.name for p in tmp_path.iterdir()) == [alive.name, "ckpt"]
+    finally:
+        writer.communicate("")
 
 
 def test_second_rename_failure_rolls_back(model, tmp_path, monkeypatch):

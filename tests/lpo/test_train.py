@@ -99,6 +99,23 @@ def test_cache_is_reused_and_rebuilt(tiny_llama_dir, pairs_file, tmp_path, monke
         cache.build_cache(smaller, local, progress=False)
 
 
+@pytest.mark.parametrize("damage", ["cut", "garbage", "header"])
+def test_a_damaged_cache_is_rebuilt(tiny_llama_dir, pairs_file, tmp_path, damage):
+    """A cut-off file, one that is no safetensors, or one whose header lies about its size:
+    rebuilt, not a SafetensorError or OSError."""
+    model = _model(tiny_llama_dir)
+    local = tmp_path / "pairs.jsonl"
+    local.write_bytes(pairs_file.read_bytes())
+    path = cache.build_cache(model, local, progress=False)
+    whole = {k: v.clone() for k, v in cache.load_cache(path)[0].items()}  # not the mapped file
+    data = path.read_bytes()
+    path.write_bytes({"cut": data[: len(data) // 2], "garbage": b"not a cache",
+                      "header": (10**6).to_bytes(8, "little") + data[8:]}[damage])
+    assert cache.build_cache(model, local, progress=False) == path
+    rebuilt = cache.load_cache(path)[0]
+    torch.testing.assert_close(rebuilt, whole, equal_nan=True, rtol=0, atol=0)
+
+
 def test_module_trains_only_the_head_and_starts_at_log2(tiny_llama_dir, pairs_file):
     model = _model(tiny_llama_dir)
     module = HeadLPOModule(model.head, loss="latent", level="sequence")

@@ -6,6 +6,7 @@ weights load."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -167,6 +168,7 @@ def _list_file(name: str, link: bool = False):
 PROMPTS = "generate.prompts=[hello]"
 PAIRS = "data.pairs={tmp}/pairs.jsonl"
 BIG = 50 * 2**20
+DEEP = "[" * 100_000 + "]" * 100_000
 CASES: dict[str, Case] = {
     # data loss
     "output_dir=. (the current directory)": Case("graft", ["output_dir=."], "is the current directory or holds it", extra={"chdir": True}),
@@ -180,6 +182,7 @@ CASES: dict[str, Case] = {
     "collect resumes a file of another producer": Case("collect", ["data.pairs={tmp}/pairs.jsonl", "collect.num_replies=2", "data.synthetic.train_prompts=2"], "another producer", early=False, setup=_producer_then_other_seed),
     "collect appends to pairs without provenance": Case("collect", ["data.pairs={tmp}/pairs.jsonl", "data.synthetic.train_prompts=2"], "no record of what produced it", early=False, setup=_write("pairs.jsonl", json.dumps({"id": "0", "reward": 0}) + "\n")),
     "generate.output holding other prompts' completions": Case("generate", [PROMPTS, "generate.output={tmp}/o.jsonl", "generate.force_resume=true"], "holds the completion of another prompt", early=False, setup=_write("o.jsonl", json.dumps({"prompt": "x", "completion": "y"}) + "\n")),
+    "generate.force_resume on a user's file whose last line has no newline": Case("generate", [PROMPTS, "generate.output={tmp}/o.jsonl", "generate.force_resume=true"], "its last line has no newline", early=False, setup=_write("o.jsonl", '{"prompt": "hello", "completion": "mine"}')),
     # a checkpoint is what it claims
     "flipped bytes in head.safetensors": Case("generate", [PROMPTS, "model.path={tmp}/ckpt"], "does not match the content hash", early=False, setup=_edit_ckpt(files=_flip)),
     "format_version newer than known": Case("generate", [PROMPTS, "model.path={tmp}/ckpt"], "newer than this toolkit reads", setup=_edit_ckpt(lambda c: c.update(format_version=9))),
@@ -206,6 +209,9 @@ CASES: dict[str, Case] = {
     "pairs: negative token id": Case("train", ["data.pairs={tmp}/pairs.jsonl"], "prompt_ids holds token id -1", setup=_write("pairs.jsonl", _pairs(prompt_ids=[-1]))),
     "read-only output (generate.output under /proc)": Case("generate", [PROMPTS, "generate.output=/proc/out.jsonl"], "cannot be written"),
     "output under a file": Case("generate", [PROMPTS, "generate.output={tmp}/f/out.jsonl"], "is a file, not a folder", setup=_write("f", "x")),
+    "generate.output is a FIFO (would hang)": Case("generate", [PROMPTS, "generate.output={tmp}/fifo"], "is a named pipe (FIFO), not a regular file or folder", setup=lambda t, e: os.mkfifo(t / "fifo")),
+    "data.pairs is a FIFO (would hang)": Case("collect", ["data.pairs={tmp}/fifo"], "is a named pipe (FIFO)", setup=lambda t, e: os.mkfifo(t / "fifo")),
+    "generate.output is a character device": Case("generate", [PROMPTS, "generate.output=/dev/null"], "is a character device"),
     "full disk for output_dir": Case("graft", [], "is full", extra={"full_disk": True}),
     "sled.evolution_rate=.nan": Case("generate", [PROMPTS, "decoding.sled.evolution_rate=.nan"], "not a finite number"),
     "temperature=.nan": Case("generate", [PROMPTS, "decoding.temperature=.nan"], "not a finite number"),
@@ -236,6 +242,15 @@ CASES: dict[str, Case] = {
     "pairs: prompt_ids empty": Case("train", [PAIRS], "pairs.jsonl:1: prompt_ids is empty", setup=_write("pairs.jsonl", _pairs(prompt_ids=[]))),
     "pairs: chosen_tau longer than the ids": Case("train", [PAIRS], "pairs.jsonl:1: chosen_tau holds 3 temperature indices for 1 chosen_ids tokens", setup=_write("pairs.jsonl", _pairs(chosen_tau=[0, 1, 2]))),
     "reward function returning NaN": Case("collect", ["data.prompts={tmp}/in.jsonl", "data.pairs={tmp}/p.jsonl", "collect.num_replies=2", "collect.reward.kind=function", "collect.reward.function=nanreward:score"], "the reward gave nan for a reply to prompt id 'q1'; a reward must be a finite number", early=False, setup=_nan_reward, extra={"syspath": True}),
+    "generate.input nested 100000 deep": Case("generate", ["generate.input={tmp}/in.jsonl"], "in.jsonl:1: invalid JSON (arrays and objects nested deeper than 64 levels", setup=_write("in.jsonl", '{"prompt": ' + DEEP + "}\n")),
+    "generate.input with a 5000-digit integer": Case("generate", ["generate.input={tmp}/in.jsonl"], "in.jsonl:1: invalid JSON (a number of 5001 characters", setup=_write("in.jsonl", '{"prompt": "a", "n": 1' + "0" * 5000 + "}\n")),
+    "pairs nested 100000 deep": Case("train", [PAIRS], "pairs.jsonl:1: invalid JSON (arrays and objects nested deeper", setup=_write("pairs.jsonl", '{"id": "0", "prompt_ids": ' + DEEP + "}\n")),
+    "augment_config.json nested 100000 deep": Case("generate", [PROMPTS, "model.path={tmp}/ckpt"], "is not valid JSON (arrays and objects nested deeper", setup=_edit_ckpt(files=lambda t: (t / "augment_config.json").write_text(DEEP))),
+    "generate.output's producer.json nested 100000 deep": Case("generate", [PROMPTS, "generate.output={tmp}/o.jsonl"], "o.jsonl.producer.json is unreadable (arrays and objects nested deeper", early=False, setup=lambda t, e: (_write("o.jsonl", "")(t, e), _write("o.jsonl.producer.json", DEEP)(t, e))),
+    "generate.input with a lone surrogate escape": Case("generate", ["generate.input={tmp}/in.jsonl"], "in.jsonl:1: a string holds a lone surrogate", setup=_write("in.jsonl", '{"prompt": "a \\ud800 b"}\n')),
+    "an override with a byte that is not UTF-8": Case("generate", ["generate.prompts=[a\udcff]"], "override 'generate.prompts=[a\\udcff]' is not UTF-8 text"),
+    "imports=5": Case("generate", [PROMPTS, "imports=5"], "imports must be a list of module names, not 5"),
+    "an override of one list item": Case("generate", ["generate.prompts[99999999]=x"], "sets one item of a list; give the whole list, e.g. generate.prompts=[a,b]"),
     # silent success on inconsistent pairs, refused before training
     "pairs: empty reply": Case("train", [PAIRS], "pairs.jsonl:2: rejected_ids is empty", setup=_write("pairs.jsonl", _pairs() + _pairs(id="1", rejected_ids=[], rejected_tau=[]))),
     "pairs: tau list shorter than the ids": Case("train", [PAIRS], "pairs.jsonl:1: rejected_tau holds 1 temperature indices for 2 rejected_ids tokens", setup=_write("pairs.jsonl", _pairs(rejected_ids=[8, 9]))),
@@ -244,6 +259,9 @@ CASES: dict[str, Case] = {
     "checkpoint files list with ../../../../etc/hostname": Case("generate", [PROMPTS, "model.path={tmp}/ckpt"], "lists the file '../../../../etc/hostname', which is not inside the checkpoint", early=False, setup=_list_file("../../../../etc/hostname")),
     "checkpoint files list with an absolute path": Case("generate", [PROMPTS, "model.path={tmp}/ckpt"], "lists the file '/etc/hostname', which is not inside", early=False, setup=_list_file("/etc/hostname")),
     "checkpoint files list with a symlink out": Case("generate", [PROMPTS, "model.path={tmp}/ckpt"], "lists the file 'notes.txt', which is not inside", early=False, setup=_list_file("notes.txt", link=True)),
+    "checkpoint files list with a NUL byte in a name": Case("generate", [PROMPTS, "model.path={tmp}/ckpt"], "files is malformed", setup=_list_file("head\0.safetensors")),
+    "checkpoint base with a NUL byte": Case("generate", [PROMPTS, "model.path={tmp}/ckpt"], "base is malformed", setup=_edit_ckpt(lambda c: c.update(base="self\0"))),
+    "checkpoint base hub: naming a local path": Case("generate", [PROMPTS, "model.path={tmp}/ckpt"], "which is no model reference (hub: takes a Hub id such as org/name)", early=False, setup=lambda t, e: (_copy_tiny(lambda p: True)(t, e), _edit_ckpt(lambda c: c.update(base="hub:./model"))(t, e)), extra={"chdir": True}),
     # hostile sizes
     "tampered graft.head.hidden_size (10**6: 4 TB if allocated)": Case("generate", [PROMPTS, "model.path={tmp}/ckpt"], "has tensors of the wrong shape (mlp.0.weight [16, 64] where graft.head", early=False, setup=_edit_ckpt(lambda c: c["graft"]["head"].update(hidden_size=10**6)), extra={"no_graft": True}),
     "format_version FORMAT_VERSION + 1": Case("generate", [PROMPTS, "model.path={tmp}/ckpt"], "newer than this toolkit reads", setup=_edit_ckpt(lambda c: c.update(format_version=FORMAT_VERSION + 1))),

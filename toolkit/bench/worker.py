@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from typing import Any, TextIO
 
 from toolkit.core.errors import ToolkitError
+from toolkit.io import json_reader
 
 MARK = "SAMPLE "
 
@@ -44,7 +45,7 @@ class Worker:
             pass
         for line in self._proc.stdout:
             if line.startswith(MARK):
-                return json.loads(line[len(MARK):])
+                return json_reader.loads(line[len(MARK):])
         raise WorkerError(f"the bench's second process (runtime.allocator={self.allocator}) "
                           f"stopped with exit code {self._proc.wait()}; its error is above")
 

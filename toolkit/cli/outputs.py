@@ -14,7 +14,6 @@ what it reads beside the inputs every command has (`inputs`).
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
@@ -23,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from toolkit.core.errors import ConfigError
-from toolkit.io import provenance, reports
+from toolkit.io import json_reader, provenance, reports
 from toolkit.io.files import check_writable, hold
 from toolkit.io.layout import CONFIG_FILE, check_target, inside
 from toolkit.recipes.schema import Recipe
@@ -169,13 +168,13 @@ def _not_its_base(recipe: Recipe, target: Path) -> None:
     if not source or not (Path(source) / CONFIG_FILE).is_file():
         return
     try:
-        base = json.loads((Path(source) / CONFIG_FILE).read_text(encoding="utf-8")).get("base")
+        base = json_reader.load(Path(source) / CONFIG_FILE).get("base")
     except (OSError, ValueError, AttributeError):
         return
-    if not isinstance(base, str):
-        return
-    from toolkit.sources.references import read_reference
+    from toolkit.sources.references import on_hub, read_reference
 
+    if not isinstance(base, str) or on_hub(base):
+        return
     base_path = Path(read_reference(base, Path(source).resolve(), prepare=False))
     if inside(base_path, target):
         raise ConfigError(

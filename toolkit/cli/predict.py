@@ -11,9 +11,9 @@ file; rank 0 merges the parts into one JSONL in input order.
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 from collections.abc import Sequence
+from contextlib import ExitStack, closing
 from pathlib import Path
 from typing import Any
 
@@ -23,25 +23,19 @@ from torch.utils.data import DataLoader
 
 from toolkit.core.errors import DataError
 from toolkit.graft.batching import REPLY_FIELDS, generate_replies, reply_batches
-from toolkit.io import provenance
-from toolkit.io.files import exclusive, target_named
+from toolkit.io import json_reader, provenance, staging
+from toolkit.io.files import exclusive
 from toolkit.io.jsonl import append_record, dumps_line, read_records, repair_tail, split_lines
 from toolkit.lpo.cache import model_fingerprint
 from toolkit.methods.options import DecodingConfig
 
 
 def write_jsonl(path: str | Path, records: Sequence[dict]) -> Path:
-    """Write records atomically (temp file in the same folder, then rename)."""
+    """Write records atomically (a private temp file beside `path`, then a rename)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with target_named(path), open(tmp, "w", encoding="utf-8") as out:
-            for record in records:
-                out.write(dumps_line(record))
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    with staging.replacing(path) as tmp, open(tmp, "w", encoding="utf-8") as out:
+        for record in records:
+            out.write(dumps_line(record))
     return path
 
 
@@ -104,7 +98,7 @@ def predict_parallel(
     """Shard `records` over the trainer's processes; rank 0 replaces `output` as a whole (None
     elsewhere) and records its producer, so a later run resumes or refuses it like its own."""
     output = Path(output)
-    parts = output.parent / f".{output.name}.parts"
+    writer = _PartWriter(output)
     trainer = L.Trainer(
         accelerator=trainer_config.accelerator,
         devices=trainer_config.devices,
@@ -114,15 +108,16 @@ def predict_parallel(
         enable_progress_bar=False,
         enable_checkpointing=False,
         enable_model_summary=False,
-        callbacks=[_PartWriter(parts)],
+        callbacks=[writer],
     )
     indexed = list(enumerate(texts))
     loader = DataLoader(indexed, batch_size=batch_size, shuffle=False, collate_fn=_collate)
-    trainer.predict(_Predictor(model, decoding, batch_size), loader, return_predictions=False)
-    trainer.strategy.barrier()
-    if not trainer.is_global_zero:
-        return None
-    replies = _merge_parts(parts, trainer.world_size)
+    with closing(writer):
+        trainer.predict(_Predictor(model, decoding, batch_size), loader, return_predictions=False)
+        trainer.strategy.barrier()
+        if not trainer.is_global_zero:
+            return None
+        replies = _merge_parts(writer.parts, trainer.world_size)
     write_jsonl(output, [{**r, **replies[i]} for i, r in enumerate(records)])
     provenance.record(output, _producer(model, decoding, batch_size, field, prompt_format))
     return output
@@ -137,10 +132,8 @@ def _merge_parts(parts: Path, world_size: int) -> dict[int, dict]:
     for rank in range(world_size):
         part = parts / f"rank{rank}.jsonl"
         for line in split_lines(part.read_text(encoding="utf-8")):
-            row = json.loads(line)
+            row = json_reader.loads(line)
             replies[row.pop("index")] = row
-        part.unlink()
-    parts.rmdir()
     return replies
 
 
@@ -164,15 +157,27 @@ class _Predictor(L.LightningModule):
 
 
 class _PartWriter(BasePredictionWriter):
-    """Appends each batch's completions to this rank's part file."""
+    """Appends each batch's completions to this rank's part file, in a private folder that
+    rank 0 makes beside the output (`toolkit.io.staging`) and names to the other ranks."""
 
-    def __init__(self, parts: Path) -> None:
+    def __init__(self, output: Path) -> None:
         super().__init__(write_interval="batch")
-        self.parts = parts
+        self.output = output
+        self.parts = output  # the folder, once predicting starts
+        self._folder = ExitStack()
 
     def on_predict_start(self, trainer, pl_module) -> None:
-        self.parts.mkdir(parents=True, exist_ok=True)
-        self._file(trainer).write_text("", encoding="utf-8")
+        made = None
+        if trainer.is_global_zero:
+            self.output.parent.mkdir(parents=True, exist_ok=True)
+            staging.remove_leftovers(self.output, "parts")  # of killed runs
+            made = str(self._folder.enter_context(staging.locked_dir(self.output, "parts")))
+        self.parts = Path(trainer.strategy.broadcast(made))
+        os.close(os.open(self._file(trainer), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+
+    def close(self) -> None:
+        """Remove the parts folder (rank 0)."""
+        self._folder.close()
 
     def write_on_batch_end(
         self, trainer, pl_module, prediction, batch_indices, batch, batch_idx, dataloader_idx

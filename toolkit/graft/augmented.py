@@ -350,7 +350,8 @@ class AugmentedModel:
         if base is None or isinstance(base, (str, Path)):
             source = ckpt.base_path if base is None else str(base)
             owner = ckpt.directory if base is None else None
-            base, base_tokenizer = load_base(source, device_map, dtype, owner=owner)
+            base, base_tokenizer = load_base(source, device_map, dtype, owner=owner,
+                                             from_hub=base is None and ckpt.base_on_hub)
             reference = references.absolute_source(source)
         else:
             reference = references.model_source(base)

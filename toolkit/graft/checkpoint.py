@@ -38,7 +38,7 @@ from transformers import AutoTokenizer
 from toolkit import __version__
 from toolkit.core.errors import CheckpointError
 from toolkit.graft import custom_generate, integrity, pointer
-from toolkit.io import atomic
+from toolkit.io import atomic, json_reader
 from toolkit.io.files import public_tree, target_named
 from toolkit.io.layout import (
     BASE_DIR,
@@ -49,7 +49,7 @@ from toolkit.io.layout import (
 )
 from toolkit.methods.options import DecodingConfig, GraftConfig
 from toolkit.sources.base import has_tokenizer
-from toolkit.sources.references import SELF, read_reference, write_reference
+from toolkit.sources.references import SELF, on_hub, read_reference, write_reference
 
 pointer.register()
 FORMAT_VERSION = integrity.FORMAT_VERSION
@@ -93,6 +93,11 @@ class Checkpoint:
     @property
     def base_path(self) -> str:
         return read_reference(self.config["base"], self.directory)
+
+    @property
+    def base_on_hub(self) -> bool:
+        """The base is a Hub id (`hub:ID`), read from the Hub only."""
+        return on_hub(self.config["base"])
 
     @property
     def has_tokenizer(self) -> bool:
@@ -176,7 +181,7 @@ def read_config(directory) -> tuple[Path, dict[str, Any], GraftConfig, DecodingC
             "directory written by AugmentedModel.save_pretrained"
         )
     try:
-        config = json.loads(config_path.read_text(encoding="utf-8"))
+        config = json_reader.load(config_path)
     except (OSError, ValueError) as err:
         raise CheckpointError(
             f"{config_path} is not valid JSON ({err}); the checkpoint is corrupted, save it again"

@@ -33,7 +33,6 @@ from __future__ import annotations
 import contextlib
 import copy
 import dataclasses
-import json
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -53,6 +52,7 @@ from toolkit.core.errors import CheckpointError, ConfigError
 from toolkit.graft import integrity
 from toolkit.graft.composition import compose
 from toolkit.graft.tap import EarlyExitTap
+from toolkit.io import json_reader
 from toolkit.io.files import sha256_file
 from toolkit.io.layout import CONFIG_FILE
 from toolkit.methods.options import DecodingConfig, GraftConfig, replacing_saved, with_overrides
@@ -271,7 +271,7 @@ def verify_folder(checkpoint, running: Path) -> None:
         return
     directory = Path(checkpoint)
     try:
-        listed = json.loads((directory / CONFIG_FILE).read_text(encoding="utf-8"))["files"]
+        listed = json_reader.load(directory / CONFIG_FILE)["files"]
     except (OSError, ValueError, KeyError, TypeError):
         return
     prefix = f"{FOLDER}/"

@@ -72,9 +72,8 @@ def _check_inside(directory: Path, name: str) -> None:
     """A listed name is a relative path without `..` whose file (links resolved) is inside."""
     parts = name.split("/")
     root = directory.resolve()
-    target = (directory / name).resolve()
-    if (name.startswith("/") or "\\" in name or ".." in parts or "" in parts
-            or root not in target.parents):
+    if (name.startswith("/") or "\\" in name or "\0" in name or ".." in parts or "" in parts
+            or root not in (directory / name).resolve().parents):
         raise CheckpointError(
             f"{directory / CONFIG_FILE} lists the file {name!r}, which is not inside the "
             "checkpoint; the checkpoint was tampered with: save it again"
@@ -189,11 +188,11 @@ def _check_plugins(plugins: Any, path: Path) -> None:
 def _check_plain(data: dict, path: Path) -> None:
     fp = data["base_fingerprint"]
     problems = {
-        "base": not isinstance(data["base"], str),
+        "base": not isinstance(data["base"], str) or "\0" in data["base"],
         "base_fingerprint": not (isinstance(fp, dict) and isinstance(fp.get("sha256"), str)
                                  and isinstance(fp.get("keys"), dict)),
         "files": not isinstance(data.get("files", {}), dict)
-        or not all(isinstance(v, str) for v in data.get("files", {}).values()),
+        or not all(isinstance(v, str) and "\0" not in k for k, v in data.get("files", {}).items()),
         "weight_fingerprint": not _is_sample(data.get("weight_fingerprint", {})),
         "prompt_format": data.get("prompt_format", CHAT) not in CONVENTIONS,
     }

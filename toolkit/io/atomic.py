@@ -6,22 +6,22 @@ On Linux one `renameat2(RENAME_EXCHANGE)` exchanges the two directories in a sin
 the old content (now under the partial name) is deleted. Where that call is missing, two renames
 with `.NAME.old-PID-RAND` in between; a failure of the second puts the old directory back, and
 `recover` restores an old directory that a kill between the two renames left without a target.
-Leftovers are recognised by their name and the id of the process that made them; only those of
-processes that no longer run are touched.
+The writer holds a lock on each of those folders while it works (`toolkit.io.staging`): only
+folders nobody holds are leftovers, whatever the PID in their name says (a writer in another
+container sharing the volume has a PID this machine does not know).
 """
 
 from __future__ import annotations
 
 import ctypes
 import os
-import re
 import shutil
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from toolkit.io.files import pid_alive
+from toolkit.io.staging import claimed, leftovers, locked_dir, pinned, remove_leftovers
 
 PARTIAL = "partial"
 OLD = "old"
@@ -56,35 +56,18 @@ def sidecar(target: Path, kind: str) -> Path:
     return target.with_name(f".{target.name}.{kind}-{os.getpid()}-{uuid.uuid4().hex[:8]}")
 
 
-def leftovers(target: Path, kind: str) -> list[tuple[Path, int]]:
-    """(path, owner pid) of every `.NAME.KIND-*` beside `target`, newest first."""
-    pattern = re.compile(rf"^\.{re.escape(target.name)}\.{kind}-(\d+)-[0-9a-f]{{8}}$")
-    found = []
-    if target.parent.is_dir():
-        for path in target.parent.iterdir():
-            match = pattern.match(path.name)
-            if match and path.is_dir() and not path.is_symlink():
-                found.append((path, int(match.group(1))))
-    return sorted(found, key=lambda item: item[0].stat().st_mtime, reverse=True)
-
-
-def _orphan(pid: int) -> bool:
-    return pid != os.getpid() and not pid_alive(pid)
-
-
 def recover(target: Path, is_complete: Callable[[Path], bool]) -> None:
     """Put back an old directory a killed save left without a target; delete the partial and
-    old directories of processes that no longer run (an old one only once it is redundant)."""
-    for path, pid in leftovers(target, OLD):
-        if not _orphan(pid) or not is_complete(path):
-            continue
-        if not target.exists():
-            os.rename(path, target)
-        else:
-            shutil.rmtree(path, ignore_errors=True)
-    for path, pid in leftovers(target, PARTIAL):
-        if _orphan(pid):
-            shutil.rmtree(path, ignore_errors=True)
+    old directories nobody holds (an old one only once it is redundant)."""
+    for path in leftovers(target, OLD):
+        with claimed(path) as free:
+            if not free or not is_complete(path):
+                continue
+            if not target.exists():
+                os.rename(path, target)
+            else:
+                shutil.rmtree(path, ignore_errors=True)
+    remove_leftovers(target, PARTIAL)
 
 
 def swap_in(tmp: Path, target: Path) -> None:
@@ -95,13 +78,14 @@ def swap_in(tmp: Path, target: Path) -> None:
     if exchange(tmp, target):
         return
     old = sidecar(target, OLD)
-    os.rename(target, old)
-    try:
-        os.rename(tmp, target)
-    except BaseException:
-        os.rename(old, target)
-        raise
-    os.rename(old, tmp)
+    with pinned(target):  # the old content stays locked while it sits under the old name
+        os.rename(target, old)
+        try:
+            os.rename(tmp, target)
+        except BaseException:
+            os.rename(old, target)
+            raise
+        os.rename(old, tmp)
 
 
 @contextmanager
@@ -109,10 +93,6 @@ def atomic_dir(target: Path) -> Iterator[Path]:
     """Yield a fresh partial directory beside `target`; on success it replaces `target`.
     Whatever happens (an error, Ctrl-C, SystemExit) the partial directory does not stay."""
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = sidecar(target, PARTIAL)
-    tmp.mkdir()
-    try:
+    with locked_dir(target, PARTIAL) as tmp:
         yield tmp
         swap_in(tmp, target)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)

@@ -1,11 +1,10 @@
-"""File-system guards shared by every job: writability probes, exclusive locks, process checks.
+"""File-system guards shared by every job: writability probes, exclusive locks.
 
-Outputs are checked before any model loads (`check_writable`), every writer holds an exclusive
-lock on each file or folder it writes (`hold`, `exclusive`; a second writer is refused with one
-line), leftovers of killed processes are recognised by the process id in their names
-(`pid_alive`), files written through a private temp file get the permissions of a plain new
-file (`public`), and a write that fails names the user's path, not the temp file
-(`target_named`).
+Outputs are checked before any model loads (`check_writable`: a FIFO, device or socket is no
+output), every writer holds an exclusive lock on each file or folder it writes (`hold`,
+`exclusive`; a second writer is refused with one line), files written through a private temp
+file get the permissions of a plain new file (`public`), and a write that fails names the
+user's path, not the temp file (`target_named`).
 """
 
 from __future__ import annotations
@@ -13,6 +12,7 @@ from __future__ import annotations
 import errno
 import hashlib
 import os
+import stat
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
@@ -32,17 +32,6 @@ OUTPUT_ERRNOS = (errno.ENOSPC, errno.EROFS, errno.EACCES, errno.EPERM, errno.EDQ
                  errno.ENOTDIR, errno.EISDIR)
 
 
-def pid_alive(pid: int) -> bool:
-    """Whether a process with this id exists on this machine."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def _existing_ancestor(path: Path) -> Path:
     for candidate in (path, *path.parents):
         if candidate.exists():
@@ -54,6 +43,10 @@ def check_writable(path, key: str, *, is_dir: bool = False) -> None:
     """Raise DataError unless `path` (a file, or a directory when `is_dir`) can be written:
     its nearest existing folder accepts a new file and its disk is not full. Creates nothing."""
     path = Path(path).absolute()
+    special = _special(path)
+    if special:
+        raise DataError(f"{key}={str(path)!r} is {special}, not a regular file or folder; give "
+                        f"a {'directory' if is_dir else 'file'} path")
     if path.exists() and path.is_dir() != is_dir:
         kind = "a directory" if path.is_dir() else "a file"
         raise DataError(f"{key}={str(path)!r} is {kind}; give a {'directory' if is_dir else 'file'} path")
@@ -75,6 +68,19 @@ def check_writable(path, key: str, *, is_dir: bool = False) -> None:
             f"{key}={str(path)!r}: the disk holding {folder} is full; free some space or choose "
             "another location"
         )
+
+
+def _special(path: Path | int) -> str | None:
+    """What `path` (or an open descriptor) is when it exists and is neither a regular file nor
+    a folder (links followed): writing a FIFO blocks until a reader comes, a device is no
+    output."""
+    try:
+        mode = os.stat(path).st_mode
+    except (OSError, ValueError):
+        return None
+    kinds = {stat.S_ISFIFO: "a named pipe (FIFO)", stat.S_ISCHR: "a character device",
+             stat.S_ISBLK: "a block device", stat.S_ISSOCK: "a socket"}
+    return next((name for test, name in kinds.items() if test(mode)), None)
 
 
 # (device, inode) of every file and folder this process holds through `hold`.
@@ -121,7 +127,13 @@ def hold(path, what: str, *, is_dir: bool = False) -> Iterator[None]:
         fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
     else:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_RDONLY | os.O_CREAT, 0o666)
+        # O_NONBLOCK: a FIFO put there since the checks must not hang the run
+        fd = os.open(path, os.O_RDONLY | os.O_CREAT | os.O_NONBLOCK, 0o666)
+        special = _special(fd)
+        if special:
+            os.close(fd)
+            raise DataError(f"{what}={str(path)!r} is {special}, not a regular file; give a "
+                            "file path")
     try:
         with exclusive(fd, path, what):
             ident = _ident(fd)

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from toolkit.core.errors import DataError
+from toolkit.io import json_reader
 
 BAD_ROW_POLICIES = ("skip", "error")
 # Hostile sizes are refused while reading: a line (one record) and a prompt's text.
@@ -77,7 +78,7 @@ def existing_file(path: str | Path, key: str = "") -> Path:
 
 def _parse(line: str, path: str | Path, lineno: int) -> Any:
     try:
-        return json.loads(line)
+        return json_reader.loads(line)
     except json.JSONDecodeError as exc:
         raise DataError(f"{path}:{lineno}: invalid JSON ({exc.msg})") from None
 
@@ -176,14 +177,35 @@ def read_objects(path: str | Path, bad: BadRows | None = None,
         if not text.strip():
             continue
         try:
-            obj = json.loads(text)
+            obj = json_reader.loads(text)
         except json.JSONDecodeError as err:
             bad.report(p, number, f"invalid JSON ({err.msg})")
             continue
         if not isinstance(obj, dict):
             bad.report(p, number, "not a JSON object")
             continue
+        if not encodable(text, obj):
+            bad.report(p, number, "a string holds a lone surrogate (an escape from \\ud800 to "
+                       "\\udfff not part of a pair), which is not text; fix that escape")
+            continue
         yield number, obj
+
+
+def encodable(text: str, value: Any) -> bool:
+    """Whether every string in `value` (parsed from the JSON `text`) is text UTF-8 can encode:
+    a `\\udXXX` escape may stand for half a surrogate pair, which tokenizers refuse."""
+    return "\\ud" not in text.lower() or is_text(dumps_line(value))
+
+
+def is_text(value: str) -> bool:
+    """Whether `value` encodes as UTF-8. A lone surrogate (half of a pair: a JSON or YAML
+    escape from \\ud800 to \\udfff, or a command-line byte that is not UTF-8, which Python
+    decodes to \\udcXX) does not, and no parser or tokenizer takes it."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def read_prompts(path: str | Path, field: str = "prompt", bad: BadRows | None = None,

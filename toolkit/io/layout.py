@@ -9,11 +9,10 @@ loads.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from toolkit.core.errors import CheckpointError
-from toolkit.io import atomic
+from toolkit.io import atomic, json_reader
 
 CONFIG_FILE = "augment_config.json"
 HEAD_FILE = "head.safetensors"
@@ -27,7 +26,7 @@ _FORMAT1_ENTRIES = {CONFIG_FILE, HEAD_FILE, BASE_DIR, "training", "custom_genera
 def _entries_written(directory: Path) -> set[str] | None:
     """Top-level names a toolkit checkpoint in `directory` wrote; None if it is not one."""
     try:
-        config = json.loads((directory / CONFIG_FILE).read_text())
+        config = json_reader.load(directory / CONFIG_FILE)
     except (OSError, ValueError):
         return None
     if not isinstance(config, dict) or "graft" not in config or "format_version" not in config:
@@ -76,8 +75,13 @@ def check_target(directory, key: str = "output_dir") -> Path:
 
 
 def inside(path, directory) -> bool:
-    """Whether `path` is `directory` or lies under it (both resolved)."""
-    path, directory = Path(path).resolve(), Path(directory).resolve()
+    """Whether `path` is `directory` or lies under it, both resolved: links followed and `..`
+    taken out first (`a/../b` is not inside `a`). A value that is no path (a NUL byte in it,
+    bytes, None) lies nowhere."""
+    try:
+        path, directory = Path(path).resolve(), Path(directory).resolve()
+    except (TypeError, ValueError):
+        return False
     return path == directory or directory in path.parents
 
 

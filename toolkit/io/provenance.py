@@ -17,7 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from toolkit.core.errors import DataError
-from toolkit.io.files import target_named
+from toolkit.io import json_reader
+from toolkit.io.staging import replacing
 
 
 def sidecar(path) -> Path:
@@ -48,7 +49,7 @@ def _short(value: Any) -> str:
 
 def _read(side: Path) -> list[dict]:
     try:
-        data = json.loads(side.read_text(encoding="utf-8"))
+        data = json_reader.load(side)
         producers = data["producers"]
         if not isinstance(producers, list) or not all(isinstance(p, dict) for p in producers):
             raise ValueError("producers is not a list of objects")
@@ -59,13 +60,9 @@ def _read(side: Path) -> list[dict]:
 
 
 def _write(side: Path, producers: list[dict]) -> None:
-    tmp = side.with_name(f".{side.name}.{os.getpid()}.tmp")
-    try:
-        with target_named(side):
-            tmp.write_text(json.dumps({"producers": producers}, indent=2, sort_keys=True) + "\n")
-            os.replace(tmp, side)
-    finally:
-        tmp.unlink(missing_ok=True)
+    with replacing(side) as tmp:
+        tmp.write_text(json.dumps({"producers": producers}, indent=2, sort_keys=True) + "\n",
+                       encoding="utf-8")
 
 
 def record(path, producer: dict) -> None:

@@ -5,18 +5,20 @@ Beside the reports, `.surgery-reports.json` lists every file this toolkit wrote 
 SHA-256. A report may be written when it is absent, or when the list holds it with the hash it
 still has; a user's file of the same name, or a report edited since, is refused (`check`, run
 before any model loads, and again by `write`). Each file goes to a temp file in the same folder
-first and is renamed over the old one, so a failure leaves the old report or the new one.
+first (in a private folder, `toolkit.io.staging`) and is renamed over the old one, so a failure
+leaves the old report or the new one, and nothing planted in the folder can redirect the write.
 """
 
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from toolkit.core.errors import DataError
-from toolkit.io.files import public, sha256_file, target_named
+from toolkit.io import json_reader
+from toolkit.io.files import sha256_file
+from toolkit.io.staging import replacing
 
 MANIFEST = ".surgery-reports.json"
 
@@ -24,7 +26,7 @@ MANIFEST = ".surgery-reports.json"
 def _written(directory: Path) -> dict[str, str]:
     """name -> SHA-256 of the reports this toolkit wrote in `directory` ({} when none)."""
     try:
-        listed = json.loads((directory / MANIFEST).read_text(encoding="utf-8"))["files"]
+        listed = json_reader.load(directory / MANIFEST)["files"]
     except (OSError, ValueError, KeyError, TypeError):
         return {}
     return {k: v for k, v in listed.items() if isinstance(v, str)} if isinstance(listed, dict) else {}
@@ -55,17 +57,11 @@ def write(directory, name: str, key: str, writer: Callable[[Path], object]) -> P
     directory.mkdir(parents=True, exist_ok=True)
     check(directory, [name], key)
     path = directory / name
-    tmp = directory / f".{os.getpid()}.tmp.{name}"
-    try:
-        with target_named(path):
-            writer(tmp)
-            public(tmp)
-            os.replace(tmp, path)
-            written = _written(directory)
-            written[name] = sha256_file(path)
-            _write_manifest(directory, written)
-    finally:
-        tmp.unlink(missing_ok=True)
+    with replacing(path) as tmp:
+        writer(tmp)
+    written = _written(directory)
+    written[name] = sha256_file(path)
+    _write_manifest(directory, written)
     return path
 
 
@@ -75,10 +71,6 @@ def write_text(directory, name: str, key: str, text: str) -> Path:
 
 
 def _write_manifest(directory: Path, written: dict[str, str]) -> None:
-    tmp = directory / f".{os.getpid()}.tmp{MANIFEST}"
-    try:
+    with replacing(directory / MANIFEST) as tmp:
         tmp.write_text(json.dumps({"files": written}, indent=1, sort_keys=True) + "\n",
                        encoding="utf-8")
-        os.replace(tmp, directory / MANIFEST)
-    finally:
-        tmp.unlink(missing_ok=True)

@@ -8,25 +8,26 @@ For every pair it stores what the head and the losses need:
   final logits (tau = 0 as a log one-hot), for the `latent` loss;
 - `chosen_word_logp`, `rejected_word_logp` (P,): log P(y) at temperature 1, for `tokens`.
 The file (safetensors) sits next to the pairs file; its metadata holds a key made of the pairs
-file's content hash, a fingerprint of the model and the head's grid and level. A matching file
-is reused; any change rebuilds it.
+file's content hash, a fingerprint of the model and the head's grid and level. A matching, whole
+file is reused; any change rebuilds it, and so does damage (a cut-off or unreadable file).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file, safe_open, save_file
 from tqdm.auto import tqdm
 
 from toolkit.decoding import temperature_log_probs
-from toolkit.io.files import public, target_named
+from toolkit.io.staging import replacing
 from toolkit.lpo.pairs import read_pairs
+from toolkit.sources.base import safetensors_problem
 
 if TYPE_CHECKING:
     from toolkit.graft.augmented import AugmentedModel
@@ -137,10 +138,8 @@ def build_cache(model: AugmentedModel, pairs_path: str | Path, level: str | None
     level = level or model.graft_config.head.level
     path = cache_path(pairs_path, level)
     key = cache_key(pairs_path, model, level)
-    if path.exists():
-        with safe_open(str(path), framework="pt") as fh:
-            if (fh.metadata() or {}).get("key") == key:
-                return path
+    if _reusable(path, key):
+        return path
     pairs = read_pairs(pairs_path, model.vocab_size, int(model.head.temperatures.numel()),
                        model.max_positions)
     width = max(1, max(max(len(p["chosen_ids"]), len(p["rejected_ids"])) for p in pairs))
@@ -151,15 +150,21 @@ def build_cache(model: AugmentedModel, pairs_path: str | Path, level: str | None
             parts.setdefault(name, []).append(value)
     tensors = {name: torch.cat(values).contiguous() for name, values in parts.items()}
     metadata = {"key": key, "level": level, "pairs": str(len(pairs)), "version": CACHE_VERSION}
-    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
-    try:
-        with target_named(path):
-            save_file(tensors, str(tmp), metadata=metadata)
-            public(tmp)
-            os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    with replacing(path) as tmp:
+        save_file(tensors, str(tmp), metadata=metadata)
     return path
+
+
+def _reusable(path: Path, key: str) -> bool:
+    """Whether `path` is a whole cache file made for `key`; a damaged one (cut off, not
+    safetensors) is not, and is rebuilt."""
+    if not path.is_file() or safetensors_problem(path):
+        return False
+    try:
+        with safe_open(str(path), framework="pt") as fh:
+            return (fh.metadata() or {}).get("key") == key
+    except (SafetensorError, OSError, ValueError):
+        return False
 
 
 def load_cache(path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:

@@ -39,16 +39,19 @@ def load(path, key: str = "trainer.ckpt_path") -> dict[str, Any]:
     return state
 
 
-def named_paths(state: dict[str, Any]) -> list[tuple[str, str]]:
-    """(key, path) for every file or folder a checkpoint's callback states name."""
-    named = []
+def named_paths(state: dict[str, Any]) -> list[tuple[str, Any]]:
+    """(key, value) for every file or folder a checkpoint's callback states name, whatever
+    the value's type (Lightning would use a bytes value as a path too)."""
+    named: list[tuple[str, Any]] = []
     callbacks = state.get("callbacks")
     for saved in (callbacks.values() if isinstance(callbacks, dict) else ()):
         if not isinstance(saved, dict):
             continue
-        named += [(k, saved[k]) for k in PATH_KEYS if isinstance(saved.get(k), str) and saved[k]]
+        named += [(k, saved[k]) for k in PATH_KEYS if saved.get(k) not in (None, "")]
         best_k = saved.get("best_k_models")
-        named += [("best_k_models", str(p)) for p in (best_k if isinstance(best_k, dict) else ())]
+        named += [("best_k_models", p) for p in (best_k if isinstance(best_k, dict) else ())]
+        if best_k is not None and not isinstance(best_k, dict):
+            named.append(("best_k_models", best_k))
     return named
 
 
@@ -60,6 +63,12 @@ def check(path, dirpath, key: str = "trainer.ckpt_path") -> None:
     if dirpath is None:
         return
     for name, value in named_paths(state):
+        if not isinstance(value, str) or "\0" in value:
+            raise DataError(
+                f"{key}={str(path)!r} names {name}={_short(value)}, which is not a path (a "
+                f"string without NUL bytes); point it at a last.ckpt that training wrote, or "
+                "unset trainer.ckpt_path"
+            )
         if not inside(value, dirpath):
             raise DataError(
                 f"{key}={str(path)!r} names {name}={value!r}, outside this run's checkpoint "
@@ -67,3 +76,8 @@ def check(path, dirpath, key: str = "trainer.ckpt_path") -> None:
                 "resume with the trainer.checkpoint_dir the checkpoint was written in, or unset "
                 "trainer.ckpt_path"
             )
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."

@@ -25,9 +25,9 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 
 from toolkit.core.errors import CheckpointError
 from toolkit.graft import checkpoint, prompting
-from toolkit.io.files import target_named
 from toolkit.io.jsonl import read_records
 from toolkit.io.layout import inside
+from toolkit.io.staging import replacing
 from toolkit.lpo import resume
 from toolkit.lpo.cache import build_cache
 from toolkit.lpo.config import TrainConfig, TrainerConfig
@@ -77,26 +77,19 @@ class TrainResult:
 
 
 class LocalCheckpointIO(TorchCheckpointIO):
-    """Lightning checkpoints (last.ckpt, best-*.ckpt) written to a temp file beside the target,
-    then renamed into place: a full disk leaves no truncated checkpoint, and the error names
-    the checkpoint, not a temp file elsewhere (Lightning's own writer stages in /tmp)."""
+    """Lightning checkpoints (last.ckpt, best-*.ckpt) written to a private temp file beside the
+    target (`toolkit.io.staging`), then renamed into place: a full disk leaves no truncated
+    checkpoint, and the error names the checkpoint, not a temp file elsewhere (Lightning's own
+    writer stages in /tmp)."""
 
     def save_checkpoint(self, checkpoint: dict, path, storage_options=None) -> None:
         if storage_options is not None:
             super().save_checkpoint(checkpoint, path, storage_options)  # refuses them
             return
-        path = Path(path)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        try:
-            with target_named(path):
-                path.parent.mkdir(parents=True, exist_ok=True)
-                with open(tmp, "wb") as fh:
-                    torch.save(checkpoint, fh)
-                    fh.flush()
-                    os.fsync(fh.fileno())
-                os.replace(tmp, path)
-        finally:
-            tmp.unlink(missing_ok=True)
+        with replacing(path) as tmp, open(tmp, "wb") as fh:
+            torch.save(checkpoint, fh)
+            fh.flush()
+            os.fsync(fh.fileno())
 
 
 def make_trainer(config: TrainerConfig, root: Path, callbacks: Sequence = (),

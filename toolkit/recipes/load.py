@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import (
     ConfigKeyError,
     InterpolationResolutionError,
@@ -27,6 +27,7 @@ from omegaconf.errors import (
 
 from toolkit import methods
 from toolkit.core.errors import ConfigError, check_finite
+from toolkit.io.jsonl import is_text
 from toolkit.recipes import shorthand
 from toolkit.recipes.schema import Recipe
 
@@ -72,7 +73,7 @@ def import_plugins(sources: Sequence[DictConfig]) -> None:
     """Import the modules the recipe's `imports` key names (the last of the file and the
     overrides that sets it wins, as for any key)."""
     names = next((s.get("imports") for s in reversed(sources) if "imports" in s), None) or []
-    if isinstance(names, str) or not all(isinstance(n, str) for n in names):
+    if not isinstance(names, (list, ListConfig)) or not all(isinstance(n, str) for n in names):
         raise ConfigError(f"imports must be a list of module names, not {names!r}")
     for name in names:
         try:
@@ -137,14 +138,25 @@ def _read_yaml(path: Path) -> DictConfig:
 def _parse_overrides(overrides: Sequence[str]) -> list[DictConfig]:
     parsed = []
     for item in overrides:
+        if not is_text(item):
+            raise ConfigError(
+                f"override {ascii(item)} is not UTF-8 text (a byte that is not UTF-8, or a lone "
+                "surrogate, shown as \\udcXX); write it in UTF-8"
+            )
         if "=" not in item or item.startswith("="):
             raise ConfigError(
                 f"override {item!r} is not key=value; e.g. decoding.sled.enabled=true"
             )
+        key = item.partition("=")[0].strip()
+        if "[" in key:
+            raise ConfigError(
+                f"override {item!r} sets one item of a list; give the whole list, e.g. "
+                f"{key.partition('[')[0]}=[a,b]"
+            )
         try:
             parsed.append(OmegaConf.from_dotlist([item]))
         except yaml.YAMLError:
-            key, _, value = item.partition("=")
+            value = item.partition("=")[2]
             raise ConfigError(
                 f"override {item!r}: the value is not valid YAML; put it in double quotes "
                 f"(inside them \\n is a newline), e.g. {key}='{_double_quoted(value)}'"

@@ -6,11 +6,11 @@ matches a checkpoint's (`check_graft`).
 from __future__ import annotations
 
 import dataclasses
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
 from toolkit.core.errors import ConfigError
+from toolkit.io import json_reader
 from toolkit.io.layout import CONFIG_FILE
 from toolkit.methods.options import GraftConfig
 from toolkit.recipes.schema import ModelConfig
@@ -57,11 +57,14 @@ def read_model_files(config: ModelConfig) -> ModelFileInfo:
     if not (path / CONFIG_FILE).is_file():
         return _read_config_json(path / "config.json")
     from toolkit.graft.checkpoint import read_config
-    from toolkit.sources.references import read_reference
+    from toolkit.sources.references import on_hub, read_reference
 
     directory, saved, graft, _ = read_config(path)
-    base = Path(read_reference(saved["base"], directory, prepare=False))
-    info = _read_config_json(base / "config.json")
+    if on_hub(saved["base"]):  # on the Hub: its config is read once it is fetched
+        info = ModelFileInfo()
+    else:
+        base = Path(read_reference(saved["base"], directory, prepare=False))
+        info = _read_config_json(base / "config.json")
     info.vocab_size = saved["base_fingerprint"]["keys"].get("vocab_size", info.vocab_size)
     info.graft = graft
     return info
@@ -69,7 +72,7 @@ def read_model_files(config: ModelConfig) -> ModelFileInfo:
 
 def _read_config_json(config_file: Path) -> ModelFileInfo:
     try:
-        data = json.loads(config_file.read_text())
+        data = json_reader.load(config_file)
     except (OSError, ValueError):
         return ModelFileInfo()
     text = data.get("text_config") or data

@@ -16,6 +16,7 @@ import torch
 
 from toolkit.core import runtime
 from toolkit.core.errors import CheckpointError, ConfigError, UnsupportedArchitectureError
+from toolkit.io import json_reader
 from toolkit.io.layout import CONFIG_FILE
 from toolkit.methods.options import GraftConfig
 from toolkit.recipes.model_files import check_graft
@@ -137,8 +138,8 @@ def _check_architecture(config_file: Path) -> None:
     from toolkit.graft.families import refusal
 
     try:
-        config = json.loads(config_file.read_text())
-    except json.JSONDecodeError as err:
+        config = json_reader.load(config_file)
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise CheckpointError(f"{config_file} is not valid JSON (line {err.lineno})") from None
     for model_type in (config.get("model_type"), (config.get("text_config") or {}).get("model_type")):
         reason = refusal(model_type) if model_type else None

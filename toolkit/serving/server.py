@@ -21,6 +21,8 @@ import urllib.request
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
+from toolkit.io import json_reader
+
 ENTRY = "vllm.entrypoints.openai.api_server"
 
 
@@ -112,6 +114,6 @@ def post(url: str, path: str, body: dict, timeout: float = 600.0) -> tuple[int, 
                                      headers={"Content-Type": "application/json"})
     try:
         with urllib.request.urlopen(request, timeout=timeout) as answer:
-            return answer.status, json.loads(answer.read())
+            return answer.status, json_reader.loads(answer.read())
     except urllib.error.HTTPError as err:
-        return err.code, json.loads(err.read() or b"{}")
+        return err.code, json_reader.loads(err.read() or b"{}")

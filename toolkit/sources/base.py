@@ -5,7 +5,6 @@ loads in (`resolve_dtype`), and the checks on its files that run before any weig
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -14,9 +13,10 @@ from safetensors import SafetensorError
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from toolkit.core.errors import CheckpointError, reason
+from toolkit.io import json_reader
 from toolkit.io.layout import CONFIG_FILE, refuse_pickles
 from toolkit.sources import hub
-from toolkit.sources.references import read_reference
+from toolkit.sources.references import on_hub, read_reference
 
 WEIGHT_PATTERNS = ("model*.safetensors", "*.safetensors.index.json", "*.gguf")
 DTYPES = ("float32", "float16", "bfloat16")
@@ -27,16 +27,19 @@ def has_tokenizer(directory) -> bool:
     return any(Path(directory, f).is_file() for f in ("tokenizer.json", "tokenizer_config.json"))
 
 
-def load_base(source, device_map=None, dtype=None, owner: Path | None = None):
+def load_base(source, device_map=None, dtype=None, owner: Path | None = None,
+              from_hub: bool = False):
     """Load a base model, and its tokenizer if one is saved beside it, from a directory or a
     Hub id (`org/name`, fetched through huggingface_hub; see `toolkit.sources.hub`).
 
     `owner`: the checkpoint that refers to `source`, named when the directory is missing.
+    `from_hub`: `source` is a Hub id (a checkpoint's `hub:` base), even where a local folder of
+    that name exists.
     """
     source = str(source)
-    hub_id = source if hub.is_hub_id(source) else None
+    hub_id = source if from_hub or hub.is_hub_id(source) else None
     if hub_id:
-        source = str(hub.local_dir(hub_id))
+        source = str(hub.local_dir(hub_id, from_hub=True))
     if not hub_id and not Path(source).is_dir():
         prefix = f"checkpoint {owner} refers to a base model at {source}, but " if owner else ""
         raise CheckpointError(
@@ -92,14 +95,19 @@ def saved_dtype(path: Path) -> str | None:
     config_file = path / "config.json"
     if (path / CONFIG_FILE).is_file():
         try:
-            reference = json.loads((path / CONFIG_FILE).read_text()).get("base")
-        except (OSError, json.JSONDecodeError):
+            reference = json_reader.load(path / CONFIG_FILE).get("base")
+        except (OSError, ValueError, AttributeError):
             return None
-        base = Path(read_reference(str(reference), path.resolve(), prepare=False))
+        if on_hub(reference):
+            return None  # known once the Hub snapshot is there
+        try:
+            base = Path(read_reference(reference, path.resolve(), prepare=False))
+        except CheckpointError:
+            return None  # the checkpoint's own check names it
         config_file = base / "config.json"
     try:
-        config = json.loads(config_file.read_text())
-    except (OSError, json.JSONDecodeError):
+        config = json_reader.load(config_file)
+    except (OSError, ValueError):
         return None
     return config.get("dtype") or config.get("torch_dtype")
 
@@ -115,7 +123,7 @@ def check_weight_files(path: Path) -> None:
             "copy the weight files too, or point model.path at the complete model directory"
         )
     for shard in shards:
-        problem = _safetensors_problem(shard)
+        problem = safetensors_problem(shard)
         if problem:
             raise CheckpointError(
                 f"{shard} is not a complete safetensors file ({problem}); the copy is truncated "
@@ -123,14 +131,16 @@ def check_weight_files(path: Path) -> None:
             )
 
 
-def _safetensors_problem(path: Path) -> str | None:
+def safetensors_problem(path: Path) -> str | None:
+    """Why `path` is not a whole safetensors file (its header does not parse, or the file is
+    shorter than the header says), or None."""
     size = path.stat().st_size
     try:
         with open(path, "rb") as fh:
             length = int.from_bytes(fh.read(8), "little")
             if length <= 0 or 8 + length > size:
                 return "its header is cut off"
-            header = json.loads(fh.read(length))
+            header = json_reader.loads(fh.read(length))
     except (OSError, ValueError, UnicodeDecodeError) as err:
         return f"its header does not parse: {err}"
     if not isinstance(header, dict):

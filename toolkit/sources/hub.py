@@ -27,13 +27,19 @@ PATTERNS = ["*.json", "*.safetensors", "*.txt", "*.model", "*.tiktoken", "*.jinj
 OWN_FOLDERS = ("checkpoints", "runs")
 
 
+def _written_as_path(text: str) -> bool:
+    """Whether `text` has the form of a local path, whatever exists here."""
+    parts = text.split("/")
+    return (Path(text).is_absolute() or text.startswith((".", "~")) or "\\" in text
+            or "\0" in text or len(parts) > 2 or parts[0] in OWN_FOLDERS)
+
+
 def looks_like_path(source) -> bool:
     """Whether `source` is written as a local path (whether or not it exists)."""
     text = str(source)
     parts = text.split("/")
-    return (Path(text).exists() or Path(text).is_absolute() or text.startswith((".", "~"))
-            or "\\" in text or len(parts) > 2 or parts[0] in OWN_FOLDERS
-            or (len(parts) == 2 and Path(parts[0]).is_dir()))
+    return _written_as_path(text) or Path(text).exists() or (
+        len(parts) == 2 and Path(parts[0]).is_dir())
 
 
 def split_id(source) -> tuple[str, str | None]:
@@ -44,7 +50,13 @@ def split_id(source) -> tuple[str, str | None]:
 
 def is_hub_id(source) -> bool:
     """A Hub id (`name`, `org/name`, optionally `@revision`) not written like a local path."""
-    if looks_like_path(source):
+    return not looks_like_path(source) and is_hub_name(source)
+
+
+def is_hub_name(source) -> bool:
+    """Whether `source` has the form of a Hub id, whatever exists here (a checkpoint's `hub:`
+    base is never a local folder)."""
+    if _written_as_path(str(source)):
         return False
     from huggingface_hub.utils import HFValidationError, validate_repo_id
 
@@ -64,9 +76,10 @@ def offline() -> bool:
     return bool(constants.HF_HUB_OFFLINE)
 
 
-def local_dir(source) -> Path:
-    """A local directory for `source`: the path itself, or the Hub snapshot of a Hub id."""
-    if not is_hub_id(source):
+def local_dir(source, from_hub: bool = False) -> Path:
+    """A local directory for `source`: the path itself, or the Hub snapshot of a Hub id
+    (`from_hub`: `source` is a Hub id even where a local folder of that name exists)."""
+    if not (from_hub or is_hub_id(source)):
         return Path(source)
     import huggingface_hub
 

