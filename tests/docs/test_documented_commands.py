@@ -272,6 +272,8 @@ RUNS: dict[str, Run] = {
         check_allocators, [*SMALL_BENCH, "bench.modes=[greedy]"], real=True),
     "bench recipes/bench_llama_d512.yaml": Run(check_bench, SMALL_BENCH),
     "bench recipes/bench_llama_d512.yaml graft.head.level=token": Run(check_bench, SMALL_BENCH),
+    "bench recipes/bench_llama_d512.yaml 'bench.modes=[greedy,floor,sled,dola,composed]' "
+    "'bench.sled_ks=[50]'": Run(check_bench, SMALL_BENCH),
     "bench recipes/bench_llama_d512.yaml 'bench.modes=[greedy,sled,dola,contrastive]' "
     "'bench.batch_sizes=[1]' bench.new_tokens=2 bench.repeats=3 'bench.sled_ks=[10]' "
     "bench.eval_questions=2": Run(check_scoring_bench, [
