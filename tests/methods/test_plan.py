@@ -14,7 +14,6 @@ from _generation import graft
 from toolkit import methods
 from toolkit.core.errors import ConfigError
 from toolkit.graft.composition import compose
-from toolkit.methods import registry
 from toolkit.methods.options import DecodingConfig, with_overrides
 from toolkit.methods.plan import plan
 from toolkit.methods.sled import SledOptions
@@ -22,14 +21,6 @@ from toolkit.methods.sled import SledOptions
 EVERYTHING = dict(sled={"layers": [1, 2]}, top_n_sigma=1.5, typical=0.8,
                   adaptive_temperature={"choice": "sample"}, do_sample=True, temperature=0.7,
                   top_k=5, top_p=0.9, repetition_penalty=1.2)
-
-
-@pytest.fixture
-def restored():
-    saved = dict(registry._METHODS)
-    yield
-    registry._METHODS.clear()
-    registry._METHODS.update(saved)
 
 
 def test_every_step_in_order():

@@ -18,14 +18,6 @@ from toolkit.methods.options import METHOD_FIELDS, DecodingConfig, with_override
 from toolkit.methods.top_n_sigma import TopNSigmaOptions
 
 
-@pytest.fixture
-def restored():
-    saved = dict(registry._METHODS)
-    yield
-    registry._METHODS.clear()
-    registry._METHODS.update(saved)
-
-
 def _method(name: str, **kw) -> methods.DecodingMethod:
     return methods.DecodingMethod(**{"name": name, "options": TopNSigmaOptions, "stage": "filter",
                                      "label": str, "logits": lambda s, o: s, **kw})
