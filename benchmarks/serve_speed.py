@@ -103,7 +103,7 @@ def generate_rate(am, prompts: list[list[int]], concurrency: int, tokens: int,
     ids, mask = left_pad(rows, padding_id(am.tokenizer))
     options = dict(do_sample=False, max_new_tokens=tokens, min_new_tokens=tokens, sled=sled,
                    top_n_sigma=False, adaptive_temperature=False)
-    ids, mask = ids.to(am.head_device), mask.to(am.head_device)
+    ids, mask = ids.to(am.device), mask.to(am.device)
     am.generate(ids[:1], mask[:1], **{**options, "max_new_tokens": 2, "min_new_tokens": 2})
     _sync()
     start = time.perf_counter()

@@ -14,11 +14,8 @@ import torch
 
 pytest.importorskip("vllm", reason="serving needs vLLM: python3 -m toolkit.serving.install")
 
-from toolkit.testing.serving import PROMPTS  # noqa: E402
+from toolkit.testing.serving import GREEDY, PROMPTS  # noqa: E402
 
-OFF = {"top_n_sigma": "false", "adaptive_temperature": "false"}
-CASES = {"plain": ({**OFF, "sled": "false"}, dict(sled=False)), "sled": (OFF, {}),
-         "dola": ({**OFF, "dola": "true"}, dict(sled=False, dola=True))}
 SCRIPT = """
 import json, sys
 from vllm import LLM, SamplingParams
@@ -39,7 +36,7 @@ def test_offline_llm_decodes_like_augmented_model_generate(serving_checkpoint):
     from toolkit import AugmentedModel
 
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    cases = {name: xargs for name, (xargs, _) in CASES.items()}
+    cases = {name: xargs for name, (xargs, _) in GREEDY.items()}
     done = subprocess.run([sys.executable, "-c", SCRIPT, str(serving_checkpoint),
                            json.dumps(PROMPTS), json.dumps(cases)],
                           capture_output=True, text=True, timeout=900, env=env)
@@ -47,7 +44,7 @@ def test_offline_llm_decodes_like_augmented_model_generate(serving_checkpoint):
     [line] = [x for x in done.stdout.splitlines() if x.startswith("TOKENS ")]
     served = json.loads(line.removeprefix("TOKENS "))
     am = AugmentedModel.from_pretrained(serving_checkpoint)
-    for name, (_, kwargs) in CASES.items():
+    for name, (_, kwargs) in GREEDY.items():
         for prompt, tokens in zip(PROMPTS, served[name], strict=True):
             out = am.generate(torch.tensor([prompt]), max_new_tokens=12, do_sample=False,
                               adaptive_temperature=False, top_n_sigma=False, **kwargs)

@@ -12,15 +12,7 @@ pytest.importorskip("vllm", reason="serving needs vLLM: python3 -m toolkit.servi
 
 from toolkit.decoding import top_n_sigma  # noqa: E402
 from toolkit.serving.server import post, running  # noqa: E402
-from toolkit.testing.serving import PROMPTS, SERVER_ARGS  # noqa: E402
-
-OFF = {"top_n_sigma": "false", "adaptive_temperature": "false"}
-# method -> (vllm_xargs of a greedy request, AugmentedModel.generate keywords)
-GREEDY = {
-    "plain": ({**OFF, "sled": "false"}, dict(sled=False)),
-    "sled": (OFF, {}),
-    "dola": ({**OFF, "dola": "true"}, dict(sled=False, dola=True)),
-}
+from toolkit.testing.serving import GREEDY, PROMPTS, SERVER_ARGS  # noqa: E402
 
 
 @pytest.fixture(scope="module")

@@ -13,6 +13,14 @@ PROMPTS = [[1, 5, 9, 33, 70], [1, 44, 8], [1, 100, 200, 17, 3, 99]]
 # The server as the tests start it: float32 for parity, little memory (compiled, as by default).
 SERVER_ARGS = ["--dtype", "float32", "--gpu-memory-utilization", "0.05", "--max-model-len", "256",
                "--seed", "0"]
+# Greedy parity cases: method -> (vllm_xargs of a request, AugmentedModel.generate keywords),
+# the checkpoint's sampling-only steps (top-n-sigma, the head) switched off on both sides.
+OFF = {"top_n_sigma": "false", "adaptive_temperature": "false"}
+GREEDY = {
+    "plain": ({**OFF, "sled": "false"}, dict(sled=False)),
+    "sled": (OFF, {}),
+    "dola": ({**OFF, "dola": "true"}, dict(sled=False, dola=True)),
+}
 
 
 def save_serving_checkpoint(root: Path, family: str = "llama") -> Path:
