@@ -101,6 +101,9 @@ def test_a_plugin_from_imports_runs_from_the_lm_eval_cli_and_results_record_ever
              "layer_mix_weight=1.5,dtype=float32")
     code, err, out = _cli(given, tmp_path, monkeypatch, capsys)
     assert code == 0, err
+    assert "INFO     [surgery] surgery: layer_mix=True,layer_mix_weight=1.5" in err
+    for note in harness.HFLM_NOTES:  # HFLM's notes on a model passed in do not apply
+        assert note not in err
     [result] = out.glob("*/results_*.json")
     config = json.loads(result.read_text())["config"]
     assert config["surgery"]["method"] == "layer_mix"

@@ -36,6 +36,7 @@ relative-top filter). The method and its options are logged and written into lm-
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import sys
@@ -113,6 +114,27 @@ def load_model(pretrained: Any, dtype: Any = None) -> AugmentedModel:
     return AugmentedModel.graft(pretrained, dtype=dtype)
 
 
+# HFLM's warnings for a model passed in, which do not apply here: the backend loaded it
+# from pretrained= itself, with the model_args checked (harness_args).
+HFLM_NOTES = ("`pretrained` model kwarg is not of type `str`",
+              "Passed an already-initialized model through `pretrained`")
+
+
+@contextlib.contextmanager
+def _without(notes: tuple[str, ...]):
+    """lm-eval's HFLM logger without the records that start with one of `notes`."""
+    logger = logging.getLogger(HFLM.__module__)
+
+    def keep(record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith(notes)
+
+    logger.addFilter(keep)
+    try:
+        yield
+    finally:
+        logger.removeFilter(keep)
+
+
 def _chat_template_hint(given: str, base: str) -> None:
     """lm-eval warns when model_args name an instruct or chat model and no chat template is
     applied; a checkpoint's name hides its base's, so say it here, naming the base."""
@@ -152,12 +174,12 @@ class SurgeryLM(HFLM):
         self._name = str(am.base_reference if isinstance(pretrained, AugmentedModel)
                          else pretrained)
         self._given["pretrained"] = self._name
-        log.warning("surgery: %s on %s; log-likelihoods: %s", self.method_args() or "plain",
-                    self._name,
-                    CONVENTION if self._method else "the model's own")
+        log.info("surgery: %s on %s; log-likelihoods: %s", self.method_args() or "plain",
+                 self._name, CONVENTION if self._method else "the model's own")
         _chat_template_hint(self._name, am.base_reference)
         kwargs.setdefault("device", str(am.base.device))
-        super().__init__(pretrained=am.base, tokenizer=am.tokenizer, **kwargs)
+        with _without(HFLM_NOTES):
+            super().__init__(pretrained=am.base, tokenizer=am.tokenizer, **kwargs)
 
     def method_args(self) -> str:
         """The method and its options as model_args, e.g. 'sled=True,sled_evolution_rate=2.0'
@@ -238,12 +260,23 @@ class SurgeryLM(HFLM):
                                 pad_token_id=self.tokenizer.pad_token_id, **generation_kwargs)
 
 
+def _show_info() -> None:
+    """Under lm-eval's CLI, the backend's INFO lines (which method, on what) reach stderr as
+    lm-eval's own do; from Python, logging is the caller's to configure."""
+    if not log.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(levelname)-8s [surgery] %(message)s"))
+        log.addHandler(handler)
+        log.setLevel(logging.INFO)
+
+
 def main() -> int:
     """`python -m toolkit.eval.harness ARGS`: lm-eval's CLI with the `surgery` backend. A
     ToolkitError (a missing checkpoint, a Hub id offline, ...) is one `error:` line and exit
     code 2, as from cli.py."""
     from lm_eval.__main__ import cli_evaluate
 
+    _show_info()
     try:
         cli_evaluate()
     except ToolkitError as err:
