@@ -55,7 +55,7 @@ def _dir_size(path: Path) -> int:
 def test_round_trip_same_tensors_and_generations(trained, tiny_llama_dir, tmp_path):
     target = trained.save_pretrained(tmp_path / "ckpt")
     assert sorted(p.name for p in target.iterdir() if not p.name.startswith("tokenizer")) == [
-        "augment_config.json", "config.json", "custom_generate", "head.safetensors"]
+        "README.md", "augment_config.json", "config.json", "custom_generate", "head.safetensors"]
     config = json.loads((target / "augment_config.json").read_text())
     assert config["base"] == "path:" + os.path.relpath(Path(tiny_llama_dir).resolve(), target)
     assert config["toolkit_version"] == __version__ and config["decoding"]["max_new_tokens"] == NEW

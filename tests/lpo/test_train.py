@@ -144,7 +144,7 @@ def test_train_head_exports_and_leaves_base_untouched(tiny_llama_dir, pairs_file
     assert (work / "lightning" / "last.ckpt").exists()
     assert list((work / "training").rglob("metrics.csv"))
     assert sorted(p.name for p in run.iterdir() if not p.name.startswith("tokenizer")) == [
-        "augment_config.json", "config.json", "custom_generate", "head.safetensors"]
+        "README.md", "augment_config.json", "config.json", "custom_generate", "head.safetensors"]
     after = model.base.state_dict()
     assert all(torch.equal(before[k], after[k]) for k in before)
     assert result.steps == 12 and len(result.losses) == 12

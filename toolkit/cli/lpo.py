@@ -70,7 +70,7 @@ def _train(model: AugmentedModel, recipe: Recipe, out_dir: str, logs: str) -> Tr
     from toolkit.lpo.train import train_head
 
     return train_head(model, recipe.data.pairs, recipe.train, recipe.trainer, out_dir,
-                      progress=recipe.trainer.progress_bar,
+                      progress=recipe.trainer.shows_progress,
                       log_dir=Path(recipe.work_dir) / logs)
 
 

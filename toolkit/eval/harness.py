@@ -22,7 +22,10 @@ saved decoding methods and options (without it, nothing is enabled that the mode
 enable); `shared_prefix` (default True: requests that share a context run it once into a KV
 cache, then only their continuations, `toolkit.eval.harness_prefix`; False runs every whole
 context + continuation, as HFLM does; a numeric batch size is needed, `auto` runs the whole
-sequences). Everything else goes to `HFLM`.
+sequences); `imports=MODULE` (several joined by `+`) to import modules that register methods
+first, as a recipe's `imports:` does; `dtype` for the model as it loads. HFLM's other keys that
+apply to a loaded model go to `HFLM`; a key that only applies when HFLM loads the model itself
+(`peft`, `revision`, ...) or that nothing takes is one line naming it (`harness_args`).
 
 The log-likelihoods are proper log-probabilities: at each continuation token, the method's
 distribution over the whole vocabulary (`DecodingMethod.log_probs`: for SLED the log_softmax of
@@ -33,6 +36,7 @@ relative-top filter). The method and its options are logged and written into lm-
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import sys
@@ -45,7 +49,7 @@ from lm_eval.models.huggingface import HFLM, stop_sequences_criteria
 
 from toolkit import methods
 from toolkit.core.errors import ConfigError, ToolkitError
-from toolkit.eval import harness_prefix
+from toolkit.eval import harness_args, harness_prefix
 from toolkit.graft.augmented import AugmentedModel
 from toolkit.io.layout import CONFIG_FILE
 from toolkit.methods.options import DecodingConfig, replacing_saved, with_overrides
@@ -96,31 +100,71 @@ def _decoding(am: AugmentedModel, preset: str | None, flags: dict[str, Any], opt
     return decoding
 
 
-def load_model(pretrained: Any) -> AugmentedModel:
-    """An AugmentedModel as given, from a checkpoint directory, or grafted onto a base model."""
+def load_model(pretrained: Any, dtype: Any = None) -> AugmentedModel:
+    """An AugmentedModel as given, from a checkpoint directory, or grafted onto a base model;
+    `dtype` (lm-eval's model_arg: "bfloat16", "auto", a torch dtype) for the base as it loads."""
     if isinstance(pretrained, AugmentedModel):
+        if dtype is not None:
+            raise ConfigError("dtype applies when pretrained names a directory or Hub id; "
+                              "convert the AugmentedModel with .to(dtype) before passing it")
         return pretrained
+    dtype = None if dtype is None else harness_args.dtype_of(dtype)
     if Path(str(pretrained), CONFIG_FILE).is_file():
-        return AugmentedModel.from_pretrained(pretrained)
-    return AugmentedModel.graft(pretrained)
+        return AugmentedModel.from_pretrained(pretrained, dtype=dtype)
+    return AugmentedModel.graft(pretrained, dtype=dtype)
+
+
+# HFLM's warnings for a model passed in, which do not apply here: the backend loaded it
+# from pretrained= itself, with the model_args checked (harness_args).
+HFLM_NOTES = ("`pretrained` model kwarg is not of type `str`",
+              "Passed an already-initialized model through `pretrained`")
+
+
+@contextlib.contextmanager
+def _without(notes: tuple[str, ...]):
+    """lm-eval's HFLM logger without the records that start with one of `notes`."""
+    logger = logging.getLogger(HFLM.__module__)
+
+    def keep(record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith(notes)
+
+    logger.addFilter(keep)
+    try:
+        yield
+    finally:
+        logger.removeFilter(keep)
+
+
+def _chat_template_hint(given: str, base: str) -> None:
+    """lm-eval warns when model_args name an instruct or chat model and no chat template is
+    applied; a checkpoint's name hides its base's, so say it here, naming the base."""
+    needs = ("inst", "chat")
+    if any(k in base.lower() for k in needs) and not any(k in given.lower() for k in needs):
+        log.warning("surgery: %s is grafted onto %s, an instruct or chat variant: without "
+                    "--apply_chat_template lm-eval applies no chat template (optionally add "
+                    "--fewshot_as_multiturn)", given, base)
 
 
 @register_model(NAME)
 class SurgeryLM(HFLM):
     """HFLM over an AugmentedModel: SLED/DoLa log-likelihoods, generation via its generate()."""
 
-    def __init__(self, pretrained: Any = None, preset: str | None = None,
-                 shared_prefix: bool = True, **kwargs):
+    def __init__(self, pretrained: Any = None, **kwargs):
         if "checkpoint" in kwargs:
             raise ConfigError("model_args checkpoint=DIR is now pretrained=DIR (lm-eval names "
                               "its results after pretrained)")
         if pretrained is None:
             raise ConfigError("give pretrained=DIR_OR_HUB_ID in --model_args (an AugmentedModel "
                               "checkpoint or a base model)")
+        self._given = {"pretrained": pretrained, **kwargs}
+        if "imports" in kwargs:
+            harness_args.import_plugins(kwargs.pop("imports"))
+        harness_args.check(self._given, scored())
+        preset, shared_prefix = kwargs.pop("preset", None), kwargs.pop("shared_prefix", True)
         flags = {name: kwargs.pop(name, None) for name in scored()}
         prefixes = tuple(f"{name}_" for name in scored())
         options = {k: kwargs.pop(k) for k in list(kwargs) if k.startswith(prefixes)}
-        am = load_model(pretrained)
+        am = load_model(pretrained, kwargs.pop("dtype", None))
         self.am = am
         self.shared_prefix = bool(shared_prefix)
         self.decoding = _decoding(am, preset, flags, options)
@@ -129,11 +173,13 @@ class SurgeryLM(HFLM):
         self._spans: dict[tuple[int, ...], int] | None = None
         self._name = str(am.base_reference if isinstance(pretrained, AugmentedModel)
                          else pretrained)
-        log.warning("surgery: %s on %s; log-likelihoods: %s", self.method_args() or "plain",
-                    self._name,
-                    CONVENTION if self._method else "the model's own")
+        self._given["pretrained"] = self._name
+        log.info("surgery: %s on %s; log-likelihoods: %s", self.method_args() or "plain",
+                 self._name, CONVENTION if self._method else "the model's own")
+        _chat_template_hint(self._name, am.base_reference)
         kwargs.setdefault("device", str(am.base.device))
-        super().__init__(pretrained=am.base, tokenizer=am.tokenizer, **kwargs)
+        with _without(HFLM_NOTES):
+            super().__init__(pretrained=am.base, tokenizer=am.tokenizer, **kwargs)
 
     def method_args(self) -> str:
         """The method and its options as model_args, e.g. 'sled=True,sled_evolution_rate=2.0'
@@ -149,8 +195,7 @@ class SurgeryLM(HFLM):
         """HFLM's info plus the method, written into lm-eval's results config."""
         info = super().get_model_info()
         options = self.decoding.method(self._method.name) if self._method else None
-        info["model_args"] = ",".join(filter(None, [f"pretrained={self._name}",
-                                                     self.method_args()]))
+        info["model_args"] = harness_args.as_given(self._given, self.method_args())
         info["surgery"] = {
             "method": self._method.name if self._method else "plain",
             "label": self._method.label(options) if self._method else "plain",
@@ -215,12 +260,23 @@ class SurgeryLM(HFLM):
                                 pad_token_id=self.tokenizer.pad_token_id, **generation_kwargs)
 
 
+def _show_info() -> None:
+    """Under lm-eval's CLI, the backend's INFO lines (which method, on what) reach stderr as
+    lm-eval's own do; from Python, logging is the caller's to configure."""
+    if not log.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(levelname)-8s [surgery] %(message)s"))
+        log.addHandler(handler)
+        log.setLevel(logging.INFO)
+
+
 def main() -> int:
     """`python -m toolkit.eval.harness ARGS`: lm-eval's CLI with the `surgery` backend. A
     ToolkitError (a missing checkpoint, a Hub id offline, ...) is one `error:` line and exit
     code 2, as from cli.py."""
     from lm_eval.__main__ import cli_evaluate
 
+    _show_info()
     try:
         cli_evaluate()
     except ToolkitError as err:

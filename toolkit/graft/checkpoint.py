@@ -11,6 +11,8 @@ Layout of a checkpoint directory:
 - `config.json`: not a model config; its `model_type` tells `AutoModelForCausalLM.from_pretrained`
   to use `AugmentedModel.from_pretrained` (`toolkit.graft.pointer`).
 - tokenizer files, when the model has a tokenizer.
+- `README.md`: the model card (`toolkit.graft.model_card`), outside the integrity check; a
+  card a person wrote or edited is carried into the next save unchanged.
 - `base/`: the base model in safetensors shards, only when saved with `self_contained=True`.
 - `custom_generate/`: SLED / DoLa / top-n-sigma for plain transformers models
   (`generate(custom_generate=DIR, trust_remote_code=True)`, see `toolkit.graft.custom_generate`).
@@ -37,7 +39,7 @@ from transformers import AutoTokenizer
 
 from toolkit import __version__
 from toolkit.core.errors import CheckpointError
-from toolkit.graft import custom_generate, integrity, pointer
+from toolkit.graft import custom_generate, integrity, model_card, pointer
 from toolkit.io import atomic, json_reader
 from toolkit.io.files import public_tree, target_named
 from toolkit.io.layout import (
@@ -142,6 +144,7 @@ def save(directory, *, base, base_reference: str, head, tokenizer, graft_config,
     }
     if prompt_format is not None:
         config["prompt_format"] = prompt_format
+    card = model_card.carried(target)
     with target_named(target), atomic.atomic_dir(target) as tmp:
         _write_head(tmp / HEAD_FILE, head)
         if tokenizer is not None:
@@ -151,6 +154,8 @@ def save(directory, *, base, base_reference: str, head, tokenizer, graft_config,
         if self_contained:
             base.save_pretrained(tmp / BASE_DIR, safe_serialization=True)
         config["files"] = integrity.file_hashes(tmp, skip=CONFIG_FILE)
+        config["card"] = model_card.write(tmp, config["base"], graft_config, decoding,
+                                          prompt_format, kept=card)
         (tmp / CONFIG_FILE).write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
         public_tree(tmp)
     return target

@@ -38,7 +38,7 @@ REQUIRED = {
         "weight_fingerprint"),
 }
 REQUIRED[3] = REQUIRED[2]
-OPTIONAL = ("toolkit_version", "prompt_format")
+OPTIONAL = ("toolkit_version", "prompt_format", "card")
 SAMPLE_SIDE = 8
 RTOL, ATOL = 2e-2, 1e-6
 

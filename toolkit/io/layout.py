@@ -17,6 +17,7 @@ from toolkit.io import atomic, json_reader
 CONFIG_FILE = "augment_config.json"
 HEAD_FILE = "head.safetensors"
 BASE_DIR = "base"
+CARD_FILE = "README.md"  # the model card, recorded under "card" (not among the hashed files)
 # What a format-1 checkpoint (no file list) may hold besides tokenizer files.
 _FORMAT1_ENTRIES = {CONFIG_FILE, HEAD_FILE, BASE_DIR, "training", "custom_generate",
                     "special_tokens_map.json",
@@ -32,7 +33,8 @@ def _entries_written(directory: Path) -> set[str] | None:
     if not isinstance(config, dict) or "graft" not in config or "format_version" not in config:
         return None
     if isinstance(config.get("files"), dict):
-        return {CONFIG_FILE} | {name.split("/")[0] for name in config["files"]}
+        card = {CARD_FILE} if isinstance(config.get("card"), dict) else set()
+        return {CONFIG_FILE} | card | {name.split("/")[0] for name in config["files"]}
     return {name for name in (p.name for p in directory.iterdir())
             if name in _FORMAT1_ENTRIES or name.startswith("tokenizer")}
 

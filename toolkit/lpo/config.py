@@ -7,10 +7,12 @@ into objects, naming the key and the allowed values.
 from __future__ import annotations
 
 import importlib.util
-from dataclasses import dataclass, field
+import sys
+from dataclasses import dataclass, field, fields
 from typing import Any, Optional
 
 from toolkit.core.errors import ConfigError, check_choice, check_range
+from toolkit.lpo import trainer_args
 from toolkit.methods.options import chat_template_setting
 
 REWARD_KINDS = ("exact_match", "repetition", "reward_model", "function")
@@ -143,15 +145,17 @@ class TrainerConfig:
     warmup_steps: int = 0
     gradient_clip_val: Optional[float] = None
     logger: Any = False  # false | true (csv) | csv | tensorboard | wandb | mlflow | a list
-    progress_bar: bool = False
+    progress_bar: Optional[bool] = None  # None: when stderr is a terminal
     log_every_n_steps: int = 10
     checkpoint_dir: Optional[str] = None
-    ckpt_path: Optional[str] = None
+    ckpt_path: Optional[str] = None  # a last.ckpt, or "last": checkpoint_dir's, if any
     seed: int = 0
+    callbacks: list[Any] = field(default_factory=list)  # class paths or {class_path, init_args}
+    lightning: dict[str, Any] = field(default_factory=dict)  # other Trainer arguments
 
     def __post_init__(self) -> None:
         check_choice("trainer.accelerator", self.accelerator, ACCELERATORS)
-        check_choice("trainer.strategy", self.strategy, STRATEGIES)
+        _check_strategy(self.strategy)
         check_choice("trainer.precision", str(self.precision), PRECISIONS)
         if not _valid_devices(self.devices):
             raise ConfigError(
@@ -175,6 +179,30 @@ class TrainerConfig:
             check_range("trainer.gradient_clip_val", self.gradient_clip_val, low=0.0,
                         low_open=True)
         self.logger = logger_names(self.logger)
+        if self.ckpt_path == "last" and not self.checkpoint_dir:
+            raise ConfigError("trainer.ckpt_path=last resumes from trainer.checkpoint_dir's "
+                              "last.ckpt; set trainer.checkpoint_dir (where training writes it)")
+        trainer_args.check_lightning(self.lightning, {f.name for f in fields(self)})
+        trainer_args.make_callbacks(list(self.callbacks))  # built once here to check them
+
+    @property
+    def shows_progress(self) -> bool:
+        """progress_bar, or when unset, whether stderr is a terminal."""
+        return sys.stderr.isatty() if self.progress_bar is None else self.progress_bar
+
+
+def _check_strategy(strategy: str) -> None:
+    """A strategy Lightning knows; deepspeed's need the deepspeed package."""
+    if strategy in STRATEGIES:
+        return
+    from lightning.pytorch.strategies import StrategyRegistry
+
+    known = StrategyRegistry.available_strategies()
+    check_choice("trainer.strategy", strategy, (*STRATEGIES, *known))
+    if strategy.startswith("deepspeed") and importlib.util.find_spec("deepspeed") is None:
+        raise ConfigError(f"trainer.strategy={strategy} needs the deepspeed package, which is "
+                          "not installed; pip install deepspeed (or choose trainer.strategy="
+                          "ddp or fsdp)")
 
 
 def logger_names(spec: Any) -> list[str]:

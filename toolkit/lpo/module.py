@@ -10,6 +10,7 @@ from pathlib import Path
 
 import lightning as L
 import torch
+from lightning.pytorch.utilities import grad_norm
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 from transformers import get_scheduler
 
@@ -27,8 +28,9 @@ class HeadLPOModule(L.LightningModule):
 
     Logs the metrics under the names TRL's DPOTrainer gives them, without Lightning suffixes:
     per training step `loss`, `rewards/chosen`, `rewards/rejected`, `rewards/accuracies`,
-    `rewards/margins`, `logps/chosen`, `logps/rejected`; per validation epoch the same with the
-    `eval_` prefix (`eval_loss`, `eval_rewards/chosen`, ...).
+    `rewards/margins`, `logps/chosen`, `logps/rejected`, and `lr` and `grad_norm` (the head's
+    gradient L2 norm before clipping); per validation epoch the same with the `eval_` prefix
+    (`eval_loss`, `eval_rewards/chosen`, ...).
     """
 
     def __init__(self, head: torch.nn.Module, loss: str = "tokens_separate", beta: float = 1.0,
@@ -60,6 +62,13 @@ class HeadLPOModule(L.LightningModule):
         self.log_dict(metrics, on_step=True, on_epoch=False, batch_size=size)
         self.losses.append(float(loss.detach()))
         return loss
+
+    def on_before_optimizer_step(self, optimizer) -> None:
+        """Log the learning rate and the head's gradient norm (before clipping) each step."""
+        norms = grad_norm(self.head, norm_type=2)
+        if "grad_2.0_norm_total" in norms:
+            self.log("grad_norm", norms["grad_2.0_norm_total"], on_step=True, on_epoch=False)
+        self.log("lr", float(optimizer.param_groups[0]["lr"]), on_step=True, on_epoch=False)
 
     def validation_step(self, batch: dict, batch_idx: int) -> None:
         loss, metrics = self._step(batch)

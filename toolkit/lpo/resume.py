@@ -10,6 +10,7 @@ folder when the run keeps checkpoints; anything else is refused before training 
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,7 @@ import torch
 from toolkit.core.errors import DataError, reason
 from toolkit.io.layout import inside
 
+log = logging.getLogger(__name__)
 PATH_KEYS = ("best_model_path", "kth_best_model_path", "last_model_path", "dirpath")
 
 
@@ -53,6 +55,18 @@ def named_paths(state: dict[str, Any]) -> list[tuple[str, Any]]:
         if best_k is not None and not isinstance(best_k, dict):
             named.append(("best_k_models", best_k))
     return named
+
+
+def resolve(ckpt_path, checkpoint_dir) -> str | None:
+    """`trainer.ckpt_path` as a file: "last" is `checkpoint_dir`'s last.ckpt, or None (a fresh
+    start, said in one line) before training has written one."""
+    if ckpt_path != "last":
+        return ckpt_path
+    last = Path(checkpoint_dir) / "last.ckpt"
+    if last.is_file():
+        return str(last)
+    log.warning("trainer.ckpt_path=last: no %s yet; training starts from the beginning", last)
+    return None
 
 
 def check(path, dirpath, key: str = "trainer.ckpt_path") -> None:

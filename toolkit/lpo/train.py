@@ -28,7 +28,7 @@ from toolkit.graft import checkpoint, prompting
 from toolkit.io.jsonl import read_records
 from toolkit.io.layout import inside
 from toolkit.io.staging import replacing
-from toolkit.lpo import resume
+from toolkit.lpo import resume, trainer_args
 from toolkit.lpo.cache import build_cache
 from toolkit.lpo.config import TrainConfig, TrainerConfig
 from toolkit.lpo.loggers import make_loggers
@@ -107,8 +107,17 @@ def make_trainer(config: TrainerConfig, root: Path, callbacks: Sequence = (),
     elif config.checkpoint_dir:
         callbacks.append(ModelCheckpoint(dirpath=config.checkpoint_dir, save_last=True,
                                          every_n_epochs=1))
+    callbacks += trainer_args.make_callbacks(list(config.callbacks))
     loggers = make_loggers(list(config.logger), root)
-    return L.Trainer(
+    return L.Trainer(**{**_trainer_kwargs(config, root, validates), **config.lightning},
+                     logger=loggers or False, callbacks=callbacks, plugins=[LocalCheckpointIO()],
+                     use_distributed_sampler=False, default_root_dir=str(root))
+
+
+def _trainer_kwargs(config: TrainerConfig, root: Path, validates: bool) -> dict:
+    """The Trainer arguments from the typed fields, and the toolkit's defaults for others
+    (which `trainer.lightning` may change)."""
+    return dict(
         accelerator=config.accelerator,
         devices=config.devices,
         strategy=config.strategy,
@@ -118,16 +127,11 @@ def make_trainer(config: TrainerConfig, root: Path, callbacks: Sequence = (),
         accumulate_grad_batches=config.accumulate_grad_batches,
         gradient_clip_val=config.gradient_clip_val,
         log_every_n_steps=config.log_every_n_steps,
-        logger=loggers or False,
-        callbacks=callbacks,
-        plugins=[LocalCheckpointIO()],
         enable_checkpointing=validates or bool(config.checkpoint_dir),
         limit_val_batches=None if validates else 0,
         num_sanity_val_steps=0,
-        enable_progress_bar=config.progress_bar,
+        enable_progress_bar=config.shows_progress,
         enable_model_summary=False,
-        use_distributed_sampler=False,
-        default_root_dir=str(root),
         deterministic=True,
     )
 
@@ -148,10 +152,11 @@ def fit_head(model, cache_file, train_config: TrainConfig, trainer_config: Train
                          val_fraction=train_config.val_fraction, val_cache_file=val_cache_file,
                          val_seed=train_config.val_seed)
     trainer = make_trainer(trainer_config, root, callbacks, validates=train_config.validates)
-    if trainer_config.ckpt_path:
+    ckpt_path = resume.resolve(trainer_config.ckpt_path, trainer_config.checkpoint_dir)
+    if ckpt_path:
         callback = trainer.checkpoint_callback
-        resume.check(trainer_config.ckpt_path, callback.dirpath if callback else None)
-    _fit(trainer, module, data, trainer_config.ckpt_path)
+        resume.check(ckpt_path, callback.dirpath if callback else None)
+    _fit(trainer, module, data, ckpt_path)
     return trainer, module
 
 

@@ -9,15 +9,21 @@
 Both hold for every registered method (`toolkit.methods`), in the recipe file and for an override of the whole
 section (`decoding.top_n_sigma=1.5`, `decoding.sled='{evolution_scale: 20}'`); an override of a
 single field (`decoding.sled.evolution_rate=3`) leaves `enabled` as it was.
+
+A Lightning Trainer argument written flat under `trainer:` that is not one of its typed fields
+(`trainer.num_nodes=2`) moves to `trainer.lightning` (`toolkit.lpo.trainer_args`).
 """
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
 from toolkit import methods
+from toolkit.lpo import trainer_args
+from toolkit.lpo.config import TrainerConfig
 from toolkit.methods.options import METHOD_FIELDS
 
 DECODING_SECTIONS = (("decoding",),)
@@ -46,6 +52,9 @@ def expand(raw: DictConfig, shorthands: bool = True) -> DictConfig:
                 value = _expanded(method, value) if shorthands else value
                 home = node if method.name in METHOD_FIELDS else node.setdefault("plugins", {})
                 home[method.name] = value
+    if isinstance(tree.get("trainer"), dict):
+        fields = {f.name for f in dataclasses.fields(TrainerConfig)}
+        tree["trainer"] = trainer_args.sort_section(tree["trainer"], fields)
     return OmegaConf.create(tree)
 
 
