@@ -120,3 +120,19 @@ def test_a_killed_builds_staging_is_removed_and_a_live_ones_kept(cache_root, bui
         live.wait()
     assert prepare_preset(NAME, say=lambda line: None) == entry and len(builds) == 1
     assert [p.name for p in cache_root.iterdir()] == [NAME], "a dead writer's folder is kept"
+
+
+def test_the_cli_says_the_foreign_folder_in_one_line(cache_root, tmp_path, capsys):
+    from toolkit.cli.main import main
+
+    entry = cache_root / NAME
+    entry.mkdir(parents=True)
+    (entry / "notes.txt").write_text("mine")
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(f"model:\n  preset: {NAME}\n")
+    assert main(["graft", str(recipe)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1] == (f"error: {entry} is in the model cache, but the toolkit did not write it "
+                       "and it has no config.json; remove that folder (or move it away) and run "
+                       "again, or set $SURGERY_CACHE to use another cache")
+    assert (entry / "notes.txt").read_text() == "mine"
