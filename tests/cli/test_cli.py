@@ -348,6 +348,18 @@ def test_arith_writing_run_on_the_tiny_model(capsys, tmp_path, monkeypatch):
                  "[arithmetic] What is", "    SLED: ", "fixed temperature (best fixed: tau=",
                  "  EDT    ", "tuned on 6 training prompts x 2 samples), "):
         assert step in out
+    # the evaluation says what it does, then one line per setting as it finishes
+    assert ("evaluating on 4 held-out prompts x 2 samples: 7 settings, after tuning EDT's t0 "
+            "and theta on the training prompts (6 settings)") in out
+    assert ("evaluating on 4 held-out prompts x 2 samples: the head (the other rows are "
+            "reused)") in out
+    lines = [line for line in out.splitlines() if " replies in " in line]
+    labels = [line.split(":")[0].strip() for line in lines]
+    assert labels[:6] == [f"EDT t0={t0} theta={theta} (tuning, training prompts)"
+                          for t0 in ("0.5", "1") for theta in ("0.5", "2", "8")]
+    assert labels[6:14] == ["the head", "tau=0 (greedy)", "tau=0.25", "tau=0.5", "tau=0.75",
+                            "tau=1", "EDT (tuned)", "the head"]  # then the token-level head
+    assert lines[7].split(": ")[1].startswith("4 replies in ")  # greedy: drawn once
     report = json.loads((tmp_path / "work" / "report.json").read_text())
     assert set(report["sequence"]["rewards"]) == {"head", "0", "0.25", "0.5", "0.75", "1", "edt"}
     edt = report["sequence"]["edt"]

@@ -18,7 +18,7 @@ from lightning.pytorch.utilities import rank_zero_only
 
 from toolkit.io import reports
 from toolkit.lpo import pipeline
-from toolkit.lpo.text_eval import evaluate_text_head, tune_text_edt
+from toolkit.lpo.text_eval import EDT_T0S, EDT_THETAS, evaluate_text_head, tune_text_edt
 from toolkit.methods.options import (
     AdaptiveOptions,
     DecodingConfig,
@@ -42,8 +42,12 @@ def evaluate(model: Any, recipe: Recipe, fixed: dict | None = None) -> dict:
     cfg = recipe.data.arith_writing
     records, reward = held_out(model, recipe)
     settings = dict(samples=cfg.eval_samples, max_new_tokens=recipe.collect.max_new_tokens,
-                    seed=recipe.decoding.seed or 0, batch_size=cfg.eval_batch_size)
+                    seed=recipe.decoding.seed or 0, batch_size=cfg.eval_batch_size, note=say)
     edt = None
+    what = ("the head (the other rows are reused)" if fixed else
+            f"{len(model.graft_config.head.temperatures) + 2} settings, after tuning EDT's t0 "
+            f"and theta on the training prompts ({len(EDT_T0S) * len(EDT_THETAS)} settings)")
+    say(f"evaluating on {len(records)} held-out prompts x {cfg.eval_samples} samples: {what}")
     if fixed is None:
         train, _ = pipeline.task_prompts(model, recipe.data, recipe.collect.max_new_tokens)
         edt = tune_text_edt(model, train, reward, **settings)

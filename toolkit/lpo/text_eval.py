@@ -16,6 +16,7 @@ temperatures. Nothing is tuned on the held-out prompts.
 
 from __future__ import annotations
 
+import time
 from collections import Counter
 from collections.abc import Callable
 from typing import Any
@@ -29,11 +30,17 @@ EDT_T0S = (0.5, 1.0)
 EDT_THETAS = (0.5, 2.0, 8.0)
 
 
+Note = Callable[[str], None]
+
+
 def _generate(model, records: list[dict], samples: int, decoding: DecodingConfig,
-              batch_size: int, hf: dict | None = None) -> tuple[list[str], list[float]]:
+              batch_size: int, hf: dict | None = None, note: Note | None = None,
+              label: str = "") -> tuple[list[str], list[float]]:
     """(reply texts, mean temperature of each reply or nan), `samples` rows per record; `hf`:
-    transformers generate() keywords."""
+    transformers generate() keywords; `note` gets one line when done (`label`, the replies and
+    the seconds they took)."""
     rows = [r["prompt"] for r in records for _ in range(samples)]
+    start_time = time.perf_counter()
     texts, temps = [], []
     for start in range(0, len(rows), batch_size):
         enc = encode(model.tokenizer, rows[start : start + batch_size])
@@ -47,6 +54,8 @@ def _generate(model, records: list[dict], samples: int, decoding: DecodingConfig
                 temps.append(float("nan"))
             else:
                 temps.append(float(out.temperature[i].cpu()[keep[i]].float().mean()))
+    if note is not None:
+        note(f"  {label}: {len(rows)} replies in {time.perf_counter() - start_time:.1f}s")
     return texts, temps
 
 
@@ -99,12 +108,14 @@ def tune_edt(score: Callable[[dict], float], what: str) -> dict:
 
 @torch.no_grad()
 def tune_text_edt(model, records: list[dict], reward, *, samples: int = 3,
-                  max_new_tokens: int = 16, seed: int = 0, batch_size: int = 48) -> dict:
+                  max_new_tokens: int = 16, seed: int = 0, batch_size: int = 48,
+                  note: Note | None = None) -> dict:
     """`tune_edt` on `records` (the task's training prompts): mean reward of `samples` replies
-    per prompt at each grid point."""
+    per prompt at each grid point (`note`: one line per point as it finishes)."""
     def score(edt: dict) -> float:
+        label = f"EDT t0={edt['t0']:g} theta={edt['theta']:g} (tuning, training prompts)"
         texts, _ = _generate(model, records, samples, edt_decoding(edt, max_new_tokens, seed),
-                             batch_size)
+                             batch_size, note=note, label=label)
         values = _rewards(reward, records, texts, samples)
         return sum(values) / len(values)
 
@@ -123,8 +134,10 @@ def head_choices(model, records: list[dict]) -> list[float]:
 @torch.no_grad()
 def evaluate_text_head(model, records: list[dict], reward, *, samples: int = 3,
                        max_new_tokens: int = 16, seed: int = 0, batch_size: int = 48,
-                       fixed: dict | None = None, edt: dict | None = None) -> dict:
-    """Choices and rewards of the head vs every fixed grid temperature (see module doc).
+                       fixed: dict | None = None, edt: dict | None = None,
+                       note: Note | None = None) -> dict:
+    """Choices and rewards of the head vs every fixed grid temperature (see module doc);
+    `note` gets one line per setting as it finishes.
 
     `fixed`: the fixed-temperature (and EDT) rows of an earlier report on the same prompts,
     samples and seed (e.g. another head's); they are reused instead of generated again.
@@ -138,20 +151,23 @@ def evaluate_text_head(model, records: list[dict], reward, *, samples: int = 3,
         do_sample=True, adaptive_temperature=AdaptiveOptions(enabled=True),
         max_new_tokens=max_new_tokens, seed=seed,
     ))
-    texts, temps = _generate(model, records, samples, head_decoding, batch_size)
+    texts, temps = _generate(model, records, samples, head_decoding, batch_size, note=note,
+                             label="the head")
     per_record = {"head": _rewards(reward, records, texts, samples)}
     for tau in [] if fixed else grid:
         if tau == 0:
-            greedy, _ = _generate(model, records, 1, base, batch_size)
+            greedy, _ = _generate(model, records, 1, base, batch_size, note=note,
+                                  label="tau=0 (greedy)")
             texts = [t for t in greedy for _ in range(samples)]
         else:
             decoding = pinned(DecodingConfig(do_sample=True, temperature=tau,
                                              max_new_tokens=max_new_tokens, seed=seed))
-            texts, _ = _generate(model, records, samples, decoding, batch_size)
+            texts, _ = _generate(model, records, samples, decoding, batch_size, note=note,
+                                 label=f"tau={tau:g}")
         per_record[f"{tau:g}"] = _rewards(reward, records, texts, samples)
     if edt is not None:
         texts, _ = _generate(model, records, samples, edt_decoding(edt, max_new_tokens, seed),
-                             batch_size)
+                             batch_size, note=note, label="EDT (tuned)")
         per_record["edt"] = _rewards(reward, records, texts, samples)
     rewards = {k: mean_by_kind(v, records, kinds) for k, v in per_record.items()}
     rewards.update({k: v for k, v in (fixed or {}).items() if k != "head"})
