@@ -52,7 +52,7 @@ def check_generate(recipe: Recipe) -> None:
             "no prompts: set generate.prompts='[Once upon a time]' or generate.input=prompts.jsonl"
         )
     if gen.input:
-        _need_file(gen.input, "generate.input")
+        _need_input(gen.input, "generate.input")
     if parallel(recipe):
         _check_sharded(recipe)
 
@@ -60,7 +60,7 @@ def check_generate(recipe: Recipe) -> None:
 def check_collect(recipe: Recipe) -> None:
     """The prompt file exists, and a reward model is a directory."""
     if recipe.data.prompts:
-        _need_file(recipe.data.prompts, "data.prompts")
+        _need_input(recipe.data.prompts, "data.prompts")
     reward = recipe.collect.reward
     if reward.kind == "reward_model" and not Path(reward.model_path).is_dir():
         raise DataError(
@@ -156,6 +156,14 @@ def _check_sharded(recipe: Recipe) -> None:
             "model.device_map shards one model over devices; with trainer.devices > 1 every "
             "process holds a whole copy, so leave model.device_map unset"
         )
+
+
+def _need_input(path: str, key: str) -> None:
+    """A prompt source: a local file, or a `datasets` id (`toolkit.io.tables`), read later."""
+    from toolkit.io import tables
+
+    if not (tables.is_table(path) and not str(path).endswith(".parquet")):
+        _need_file(path, key, "give a JSONL or Parquet file, or a datasets id ORG/NAME[:SPLIT]")
 
 
 def _need_file(path: str, key: str, hint: str = "") -> None:

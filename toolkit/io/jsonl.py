@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from toolkit.core.errors import DataError
-from toolkit.io import json_reader
+from toolkit.io import json_reader, tables
 
 BAD_ROW_POLICIES = ("skip", "error")
 # Hostile sizes are refused while reading: a line (one record) and a prompt's text.
@@ -213,7 +213,7 @@ def read_prompts(path: str | Path, field: str = "prompt", bad: BadRows | None = 
     """The prompt records of a JSONL file, with their line numbers.
 
     Args:
-        path: the JSONL file.
+        path: the JSONL file, a Parquet file or a `datasets` id (`toolkit.io.tables`).
         field: the field holding the prompt: text, or a conversation (a list of
             {"role", "content"} messages, rendered with the model's chat template).
         bad: the policy for bad lines (default: raise DataError naming file and line).
@@ -225,7 +225,7 @@ def read_prompts(path: str | Path, field: str = "prompt", bad: BadRows | None = 
     """
     bad = bad or BadRows()
     records = []
-    for number, obj in read_objects(path, bad, key):
+    for number, obj in _prompt_rows(path, bad, key):
         ids = obj.get("prompt_ids")
         good_ids = isinstance(ids, list) and bool(ids) and all(
             isinstance(i, int) and not isinstance(i, bool) for i in ids)
@@ -251,6 +251,19 @@ def read_prompts(path: str | Path, field: str = "prompt", bad: BadRows | None = 
     if not records:
         raise DataError(f"{path} holds no prompts")
     return records
+
+
+def _prompt_rows(path, bad: BadRows, key: str) -> Iterator[tuple[int, dict[str, Any]]]:
+    """The objects of a JSONL file, or the rows of a Parquet file or `datasets` split
+    (`toolkit.io.tables`), each row's strings checked to be text."""
+    if not tables.is_table(path):
+        yield from read_objects(path, bad, key)
+        return
+    for number, row in tables.table_rows(path, key):
+        if not is_text(dumps_line(row)):
+            bad.report(path, number, "a string holds a lone surrogate, which is not text")
+            continue
+        yield number, row
 
 
 def is_conversation(value: Any) -> bool:

@@ -1,0 +1,69 @@
+"""Prompt records from tables: a Parquet file, or a Hugging Face `datasets` id.
+
+`read_prompts` takes these beside JSONL: a path ending in `.parquet`, or `ORG/NAME` (optionally
+`ORG/NAME:SPLIT`, default split `train`) that is no local file, loaded with `datasets`
+(`load_dataset`: a local folder of that name laid out as a dataset repo, else as cached or
+fetched from the Hub). Each row is one record, numbered from 1
+as a JSONL line is, and checked as a JSONL record is. `datasets` (with pyarrow) is an optional
+dependency, part of the `dev` and `lm-eval` extras; without it these sources say so in one line.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from toolkit.core.errors import DataError
+
+DATASET_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+(:[\w.-]+)?")
+
+
+def is_table(path: str | Path) -> bool:
+    """Whether `path` names a Parquet file or a `datasets` id rather than a JSONL file."""
+    text = str(path)
+    if text.endswith(".parquet"):
+        return True
+    local = Path(text)
+    return DATASET_ID.fullmatch(text) is not None and (local.is_dir() or not local.exists())
+
+
+def table_rows(path: str | Path, key: str = "") -> Iterator[tuple[int, dict[str, Any]]]:
+    """(1-based row number, row as a dict) of a Parquet file or a `datasets` split."""
+    text = str(path)
+    where = f" ({key})" if key else ""
+    if text.endswith(".parquet") and not Path(text).is_file():
+        raise DataError(f"data file {text!r}{where} does not exist")
+    try:
+        rows = _parquet(text) if text.endswith(".parquet") else _split(text)
+    except DataError:
+        raise
+    except Exception as err:  # network, a missing split, a damaged file: one line
+        detail = str(err).strip().splitlines()[0][:200] if str(err).strip() else ""
+        raise DataError(f"cannot read prompts from {text!r}{where} ({type(err).__name__}: "
+                        f"{detail}); check the path or dataset id and split (ORG/NAME:SPLIT), "
+                        "or give a local JSONL or Parquet file") from None
+    yield from enumerate(rows, start=1)
+
+
+def _parquet(path: str) -> list[dict[str, Any]]:
+    parquet = _optional("pyarrow.parquet", path)
+    return parquet.read_table(path).to_pylist()
+
+
+def _split(name_and_split: str) -> list[dict[str, Any]]:
+    datasets = _optional("datasets", name_and_split)
+    name, _, split = name_and_split.partition(":")
+    return [dict(row) for row in datasets.load_dataset(name, split=split or "train")]
+
+
+def _optional(module: str, path: str) -> Any:
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        raise DataError(f"{path!r} is a Parquet file or a datasets id, which needs the datasets "
+                        "package (with pyarrow); pip install datasets, or give a JSONL "
+                        "file") from None
