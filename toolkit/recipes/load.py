@@ -85,7 +85,8 @@ def import_plugins(sources: Sequence[DictConfig]) -> None:
 
 def to_recipe(config: DictConfig) -> Recipe:
     """Resolve interpolations and build the dataclasses (runs every section's checks); every
-    float anywhere in the recipe must be finite. A plugin method's section is checked against
+    float anywhere in the recipe must be finite, and no string but a prompt may hold a NUL
+    byte (no path can: the OS refuses it with a ValueError). A plugin method's section is checked against
     its options dataclass as a built-in's is."""
     plugins = OmegaConf.select(config, "decoding.plugins") or {}
     for name in list(plugins):
@@ -94,21 +95,25 @@ def to_recipe(config: DictConfig) -> Recipe:
             plugins[name] = OmegaConf.merge(schema, plugins[name])
     with _translated("recipe"):
         recipe = OmegaConf.to_object(config)
-    _check_finite(recipe, "")
+    _check_values(recipe, "")
     return recipe
 
 
-def _check_finite(value: Any, key: str) -> None:
-    """Raise ConfigError naming the first NaN or infinite float in a recipe tree."""
+def _check_values(value: Any, key: str) -> None:
+    """Raise ConfigError naming the first NaN or infinite float, or the first string holding a
+    NUL byte outside generate.prompts, in a recipe tree."""
     if dataclasses.is_dataclass(value):
         for f in dataclasses.fields(value):
-            _check_finite(getattr(value, f.name), f"{key}.{f.name}" if key else f.name)
+            _check_values(getattr(value, f.name), f"{key}.{f.name}" if key else f.name)
     elif isinstance(value, (list, tuple)):
         for i, item in enumerate(value):
-            _check_finite(item, f"{key}[{i}]")
+            _check_values(item, f"{key}[{i}]")
     elif isinstance(value, dict):
         for k, item in value.items():
-            _check_finite(item, f"{key}.{k}")
+            _check_values(item, f"{key}.{k}")
+    elif isinstance(value, str) and "\0" in value and not key.startswith("generate.prompts["):
+        raise ConfigError(f"{key}={value!r} holds a NUL byte (\\0), which no file name or "
+                          "option value can hold; remove it")
     else:
         check_finite(key, value)
 

@@ -1,0 +1,48 @@
+"""Refusals that used to be a traceback or the wrong reason, run through `main`: one `error:`
+line naming the real reason, exit code 2, no byte of the user's files changed."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from toolkit.cli.main import main
+
+PAIRS = '{"id": "0", "prompt_ids": [5, 6], "chosen_ids": [7], "rejected_ids": [8], ' \
+        '"chosen_tau": [0], "rejected_tau": [5]}\n'
+
+
+def _recipe(tmp: Path, model: Path, extra: str = "") -> Path:
+    recipe = tmp / "recipe.yaml"
+    recipe.write_text(f"output_dir: {tmp}/out\nwork_dir: {tmp}/work\nmodel:\n  path: {model}\n"
+                      f"graft:\n  head:\n    hidden_size: 16\n{extra}")
+    return recipe
+
+
+def _refused(capsys, argv: list[str]) -> str:
+    """The one `error:` line of a run that must exit 2 with nothing else on stderr."""
+    capsys.readouterr()
+    code = main(argv)
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and err.startswith("error: "), err
+    return err.rstrip("\n")
+
+
+@pytest.mark.parametrize("command", ["train", "run"])
+def test_a_nul_byte_in_trainer_ckpt_path(command, tiny_llama_dir, tmp_path, capsys):
+    (tmp_path / "pairs.jsonl").write_text(PAIRS)
+    recipe = _recipe(tmp_path, tiny_llama_dir, f'trainer:\n  ckpt_path: "{tmp_path}/a\\0b.ckpt"\n')
+    pairs = f"data.pairs={tmp_path}/pairs.jsonl" if command == "train" else "data.pairs=p.jsonl"
+    line = _refused(capsys, [command, str(recipe), pairs])
+    assert line == (f"error: trainer.ckpt_path='{tmp_path}/a\\x00b.ckpt' holds a NUL byte "
+                    "(\\0), which no file name or option value can hold; remove it")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["pairs.jsonl", "recipe.yaml"]
+
+
+def test_a_nul_byte_in_a_prompt_is_text_not_a_refusal(tmp_path):
+    from toolkit.recipes.load import load_recipe
+
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text('model:\n  tiny: llama\ngenerate:\n  prompts: ["a\\0b"]\n')
+    assert load_recipe(recipe).generate.prompts == ["a\0b"]
