@@ -46,3 +46,36 @@ def test_a_nul_byte_in_a_prompt_is_text_not_a_refusal(tmp_path):
     recipe = tmp_path / "r.yaml"
     recipe.write_text('model:\n  tiny: llama\ngenerate:\n  prompts: ["a\\0b"]\n')
     assert load_recipe(recipe).generate.prompts == ["a\0b"]
+
+
+def test_a_recipe_of_11000_inline_prompts_loads(tmp_path, capsys):
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("model: {tiny: llama}\ngenerate:\n  prompts: [" + ", ".join(
+        f"p{i}" for i in range(11_000)) + "]\n")
+    assert main(["generate", str(recipe), "--print-config"]) == 0
+    assert "- p10999\n" in capsys.readouterr().out
+
+
+def test_a_recipe_past_the_node_limit_names_the_limit(tmp_path, capsys, monkeypatch):
+    from toolkit.recipes import load
+
+    monkeypatch.setattr(load, "MAX_YAML_NODES", 50)
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("model: {tiny: llama}\ngenerate:\n  prompts: [" + ", ".join(
+        f"p{i}" for i in range(60)) + "]\n")
+    assert _refused(capsys, ["generate", str(recipe)]) == (
+        f"error: recipe {recipe} holds more than 50 YAML nodes (aliases expanded), the most a "
+        "recipe takes; put long prompt lists in a JSONL file (generate.input) instead")
+
+
+def test_yaml_alias_bombs_are_refused_as_such(tmp_path, capsys):
+    """Ten levels of ten aliases (10**10 nodes) pass no limit; four levels (12,353 nodes from
+    23 written) pass the node limit but not the expansion ratio."""
+    for levels, expected in ((10, "holds more than 50000 YAML nodes"),
+                             (4, "its YAML aliases expand it from 23 nodes to 12353 nodes, more "
+                                 "than 100 times the nodes written; write the repeated values out")):
+        recipe = tmp_path / f"bomb{levels}.yaml"
+        recipe.write_text("model: {tiny: llama}\n" + "".join(
+            f"a{i}: &a{i} [{', '.join([f'*a{i - 1}' if i else 'x'] * 10)}]\n"
+            for i in range(levels)))
+        assert expected in _refused(capsys, ["generate", str(recipe)])

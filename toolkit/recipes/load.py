@@ -124,20 +124,40 @@ def resolved_yaml(config: DictConfig) -> str:
         return OmegaConf.to_yaml(config, resolve=True)
 
 
+# The most YAML nodes a recipe may hold, aliases expanded. OmegaConf's default, 10,000, refused
+# 11,000 inline prompts as "malformed"; OmegaConf builds each node several times (11,000
+# prompts take about 10 s to load), so longer lists belong in a JSONL file. An alias bomb is
+# refused whatever its size: aliases may not multiply the nodes written more than 100 times.
+MAX_YAML_NODES = 50_000
+
+
 def _read_yaml(path: Path) -> DictConfig:
     if not path.is_file():
         hint = " (it is a directory)" if path.is_dir() else ""
         raise ConfigError(f"recipe file not found: {path}{hint}; give the path to a .yaml recipe")
     try:
-        loaded = OmegaConf.load(path)
+        loaded = OmegaConf.load(path, max_yaml_expanded_nodes=MAX_YAML_NODES)
     except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None)
-        where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
-        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
-        raise ConfigError(f"malformed YAML in {where}: {problem}") from None
+        raise ConfigError(_yaml_problem(path, err)) from None
     if not isinstance(loaded, DictConfig):
         raise ConfigError(f"{path} must hold a mapping of recipe keys at the top level, not a list")
     return loaded
+
+
+def _yaml_problem(path: Path, err: yaml.YAMLError) -> str:
+    """One line for a recipe file YAML cannot load: the real reason, and the fix."""
+    problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+    if problem.startswith("YAML node expansion exceeds"):
+        return (f"recipe {path} holds more than {MAX_YAML_NODES} YAML nodes (aliases "
+                "expanded), the most a recipe takes; put long prompt lists in a JSONL file "
+                "(generate.input) instead")
+    if problem.startswith("YAML aliases expand"):
+        counts = problem.split(",")[0].removeprefix("YAML aliases expand the document ")
+        return (f"recipe {path}: its YAML aliases expand it {counts}, more than 100 times the "
+                "nodes written; write the repeated values out")
+    mark = getattr(err, "problem_mark", None)
+    where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
+    return f"malformed YAML in {where}: {problem}"
 
 
 def _parse_overrides(overrides: Sequence[str]) -> list[DictConfig]:
