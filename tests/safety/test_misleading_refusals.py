@@ -3,6 +3,7 @@ line naming the real reason, exit code 2, no byte of the user's files changed.""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -79,3 +80,25 @@ def test_yaml_alias_bombs_are_refused_as_such(tmp_path, capsys):
             f"a{i}: &a{i} [{', '.join([f'*a{i - 1}' if i else 'x'] * 10)}]\n"
             for i in range(levels)))
         assert expected in _refused(capsys, ["generate", str(recipe)])
+
+
+def test_a_checkpoint_left_between_the_two_renames_of_a_save_is_found(tiny_llama_dir, tmp_path,
+                                                                     capsys):
+    """A kill after a save's first rename (where renameat2 is missing) leaves the old checkpoint
+    as `.ckpt.old-PID-RAND` and the new one as `.ckpt.partial-PID-RAND`, no `ckpt`: loading
+    puts the old one back, and the CLI's checks before loading now do the same instead of
+    calling model.path missing."""
+    from _generation import graft
+
+    target = graft(tiny_llama_dir).save_pretrained(tmp_path / "ckpt")
+    files = sorted(str(p.relative_to(target)) for p in target.rglob("*"))
+    os.rename(target, tmp_path / ".ckpt.old-999999-0123abcd")
+    (tmp_path / ".ckpt.partial-999999-0123abcd").mkdir()
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(f"work_dir: {tmp_path}/work\nmodel:\n  path: {target}\ndecoding:\n  "
+                      "max_new_tokens: 3\ngenerate:\n  prompts: [hello]\n")
+    capsys.readouterr()
+    assert main(["generate", str(recipe)]) == 0, capsys.readouterr().err
+    assert capsys.readouterr().out.strip()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ckpt", "r.yaml"]
+    assert sorted(str(p.relative_to(target)) for p in target.rglob("*")) == files
