@@ -92,12 +92,13 @@ COMMANDS: dict[str, Command] = {
     "generate": Command(
         commands.cmd_generate,
         "generate completions with the recipe's decoding options",
-        "Reads generate.prompts (inline list) or generate.input (JSONL with a prompt field), "
+        "Reads generate.prompts (inline list) or generate.input (JSONL with a prompt field, "
+        "or prompt_ids: token ids read as given), "
         "decodes with the `decoding` section and writes generate.output (JSONL, input order). "
         "Without an output file the completions go to the terminal; a single prompt streams. "
         "With trainer.devices > 1 the prompts are sharded over processes.",
         checks=(preflight.check_generate,), outputs=(outputs.completions,),
-        model_checks=(preflight.replies_fit,),
+        model_checks=(preflight.replies_fit, preflight.prompts_fit),
     ),
     "eval": Command(
         commands.cmd_eval,
