@@ -29,12 +29,13 @@ def cmd_generate(recipe: Recipe) -> None:
 
     gen = recipe.generate
     if gen.input:
-        records = [r for _, r in read_prompts(gen.input, gen.prompt_field, key="generate.input")]
+        records = [r for _, r in read_prompts(gen.input, gen.prompt_field, token_ids=True,
+                                              key="generate.input")]
     else:
         records = [{gen.prompt_field: p} for p in gen.prompts]
     model = load_model(recipe.model, recipe.graft)
     form = model.prompt_convention(gen.chat_template)
-    texts = model.render_prompts([r[gen.prompt_field] for r in records], gen.chat_template)
+    texts = model_prompts(model, records, gen.prompt_field, gen.chat_template)
     if parallel(recipe):
         written = predict.predict_parallel(
             model, records, texts, recipe.decoding, gen.batch_size, recipe.trainer, gen.output,
@@ -50,24 +51,37 @@ def cmd_generate(recipe: Recipe) -> None:
         resumed = f" ({earlier} more were there from an earlier run)" if earlier else ""
         print(f"wrote {len(records) - earlier} completions to {path}{resumed}")
     elif len(texts) == 1:
-        _stream_one(model, records[0][gen.prompt_field], texts[0], recipe)
+        _stream_one(model, records[0].get(gen.prompt_field), texts[0], recipe)
     else:
         replies = generate_replies(model, texts, recipe.decoding, gen.batch_size)
-        for record, reply in zip(records, replies, strict=True):
-            print(f"--- {record[gen.prompt_field]!r}\n{reply.shown()}")
+        for record, text, reply in zip(records, texts, replies, strict=True):
+            shown = record.get(gen.prompt_field) if isinstance(text, str) else text
+            print(f"--- {shown!r}\n{reply.shown()}")
 
 
-def _stream_one(model, prompt, text: str, recipe: Recipe) -> None:
+def model_prompts(model, records: list[dict], field: str, chat_template: str) -> list:
+    """What the model reads for each record: its `prompt_ids` when it has them (token ids
+    given directly: no template, no BOS added), else its `field` rendered (chat template or
+    raw text, `AugmentedModel.render_prompts`)."""
+    texts = iter(model.render_prompts([r[field] for r in records if "prompt_ids" not in r],
+                                      chat_template))
+    return [r["prompt_ids"] if "prompt_ids" in r else next(texts) for r in records]
+
+
+def _stream_one(model, prompt, text, recipe: Recipe) -> None:
     """Print the prompt, then the reply as it is generated (a chat reply on its own line); an
-    empty reply is shown as a note."""
+    empty reply is shown as a note. `text` is what the model reads (text or token ids)."""
     from transformers import TextStreamer
 
     from toolkit.graft.batching import EMPTY_NOTE, generate_replies
 
     streamer = TextStreamer(model.tokenizer, skip_prompt=True, skip_special_tokens=True)
+    reads = text
+    if not isinstance(text, str):  # token ids: shown as they decode
+        prompt = text = model.tokenizer.decode(text, skip_special_tokens=True)
     chat = text != prompt
     print(prompt if isinstance(prompt, str) else text, end="\n" if chat else "", flush=True)
-    reply = generate_replies(model, [text], recipe.decoding, 1, streamer=streamer)[0]
+    reply = generate_replies(model, [reads], recipe.decoding, 1, streamer=streamer)[0]
     if reply.empty:
         print(EMPTY_NOTE)
 

@@ -38,6 +38,9 @@ class Command:
     """A subcommand, all of it in one row: the function that runs it on the validated recipe,
     its help text, and what is checked before any model loads (`toolkit.cli.preflight`).
 
+    description: its help text; {scoring}, {generation}, {presets} and {bench} stand for the
+        registry's lists, filled in when the parser is built (not at import, so a broken
+        plugin cannot stop the import).
     checks: recipe -> None, on its files and option combinations (`preflight.check_*`).
     outputs: recipe -> the paths it writes (`toolkit.cli.outputs`), each checked, then locked
         for the run.
@@ -89,12 +92,13 @@ COMMANDS: dict[str, Command] = {
     "generate": Command(
         commands.cmd_generate,
         "generate completions with the recipe's decoding options",
-        "Reads generate.prompts (inline list) or generate.input (JSONL with a prompt field), "
+        "Reads generate.prompts (inline list) or generate.input (JSONL with a prompt field, "
+        "or prompt_ids: token ids read as given), "
         "decodes with the `decoding` section and writes generate.output (JSONL, input order). "
         "Without an output file the completions go to the terminal; a single prompt streams. "
         "With trainer.devices > 1 the prompts are sharded over processes.",
         checks=(preflight.check_generate,), outputs=(outputs.completions,),
-        model_checks=(preflight.replies_fit,),
+        model_checks=(preflight.replies_fit, preflight.prompts_fit),
     ),
     "eval": Command(
         commands.cmd_eval,
@@ -102,9 +106,8 @@ COMMANDS: dict[str, Command] = {
         "Runs the `eval` section (task, data_path, modes, preset) with the methods' settings "
         "from the `decoding` section and writes per-item and total results as JSON plus a "
         "Markdown report to eval.output_dir. Modes (from the method registry): scoring tasks "
-        f"{', '.join(methods.scoring_modes())}; generation tasks "
-        f"{', '.join(methods.generation_modes())}. Presets: task (the task's own), none, "
-        f"{', '.join(methods.preset_names())}.",
+        "{scoring}; generation tasks {generation}. Presets: task (the task's own), none, "
+        "{presets}.",
         checks=(preflight.check_eval,), outputs=(outputs.eval_reports,),
     ),
     "bench": Command(
@@ -112,7 +115,7 @@ COMMANDS: dict[str, Command] = {
         "time decoding modes side by side (ms/token, memory)",
         "Runs the `bench` section on the model (model.random_shape benchmarks random weights of "
         "a named shape without any checkpoint) and writes a table, JSON and a plot. Modes: "
-        f"{', '.join(bench_modes())}; the methods' settings come from the `decoding` section.",
+        "{bench}; the methods' settings come from the `decoding` section.",
         outputs=(outputs.bench_reports,), random_shape=True,
     ),
     "run": Command(
@@ -139,14 +142,32 @@ COMMANDS: dict[str, Command] = {
 }
 
 
+def _registry_listing() -> tuple[dict[str, str], str]:
+    """The method lists the help shows ({methods}, {scoring}, ... of the descriptions) and a note
+    naming every installed plugin that failed to load ("" when none did): `--help` works with a
+    broken plugin installed, and lists the methods that did load."""
+    broken = methods.plugin_errors()
+    if broken:
+        names = ", ".join(m.name for m in methods.loaded_methods())
+        unknown = "(unavailable until the broken plugin below is fixed)"
+        lists = dict(methods=names, scoring=unknown, generation=unknown, presets=unknown,
+                     bench=unknown)
+        return lists, "".join(f"\nnote: {line}" for line in broken)
+    lists = dict(methods=", ".join(m.name for m in methods.all_methods()),
+                 scoring=", ".join(methods.scoring_modes()),
+                 generation=", ".join(methods.generation_modes()),
+                 presets=", ".join(methods.preset_names()), bench=", ".join(bench_modes()))
+    return lists, ""
+
+
 def build_parser() -> argparse.ArgumentParser:
+    lists, note = _registry_listing()
     parser = argparse.ArgumentParser(
         prog="surgery",
         description="Graft an early-exit tap and an adaptive-temperature head onto Hugging Face "
         "causal LMs and decode with the registered methods, driven by recipe YAML files.",
-        epilog=f"decoding methods (recipe section decoding.NAME): "
-        f"{', '.join(m.name for m in methods.all_methods())}\n"
-        "run `surgery SUBCOMMAND --help` for the options of one subcommand",
+        epilog=f"decoding methods (recipe section decoding.NAME): {lists['methods']}\n"
+        f"run `surgery SUBCOMMAND --help` for the options of one subcommand{note}",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     subparsers = parser.add_subparsers(dest="command", metavar="SUBCOMMAND", required=True)
@@ -154,8 +175,9 @@ def build_parser() -> argparse.ArgumentParser:
         sub = subparsers.add_parser(
             name,
             help=command.summary,
-            description=f"{command.summary}.\n\n{textwrap.fill(command.description, 88)}",
-            epilog=EPILOG,
+            description=f"{command.summary}.\n\n"
+            f"{textwrap.fill(command.description.format(**lists), 88)}",
+            epilog=EPILOG + note,
             formatter_class=argparse.RawDescriptionHelpFormatter,
         )
         sub.add_argument(
@@ -173,6 +195,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     _quiet_library_banners()
     try:
+        methods.check_plugins()
         return _dispatch(args)
     except ToolkitError as err:
         print(f"error: {err}", file=sys.stderr)

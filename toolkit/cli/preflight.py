@@ -189,13 +189,31 @@ def replies_fit(recipe: Recipe, info: ModelFileInfo) -> None:
     _check_positions("decoding.max_new_tokens", recipe.decoding.max_new_tokens, info)
 
 
+def prompts_fit(recipe: Recipe, info: ModelFileInfo) -> None:
+    """generate.input reads, and the token ids its records give directly (`prompt_ids`) lie
+    inside the model's vocabulary."""
+    gen, vocab = recipe.generate, info.vocab_size
+    if not gen.input:
+        return
+    from toolkit.io.jsonl import read_prompts
+
+    for number, record in read_prompts(gen.input, gen.prompt_field, token_ids=True,
+                                       key="generate.input"):
+        bad = [i for i in record.get("prompt_ids", ()) if vocab and not 0 <= i < vocab]
+        if bad:
+            raise DataError(
+                f"{gen.input}:{number}: prompt_ids holds token id {bad[0]}, outside the model's "
+                f"vocabulary (0..{vocab - 1}); the ids were made for another tokenizer")
+
+
 def collection_fits(recipe: Recipe, info: ModelFileInfo) -> None:
     """collect.max_new_tokens fits the model's positions; the prompt file reads."""
     _check_positions("collect.max_new_tokens", recipe.collect.max_new_tokens, info)
     if recipe.data.prompts:
         from toolkit.io.jsonl import read_prompts
 
-        read_prompts(recipe.data.prompts, recipe.data.prompt_field, key="data.prompts")
+        read_prompts(recipe.data.prompts, recipe.data.prompt_field, token_ids=True,
+                     key="data.prompts")
 
 
 def pairs_fit(recipe: Recipe, info: ModelFileInfo) -> None:

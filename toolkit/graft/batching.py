@@ -1,7 +1,7 @@
 """The one batch-generation loop: prompts in, replies out.
 
-`reply_batches` encodes text prompts batch by batch, left padded (`toolkit.graft.prompting`),
-through `AugmentedModel.generate`, and says of every reply why it ended: an end token
+`reply_batches` encodes prompts batch by batch, left padded (`toolkit.graft.prompting`): text,
+or token ids given directly (a JSONL record's `prompt_ids`), through `AugmentedModel.generate`, and says of every reply why it ended: an end token
 ("stop"; an empty reply means it came first) or `max_new_tokens` ("length").
 """
 
@@ -16,7 +16,7 @@ from tqdm.auto import tqdm
 
 from toolkit.core.errors import DataError
 from toolkit.graft.hf_generate import eos_ids
-from toolkit.graft.prompting import encode, padding_id, token_ids
+from toolkit.graft.prompting import left_pad, padding_id, token_ids
 
 STOP, LENGTH = "stop", "length"
 REPLY_FIELDS = ("completion", "finish_reason", "empty")
@@ -46,14 +46,16 @@ class Reply:
         return dict(zip(REPLY_FIELDS, (self.text, self.finish_reason, self.empty), strict=True))
 
 
-def reply_batches(model: Any, prompts: Sequence[str], decoding: Any, batch_size: int, *,
+def reply_batches(model: Any, prompts: Sequence[str | Sequence[int]], decoding: Any,
+                  batch_size: int, *,
                   start: int = 0, streamer: Any = None, progress: bool = False,
                   desc: str = "generating") -> Iterator[tuple[int, list[Reply]]]:
     """(index of the batch's first prompt, its replies) per batch of `batch_size` prompts.
 
     Args:
         model: an AugmentedModel with a tokenizer.
-        prompts: prompt texts, as the model reads them (`toolkit.graft.prompting.render`).
+        prompts: prompt texts, as the model reads them (`toolkit.graft.prompting.render`),
+            or prompts as token ids (read as given: no template, no BOS added).
         decoding: the `DecodingConfig` to generate with.
         batch_size: prompts per `generate` call (left padded).
         start: the first prompt (a multiple of `batch_size` keeps a resumed run's batches
@@ -68,17 +70,33 @@ def reply_batches(model: Any, prompts: Sequence[str], decoding: Any, batch_size:
     if start >= len(prompts):
         return
     tok = model.tokenizer
-    lengths = [len(token_ids(tok, p)) for p in prompts[start:]]
-    check_lengths(model, lengths, decoding.max_new_tokens, first=start)
+    rows = prompt_rows(model, prompts[start:], first=start)
+    check_lengths(model, [len(r) for r in rows], decoding.max_new_tokens, first=start)
     stops = {*eos_ids({}, model.base.generation_config, tok), padding_id(tok)}
     firsts = range(start, len(prompts), batch_size)
     for first in tqdm(firsts, desc=desc, disable=not progress):
-        enc = encode(tok, prompts[first : first + batch_size])
+        ids, mask = left_pad(rows[first - start : first - start + batch_size], padding_id(tok))
         with torch.no_grad():
-            out = model.generate(enc["input_ids"], enc["attention_mask"], decoding=decoding,
-                                 streamer=streamer)
-        yield first, [_reply(tok, row, stops)
-                      for row in out[:, enc["input_ids"].shape[1] :].tolist()]
+            out = model.generate(ids, mask, decoding=decoding, streamer=streamer)
+        yield first, [_reply(tok, row, stops) for row in out[:, ids.shape[1] :].tolist()]
+
+
+def prompt_rows(model: Any, prompts: Sequence[str | Sequence[int]],
+                first: int = 0) -> list[list[int]]:
+    """Each prompt's token ids: a text's as it tokenizes (one BOS), token ids as given, each
+    inside the model's vocabulary (prompt numbers counted from 1, after `first`)."""
+    rows = []
+    for number, prompt in enumerate(prompts, start=first + 1):
+        if isinstance(prompt, str):
+            rows.append(token_ids(model.tokenizer, prompt))
+            continue
+        bad = [i for i in prompt if not 0 <= i < model.vocab_size]
+        if bad:
+            raise DataError(
+                f"prompt {number}: prompt_ids holds token id {bad[0]}, outside the model's "
+                f"vocabulary (0..{model.vocab_size - 1}); the ids were made for another tokenizer")
+        rows.append(list(prompt))
+    return rows
 
 
 def check_lengths(model: Any, lengths: Sequence[int], max_new_tokens: int,

@@ -75,9 +75,10 @@ def task_prompts(model: AugmentedModel | None, data: DataConfig, max_new_tokens:
                                          max_new_tokens=max_new_tokens)
         return records, synthetic.SyntheticReward(model)
     records = _file_prompts(data)
-    if model is not None and model.tokenizer is not None:
-        texts = model.render_prompts([r["prompt"] for r in records], data.chat_template)
-        records = [{**r, "prompt": t} for r, t in zip(records, texts, strict=True)]
+    if model is not None and model.tokenizer is not None:  # prompt_ids alone are used as given
+        texts = iter(model.render_prompts([r["prompt"] for r in records if "prompt" in r],
+                                          data.chat_template))
+        records = [{**r, "prompt": next(texts)} if "prompt" in r else r for r in records]
     return records, None
 
 
@@ -89,15 +90,15 @@ def _chat(model: AugmentedModel, data: DataConfig) -> bool:
 
 def _file_prompts(data: DataConfig) -> list[dict]:
     records = []
-    rows = read_prompts(data.prompts, data.prompt_field, key="data.prompts")
+    rows = read_prompts(data.prompts, data.prompt_field, token_ids=True, key="data.prompts")
     for number, (_, row) in enumerate(rows, start=1):
         try:
-            prompt = data.template.format(**row) if data.template else row[data.prompt_field]
+            prompt = data.template.format(**row) if data.template else row.get(data.prompt_field)
         except (KeyError, IndexError) as err:
             raise DataError(
                 f"{data.prompts}: prompt {number} has no field {err} that data.template uses"
             ) from None
-        records.append({**row, "prompt": prompt})
+        records.append({**row, "prompt": prompt} if prompt is not None else dict(row))
     return records
 
 

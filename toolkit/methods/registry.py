@@ -116,6 +116,7 @@ class DecodingMethod:
 
 _METHODS: dict[str, DecodingMethod] = {}
 _entry_points_loaded = False
+_broken: list[str] = []  # one line per installed plugin that failed to load
 
 
 def register(method: DecodingMethod) -> DecodingMethod:
@@ -135,30 +136,61 @@ def register(method: DecodingMethod) -> DecodingMethod:
 
 
 def _registry() -> dict[str, DecodingMethod]:
-    """The registered methods, after loading the installed plugins' entry points once."""
-    global _entry_points_loaded
-    if not _entry_points_loaded:
-        _entry_points_loaded = True
-        for entry in metadata.entry_points(group=ENTRY_POINT_GROUP):
-            _register_entry_point(entry)
+    """The registered methods, after loading the installed plugins' entry points once.
+
+    Raises:
+        ConfigError: an installed plugin failed to load (every read raises, naming it).
+    """
+    if plugin_errors():
+        raise ConfigError(_broken[0])
     return _METHODS
 
 
+def plugin_errors() -> tuple[str, ...]:
+    """Why installed plugins failed to load, one line each naming the entry point, its module
+    and the fix (empty when every plugin loaded); loads the entry points the first time."""
+    global _entry_points_loaded
+    if not _entry_points_loaded:
+        _entry_points_loaded = True
+        _broken.clear()
+        for entry in metadata.entry_points(group=ENTRY_POINT_GROUP):
+            try:
+                _register_entry_point(entry)
+            except ConfigError as err:
+                _broken.append(str(err))
+    return tuple(_broken)
+
+
+def check_plugins() -> None:
+    """Raise ConfigError naming the first installed plugin that failed to load (the CLI calls
+    this before any command, so a broken plugin is one line, not a half-run command)."""
+    _registry()
+
+
+def loaded_methods() -> tuple[DecodingMethod, ...]:
+    """The methods that did load, even while another plugin is broken (for `--help`)."""
+    plugin_errors()
+    return tuple(_METHODS.values())
+
+
 def _register_entry_point(entry: metadata.EntryPoint) -> None:
+    package = f"the package {entry.dist.name!r}" if entry.dist else "the package"
     where = f"decoding-method plugin {entry.name!r} ({entry.value}, entry point group " \
             f"{ENTRY_POINT_GROUP})"
     try:
         method = entry.load()
     except Exception as err:  # a broken plugin: one line naming it, not its traceback
         raise ConfigError(f"{where} failed to import ({type(err).__name__}: {err}); fix or "
-                          "uninstall the package that provides it") from None
+                          f"uninstall {package} that provides it") from None
     if not isinstance(method, DecodingMethod) or method.name != entry.name:
-        raise ConfigError(f"{where} must name a DecodingMethod called {entry.name!r}")
+        raise ConfigError(f"{where} must name a DecodingMethod called {entry.name!r}; fix or "
+                          f"uninstall {package} that provides it")
     if entry.name not in _METHODS or _METHODS[entry.name] is not method:
         try:
             register(method)
         except ValueError as err:
-            raise ConfigError(f"{where}: {err}") from None
+            raise ConfigError(f"{where}: {err}; fix or uninstall {package} that "
+                              "provides it") from None
 
 
 def all_methods() -> tuple[DecodingMethod, ...]:

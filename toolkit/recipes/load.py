@@ -85,7 +85,8 @@ def import_plugins(sources: Sequence[DictConfig]) -> None:
 
 def to_recipe(config: DictConfig) -> Recipe:
     """Resolve interpolations and build the dataclasses (runs every section's checks); every
-    float anywhere in the recipe must be finite. A plugin method's section is checked against
+    float anywhere in the recipe must be finite, and no string but a prompt may hold a NUL
+    byte (no path can: the OS refuses it with a ValueError). A plugin method's section is checked against
     its options dataclass as a built-in's is."""
     plugins = OmegaConf.select(config, "decoding.plugins") or {}
     for name in list(plugins):
@@ -94,21 +95,25 @@ def to_recipe(config: DictConfig) -> Recipe:
             plugins[name] = OmegaConf.merge(schema, plugins[name])
     with _translated("recipe"):
         recipe = OmegaConf.to_object(config)
-    _check_finite(recipe, "")
+    _check_values(recipe, "")
     return recipe
 
 
-def _check_finite(value: Any, key: str) -> None:
-    """Raise ConfigError naming the first NaN or infinite float in a recipe tree."""
+def _check_values(value: Any, key: str) -> None:
+    """Raise ConfigError naming the first NaN or infinite float, or the first string holding a
+    NUL byte outside generate.prompts, in a recipe tree."""
     if dataclasses.is_dataclass(value):
         for f in dataclasses.fields(value):
-            _check_finite(getattr(value, f.name), f"{key}.{f.name}" if key else f.name)
+            _check_values(getattr(value, f.name), f"{key}.{f.name}" if key else f.name)
     elif isinstance(value, (list, tuple)):
         for i, item in enumerate(value):
-            _check_finite(item, f"{key}[{i}]")
+            _check_values(item, f"{key}[{i}]")
     elif isinstance(value, dict):
         for k, item in value.items():
-            _check_finite(item, f"{key}.{k}")
+            _check_values(item, f"{key}.{k}")
+    elif isinstance(value, str) and "\0" in value and not key.startswith("generate.prompts["):
+        raise ConfigError(f"{key}={value!r} holds a NUL byte (\\0), which no file name or "
+                          "option value can hold; remove it")
     else:
         check_finite(key, value)
 
@@ -119,20 +124,40 @@ def resolved_yaml(config: DictConfig) -> str:
         return OmegaConf.to_yaml(config, resolve=True)
 
 
+# The most YAML nodes a recipe may hold, aliases expanded. OmegaConf's default, 10,000, refused
+# 11,000 inline prompts as "malformed"; OmegaConf builds each node several times (11,000
+# prompts take about 10 s to load), so longer lists belong in a JSONL file. An alias bomb is
+# refused whatever its size: aliases may not multiply the nodes written more than 100 times.
+MAX_YAML_NODES = 50_000
+
+
 def _read_yaml(path: Path) -> DictConfig:
     if not path.is_file():
         hint = " (it is a directory)" if path.is_dir() else ""
         raise ConfigError(f"recipe file not found: {path}{hint}; give the path to a .yaml recipe")
     try:
-        loaded = OmegaConf.load(path)
+        loaded = OmegaConf.load(path, max_yaml_expanded_nodes=MAX_YAML_NODES)
     except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None)
-        where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
-        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
-        raise ConfigError(f"malformed YAML in {where}: {problem}") from None
+        raise ConfigError(_yaml_problem(path, err)) from None
     if not isinstance(loaded, DictConfig):
         raise ConfigError(f"{path} must hold a mapping of recipe keys at the top level, not a list")
     return loaded
+
+
+def _yaml_problem(path: Path, err: yaml.YAMLError) -> str:
+    """One line for a recipe file YAML cannot load: the real reason, and the fix."""
+    problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+    if problem.startswith("YAML node expansion exceeds"):
+        return (f"recipe {path} holds more than {MAX_YAML_NODES} YAML nodes (aliases "
+                "expanded), the most a recipe takes; put long prompt lists in a JSONL file "
+                "(generate.input) instead")
+    if problem.startswith("YAML aliases expand"):
+        counts = problem.split(",")[0].removeprefix("YAML aliases expand the document ")
+        return (f"recipe {path}: its YAML aliases expand it {counts}, more than 100 times the "
+                "nodes written; write the repeated values out")
+    mark = getattr(err, "problem_mark", None)
+    where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
+    return f"malformed YAML in {where}: {problem}"
 
 
 def _parse_overrides(overrides: Sequence[str]) -> list[DictConfig]:

@@ -6,6 +6,7 @@ the files alone, before any weights are read.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 from collections.abc import Callable
@@ -16,8 +17,8 @@ import torch
 
 from toolkit.core import runtime
 from toolkit.core.errors import CheckpointError, ConfigError, UnsupportedArchitectureError
-from toolkit.io import json_reader
-from toolkit.io.layout import CONFIG_FILE
+from toolkit.io import atomic, json_reader
+from toolkit.io.layout import CONFIG_FILE, is_complete
 from toolkit.methods.options import GraftConfig
 from toolkit.recipes.model_files import check_graft
 from toolkit.recipes.schema import ModelConfig
@@ -115,6 +116,7 @@ def tiny_model_dir(family: str, seed: int = 0) -> Path:
 
 
 def _check_local(path: Path) -> None:
+    _recover(path)
     if not path.is_dir():
         what = "is not a directory" if path.exists() else (
             "does not exist (written as a local path, so not looked up on the Hub)")
@@ -132,6 +134,14 @@ def _check_local(path: Path) -> None:
         )
     _check_architecture(config_file)
     check_weight_files(path)
+
+
+def _recover(path: Path) -> None:
+    """Complete what a save killed between its two renames left (the old checkpoint under
+    `.NAME.old-*`, no NAME), as loading it would (`toolkit.io.atomic.recover`), so the checks
+    see the checkpoint; where nothing can be renamed they see what is there."""
+    with contextlib.suppress(OSError, ValueError):
+        atomic.recover(path.resolve(), is_complete)
 
 
 def _check_architecture(config_file: Path) -> None:
