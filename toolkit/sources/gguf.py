@@ -12,10 +12,12 @@ from pathlib import Path
 from typing import Any
 
 from toolkit.core.errors import CheckpointError, ConfigError
+from toolkit.sources.gguf_header import GGUFHeaderError, check_header
 
 
 def check_gguf(directory: str | Path, gguf_file: str) -> Path:
-    """The GGUF file's path; ConfigError naming the fix when it is not there."""
+    """The GGUF file's path; ConfigError naming the fix when it is not there, CheckpointError
+    when its header and metadata are damaged or past the caps of `gguf_header`."""
     path = Path(directory) / gguf_file
     if Path(gguf_file).name != gguf_file:
         raise ConfigError(
@@ -33,6 +35,13 @@ def check_gguf(directory: str | Path, gguf_file: str) -> Path:
         raise ConfigError(
             "reading GGUF files needs the `gguf` package: python3 -m pip install gguf"
         ) from None
+    try:
+        check_header(path)
+    except (OSError, GGUFHeaderError) as err:
+        raise CheckpointError(
+            f"{path} cannot be read as a GGUF file: {err}; download it again, or give "
+            "model.gguf_file a complete GGUF model"
+        ) from err
     return path
 
 
