@@ -70,10 +70,12 @@ def _function_reward(spec: str) -> Reward:
 
 
 def _reward_model(path: str, batch_size: int = 16) -> Reward:
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+    from transformers import AutoModelForSequenceClassification
+
+    from toolkit.sources.base import load_tokenizer
 
     try:
-        tokenizer = AutoTokenizer.from_pretrained(path)
+        tokenizer = load_tokenizer(path)
         model = AutoModelForSequenceClassification.from_pretrained(
             path, use_safetensors=True).eval()  # never a pickle (pytorch_model.bin) file
     except OSError as exc:

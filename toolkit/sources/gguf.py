@@ -49,14 +49,16 @@ def load_gguf(directory: str | Path, gguf_file: str, dtype: Any = None,
               device_map: Any = None) -> tuple[Any, Any]:
     """(model, tokenizer) dequantized from `directory/gguf_file`, ready for save_pretrained."""
     import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoModelForCausalLM
+
+    from toolkit.sources.base import load_tokenizer
 
     check_gguf(directory, gguf_file)
     kwargs: dict[str, Any] = {"gguf_file": gguf_file, "dtype": dtype or torch.float32}
     if device_map is not None:
         kwargs["device_map"] = device_map
     try:
-        tokenizer = AutoTokenizer.from_pretrained(str(directory), gguf_file=gguf_file)
+        tokenizer = load_tokenizer(directory, gguf_file=gguf_file)
         model = AutoModelForCausalLM.from_pretrained(str(directory), **kwargs)
     except (OSError, ValueError, KeyError, RuntimeError) as err:
         raise CheckpointError(
