@@ -12,7 +12,7 @@ from transformers import PreTrainedTokenizerFast
 
 from toolkit.cli.main import main
 from toolkit.core.errors import CheckpointError
-from toolkit.sources.base import load_tokenizer
+from toolkit.sources.tokenizer_files import load_tokenizer
 
 
 def _with_auto_map(tiny, tmp_path, tokenizer_class):

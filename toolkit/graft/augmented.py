@@ -29,7 +29,8 @@ from toolkit.graft.tap import EarlyExitTap
 from toolkit.methods.options import DecodingConfig, GraftConfig
 from toolkit.methods.plan import plan
 from toolkit.sources import hub, references
-from toolkit.sources.base import load_base, load_tokenizer
+from toolkit.sources.base import load_base
+from toolkit.sources.tokenizer_files import load_tokenizer
 
 
 @contextlib.contextmanager

@@ -2,13 +2,14 @@
 
 A checkpoint's chat template is code from a file: transformers renders it in Jinja's sandbox,
 which keeps it from the rest of Python but not from looping for hours (nested `range(100000)`
-loops) or asking for gigabytes in one step (`"a" * 4000000000`). `bounded(render, messages,
-template, variables)` renders the template first in `BoundedSandbox` (transformers' own
-environment: the same globals, filters and extensions, each operation that can make a large
-value in one step checked before it runs), then calls `render` (transformers' rendering).
-Both run under a trace function that, at the lines of Python that run meanwhile, stops the
-render past `MAX_SECONDS` or once the process has grown by `MAX_GROWTH` bytes. `TemplateLimit`
-says which limit was passed; the caller names the template.
+loops) or asking for gigabytes in one step (`"a" * 4000000000`). `bounded(render, template,
+variables)` renders the template first in `BoundedSandbox` (transformers' own environment: the
+same globals, filters and extensions, each operation that can make a large value in one step
+checked before it runs), then calls `render` (transformers' rendering). Both run under a trace
+function that, at every Python call and every line of template code, stops the render past
+`MAX_SECONDS` or once the process has grown by `MAX_GROWTH` bytes (it costs well under a
+millisecond per prompt). `TemplateLimit` says which limit was passed; the caller names the
+template.
 
 Checked before they run: `*`, `**` and `%`; calls and filters given a number larger than
 `MAX_CHARS` (`ljust`, `center`, `indent`, `lipsum`, ...); `replace` and `join` by the size of
@@ -36,6 +37,8 @@ MAX_GROWTH = 2**30  # bytes the process may grow by while a template renders
 _WIDE = re.compile(r"\d{7}")  # a format width of a million or more
 _SIZED = (str, bytes, list, tuple, dict)
 _PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
+# Lines are traced in template code (its loops call nothing); every call is seen.
+_TEMPLATE = "<template>"
 
 
 class TemplateLimit(Exception):
@@ -138,11 +141,12 @@ def _watched() -> Iterator[None]:
 
     def trace(frame, event, arg):
         events[0] += 1
-        if time.monotonic() > deadline:
-            raise TemplateLimit(f"ran past the {MAX_SECONDS:g} s allowed for one prompt")
-        if events[0] % 256 == 0 and _resident() > ceiling:
-            raise TemplateLimit(f"grew the process by more than {MAX_GROWTH >> 20} MiB")
-        return trace
+        if events[0] % 64 == 0:
+            if time.monotonic() > deadline:
+                raise TemplateLimit(f"ran past the {MAX_SECONDS:g} s allowed for one prompt")
+            if events[0] % 4096 == 0 and _resident() > ceiling:
+                raise TemplateLimit(f"grew the process by more than {MAX_GROWTH >> 20} MiB")
+        return trace if frame.f_code.co_filename == _TEMPLATE else None
 
     previous = sys.gettrace()
     sys.settrace(trace)

@@ -1,7 +1,6 @@
 """A base model from a local directory or a Hub id: the one loader (`load_base`), the dtype it
-loads in (`resolve_dtype`), the checks on its files that run before any weights are read
-(`check_weight_files`), and the one tokenizer loader (`load_tokenizer`), which never runs code
-a tokenizer's files name.
+loads in (`resolve_dtype`), and the checks on its files that run before any weights are read
+(`check_weight_files`).
 """
 
 from __future__ import annotations
@@ -11,54 +10,22 @@ from typing import Any
 
 import torch
 from safetensors import SafetensorError
-from transformers import AutoModelForCausalLM, AutoTokenizer
+from transformers import AutoModelForCausalLM
 
 from toolkit.core.errors import CheckpointError, reason
 from toolkit.io import json_reader
 from toolkit.io.layout import CONFIG_FILE, refuse_pickles
 from toolkit.sources import hub
 from toolkit.sources.references import on_hub, read_reference
+from toolkit.sources.tokenizer_files import TOKENIZER_CONFIG, load_tokenizer
 
 WEIGHT_PATTERNS = ("model*.safetensors", "*.safetensors.index.json", "*.gguf")
 DTYPES = ("float32", "float16", "bfloat16")
 
 
-TOKENIZER_CONFIG = "tokenizer_config.json"
-
-
 def has_tokenizer(directory) -> bool:
     """Whether tokenizer files were saved in `directory`."""
     return any(Path(directory, f).is_file() for f in ("tokenizer.json", TOKENIZER_CONFIG))
-
-
-def load_tokenizer(directory, **kwargs) -> Any:
-    """`AutoTokenizer.from_pretrained(directory, **kwargs)` with remote code off (transformers
-    neither runs code a tokenizer_config.json names in `auto_map` nor asks on a terminal
-    whether to); CheckpointError naming the file and the fix when the tokenizer needs such
-    code or its files do not load."""
-    try:
-        return AutoTokenizer.from_pretrained(str(directory), trust_remote_code=False, **kwargs)
-    except (OSError, ValueError, RecursionError) as err:
-        path = Path(directory) / TOKENIZER_CONFIG
-        if _names_code(path):
-            raise CheckpointError(
-                f"{path} names custom tokenizer code (auto_map), which this toolkit never runs; "
-                "set its tokenizer_class to a tokenizer transformers ships (e.g. "
-                "PreTrainedTokenizerFast) and delete auto_map, or use a model whose tokenizer "
-                "needs no code"
-            ) from err
-        raise CheckpointError(
-            f"cannot load the tokenizer in {directory} ({reason(err)}); its files are missing or "
-            "corrupted: copy them again"
-        ) from err
-
-
-def _names_code(path: Path) -> bool:
-    try:
-        config = json_reader.load(path)
-    except (OSError, ValueError):
-        return False
-    return isinstance(config, dict) and "auto_map" in config
 
 
 def load_base(source, device_map=None, dtype=None, owner: Path | None = None,

@@ -51,7 +51,7 @@ def load_gguf(directory: str | Path, gguf_file: str, dtype: Any = None,
     import torch
     from transformers import AutoModelForCausalLM
 
-    from toolkit.sources.base import load_tokenizer
+    from toolkit.sources.tokenizer_files import load_tokenizer
 
     check_gguf(directory, gguf_file)
     kwargs: dict[str, Any] = {"gguf_file": gguf_file, "dtype": dtype or torch.float32}
