@@ -14,7 +14,7 @@ from collections.abc import Callable
 import torch
 
 from toolkit.core.answers import exact_match
-from toolkit.core.errors import ConfigError, DataError
+from toolkit.core.errors import CheckpointError, ConfigError, DataError
 from toolkit.lpo.config import RewardConfig
 
 Reward = Callable[[list, list, list], list]
@@ -78,7 +78,7 @@ def _reward_model(path: str, batch_size: int = 16) -> Reward:
         tokenizer = load_tokenizer(path)
         model = AutoModelForSequenceClassification.from_pretrained(
             path, use_safetensors=True).eval()  # never a pickle (pytorch_model.bin) file
-    except OSError as exc:
+    except (OSError, CheckpointError) as exc:  # CheckpointError: the tokenizer's files
         raise ConfigError(
             f"reward.model_path={path!r} is not a local sequence-classification model ({exc})"
         ) from exc
