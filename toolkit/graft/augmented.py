@@ -30,6 +30,7 @@ from toolkit.methods.options import DecodingConfig, GraftConfig
 from toolkit.methods.plan import plan
 from toolkit.sources import hub, references
 from toolkit.sources.base import load_base
+from toolkit.sources.tokenizer_files import load_tokenizer
 
 
 @contextlib.contextmanager
@@ -356,7 +357,8 @@ class AugmentedModel:
         else:
             reference = references.model_source(base)
         checkpoint.check_fingerprint(ckpt, base, reference or "the given base model")
-        tokenizer = (checkpoint.load_tokenizer(ckpt.directory, base.config) if ckpt.has_tokenizer
+        # told the base's config: the checkpoint's own config.json is the pointer
+        tokenizer = (load_tokenizer(ckpt.directory, config=base.config) if ckpt.has_tokenizer
                      else base_tokenizer)
         model = cls(base, ckpt.graft, tokenizer, decoding=ckpt.decoding, base_reference=reference,
                     prompt_format=ckpt.prompt_format)

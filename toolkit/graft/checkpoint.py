@@ -35,7 +35,6 @@ from typing import Any
 import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
-from transformers import AutoTokenizer
 
 from toolkit import __version__
 from toolkit.core.errors import CheckpointError
@@ -110,12 +109,6 @@ class Checkpoint:
         """"chat" or "raw": how the head's training prompts were written (None: not recorded,
         as in checkpoints of untrained heads and of older toolkits)."""
         return self.config.get("prompt_format")
-
-
-def load_tokenizer(directory, config):
-    """The tokenizer saved in a checkpoint, told the base's config (the checkpoint's own
-    config.json is the pointer, not a model config)."""
-    return AutoTokenizer.from_pretrained(str(directory), config=config)
 
 
 def save(directory, *, base, base_reference: str, head, tokenizer, graft_config, decoding,

@@ -19,6 +19,7 @@ from jinja2 import TemplateError
 from transformers import BatchEncoding
 
 from toolkit.core.errors import ConfigError, DataError
+from toolkit.graft import template_limits
 from toolkit.methods.options import chat_template_setting
 
 CHAT, RAW = "chat", "raw"
@@ -102,8 +103,19 @@ def render(tokenizer: Any, prompts: Sequence[Any], chat: bool) -> list[str]:
 
 
 def _wrap(tokenizer: Any, messages: list) -> str:
+    """The template's text for `messages`, rendered within `template_limits`' limits."""
+    variables = {**getattr(tokenizer, "special_tokens_map", {}), "messages": messages,
+                 "tools": None, "documents": None, "add_generation_prompt": True}
     try:
-        return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        template = (tokenizer.get_chat_template() if hasattr(tokenizer, "get_chat_template")
+                    else tokenizer.chat_template)
+        return template_limits.bounded(lambda: tokenizer.apply_chat_template(
+            messages, tokenize=False, add_generation_prompt=True), template, variables)
+    except template_limits.TemplateLimit as err:
+        name = getattr(tokenizer, "name_or_path", "")
+        source = f"the chat template of {name}" if name else "the tokenizer's chat template"
+        raise DataError(f"{source} {err}; fix the template, or set chat_template=off to use "
+                        "the prompts as written") from err
     except (TemplateError, ValueError, TypeError, KeyError) as err:
         raise DataError(f"the chat template refused the prompt ({err}); give messages as "
                         "[{'role': 'user', 'content': '...'}, ...]") from err

@@ -14,7 +14,7 @@ from collections.abc import Callable
 import torch
 
 from toolkit.core.answers import exact_match
-from toolkit.core.errors import ConfigError, DataError
+from toolkit.core.errors import CheckpointError, ConfigError, DataError
 from toolkit.lpo.config import RewardConfig
 
 Reward = Callable[[list, list, list], list]
@@ -70,13 +70,15 @@ def _function_reward(spec: str) -> Reward:
 
 
 def _reward_model(path: str, batch_size: int = 16) -> Reward:
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+    from transformers import AutoModelForSequenceClassification
+
+    from toolkit.sources.tokenizer_files import load_tokenizer
 
     try:
-        tokenizer = AutoTokenizer.from_pretrained(path)
+        tokenizer = load_tokenizer(path)
         model = AutoModelForSequenceClassification.from_pretrained(
             path, use_safetensors=True).eval()  # never a pickle (pytorch_model.bin) file
-    except OSError as exc:
+    except (OSError, CheckpointError) as exc:  # CheckpointError: the tokenizer's files
         raise ConfigError(
             f"reward.model_path={path!r} is not a local sequence-classification model ({exc})"
         ) from exc

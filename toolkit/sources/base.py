@@ -10,13 +10,14 @@ from typing import Any
 
 import torch
 from safetensors import SafetensorError
-from transformers import AutoModelForCausalLM, AutoTokenizer
+from transformers import AutoModelForCausalLM
 
 from toolkit.core.errors import CheckpointError, reason
 from toolkit.io import json_reader
 from toolkit.io.layout import CONFIG_FILE, refuse_pickles
 from toolkit.sources import hub
 from toolkit.sources.references import on_hub, read_reference
+from toolkit.sources.tokenizer_files import TOKENIZER_CONFIG, load_tokenizer
 
 WEIGHT_PATTERNS = ("model*.safetensors", "*.safetensors.index.json", "*.gguf")
 DTYPES = ("float32", "float16", "bfloat16")
@@ -24,7 +25,7 @@ DTYPES = ("float32", "float16", "bfloat16")
 
 def has_tokenizer(directory) -> bool:
     """Whether tokenizer files were saved in `directory`."""
-    return any(Path(directory, f).is_file() for f in ("tokenizer.json", "tokenizer_config.json"))
+    return any(Path(directory, f).is_file() for f in ("tokenizer.json", TOKENIZER_CONFIG))
 
 
 def load_base(source, device_map=None, dtype=None, owner: Path | None = None,
@@ -60,7 +61,7 @@ def load_base(source, device_map=None, dtype=None, owner: Path | None = None,
             f"cannot load the base model from {source} ({reason(err)}); its files are missing or "
             "corrupted: restore them, or save the checkpoint again"
         ) from err
-    tokenizer = AutoTokenizer.from_pretrained(source) if has_tokenizer(source) else None
+    tokenizer = load_tokenizer(source) if has_tokenizer(source) else None
     if hub_id:  # as from_pretrained(hub_id) names it, so checkpoints refer to the Hub id
         model.name_or_path = model.config._name_or_path = hub_id
     return model.eval(), tokenizer

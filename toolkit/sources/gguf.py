@@ -12,10 +12,12 @@ from pathlib import Path
 from typing import Any
 
 from toolkit.core.errors import CheckpointError, ConfigError
+from toolkit.sources.gguf_header import GGUFHeaderError, check_header
 
 
 def check_gguf(directory: str | Path, gguf_file: str) -> Path:
-    """The GGUF file's path; ConfigError naming the fix when it is not there."""
+    """The GGUF file's path; ConfigError naming the fix when it is not there, CheckpointError
+    when its header and metadata are damaged or past the caps of `gguf_header`."""
     path = Path(directory) / gguf_file
     if Path(gguf_file).name != gguf_file:
         raise ConfigError(
@@ -33,6 +35,13 @@ def check_gguf(directory: str | Path, gguf_file: str) -> Path:
         raise ConfigError(
             "reading GGUF files needs the `gguf` package: python3 -m pip install gguf"
         ) from None
+    try:
+        check_header(path)
+    except (OSError, GGUFHeaderError) as err:
+        raise CheckpointError(
+            f"{path} cannot be read as a GGUF file: {err}; download it again, or give "
+            "model.gguf_file a complete GGUF model"
+        ) from err
     return path
 
 
@@ -40,14 +49,16 @@ def load_gguf(directory: str | Path, gguf_file: str, dtype: Any = None,
               device_map: Any = None) -> tuple[Any, Any]:
     """(model, tokenizer) dequantized from `directory/gguf_file`, ready for save_pretrained."""
     import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoModelForCausalLM
+
+    from toolkit.sources.tokenizer_files import load_tokenizer
 
     check_gguf(directory, gguf_file)
     kwargs: dict[str, Any] = {"gguf_file": gguf_file, "dtype": dtype or torch.float32}
     if device_map is not None:
         kwargs["device_map"] = device_map
     try:
-        tokenizer = AutoTokenizer.from_pretrained(str(directory), gguf_file=gguf_file)
+        tokenizer = load_tokenizer(directory, gguf_file=gguf_file)
         model = AutoModelForCausalLM.from_pretrained(str(directory), **kwargs)
     except (OSError, ValueError, KeyError, RuntimeError) as err:
         raise CheckpointError(
