@@ -47,7 +47,9 @@ def test_generate_decodes_the_given_ids_as_am_generate_does(ckpt, tmp_path, caps
         ids = torch.tensor([line["prompt_ids"]])
         reply = am.generate(ids, torch.ones_like(ids), decoding=decoding)[0, ids.shape[1]:]
         assert row == {**line, "completion": am.tokenizer.decode(reply, skip_special_tokens=True),
-                       "finish_reason": "length", "empty": False}
+                       "finish_reason": "length", "empty": False,
+                       "prompt_tokens": len(line["prompt_ids"]),
+                       "completion_tokens": len(reply), "temperature": None}
     assert rows[1]["prompt"] == "hello there" and rows[1]["completion"]
 
 

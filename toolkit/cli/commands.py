@@ -39,7 +39,7 @@ def cmd_generate(recipe: Recipe) -> None:
     if parallel(recipe):
         written = predict.predict_parallel(
             model, records, texts, recipe.decoding, gen.batch_size, recipe.trainer, gen.output,
-            field=gen.prompt_field, prompt_format=form)
+            field=gen.prompt_field, prompt_format=form, logprobs=gen.logprobs)
         if written is not None:
             print(f"wrote {len(records)} completions to {written}")
         return
@@ -47,7 +47,7 @@ def cmd_generate(recipe: Recipe) -> None:
         path, earlier = predict.generate_to_file(
             model, records, texts, recipe.decoding, gen.batch_size, gen.output,
             field=gen.prompt_field, prompt_format=form, force=gen.force_resume,
-        )
+            logprobs=gen.logprobs)
         resumed = f" ({earlier} more were there from an earlier run)" if earlier else ""
         print(f"wrote {len(records) - earlier} completions to {path}{resumed}")
     elif len(texts) == 1:

@@ -41,21 +41,25 @@ def write_jsonl(path: str | Path, records: Sequence[dict]) -> Path:
 
 def generate_to_file(model: Any, records: Sequence[dict], texts: Sequence[str],
                      decoding: DecodingConfig, batch_size: int, output: str | Path, *,
-                     field: str, prompt_format: str, force: bool = False) -> tuple[Path, int]:
+                     field: str, prompt_format: str, force: bool = False,
+                     logprobs: bool = False) -> tuple[Path, int]:
     """Write one line per prompt (the record plus the `REPLY_FIELDS`) to `output` as each
     batch finishes, under an exclusive lock; a rerun resumes after the records already there.
     `texts` are the records' `field` as the model reads them (in `prompt_format`, "chat" or
-    "raw"). Returns (path, number of prompts done earlier)."""
+    "raw"); `logprobs`: each line also holds its tokens' log-probabilities. Returns (path,
+    number of prompts done earlier)."""
     output = Path(output)
     output.parent.mkdir(parents=True, exist_ok=True)
     with open(output, "ab") as fh, exclusive(fh, output, "generate.output"):
         done = read_records(output)
         _check_done(output, done, records)
-        provenance.check(output, _producer(model, decoding, batch_size, field, prompt_format),
+        provenance.check(output, _producer(model, decoding, batch_size, field, prompt_format,
+                                           logprobs),
                          key="generate.force_resume", force=force)
         repair_tail(output)
         start = len(done) - len(done) % batch_size
-        for first, replies in reply_batches(model, texts, decoding, batch_size, start=start):
+        for first, replies in reply_batches(model, texts, decoding, batch_size, start=start,
+                                            logprobs=logprobs):
             for i, reply in enumerate(replies, start=first):
                 if i >= len(done):
                     append_record(fh, {**records[i], **reply.fields()})
@@ -63,9 +67,11 @@ def generate_to_file(model: Any, records: Sequence[dict], texts: Sequence[str],
 
 
 def _producer(model: Any, decoding: DecodingConfig, batch_size: int, field: str,
-              prompt_format: str) -> dict:
+              prompt_format: str, logprobs: bool = False) -> dict:
+    """What made an output file (a file made without logprobs records no such key)."""
     return {"model": model_fingerprint(model), "decoding": dataclasses.asdict(decoding),
-            "batch_size": batch_size, "prompt_field": field, "prompt_format": prompt_format}
+            "batch_size": batch_size, "prompt_field": field, "prompt_format": prompt_format,
+            **({"logprobs": True} if logprobs else {})}
 
 
 def _check_done(output: Path, done: list, records: Sequence[dict]) -> None:
@@ -94,6 +100,7 @@ def predict_parallel(
     *,
     field: str,
     prompt_format: str,
+    logprobs: bool = False,
 ) -> Path | None:
     """Shard `records` over the trainer's processes; rank 0 replaces `output` as a whole (None
     elsewhere) and records its producer, so a later run resumes or refuses it like its own."""
@@ -113,13 +120,15 @@ def predict_parallel(
     indexed = list(enumerate(texts))
     loader = DataLoader(indexed, batch_size=batch_size, shuffle=False, collate_fn=_collate)
     with closing(writer):
-        trainer.predict(_Predictor(model, decoding, batch_size), loader, return_predictions=False)
+        trainer.predict(_Predictor(model, decoding, batch_size, logprobs), loader,
+                        return_predictions=False)
         trainer.strategy.barrier()
         if not trainer.is_global_zero:
             return None
         replies = _merge_parts(writer.parts, trainer.world_size)
     write_jsonl(output, [{**r, **replies[i]} for i, r in enumerate(records)])
-    provenance.record(output, _producer(model, decoding, batch_size, field, prompt_format))
+    provenance.record(output, _producer(model, decoding, batch_size, field, prompt_format,
+                                        logprobs))
     return output
 
 
@@ -140,11 +149,13 @@ def _merge_parts(parts: Path, world_size: int) -> dict[int, dict]:
 class _Predictor(L.LightningModule):
     """Wraps the AugmentedModel; predict_step turns a batch of prompts into completions."""
 
-    def __init__(self, model: Any, decoding: DecodingConfig, batch_size: int) -> None:
+    def __init__(self, model: Any, decoding: DecodingConfig, batch_size: int,
+                 logprobs: bool = False) -> None:
         super().__init__()
         self.model = model
         self.decoding = decoding
         self.batch_size = batch_size
+        self.logprobs = logprobs
 
     def on_predict_start(self) -> None:
         """Put this rank's copy of the model on this rank's device (a no-op on CPU)."""
@@ -152,7 +163,8 @@ class _Predictor(L.LightningModule):
 
     def predict_step(self, batch: tuple[list[int], list[str]], batch_idx: int) -> list[dict]:
         indices, prompts = batch
-        replies = generate_replies(self.model, prompts, self.decoding, self.batch_size)
+        replies = generate_replies(self.model, prompts, self.decoding, self.batch_size,
+                                   logprobs=self.logprobs)
         return [{"index": i, **r.fields()} for i, r in zip(indices, replies, strict=True)]
 
 

@@ -19,18 +19,25 @@ from toolkit.graft.hf_generate import eos_ids
 from toolkit.graft.prompting import left_pad, padding_id, token_ids
 
 STOP, LENGTH = "stop", "length"
-REPLY_FIELDS = ("completion", "finish_reason", "empty")
+REPLY_FIELDS = ("completion", "finish_reason", "empty", "prompt_tokens", "completion_tokens",
+                "temperature", "logprobs")
 EMPTY_NOTE = "(empty reply: the end token came first)"
 
 
 @dataclass
 class Reply:
-    """One generated reply: its text, its token ids (up to, not including, eos / pad) and why
-    it ended: "stop" (an end token) or "length" (max_new_tokens)."""
+    """One generated reply: its text, its token ids (up to, not including, eos / pad), why it
+    ended ("stop": an end token, "length": max_new_tokens), its prompt's token count, and when
+    recorded: the adaptive head's temperature (one value for a sequence-level head, one per
+    token of `ids` for a token-level head) and the log-probability of each token of `ids` in
+    the distribution it was drawn from (after every method, filter and temperature)."""
 
     text: str
     ids: list[int]
     finish_reason: str = LENGTH
+    prompt_tokens: int = 0
+    temperature: float | list[float] | None = None
+    logprobs: list[float] | None = None
 
     @property
     def empty(self) -> bool:
@@ -41,15 +48,24 @@ class Reply:
         """The text for a terminal: the reply, or a note saying it is empty and why."""
         return EMPTY_NOTE if self.empty else self.text
 
+    @property
+    def completion_tokens(self) -> int:
+        """Tokens generated: the reply's, and the end token when one ended it."""
+        return len(self.ids) + (self.finish_reason == STOP)
+
     def fields(self) -> dict[str, Any]:
-        """The JSONL fields of the reply (`REPLY_FIELDS`)."""
-        return dict(zip(REPLY_FIELDS, (self.text, self.finish_reason, self.empty), strict=True))
+        """The JSONL fields of the reply (`REPLY_FIELDS`; `logprobs` only when recorded)."""
+        values = (self.text, self.finish_reason, self.empty, self.prompt_tokens,
+                  self.completion_tokens, self.temperature, self.logprobs)
+        return {k: v for k, v in zip(REPLY_FIELDS, values, strict=True)
+                if k != "logprobs" or v is not None}
 
 
 def reply_batches(model: Any, prompts: Sequence[str | Sequence[int]], decoding: Any,
                   batch_size: int, *,
                   start: int = 0, streamer: Any = None, progress: bool = False,
-                  desc: str = "generating") -> Iterator[tuple[int, list[Reply]]]:
+                  desc: str = "generating", logprobs: bool = False
+                  ) -> Iterator[tuple[int, list[Reply]]]:
     """(index of the batch's first prompt, its replies) per batch of `batch_size` prompts.
 
     Args:
@@ -62,6 +78,7 @@ def reply_batches(model: Any, prompts: Sequence[str | Sequence[int]], decoding: 
             those of an uninterrupted one).
         streamer: a transformers streamer (for one prompt at a time).
         progress: show a progress bar titled `desc`.
+        logprobs: record each reply token's log-probability (`Reply.logprobs`).
 
     Returns:
         An iterator of (first index, one `Reply` per prompt of the batch: the token ids up to
@@ -75,10 +92,40 @@ def reply_batches(model: Any, prompts: Sequence[str | Sequence[int]], decoding: 
     stops = {*eos_ids({}, model.base.generation_config, tok), padding_id(tok)}
     firsts = range(start, len(prompts), batch_size)
     for first in tqdm(firsts, desc=desc, disable=not progress):
-        ids, mask = left_pad(rows[first - start : first - start + batch_size], padding_id(tok))
+        batch = rows[first - start : first - start + batch_size]
+        ids, mask = left_pad(batch, padding_id(tok))
+        scores = dict(output_scores=True, return_dict_in_generate=True) if logprobs else {}
         with torch.no_grad():
-            out = model.generate(ids, mask, decoding=decoding, streamer=streamer)
-        yield first, [_reply(tok, row, stops) for row in out[:, ids.shape[1] :].tolist()]
+            out = model.generate(ids, mask, decoding=decoding, streamer=streamer,
+                                 return_records=True, **scores)
+        new = out.sequences[:, ids.shape[1]:]
+        lps = _logprobs(out.generate_output.scores, new) if logprobs else None
+        replies = [_reply(tok, row, stops) for row in new.tolist()]
+        for i, reply in enumerate(replies):
+            reply.prompt_tokens = len(batch[i])
+            reply.temperature = _temperature(model, out.temperature, i, len(reply.ids))
+            reply.logprobs = None if lps is None else lps[i][: len(reply.ids)]
+        yield first, replies
+
+
+def _logprobs(scores: Sequence[torch.Tensor], new: torch.Tensor) -> list[list[float]]:
+    """(B rows of T floats) each generated token's log-probability under the step's final
+    scores (B, V), the distribution it was drawn from."""
+    steps = [torch.log_softmax(step.float(), dim=-1).gather(1, new[:, t : t + 1].to(step.device))
+             for t, step in enumerate(scores)]
+    return torch.cat(steps, dim=1).cpu().tolist()
+
+
+def _temperature(model: Any, temps: torch.Tensor | None, row: int,
+                 length: int) -> float | list[float] | None:
+    """The adaptive head's temperature for a reply: one value (sequence level) or one per reply
+    token (token level); None when the head was off."""
+    if temps is None:
+        return None
+    values = temps[row].float().cpu().tolist()
+    if model.graft_config.head.level == "sequence":
+        return values[0]
+    return values[:length]
 
 
 def prompt_rows(model: Any, prompts: Sequence[str | Sequence[int]],

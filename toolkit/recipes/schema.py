@@ -80,7 +80,10 @@ class GenerateConfig:
     input: a JSONL file with one object per line holding `prompt_field`;
     output: JSONL written in input order (one object per prompt, with `completion`,
         `finish_reason` -- "stop" when an end token ended the reply, "length" when
-        max_new_tokens did -- and `empty`, true when the end token came first), one line per
+        max_new_tokens did --, `empty`, true when the end token came first, `prompt_tokens`,
+        `completion_tokens` (the end token counted), `temperature` (the adaptive head's: one
+        value at sequence level, one per reply token at token level; null without the head)
+        and, with `logprobs`, each reply token's log-probability), one line per
         prompt as each batch finishes; a rerun resumes after the lines already there (refused
         when they came from another model, decoding or prompt convention, unless
         `force_resume`); when unset, completions are printed to the terminal (a single prompt
@@ -99,6 +102,7 @@ class GenerateConfig:
     batch_size: int = 8
     force_resume: bool = False
     chat_template: str = "auto"
+    logprobs: bool = False
 
     def __post_init__(self) -> None:
         check_range("generate.batch_size", self.batch_size, low=1)
