@@ -72,12 +72,14 @@ def _function_reward(spec: str) -> Reward:
 def _reward_model(path: str, batch_size: int = 16) -> Reward:
     from transformers import AutoModelForSequenceClassification
 
+    from toolkit.sources.base import quiet_loading
     from toolkit.sources.tokenizer_files import load_tokenizer
 
     try:
         tokenizer = load_tokenizer(path)
-        model = AutoModelForSequenceClassification.from_pretrained(
-            path, use_safetensors=True).eval()  # never a pickle (pytorch_model.bin) file
+        with quiet_loading():  # never a pickle (pytorch_model.bin) file
+            model = AutoModelForSequenceClassification.from_pretrained(
+                path, use_safetensors=True).eval()
     except (OSError, CheckpointError) as exc:  # CheckpointError: the tokenizer's files
         raise ConfigError(
             f"reward.model_path={path!r} is not a local sequence-classification model ({exc})"

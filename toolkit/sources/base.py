@@ -5,6 +5,8 @@ loads in (`resolve_dtype`), and the checks on its files that run before any weig
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +23,21 @@ from toolkit.sources.tokenizer_files import TOKENIZER_CONFIG, load_tokenizer
 
 WEIGHT_PATTERNS = ("model*.safetensors", "*.safetensors.index.json", "*.gguf")
 DTYPES = ("float32", "float16", "bfloat16")
+
+
+@contextlib.contextmanager
+def quiet_loading() -> Iterator[None]:
+    """transformers' weight-loading progress bars off while a model loads from local files
+    (the toolkit says what it loads; a Hub download, before this, keeps its bars)."""
+    from transformers.utils import logging as hf_logging
+
+    shown = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if shown:
+            hf_logging.enable_progress_bar()
 
 
 def has_tokenizer(directory) -> bool:
@@ -55,7 +72,8 @@ def load_base(source, device_map=None, dtype=None, owner: Path | None = None,
     if dtype is not None:
         kwargs["dtype"] = dtype
     try:
-        model = AutoModelForCausalLM.from_pretrained(source, **kwargs)
+        with quiet_loading():
+            model = AutoModelForCausalLM.from_pretrained(source, **kwargs)
     except (OSError, ValueError, RuntimeError, SafetensorError) as err:
         raise CheckpointError(
             f"cannot load the base model from {source} ({reason(err)}); its files are missing or "

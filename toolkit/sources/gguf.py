@@ -51,6 +51,7 @@ def load_gguf(directory: str | Path, gguf_file: str, dtype: Any = None,
     import torch
     from transformers import AutoModelForCausalLM
 
+    from toolkit.sources.base import quiet_loading
     from toolkit.sources.tokenizer_files import load_tokenizer
 
     check_gguf(directory, gguf_file)
@@ -59,7 +60,8 @@ def load_gguf(directory: str | Path, gguf_file: str, dtype: Any = None,
         kwargs["device_map"] = device_map
     try:
         tokenizer = load_tokenizer(directory, gguf_file=gguf_file)
-        model = AutoModelForCausalLM.from_pretrained(str(directory), **kwargs)
+        with quiet_loading():
+            model = AutoModelForCausalLM.from_pretrained(str(directory), **kwargs)
     except (OSError, ValueError, KeyError, RuntimeError) as err:
         raise CheckpointError(
             f"cannot read {Path(directory) / gguf_file} as a GGUF causal LM ({err}); check that "
