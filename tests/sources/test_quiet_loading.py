@@ -9,7 +9,6 @@ from transformers.utils import logging as hf_logging
 from toolkit.graft.augmented import AugmentedModel
 
 
-
 @pytest.fixture
 def bars_on():
     shown = hf_logging.is_progress_bar_enabled()
