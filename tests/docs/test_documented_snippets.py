@@ -1,7 +1,10 @@
 """Python snippets of docs/ run as written against a tiny checkpoint saved the way the
 quickstart saves its own (SLED and top-n-sigma on, the adaptive head, sampling, seed 0); only
-the paths are swapped for test ones. (README's example: test_readme_example.py; docs/plugins.md's
-first two blocks: tests/methods/test_plugins.py.)"""
+the paths are swapped for test ones (a model preset: the tiny model). README's example:
+test_readme_example.py; docs/plugins.md's first two blocks: tests/methods/test_plugins.py;
+docs/serving.md's: tests/serving/test_real_server.py. Every ```python block of README and docs/
+is run by one of them (`test_every_python_block_is_run`); docs/DESIGN.md's signature listings
+are ```text.)"""
 
 from __future__ import annotations
 
@@ -84,3 +87,50 @@ def test_transformers_callable_and_checkpoint_folder(tiny_llama_dir, quickstart_
     expected = loaded.generate(**ns["enc"], max_new_tokens=32, adaptive_temperature=False,
                                dola=True, sled=False, seed=0)
     assert torch.equal(ns["out"], expected)
+
+
+@pytest.mark.parametrize("page", ["python.md", "real-models.md"])
+def test_the_preset_snippets_run_with_the_tiny_model_in_the_presets_place(
+        page, tiny_llama_dir, tmp_path, monkeypatch):
+    """docs/python.md's "Graft a fresh head" and docs/real-models.md's block, as written, with
+    `prepare_preset` giving the tiny model (the real one is the `real` marker's): the graft
+    taps the layers asked for, and a saved checkpoint loads back with the same head."""
+    from toolkit.sources import presets
+
+    asked = []
+    monkeypatch.setattr(presets, "prepare_preset",
+                        lambda name, **kw: asked.append(name) or tiny_llama_dir)
+    monkeypatch.chdir(tmp_path)
+    [code] = blocks(page)
+    ns = run(code)
+    assert asked == ["smollm2-135m-instruct"]
+    am = ns.get("fresh") or ns["am"]
+    assert am.tap.candidate_layers == list(range(am.parts.num_layers))  # layers="all"
+    if page == "python.md":
+        saved = AugmentedModel.from_pretrained(tmp_path / "checkpoints" / "smollm2-graft")
+        for mine, theirs in zip(am.head.state_dict().values(),
+                                saved.head.state_dict().values(), strict=True):
+            assert torch.equal(mine, theirs)
+
+
+# Every ```python block of README.md and docs/ (page, how many) and the test files that run
+# them as written; a new block fails here until a test runs it.
+RUN_BY = {
+    "README.md": (1, "tests/docs/test_readme_example.py"),
+    "docs/plugins.md": (3, "tests/methods/test_plugins.py",
+                        "tests/docs/test_documented_snippets.py"),
+    "docs/python.md": (1, "tests/docs/test_documented_snippets.py"),
+    "docs/real-models.md": (1, "tests/docs/test_documented_snippets.py"),
+    "docs/serving.md": (1, "tests/serving/test_real_server.py"),
+    "docs/transformers.md": (2, "tests/docs/test_documented_snippets.py"),
+}
+
+
+def test_every_python_block_is_run():
+    pages = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+    found = {p.relative_to(ROOT).as_posix(): len(re.findall(r"^```python\n", p.read_text(),
+                                                            re.M)) for p in pages}
+    assert {page: n for page, n in found.items() if n} == {p: v[0] for p, v in RUN_BY.items()}
+    for page, (_, *tests) in RUN_BY.items():
+        name = page.split("/")[-1]
+        assert any(name in (ROOT / t).read_text() for t in tests), (page, tests)
