@@ -28,6 +28,18 @@ def test_the_card_names_the_library_the_methods_and_how_to_load(am, tmp_path):
     assert "- SLED alpha=2 K=7" in card.text
     assert 'AugmentedModel.from_pretrained("THIS_FOLDER_OR_REPO_ID")' in card.text
     assert "the local base model at `../" in card.text
+    assert "Licence: the base model's; see its own model card" in card.text
+
+
+def test_a_preset_base_names_its_hub_id_and_its_terms():
+    from toolkit.graft import model_card
+
+    assert model_card.base_model("preset:smollm2-135m-instruct") == \
+        "HuggingFaceTB/SmolLM2-135M-Instruct"
+    assert model_card._licence("preset:smollm2-135m-instruct") == "the base model's, Apache-2.0"
+    assert model_card._licence("preset:gemma3-270m").startswith(
+        "the base model's, Gemma Terms of Use (not open source). Gemma is provided under")
+    assert model_card.base_model("path:../base") is None and model_card.base_model("self") is None
 
 
 def test_a_hub_base_is_the_cards_base_model(am, tmp_path):

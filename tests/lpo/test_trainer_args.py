@@ -118,8 +118,8 @@ def test_callbacks_from_the_recipe_and_lr_and_grad_norm_logged(tiny_llama_dir, p
     import my_callbacks
 
     assert my_callbacks.Count.seen == [("a", step) for step in range(1, 9)]
-    rows = [r for r in _metrics(tmp_path / "logs") if r.get("lr")]
-    rates = [float(r["lr"]) for r in rows]
+    rows = [r for r in _metrics(tmp_path / "logs") if r.get("learning_rate")]
+    rates = [float(r["learning_rate"]) for r in rows]
     assert rates[:3] == pytest.approx([0.0, 5e-3, 1e-2])  # linear warmup over 2 steps
     norms = [float(r["grad_norm"]) for r in rows]
     assert len(norms) == 8 and all(math.isfinite(n) and n > 0 for n in norms)

@@ -73,6 +73,14 @@ def write(directory: Path, reference: str, graft_config, decoding,
     return {"by": "toolkit", "sha256": sha256_file(path)}
 
 
+def _licence(reference: str) -> str:
+    """The licence line: a preset's terms, else a pointer to the base model's own."""
+    name = reference.removeprefix(PRESET)
+    if reference.startswith(PRESET) and name in PRESETS:
+        return f"the base model's, {PRESETS[name].license}"
+    return "the base model's; see its own model card"
+
+
 def _body(reference, hub_id, graft_config, decoding, active, prompt_format) -> str:
     base = hub_id or ("the base model saved under `base/`" if reference == SELF
                       else f"the local base model at `{reference.split(':', 1)[-1]}` "
@@ -91,6 +99,8 @@ def _body(reference, hub_id, graft_config, decoding, active, prompt_format) -> s
         *saved,
         "",
         f"Prompt convention the head was trained with: {prompt_format or 'not recorded'}.",
+        "",
+        f"Licence: {_licence(reference)}",
         "",
         "## Use",
         "",

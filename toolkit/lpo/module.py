@@ -28,7 +28,7 @@ class HeadLPOModule(L.LightningModule):
 
     Logs the metrics under the names TRL's DPOTrainer gives them, without Lightning suffixes:
     per training step `loss`, `rewards/chosen`, `rewards/rejected`, `rewards/accuracies`,
-    `rewards/margins`, `logps/chosen`, `logps/rejected`, and `lr` and `grad_norm` (the head's
+    `rewards/margins`, `logps/chosen`, `logps/rejected`, `learning_rate` and `grad_norm` (the head's
     gradient L2 norm before clipping); per validation epoch the same with the `eval_` prefix
     (`eval_loss`, `eval_rewards/chosen`, ...).
     """
@@ -68,7 +68,8 @@ class HeadLPOModule(L.LightningModule):
         norms = grad_norm(self.head, norm_type=2)
         if "grad_2.0_norm_total" in norms:
             self.log("grad_norm", norms["grad_2.0_norm_total"], on_step=True, on_epoch=False)
-        self.log("lr", float(optimizer.param_groups[0]["lr"]), on_step=True, on_epoch=False)
+        self.log("learning_rate", float(optimizer.param_groups[0]["lr"]), on_step=True,
+                 on_epoch=False)
 
     def validation_step(self, batch: dict, batch_idx: int) -> None:
         loss, metrics = self._step(batch)
