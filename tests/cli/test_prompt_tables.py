@@ -30,7 +30,9 @@ def test_sources_are_told_apart(tmp_path):
     (tmp_path / "org").mkdir()
     assert is_table(tmp_path / "p.parquet") and is_table("tatsu-lab/alpaca")
     assert is_table("tatsu-lab/alpaca:test")
+    assert is_table("openai/gsm8k:main:test")
     assert not is_table(tmp_path / "p.jsonl") and not is_table(tmp_path / "org")
+    assert not is_table("runs/missing.jsonl") and not is_table("data/TruthfulQA.csv")
 
 
 def test_parquet_rows_are_checked_as_jsonl_lines(tmp_path):
@@ -53,7 +55,7 @@ def test_a_dataset_that_cannot_be_had_is_one_line(monkeypatch):
     line = str(err.value)
     assert line.startswith("cannot read prompts from 'no-such-org/no-such-dataset' "
                            "(generate.input) (")
-    assert line.endswith("check the path or dataset id and split (ORG/NAME:SPLIT), or give "
+    assert line.endswith("check the path or dataset id and split (ORG/NAME[:CONFIG]:SPLIT), or give "
                          "a local JSONL or Parquet file") and "\n" not in line
 
 

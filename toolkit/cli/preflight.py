@@ -79,7 +79,7 @@ def check_train(recipe: Recipe) -> None:
 def check_eval(recipe: Recipe) -> None:
     """The dataset exists (the built-in arithmetic task needs none)."""
     if recipe.eval.task != "arithmetic":
-        _need_file(recipe.eval.data_path, "eval.data_path")
+        _need_input(recipe.eval.data_path, "eval.data_path")
 
 
 def _check_outputs(command: Any, recipe: Recipe, recipe_file: str | None) -> None:

@@ -1,5 +1,6 @@
-"""Reading local CSV inputs row by row (JSONL goes through `toolkit.io.jsonl`), with the file and
-line of every row.
+"""Reading CSV inputs row by row (JSONL goes through `toolkit.io.jsonl`), with the file and
+line of every row; a Parquet file or a `datasets` id (`toolkit.io.tables`) with the same columns
+reads the same way, its rows numbered from 1.
 
 A malformed row is either skipped (reported in the results as `file:line: reason`) or raises
 `DataError` naming the file, the line and the problem, per `on_bad_row` (a `BadRows` policy);
@@ -14,21 +15,28 @@ from pathlib import Path
 from typing import Any
 
 from toolkit.core.errors import DataError
-from toolkit.io.jsonl import BadRows, existing_file
+from toolkit.io import tables
+from toolkit.io.jsonl import BadRows, existing_file, read_objects
 
-__all__ = ["BadRows", "csv_columns", "csv_rows", "parse_rows"]
+__all__ = ["BadRows", "csv_columns", "csv_rows", "parse_rows", "rows_of"]
+KEY = "eval.data_path"
 
 
 def csv_columns(path: str | Path) -> list[str]:
-    """The header row of a CSV file."""
-    p = existing_file(path, "eval.data_path")
+    """The header row of a CSV file (a table's column names)."""
+    if tables.is_table(path):
+        return list(next(tables.table_rows(path, KEY), (0, {}))[1])
+    p = existing_file(path, KEY)
     with p.open(newline="", encoding="utf-8") as f:
         return next(csv.reader(f), [])
 
 
 def csv_rows(path: str | Path, required: list[str]) -> Iterator[tuple[int, dict[str, str]]]:
     """(first line of the record, row) for every record; a missing column fails the file."""
-    p = existing_file(path, "eval.data_path")
+    if tables.is_table(path):
+        yield from _table_rows(path, required)
+        return
+    p = existing_file(path, KEY)
     with p.open(newline="", encoding="utf-8") as f:
         reader = csv.DictReader(f)
         missing = [c for c in required if c not in (reader.fieldnames or [])]
@@ -41,6 +49,22 @@ def csv_rows(path: str | Path, required: list[str]) -> Iterator[tuple[int, dict[
         for row in reader:
             yield start, row
             start = reader.line_num + 1
+
+
+def _table_rows(path, required: list[str]) -> Iterator[tuple[int, dict[str, Any]]]:
+    for number, row in tables.table_rows(path, KEY):
+        missing = [c for c in required if c not in row]
+        if missing:
+            raise DataError(f"{path}:{number}: missing column(s) {', '.join(missing)}; the "
+                            f"rows must have {', '.join(required)}")
+        yield number, row
+
+
+def rows_of(path: str | Path, bad: BadRows) -> Iterator[tuple[int, dict[str, Any]]]:
+    """The records of a JSONL file, or the rows of a Parquet file or `datasets` id."""
+    if tables.is_table(path):
+        return tables.table_rows(path, KEY)
+    return read_objects(path, bad, KEY)
 
 
 def parse_rows(

@@ -1,7 +1,8 @@
 """Prompt records from tables: a Parquet file, or a Hugging Face `datasets` id.
 
-`read_prompts` takes these beside JSONL: a path ending in `.parquet`, or `ORG/NAME` (optionally
-`ORG/NAME:SPLIT`, default split `train`) that is no local file, loaded with `datasets`
+`read_prompts` (and the eval data readers) take these beside JSONL and CSV: a path ending in
+`.parquet`, or `ORG/NAME` (optionally `ORG/NAME:SPLIT` or `ORG/NAME:CONFIG:SPLIT`, default split
+`train`) that is no local file, loaded with `datasets`
 (`load_dataset`: a local folder of that name laid out as a dataset repo, else as cached or
 fetched from the Hub). Each row is one record, numbered from 1
 as a JSONL line is, and checked as a JSONL record is. `datasets` (with pyarrow) is an optional
@@ -17,7 +18,8 @@ from typing import Any
 
 from toolkit.core.errors import DataError
 
-DATASET_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+(:[\w.-]+)?")
+FILE_SUFFIXES = (".jsonl", ".json", ".csv", ".tsv", ".txt")
+DATASET_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+(:[\w.-]+){0,2}")
 
 
 def is_table(path: str | Path) -> bool:
@@ -26,6 +28,8 @@ def is_table(path: str | Path) -> bool:
     if text.endswith(".parquet"):
         return True
     local = Path(text)
+    if text.split(":")[0].lower().endswith(FILE_SUFFIXES):  # a missing file, named as such
+        return False
     return DATASET_ID.fullmatch(text) is not None and (local.is_dir() or not local.exists())
 
 
@@ -42,7 +46,7 @@ def table_rows(path: str | Path, key: str = "") -> Iterator[tuple[int, dict[str,
     except Exception as err:  # network, a missing split, a damaged file: one line
         detail = str(err).strip().splitlines()[0][:200] if str(err).strip() else ""
         raise DataError(f"cannot read prompts from {text!r}{where} ({type(err).__name__}: "
-                        f"{detail}); check the path or dataset id and split (ORG/NAME:SPLIT), "
+                        f"{detail}); check the path or dataset id and split (ORG/NAME[:CONFIG]:SPLIT), "
                         "or give a local JSONL or Parquet file") from None
     yield from enumerate(rows, start=1)
 
@@ -54,8 +58,9 @@ def _parquet(path: str) -> list[dict[str, Any]]:
 
 def _split(name_and_split: str) -> list[dict[str, Any]]:
     datasets = _optional("datasets", name_and_split)
-    name, _, split = name_and_split.partition(":")
-    return [dict(row) for row in datasets.load_dataset(name, split=split or "train")]
+    name, *rest = name_and_split.split(":")
+    config, split = (None, *rest) if len(rest) < 2 else rest
+    return [dict(row) for row in datasets.load_dataset(name, config, split=split or "train")]
 
 
 def _optional(module: str, path: str) -> Any:
