@@ -234,7 +234,10 @@ def test_an_empty_reply_says_so(chat_dir, tmp_path, capsys):
     assert main(["generate", str(recipe), "generate.prompts=[Hello]",
                  f"generate.output={out}"]) == 0
     row = json.loads(out.read_text())
-    assert row == {"prompt": "Hello", "completion": "", "finish_reason": "stop", "empty": True}
+    assert row == {"prompt": "Hello", "completion": "", "finish_reason": "stop", "empty": True,
+                   "prompt_tokens": row["prompt_tokens"], "completion_tokens": 1,
+                   "temperature": None}
+    assert row["prompt_tokens"] > 1
 
 
 def test_eval_and_collect_prompts_follow_chat_template(chat_dir, tmp_path):

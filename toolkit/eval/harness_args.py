@@ -72,13 +72,15 @@ def _method_keys(logits_methods: tuple[str, ...]) -> list[str]:
 def check(given: dict[str, Any], logits_methods: tuple[str, ...]) -> None:
     """Refuse, in one line, a key no part of the backend takes, or one that only applies when
     HFLM loads the model itself."""
+    prefixes = tuple(f"{name}_" for name in logits_methods)
     for key, value in given.items():
+        if key in logits_methods or key.startswith(prefixes):
+            continue  # a method's (DeLTa's `delta` is not HFLM's delta weights here)
         if key in LOADING_ONLY and not (key == "trust_remote_code" and not value):
             raise ConfigError(f"model_args {key}={value} is not supported by the surgery "
                               "backend: it loads the model itself (from pretrained=, on one "
                               "device, no remote code); leave it out")
     known = (*OURS, "dtype", *hflm_keys())
-    prefixes = tuple(f"{name}_" for name in logits_methods)
     unknown = [k for k in given if k not in known and k not in logits_methods
                and not k.startswith(prefixes) and k not in LOADING_ONLY]
     if unknown:

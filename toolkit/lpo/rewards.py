@@ -72,7 +72,7 @@ def _function_reward(spec: str) -> Reward:
 def _reward_model(path: str, batch_size: int = 16) -> Reward:
     from transformers import AutoModelForSequenceClassification
 
-    from toolkit.sources.base import quiet_loading
+    from toolkit.sources.quiet import quiet_loading
     from toolkit.sources.tokenizer_files import load_tokenizer
 
     try:

@@ -5,8 +5,6 @@ loads in (`resolve_dtype`), and the checks on its files that run before any weig
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,26 +16,12 @@ from toolkit.core.errors import CheckpointError, reason
 from toolkit.io import json_reader
 from toolkit.io.layout import CONFIG_FILE, refuse_pickles
 from toolkit.sources import hub
+from toolkit.sources.quiet import quiet_loading
 from toolkit.sources.references import on_hub, read_reference
 from toolkit.sources.tokenizer_files import TOKENIZER_CONFIG, load_tokenizer
 
 WEIGHT_PATTERNS = ("model*.safetensors", "*.safetensors.index.json", "*.gguf")
 DTYPES = ("float32", "float16", "bfloat16")
-
-
-@contextlib.contextmanager
-def quiet_loading() -> Iterator[None]:
-    """transformers' weight-loading progress bars off while a model loads from local files
-    (the toolkit says what it loads; a Hub download, before this, keeps its bars)."""
-    from transformers.utils import logging as hf_logging
-
-    shown = hf_logging.is_progress_bar_enabled()
-    hf_logging.disable_progress_bar()
-    try:
-        yield
-    finally:
-        if shown:
-            hf_logging.enable_progress_bar()
 
 
 def has_tokenizer(directory) -> bool:

@@ -51,7 +51,7 @@ def load_gguf(directory: str | Path, gguf_file: str, dtype: Any = None,
     import torch
     from transformers import AutoModelForCausalLM
 
-    from toolkit.sources.base import quiet_loading
+    from toolkit.sources.quiet import quiet_loading
     from toolkit.sources.tokenizer_files import load_tokenizer
 
     check_gguf(directory, gguf_file)
