@@ -30,6 +30,17 @@ def graft(directory, **head) -> AugmentedModel:
     return AugmentedModel.graft(str(directory), small_graft(**head))
 
 
+def greedy_texts(model: AugmentedModel, prompts: list[str], max_new_tokens: int) -> list[str]:
+    """Each prompt's reply decoded alone by `model.generate` (its saved decoding), as text: the
+    reference a batched or sharded run must give."""
+    texts = []
+    for prompt in prompts:
+        ids = model.tokenizer(prompt, return_tensors="pt")["input_ids"]
+        seq = model.generate(ids, max_new_tokens=max_new_tokens)
+        texts.append(model.tokenizer.decode(seq[0, ids.shape[1]:], skip_special_tokens=True))
+    return texts
+
+
 def prompt_batch(tokenizer, prompts=PROMPTS) -> tuple[torch.Tensor, torch.Tensor]:
     """(input_ids, attention_mask), left padded; rows have different lengths."""
     enc = tokenizer(list(prompts), return_tensors="pt", padding=True)

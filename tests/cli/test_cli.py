@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from _generation import greedy_texts
 
 from toolkit.cli.main import COMMANDS, main
 from toolkit.graft.augmented import AugmentedModel
@@ -158,17 +159,6 @@ def test_subprocess_error_and_console_script(recipe):
     assert ok.returncode == 0 and COMMANDS["run"].summary in ok.stdout
 
 
-def reference_completions(checkpoint: Path, prompts: list[str], max_new_tokens: int) -> list[str]:
-    model = AugmentedModel.from_pretrained(checkpoint)
-    tok = model.tokenizer
-    out = []
-    for prompt in prompts:
-        ids = tok(prompt, return_tensors="pt")["input_ids"]
-        seq = model.generate(ids, max_new_tokens=max_new_tokens)
-        out.append(tok.decode(seq[0, ids.shape[1] :], skip_special_tokens=True))
-    return out
-
-
 def test_graft_then_generate_from_the_checkpoint(capsys, recipe, tmp_path):
     code, out, _ = run_main(capsys, "graft", recipe)
     ckpt = tmp_path / "out"
@@ -195,7 +185,8 @@ def test_graft_then_generate_from_the_checkpoint(capsys, recipe, tmp_path):
     assert code == 0 and f"wrote 3 completions to {target}" in out
     rows = [json.loads(line) for line in target.read_text().splitlines()]
     assert [(r["id"], r["text"]) for r in rows] == list(enumerate(prompts))
-    assert [r["completion"] for r in rows] == reference_completions(ckpt, prompts, 6)
+    expected = greedy_texts(AugmentedModel.from_pretrained(ckpt), prompts, 6)
+    assert [r["completion"] for r in rows] == expected
     assert all(r["completion"] for r in rows)
 
 

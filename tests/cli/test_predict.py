@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from _generation import greedy_texts
 
 from toolkit.graft.augmented import AugmentedModel
 
@@ -43,17 +44,6 @@ def generate(
     return subprocess.run(command, cwd=ROOT, capture_output=True, text=True, env=env, timeout=300)
 
 
-def single_process(model_dir: Path) -> list[str]:
-    model = AugmentedModel.graft(model_dir)
-    texts = []
-    for prompt in PROMPTS:
-        ids = model.tokenizer(prompt, return_tensors="pt")["input_ids"]
-        seq = model.generate(ids, max_new_tokens=5)
-        texts.append(model.tokenizer.decode(seq[0, ids.shape[1] :], skip_special_tokens=True))
-    assert all(texts)
-    return texts
-
-
 @pytest.mark.slow
 def test_two_processes_write_one_jsonl_in_input_order(tmp_path, tiny_llama_dir):
     (tmp_path / "in.jsonl").write_text(
@@ -72,5 +62,7 @@ def test_two_processes_write_one_jsonl_in_input_order(tmp_path, tiny_llama_dir):
     assert parallel.stdout.count("wrote 7 completions") == 1, "only rank 0 reports"
     rows = [json.loads(line) for line in (tmp_path / "par.jsonl").read_text().splitlines()]
     assert [(r["id"], r["prompt"]) for r in rows] == [(f"p{i}", p) for i, p in enumerate(PROMPTS)]
-    assert [r["completion"] for r in rows] == single_process(tiny_llama_dir)
+    expected = greedy_texts(AugmentedModel.graft(tiny_llama_dir), PROMPTS, 5)
+    assert all(expected)
+    assert [r["completion"] for r in rows] == expected
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []

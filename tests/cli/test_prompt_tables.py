@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
+from _generation import greedy_texts
 
 from toolkit.cli.main import main
 from toolkit.core.errors import DataError
@@ -59,16 +60,6 @@ def test_a_dataset_that_cannot_be_had_is_one_line(monkeypatch):
                          "a local JSONL or Parquet file") and "\n" not in line
 
 
-def _completions(ckpt: Path, prompts: list[str]) -> list[str]:
-    model = AugmentedModel.from_pretrained(ckpt)
-    out = []
-    for prompt in prompts:
-        ids = model.tokenizer(prompt, return_tensors="pt")["input_ids"]
-        seq = model.generate(ids, max_new_tokens=6)
-        out.append(model.tokenizer.decode(seq[0, ids.shape[1]:], skip_special_tokens=True))
-    return out
-
-
 @pytest.fixture(scope="module")
 def ckpt(tiny_llama_dir, tmp_path_factory) -> Path:
     return AugmentedModel.graft(str(tiny_llama_dir)).save_pretrained(
@@ -95,4 +86,5 @@ def test_generate_reads_a_table_as_it_reads_jsonl(kind, ckpt, tmp_path, capsys, 
     assert code == 0, capsys.readouterr().err
     got = [json.loads(line) for line in target.read_text().splitlines()]
     assert [(r["id"], r["text"]) for r in got] == list(enumerate(PROMPTS))
-    assert [r["completion"] for r in got] == _completions(ckpt, PROMPTS)
+    expected = greedy_texts(AugmentedModel.from_pretrained(ckpt), PROMPTS, 6)
+    assert [r["completion"] for r in got] == expected

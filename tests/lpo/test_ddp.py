@@ -8,6 +8,7 @@ import textwrap
 
 import pytest
 import torch
+from _lpo import by_sum
 
 from toolkit.graft.augmented import AugmentedModel
 from toolkit.lpo.cache import build_cache
@@ -34,10 +35,6 @@ def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
-
-
-def by_sum(prompts, replies, records):
-    return [float(sum(r["reply_ids"]) % 101) for r in records]
 
 
 @pytest.fixture(scope="module")

@@ -4,6 +4,7 @@ import math
 
 import pytest
 import torch
+from _lpo import by_sum, small_model
 
 from toolkit.core.errors import DataError
 from toolkit.decoding import temperature_log_probs
@@ -17,18 +18,9 @@ from toolkit.lpo.train import fit_head, train_head
 from toolkit.methods.options import GraftConfig, HeadConfig
 
 
-def by_sum(prompts, replies, records):
-    return [float(sum(r["reply_ids"]) % 101) for r in records]
-
-
-def _model(path, level="sequence"):
-    torch.manual_seed(0)
-    return AugmentedModel.graft(path, GraftConfig(head=HeadConfig(hidden_size=16, level=level)))
-
-
 @pytest.fixture(scope="module")
 def pairs_file(tiny_llama_dir, tmp_path_factory):
-    model = _model(tiny_llama_dir, "token")
+    model = small_model(tiny_llama_dir, "token")
     gen = torch.Generator().manual_seed(1)
     prompts = [{"id": str(i), "prompt_ids": torch.randint(3, 300, (3 + i % 3,), generator=gen).tolist()}
                for i in range(16)]
@@ -47,7 +39,7 @@ def _trainer(**kw):
 
 @pytest.mark.parametrize("level", ["sequence", "token"])
 def test_cache_holds_the_frozen_lm_features(tiny_llama_dir, pairs_file, level, tmp_path):
-    model = _model(tiny_llama_dir, level)
+    model = small_model(tiny_llama_dir, level)
     local = tmp_path / "pairs.jsonl"
     local.write_bytes(pairs_file.read_bytes())
     tensors, meta = cache.load_cache(cache.build_cache(model, local, progress=False))
@@ -75,7 +67,7 @@ def test_cache_holds_the_frozen_lm_features(tiny_llama_dir, pairs_file, level, t
 
 
 def test_cache_is_reused_and_rebuilt(tiny_llama_dir, pairs_file, tmp_path, monkeypatch):
-    model = _model(tiny_llama_dir)
+    model = small_model(tiny_llama_dir)
     local = tmp_path / "pairs.jsonl"
     local.write_bytes(pairs_file.read_bytes())
     path = cache.build_cache(model, local, progress=False)
@@ -103,7 +95,7 @@ def test_cache_is_reused_and_rebuilt(tiny_llama_dir, pairs_file, tmp_path, monke
 def test_a_damaged_cache_is_rebuilt(tiny_llama_dir, pairs_file, tmp_path, damage):
     """A cut-off file, one that is no safetensors, or one whose header lies about its size:
     rebuilt, not a SafetensorError or OSError."""
-    model = _model(tiny_llama_dir)
+    model = small_model(tiny_llama_dir)
     local = tmp_path / "pairs.jsonl"
     local.write_bytes(pairs_file.read_bytes())
     path = cache.build_cache(model, local, progress=False)
@@ -117,7 +109,7 @@ def test_a_damaged_cache_is_rebuilt(tiny_llama_dir, pairs_file, tmp_path, damage
 
 
 def test_module_trains_only_the_head_and_starts_at_log2(tiny_llama_dir, pairs_file):
-    model = _model(tiny_llama_dir)
+    model = small_model(tiny_llama_dir)
     module = HeadLPOModule(model.head, loss="latent", level="sequence")
     assert set(map(id, module.parameters())) == set(map(id, model.head.parameters()))
     optimizer = module.configure_optimizers()
@@ -133,7 +125,7 @@ def test_module_trains_only_the_head_and_starts_at_log2(tiny_llama_dir, pairs_fi
 
 
 def test_train_head_exports_and_leaves_base_untouched(tiny_llama_dir, pairs_file, tmp_path):
-    model = _model(tiny_llama_dir, "token")
+    model = small_model(tiny_llama_dir, "token")
     before = {k: v.clone() for k, v in model.base.state_dict().items()}
     initial = {k: v.clone() for k, v in model.head.state_dict().items()}
     run, work = tmp_path / "run", tmp_path / "work"
@@ -159,7 +151,7 @@ def test_train_head_exports_and_leaves_base_untouched(tiny_llama_dir, pairs_file
 
 def test_resume_from_checkpoint_matches_uninterrupted_run(tiny_llama_dir, pairs_file, tmp_path):
     train = TrainConfig(loss="tokens_separate")
-    model = _model(tiny_llama_dir)
+    model = small_model(tiny_llama_dir)
     file = cache.build_cache(model, pairs_file, progress=False)
     initial = {k: v.clone() for k, v in model.head.state_dict().items()}
     _, full = fit_head(model, file, train, _trainer(max_epochs=4), tmp_path / "a")

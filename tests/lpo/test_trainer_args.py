@@ -4,49 +4,28 @@ gradient norm logged, mixed precision, a progress bar on a terminal, one vocabul
 
 from __future__ import annotations
 
-import csv
 import logging
 import math
 from pathlib import Path
 
 import pytest
-import torch
+from _lpo import metrics, sequence_pairs, small_model, trainer_config
 
 from toolkit.core.errors import ConfigError
-from toolkit.graft.augmented import AugmentedModel
-from toolkit.lpo.collect import collect_pairs
-from toolkit.lpo.config import CollectConfig, TrainConfig, TrainerConfig
+from toolkit.lpo.config import TrainConfig
 from toolkit.lpo.train import make_trainer, train_head
-from toolkit.methods.options import GraftConfig, HeadConfig
 from toolkit.recipes.load import load_recipe
 
 RECIPE = Path(__file__).resolve().parents[2] / "recipes" / "tiny.yaml"
 
 
-def by_sum(prompts, replies, records):
-    return [float(sum(r["reply_ids"]) % 101) for r in records]
-
-
-def _model(path):
-    torch.manual_seed(0)
-    return AugmentedModel.graft(path, GraftConfig(head=HeadConfig(hidden_size=16)))
-
-
 def _trainer(**kw):
-    return TrainerConfig(**{**dict(accelerator="cpu", max_epochs=1, batch_size=4, lr=1e-2,
-                                   seed=0, log_every_n_steps=1), **kw})
+    return trainer_config(**{"max_epochs": 1, **kw})
 
 
 @pytest.fixture(scope="module")
 def pairs_file(tiny_llama_dir, tmp_path_factory):
-    model = _model(tiny_llama_dir)
-    gen = torch.Generator().manual_seed(2)
-    prompts = [{"id": str(i), "prompt_ids": torch.randint(3, 300, (4,), generator=gen).tolist()}
-               for i in range(16)]
-    out = tmp_path_factory.mktemp("pairs") / "pairs.jsonl"
-    config = CollectConfig(num_replies=4, prompts_per_batch=16, max_new_tokens=4)
-    assert collect_pairs(model, prompts, config, out, reward=by_sum, progress=False).pairs == 16
-    return out
+    return sequence_pairs(tiny_llama_dir, tmp_path_factory.mktemp("pairs") / "pairs.jsonl")
 
 
 def _recipe(*overrides):
@@ -96,12 +75,6 @@ def test_wrong_trainer_keys_are_one_line(override, line):
     assert str(err.value).startswith(line)
 
 
-def _metrics(root):
-    (path,) = list(root.rglob("metrics.csv"))
-    with open(path) as f:
-        return list(csv.DictReader(f))
-
-
 def test_callbacks_from_the_recipe_and_lr_and_grad_norm_logged(tiny_llama_dir, pairs_file,
                                                                tmp_path, monkeypatch):
     (tmp_path / "my_callbacks.py").write_text(
@@ -113,12 +86,12 @@ def test_callbacks_from_the_recipe_and_lr_and_grad_norm_logged(tiny_llama_dir, p
     config = _trainer(logger="csv", lr_scheduler="linear", warmup_steps=2, max_epochs=2,
                       callbacks=[{"class_path": "my_callbacks.Count",
                                   "init_args": {"label": "a"}}])
-    train_head(_model(tiny_llama_dir), pairs_file, TrainConfig(), config, tmp_path / "out",
+    train_head(small_model(tiny_llama_dir), pairs_file, TrainConfig(), config, tmp_path / "out",
                log_dir=tmp_path / "logs")
     import my_callbacks
 
     assert my_callbacks.Count.seen == [("a", step) for step in range(1, 9)]
-    rows = [r for r in _metrics(tmp_path / "logs") if r.get("learning_rate")]
+    rows = [r for r in metrics(tmp_path / "logs") if r.get("learning_rate")]
     rates = [float(r["learning_rate"]) for r in rows]
     assert rates[:3] == pytest.approx([0.0, 5e-3, 1e-2])  # linear warmup over 2 steps
     norms = [float(r["grad_norm"]) for r in rows]
@@ -130,19 +103,19 @@ def test_ckpt_path_last_resumes_and_starts_fresh_without_one(tiny_llama_dir, pai
     ckpts = tmp_path / "ckpts"
     first = _trainer(checkpoint_dir=str(ckpts), ckpt_path="last")
     with caplog.at_level(logging.WARNING, logger="toolkit.lpo.resume"):
-        result = train_head(_model(tiny_llama_dir), pairs_file, TrainConfig(), first,
+        result = train_head(small_model(tiny_llama_dir), pairs_file, TrainConfig(), first,
                             tmp_path / "out1", log_dir=tmp_path / "logs1")
     assert f"trainer.ckpt_path=last: no {ckpts / 'last.ckpt'} yet; training starts from " \
            "the beginning" in caplog.text
     assert result.steps == 4 and (ckpts / "last.ckpt").is_file()
     again = _trainer(checkpoint_dir=str(ckpts), ckpt_path="last", max_epochs=2)
-    resumed = train_head(_model(tiny_llama_dir), pairs_file, TrainConfig(), again,
+    resumed = train_head(small_model(tiny_llama_dir), pairs_file, TrainConfig(), again,
                          tmp_path / "out2", log_dir=tmp_path / "logs2")
     assert resumed.steps == 8 and len(resumed.losses) == 4  # the second epoch only
 
 
 def test_bf16_mixed_precision_trains_on_cpu(tiny_llama_dir, pairs_file, tmp_path):
-    result = train_head(_model(tiny_llama_dir), pairs_file, TrainConfig(),
+    result = train_head(small_model(tiny_llama_dir), pairs_file, TrainConfig(),
                         _trainer(precision="bf16-mixed"), tmp_path / "out",
                         log_dir=tmp_path / "logs")
     assert result.steps == 4 and all(math.isfinite(v) for v in result.losses)

@@ -3,51 +3,32 @@ the best head (by eval_loss) exported, loggers, LR schedule, gradient clipping, 
 
 from __future__ import annotations
 
-import csv
 import json
 import math
 
 import pytest
 import torch
+from _lpo import metrics, sequence_pairs, small_model, trainer_config
 
 from toolkit.core.errors import ConfigError
 from toolkit.graft.augmented import AugmentedModel
 from toolkit.lpo import cache
-from toolkit.lpo.collect import collect_pairs
-from toolkit.lpo.config import CollectConfig, TrainConfig, TrainerConfig
+from toolkit.lpo.config import TrainConfig, TrainerConfig
 from toolkit.lpo.module import split_pairs
 from toolkit.lpo.train import fit_head, make_trainer, train_head
-from toolkit.methods.options import GraftConfig, HeadConfig
 
 # As TRL's DPOTrainer logs them: training under these names, evaluation with `eval_` before.
 TRL_NAMES = ("loss", "rewards/chosen", "rewards/rejected", "rewards/accuracies",
              "rewards/margins", "logps/chosen", "logps/rejected")
 
 
-def by_sum(prompts, replies, records):
-    return [float(sum(r["reply_ids"]) % 101) for r in records]
-
-
-def _model(path):
-    torch.manual_seed(0)
-    return AugmentedModel.graft(path, GraftConfig(head=HeadConfig(hidden_size=16)))
-
-
 def _trainer(**kw):
-    return TrainerConfig(**{**dict(accelerator="cpu", max_epochs=3, batch_size=4, lr=1e-2,
-                                   seed=0, log_every_n_steps=1), **kw})
+    return trainer_config(**{"max_epochs": 3, **kw})
 
 
 @pytest.fixture(scope="module")
 def pairs_file(tiny_llama_dir, tmp_path_factory):
-    model = _model(tiny_llama_dir)
-    gen = torch.Generator().manual_seed(2)
-    prompts = [{"id": str(i), "prompt_ids": torch.randint(3, 300, (4,), generator=gen).tolist()}
-               for i in range(16)]
-    out = tmp_path_factory.mktemp("pairs") / "pairs.jsonl"
-    config = CollectConfig(num_replies=4, prompts_per_batch=16, max_new_tokens=4)
-    assert collect_pairs(model, prompts, config, out, reward=by_sum, progress=False).pairs == 16
-    return out
+    return sequence_pairs(tiny_llama_dir, tmp_path_factory.mktemp("pairs") / "pairs.jsonl")
 
 
 @pytest.fixture(scope="module")
@@ -66,18 +47,12 @@ def swapped_file(pairs_file):
     return out
 
 
-def _metrics(root):
-    (path,) = list(root.rglob("metrics.csv"))
-    with open(path) as f:
-        return list(csv.DictReader(f))
-
-
 def test_val_fraction_logs_trl_names_and_summary(tiny_llama_dir, pairs_file, tmp_path):
-    model = _model(tiny_llama_dir)
+    model = small_model(tiny_llama_dir)
     result = train_head(model, pairs_file, TrainConfig(val_fraction=0.25),
                         _trainer(logger=["csv", "tensorboard"]), tmp_path / "run",
                         log_dir=tmp_path / "logs")
-    rows = _metrics(tmp_path / "logs")
+    rows = metrics(tmp_path / "logs")
     columns = set(rows[0])
     assert {*TRL_NAMES, *(f"eval_{name}" for name in TRL_NAMES)} <= columns
     assert not [c for c in columns if c.endswith(("_step", "_epoch"))], sorted(columns)
@@ -94,11 +69,11 @@ def test_val_fraction_logs_trl_names_and_summary(tiny_llama_dir, pairs_file, tmp
 
 
 def test_best_head_by_val_loss_is_exported(tiny_llama_dir, pairs_file, swapped_file, tmp_path):
-    model = _model(tiny_llama_dir)
+    model = small_model(tiny_llama_dir)
     result = train_head(model, pairs_file, TrainConfig(val_pairs=str(swapped_file)),
                         _trainer(logger="csv", max_epochs=4), tmp_path / "run",
                         log_dir=tmp_path / "logs")
-    val_losses = [float(r["eval_loss"]) for r in _metrics(tmp_path / "logs") if r["eval_loss"]]
+    val_losses = [float(r["eval_loss"]) for r in metrics(tmp_path / "logs") if r["eval_loss"]]
     assert len(val_losses) == 4 and val_losses == sorted(val_losses), "val loss should rise"
     assert (result.best_epoch, result.best_step) == (0, 4)
     assert result.best_val_loss == pytest.approx(val_losses[0], abs=1e-6)
@@ -107,7 +82,7 @@ def test_best_head_by_val_loss_is_exported(tiny_llama_dir, pairs_file, swapped_f
     exported = AugmentedModel.from_pretrained(result.out_dir).head.state_dict()
     assert all(torch.equal(exported[k], saved[f"head.{k}"]) for k in exported)
     # ... and it is not the head of the last step
-    last = _model(tiny_llama_dir)
+    last = small_model(tiny_llama_dir)
     trainer, module = fit_head(last, cache.build_cache(last, pairs_file, progress=False),
                                TrainConfig(), _trainer(max_epochs=4), tmp_path / "plain")
     assert any(not torch.equal(exported[k], v) for k, v in module.head.state_dict().items())
@@ -143,7 +118,7 @@ def test_scheduler_and_clipping_reach_the_trainer(tiny_llama_dir, pairs_file, tm
         def on_train_batch_start(self, trainer, *args):
             self.seen.append(trainer.optimizers[0].param_groups[0]["lr"])
 
-    model = _model(tiny_llama_dir)
+    model = small_model(tiny_llama_dir)
     config = _trainer(lr_scheduler=kind, warmup_steps=2, gradient_clip_val=0.5, max_epochs=2)
     file = cache.build_cache(model, pairs_file, progress=False)
     rates = Rates()
