@@ -109,12 +109,12 @@ def make_trainer(config: TrainerConfig, root: Path, callbacks: Sequence = (),
                                          every_n_epochs=1))
     callbacks += trainer_args.make_callbacks(list(config.callbacks))
     loggers = make_loggers(list(config.logger), root)
-    return L.Trainer(**{**_trainer_kwargs(config, root, validates), **config.lightning},
+    return L.Trainer(**{**_trainer_kwargs(config, validates), **config.lightning},
                      logger=loggers or False, callbacks=callbacks, plugins=[LocalCheckpointIO()],
                      use_distributed_sampler=False, default_root_dir=str(root))
 
 
-def _trainer_kwargs(config: TrainerConfig, root: Path, validates: bool) -> dict:
+def _trainer_kwargs(config: TrainerConfig, validates: bool) -> dict:
     """The Trainer arguments from the typed fields, and the toolkit's defaults for others
     (which `trainer.lightning` may change)."""
     return dict(

@@ -55,8 +55,8 @@ def lightning_arguments() -> tuple[str, ...]:
 
 def sort_section(section: dict, fields: set[str]) -> dict:
     """The raw `trainer` mapping with each flat Lightning argument that is not a typed field
-    moved under `lightning`; TRL's names, reserved arguments and near misses of a Lightning
-    argument refused in one line (other unknown keys are left to the schema's check)."""
+    moved under `lightning`; TRL's names and near misses of a Lightning argument refused in one
+    line (other unknown keys are left to the schema's check)."""
     extra = dict(section.get("lightning") or {})
     for key in [k for k in section if k not in fields]:
         if key in TRL_NAMES:
@@ -69,8 +69,7 @@ def sort_section(section: dict, fields: set[str]) -> dict:
             if near:
                 raise ConfigError(f"unknown key 'trainer.{key}'; did you mean "
                                   f"'trainer.{near[0]}' (a Lightning Trainer argument)?")
-    check_lightning(extra, fields)
-    if extra:
+    if extra:  # checked with the rest of the section (`TrainerConfig`)
         section["lightning"] = extra
     return section
 
@@ -99,6 +98,8 @@ def check_lightning(extra: dict, fields: set[str]) -> None:
 def make_callbacks(specs: list) -> list:
     """Lightning callbacks from `trainer.callbacks` entries: a class path, or
     `{class_path: ..., init_args: {...}}`."""
+    if not specs:  # no Lightning import on every recipe load
+        return []
     from lightning.pytorch.callbacks import Callback
 
     made = []
