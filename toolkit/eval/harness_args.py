@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
-import importlib
 import inspect
 from typing import Any
 
@@ -54,11 +53,7 @@ def import_plugins(value: Any) -> None:
         raise ConfigError(f"imports={value!r} in model_args must name a module (several "
                           "joined by +), e.g. imports=my_package.my_method")
     for name in value.split("+"):
-        try:
-            importlib.import_module(name)
-        except Exception as err:  # the user's module: one line naming it
-            raise ConfigError(f"imports: cannot import {name!r} ({type(err).__name__}: "
-                              f"{err}); install it or put it on PYTHONPATH") from None
+        methods.import_module(name)
 
 
 def _method_keys(logits_methods: tuple[str, ...]) -> list[str]:

@@ -27,6 +27,7 @@ the pure math of `toolkit.decoding` when they first run.
 from __future__ import annotations
 
 import dataclasses
+import importlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from importlib import metadata
@@ -159,6 +160,16 @@ def plugin_errors() -> tuple[str, ...]:
             except ConfigError as err:
                 _broken.append(str(err))
     return tuple(_broken)
+
+
+def import_module(name: str) -> None:
+    """Import `name`, a module that registers methods when imported (a recipe's `imports:`,
+    the lm-eval backend's `imports=`); a failure is one ConfigError line naming it."""
+    try:
+        importlib.import_module(name)
+    except Exception as err:  # the user's module: one line naming it
+        raise ConfigError(f"imports: cannot import {name!r} ({type(err).__name__}: "
+                          f"{err}); install it or put it on PYTHONPATH") from None
 
 
 def check_plugins() -> None:

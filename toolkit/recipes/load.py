@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
-import importlib
 import re
 import typing
 from collections.abc import Sequence
@@ -76,11 +75,7 @@ def import_plugins(sources: Sequence[DictConfig]) -> None:
     if not isinstance(names, (list, ListConfig)) or not all(isinstance(n, str) for n in names):
         raise ConfigError(f"imports must be a list of module names, not {names!r}")
     for name in names:
-        try:
-            importlib.import_module(name)
-        except Exception as err:  # the user's module: one line naming it
-            raise ConfigError(f"imports: cannot import {name!r} ({type(err).__name__}: "
-                              f"{err}); install it or put it on PYTHONPATH") from None
+        methods.import_module(name)
 
 
 def to_recipe(config: DictConfig) -> Recipe:
