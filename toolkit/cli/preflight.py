@@ -163,7 +163,7 @@ def _need_input(path: str, key: str) -> None:
     from toolkit.io import tables
 
     if not (tables.is_table(path) and not str(path).endswith(".parquet")):
-        _need_file(path, key, "give a JSONL or Parquet file, or a datasets id ORG/NAME[:SPLIT]")
+        _need_file(path, key, "give a JSONL or Parquet file, or a datasets id ORG/NAME[:CONFIG]:SPLIT")
 
 
 def _need_file(path: str, key: str, hint: str = "") -> None:
@@ -192,18 +192,16 @@ def replies_fit(recipe: Recipe, info: ModelFileInfo) -> None:
 def prompts_fit(recipe: Recipe, info: ModelFileInfo) -> None:
     """generate.input reads, and the token ids its records give directly (`prompt_ids`) lie
     inside the model's vocabulary."""
-    gen, vocab = recipe.generate, info.vocab_size
+    gen = recipe.generate
     if not gen.input:
         return
+    from toolkit.graft.batching import check_vocabulary
     from toolkit.io.jsonl import read_prompts
 
     for number, record in read_prompts(gen.input, gen.prompt_field, token_ids=True,
                                        key="generate.input"):
-        bad = [i for i in record.get("prompt_ids", ()) if vocab and not 0 <= i < vocab]
-        if bad:
-            raise DataError(
-                f"{gen.input}:{number}: prompt_ids holds token id {bad[0]}, outside the model's "
-                f"vocabulary (0..{vocab - 1}); the ids were made for another tokenizer")
+        check_vocabulary(record.get("prompt_ids", ()), info.vocab_size,
+                         f"{gen.input}:{number}")
 
 
 def collection_fits(recipe: Recipe, info: ModelFileInfo) -> None:

@@ -16,9 +16,9 @@ from typing import Any
 
 from toolkit.core.errors import DataError
 from toolkit.io import tables
-from toolkit.io.jsonl import BadRows, existing_file, read_objects
+from toolkit.io.jsonl import BadRows, existing_file
 
-__all__ = ["BadRows", "csv_columns", "csv_rows", "parse_rows", "rows_of"]
+__all__ = ["BadRows", "csv_columns", "csv_rows", "parse_rows"]
 KEY = "eval.data_path"
 
 
@@ -58,13 +58,6 @@ def _table_rows(path, required: list[str]) -> Iterator[tuple[int, dict[str, Any]
             raise DataError(f"{path}:{number}: missing column(s) {', '.join(missing)}; the "
                             f"rows must have {', '.join(required)}")
         yield number, row
-
-
-def rows_of(path: str | Path, bad: BadRows) -> Iterator[tuple[int, dict[str, Any]]]:
-    """The records of a JSONL file, or the rows of a Parquet file or `datasets` id."""
-    if tables.is_table(path):
-        return tables.table_rows(path, KEY)
-    return read_objects(path, bad, KEY)
 
 
 def parse_rows(

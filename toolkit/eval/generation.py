@@ -13,10 +13,11 @@ from __future__ import annotations
 from typing import Any
 
 from toolkit.core import answers
-from toolkit.eval.data import BadRows, parse_rows, rows_of
+from toolkit.eval.data import KEY, BadRows, parse_rows
 from toolkit.eval.repetition import repetition_metrics
 from toolkit.graft.batching import generate_replies
 from toolkit.graft.prompting import CHAT
+from toolkit.io.jsonl import read_rows
 from toolkit.methods.options import DecodingConfig, mode_decoding
 
 METRICS = {"gsm8k": ("accuracy",), "strategyqa": ("accuracy",), "repetition": ()}
@@ -49,7 +50,7 @@ PARSERS = {"gsm8k": _parse_gsm8k, "strategyqa": _parse_strategyqa, "repetition":
 
 
 def load(task: str, path: str, bad: BadRows, limit: int | None = None) -> list[dict[str, Any]]:
-    return parse_rows(rows_of(path, bad), path, PARSERS[task], bad, limit)
+    return parse_rows(read_rows(path, bad, KEY), path, PARSERS[task], bad, limit)
 
 
 def prompt_of(task: str, item: dict[str, Any], template: str) -> str:

@@ -137,13 +137,18 @@ def prompt_rows(model: Any, prompts: Sequence[str | Sequence[int]],
         if isinstance(prompt, str):
             rows.append(token_ids(model.tokenizer, prompt))
             continue
-        bad = [i for i in prompt if not 0 <= i < model.vocab_size]
-        if bad:
-            raise DataError(
-                f"prompt {number}: prompt_ids holds token id {bad[0]}, outside the model's "
-                f"vocabulary (0..{model.vocab_size - 1}); the ids were made for another tokenizer")
+        check_vocabulary(prompt, model.vocab_size, f"prompt {number}")
         rows.append(list(prompt))
     return rows
+
+
+def check_vocabulary(ids: Sequence[int], vocab_size: int | None, where: str) -> None:
+    """Refuse token ids given directly (`prompt_ids`) outside the vocabulary (unknown: none)."""
+    bad = [i for i in ids if vocab_size and not 0 <= i < vocab_size]
+    if bad:
+        raise DataError(
+            f"{where}: prompt_ids holds token id {bad[0]}, outside the model's vocabulary "
+            f"(0..{vocab_size - 1}); the ids were made for another tokenizer")
 
 
 def check_lengths(model: Any, lengths: Sequence[int], max_new_tokens: int,

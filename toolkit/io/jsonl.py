@@ -225,7 +225,7 @@ def read_prompts(path: str | Path, field: str = "prompt", bad: BadRows | None = 
     """
     bad = bad or BadRows()
     records = []
-    for number, obj in _prompt_rows(path, bad, key):
+    for number, obj in read_rows(path, bad, key):
         ids = obj.get("prompt_ids")
         good_ids = isinstance(ids, list) and bool(ids) and all(
             isinstance(i, int) and not isinstance(i, bool) for i in ids)
@@ -253,9 +253,9 @@ def read_prompts(path: str | Path, field: str = "prompt", bad: BadRows | None = 
     return records
 
 
-def _prompt_rows(path, bad: BadRows, key: str) -> Iterator[tuple[int, dict[str, Any]]]:
-    """The objects of a JSONL file, or the rows of a Parquet file or `datasets` split
-    (`toolkit.io.tables`), each row's strings checked to be text."""
+def read_rows(path, bad: BadRows, key: str = "") -> Iterator[tuple[int, dict[str, Any]]]:
+    """`read_objects` of a JSONL file, or the rows of a Parquet file or `datasets` split
+    (`toolkit.io.tables`), each row's strings checked to be text as a JSONL line's are."""
     if not tables.is_table(path):
         yield from read_objects(path, bad, key)
         return
