@@ -21,19 +21,23 @@ from toolkit.core.errors import CheckpointError
 from toolkit.io import json_reader
 from toolkit.io.files import sha256_file
 from toolkit.io.layout import CARD_FILE, CONFIG_FILE
-from toolkit.sources.presets import PRESETS
+from toolkit.sources.presets import PRESETS, Preset
 from toolkit.sources.references import HUB, PRESET, SELF
 
 LIBRARY = "model-surgery-decoding"
+
+
+def _preset(reference: str) -> Preset | None:
+    """The model preset a written reference names, if it names one."""
+    return PRESETS.get(reference.removeprefix(PRESET)) if reference.startswith(PRESET) else None
 
 
 def base_model(reference: str) -> str | None:
     """The Hub id of the base a written reference names (None for a local or inside base)."""
     if reference.startswith(HUB):
         return reference.removeprefix(HUB)
-    if reference.startswith(PRESET) and reference.removeprefix(PRESET) in PRESETS:
-        return PRESETS[reference.removeprefix(PRESET)].hub_id
-    return None
+    preset = _preset(reference)
+    return preset.hub_id if preset else None
 
 
 def carried(target: Path) -> Path | None:
@@ -75,10 +79,9 @@ def write(directory: Path, reference: str, graft_config, decoding,
 
 def _licence(reference: str) -> str:
     """The licence line: a preset's terms, else a pointer to the base model's own."""
-    name = reference.removeprefix(PRESET)
-    if reference.startswith(PRESET) and name in PRESETS:
-        return f"the base model's, {PRESETS[name].license}"
-    return "the base model's; see its own model card"
+    preset = _preset(reference)
+    return (f"the base model's, {preset.license}" if preset
+            else "the base model's; see its own model card")
 
 
 def _body(reference, hub_id, graft_config, decoding, active, prompt_format) -> str:
