@@ -135,8 +135,9 @@ class Store:
         if key not in self.data["cells"]:
             began = time.perf_counter()
             self.data["cells"][key] = compute(*args)
-            print(f"  {key}: {self.data['cells'][key]} ({time.perf_counter() - began:.0f} s)",
-                  flush=True)
+            took = time.perf_counter() - began
+            self.data["seconds"] += took  # saved with the cell: an interrupted run keeps it
+            print(f"  {key}: {self.data['cells'][key]} ({took:.0f} s)", flush=True)
             self.save()
         return self.data["cells"][key]
 
@@ -250,7 +251,7 @@ def markdown(rows: list[Row], data: dict) -> str:
                  f"({'run' if tqa else 'no CSV given: blank'}); arithmetic "
                  f"{settings['replies']} questions x 1 reply a cell; reward "
                  f"{2 * settings['reward_prompts']} prompts x 3 replies; one torch thread; "
-                 f"{data['seconds'] / 3600:.2f} h in all.")
+                 f"{data['seconds'] / 3600:.2f} h of computing cells in all.")
     return "\n".join(lines) + "\n"
 
 
@@ -316,14 +317,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 2
     took = time.perf_counter() - began
-    store.data["seconds"] += took
-    store.save()
     table = markdown(rows, store.data)
     (out / "league.md").write_text(table)
     update_figures(Path(args.figures), args.model, table)
     print(table)
-    print(f"took {took / 60:.1f} min this run, {store.data['seconds'] / 3600:.2f} h in all; "
-          f"the table is in {out / 'league.md'} and {args.figures}")
+    print(f"took {took / 60:.1f} min this run, {store.data['seconds'] / 3600:.2f} h of computing "
+          f"cells in all; the table is in {out / 'league.md'} and {args.figures}")
     return 0
 
 

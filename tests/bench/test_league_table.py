@@ -62,7 +62,7 @@ def test_every_row_and_column_then_resume(tmp_path, tiny_llama_dir, capsys):
     assert text.startswith("# Figures\n\nbefore\n<!-- league:tiny:llama -->\n| method | MC1 |")
     assert text.endswith("<!-- /league:tiny:llama -->\nafter\n") and "old" not in text
     assert "| sampling |  |  |  | " in text and "| learned head |" in text
-    assert "took " in out and "h in all" in out
+    assert "took " in out and "h of computing cells in all" in out
 
     del data["cells"]["dola/reward"]
     (tmp_path / "out" / "league.json").write_text(json.dumps(data))
