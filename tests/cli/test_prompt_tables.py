@@ -13,7 +13,7 @@ from toolkit.cli.main import main
 from toolkit.core.errors import DataError
 from toolkit.graft.augmented import AugmentedModel
 from toolkit.io.jsonl import read_prompts
-from toolkit.io.tables import is_table
+from toolkit.io.tables import is_table, table_rows
 
 pa = pytest.importorskip("pyarrow")
 pq = pytest.importorskip("pyarrow.parquet")
@@ -48,14 +48,15 @@ def test_parquet_rows_are_checked_as_jsonl_lines(tmp_path):
     assert read_prompts(chat) == [(1, {"prompt": [{"role": "user", "content": "Hi"}]})]
 
 
-def test_a_dataset_that_cannot_be_had_is_one_line(monkeypatch):
+@pytest.mark.parametrize("key", ["generate.input", "eval.data_path"])
+def test_a_dataset_that_cannot_be_had_is_one_line(key, monkeypatch):
+    """The line names the source and the key it came from, prompts or eval data alike."""
     monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(DataError) as err:
-        read_prompts("no-such-org/no-such-dataset", key="generate.input")
+        list(table_rows("no-such-org/no-such-dataset", key=key))
     line = str(err.value)
-    assert line.startswith("cannot read prompts from 'no-such-org/no-such-dataset' "
-                           "(generate.input) (")
+    assert line.startswith(f"cannot read the rows of 'no-such-org/no-such-dataset' ({key}) (")
     assert line.endswith("check the path or dataset id and split (ORG/NAME[:CONFIG]:SPLIT), or give "
                          "a local JSONL or Parquet file") and "\n" not in line
 

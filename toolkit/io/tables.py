@@ -45,7 +45,7 @@ def table_rows(path: str | Path, key: str = "") -> Iterator[tuple[int, dict[str,
         raise
     except Exception as err:  # network, a missing split, a damaged file: one line
         detail = str(err).strip().splitlines()[0][:200] if str(err).strip() else ""
-        raise DataError(f"cannot read prompts from {text!r}{where} ({type(err).__name__}: "
+        raise DataError(f"cannot read the rows of {text!r}{where} ({type(err).__name__}: "
                         f"{detail}); check the path or dataset id and split (ORG/NAME[:CONFIG]:SPLIT), "
                         "or give a local JSONL or Parquet file") from None
     yield from enumerate(rows, start=1)
