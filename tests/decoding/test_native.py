@@ -110,6 +110,13 @@ def test_the_kernels_agree_with_the_torch_ops_on_any_logits(inputs):
         assert not torch.isnan(got).any()
         assert torch.equal(torch.isinf(got), torch.isinf(want))
         assert torch.allclose(got.float(), want.float(), rtol=1e-4, atol=1e-5)
+    (out, chosen), (eager_out, eager_chosen) = _both(lambda: dola_values(final, early))
+    if torch.equal(chosen, eager_chosen):  # a near-tie of two layers' scores may go either way
+        assert out.dtype == eager_out.dtype and not torch.isnan(out).any()
+        assert torch.equal(torch.isinf(out), torch.isinf(eager_out))
+        finite = torch.isfinite(eager_out)
+        assert torch.allclose(out[finite].float(), eager_out[finite].float(), rtol=1e-5,
+                              atol=1e-5)
     jsd, eager_jsd = _both(lambda: layer_divergences(final, early))
     assert torch.isfinite(jsd).all()
     # float32 rounding of sum_v M (2 log M - log P_N - log P_j), terms as large as the logits'

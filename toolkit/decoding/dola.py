@@ -119,9 +119,14 @@ def dola_contrast(
     _check(final_logits, early_logits, relative_top)
     log_final = _log_final(final_logits)
     chosen = _divergences(final_logits, early_logits, log_final).argmax(-1)
+    threshold = log_final.amax(-1, keepdim=True) + math.log(relative_top)
+    if native.runs_on(early_logits):
+        out = native.dola_finish(early_logits, final_logits, log_final, chosen, threshold)
+        if final_logits.dtype != torch.float32:  # the kernel caps at float32's largest value
+            out.clamp_max_(torch.finfo(final_logits.dtype).max)
+        return out.to(final_logits.dtype), chosen
     premature = early_logits[torch.arange(early_logits.shape[0], device=chosen.device), chosen]
     log_premature = torch.log_softmax(premature.float().clamp_min_(_LOWEST), dim=-1)
-    threshold = log_final.amax(-1, keepdim=True) + math.log(relative_top)
     out = log_premature.neg_().add_(log_final).clamp_max_(torch.finfo(final_logits.dtype).max)
     out.masked_fill_(log_final < threshold, float("-inf"))  # kept: log p_N >= threshold
     out.masked_fill_(final_logits == float("-inf"), float("-inf"))

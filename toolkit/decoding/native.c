@@ -8,6 +8,7 @@
  * call runs (x86), as they change no sum at float32 precision and cost 100x the time.
  * Non-finite logits give non-finite sums; the caller then recomputes that row with torch.
  */
+#include <float.h>
 #include <math.h>
 #include <stdint.h>
 #include <string.h>
@@ -159,6 +160,33 @@ void sled_rows(const float *early, const float *final, const int64_t *topk, int6
                 grad_sq = (1.0 - p) * (1.0 - p) + fmax(Q + (double)p_a * p_a - p * p, 0.0);
             }
             cos[r * k + i] = numerator / (fmax(sqrt(grad_sq), COSINE_EPS) * d_norm);
+        }
+    }
+    restore(csr);
+}
+
+/* DoLa's output for batch rows [first, end): with x the row's chosen premature layer (early row
+ * b * layers + chosen[b]), -inf read as the lowest float, and log P = (x - m) - log_s as
+ * log_softmax forms it: out = min(log_final - log P, FLT_MAX), or -inf where log_final is below
+ * the row's threshold (the relative-top filter) or the final logit z is -inf. */
+void dola_finish_rows(const float *early, const float *z, const float *log_final,
+                      const int64_t *chosen, const float *threshold, int64_t first, int64_t end,
+                      int64_t layers, int64_t v, float *scratch, float *out) {
+    unsigned int csr = flush_subnormals();
+    for (int64_t b = first; b < end; b++) {
+        const float *x = early + (b * layers + chosen[b]) * v;
+        const float *zb = z + b * v, *lf = log_final + b * v;
+        float *o = out + b * v;
+#pragma omp simd
+        for (int64_t j = 0; j < v; j++) scratch[j] = x[j] < -FLT_MAX ? -FLT_MAX : x[j];
+        float m = row_max(scratch, v);
+        float log_s = (float)log(exp_row(scratch, m, o, v));
+        float t = threshold[b];
+#pragma omp simd
+        for (int64_t j = 0; j < v; j++) {
+            float d = lf[j] + -((scratch[j] - m) - log_s);
+            d = d > FLT_MAX ? FLT_MAX : d;
+            o[j] = (lf[j] < t || zb[j] == -INFINITY) ? -INFINITY : d;
         }
     }
     restore(csr);

@@ -39,7 +39,8 @@ SOURCE = Path(__file__).with_name("native.c")
 _P, _I = ctypes.c_void_p, ctypes.c_int64
 # native.c's functions: inputs, (first row, end row, layers, V[, K]), scratch and outputs
 _SIGNATURES = {"sled_rows": [_P] * 3 + [_I] * 5 + [_P] * 3,
-               "dola_rows": [_P] * 3 + [_I] * 4 + [_P] * 2}
+               "dola_rows": [_P] * 3 + [_I] * 4 + [_P] * 2,
+               "dola_finish_rows": [_P] * 5 + [_I] * 4 + [_P] * 2}
 _lock = threading.Lock()
 _state: dict = {"enabled": True, "library": None, "status": "C kernels not built yet",
                 "pool": None}
@@ -97,6 +98,20 @@ def dola_divergences(early: torch.Tensor, log_final: torch.Tensor,
     _rows(_library().dola_rows, (early, log_final, final_probs), batch * layers, layers, vocab,
           (), (jsd,))
     return jsd
+
+
+def dola_finish(early: torch.Tensor, final_logits: torch.Tensor, log_final: torch.Tensor,
+                chosen: torch.Tensor, threshold: torch.Tensor) -> torch.Tensor:
+    """DoLa's output (B, V) float32 from early (B, N, V), the final logits and their
+    log-probabilities (B, V), the chosen layer (B,) and the relative-top threshold on log_final
+    (B,): log_final - log_softmax of the chosen layer, capped at the largest float, -inf where
+    log_final is below the threshold or the final logit is -inf (see `native.c`)."""
+    early, z, log_final = _floats(early), _floats(final_logits), _floats(log_final)
+    batch, layers, vocab = early.shape
+    out = torch.empty(batch, vocab, dtype=torch.float32)
+    _rows(_library().dola_finish_rows, (early, z, log_final, chosen.to(torch.int64).contiguous(),
+                                        _floats(threshold)), batch, layers, vocab, (), (out,))
+    return out
 
 
 def _floats(t: torch.Tensor) -> torch.Tensor:
