@@ -9,7 +9,7 @@ from _hypothesis import DECODING, layer_logits, rows_alone
 from hypothesis import given
 from hypothesis import strategies as st
 
-from toolkit.decoding import sled_details, sled_evolve
+from toolkit.decoding import sled_details, sled_evolve, sled_step
 from toolkit.decoding.reference import sled_evolve_naive
 
 pytestmark = pytest.mark.usefixtures("both_paths")  # C kernels and torch ops (conftest.py)
@@ -215,14 +215,13 @@ def test_properties(data):
     (batch, vocab), dtype = final.shape, final.dtype
     k = data.draw(st.integers(1, vocab))
     lower = data.draw(st.sampled_from([-1000.0, -2500.0, -INF]))
-    result = sled_details(
-        final,
-        early,
-        evolution_rate=data.draw(st.floats(0.1, 5.0)),
-        evolution_scale=k,
-        evolution_lower_bound=lower,
-        op_T=data.draw(st.integers(1, 3)),
-    )
+    settings = dict(evolution_rate=data.draw(st.floats(0.1, 5.0)), evolution_scale=k,
+                    evolution_lower_bound=lower, op_T=data.draw(st.integers(1, 3)))
+    result = sled_details(final, early, **settings)
+    # decoding's per-step call: the same numbers, without the whole-vocabulary intermediates
+    step_logits, step_weights = sled_step(final, early, **settings)
+    assert torch.equal(step_logits, result.logits)
+    assert torch.equal(step_weights, result.layer_weights)
     out, topk = result.logits, result.topk_indices
     assert out.dtype == dtype and topk.shape == (batch, k)
     for t in (out, result.latent, result.layer_weights):

@@ -8,7 +8,7 @@ from toolkit.decoding.delta import delta_extrapolate, delta_logits, trajectory_w
 from toolkit.decoding.dola import dola_contrast, dola_values, layer_divergences
 from toolkit.decoding.edt import edt_logits, edt_temperature, entropy
 from toolkit.decoding.p_less import p_less_filter, p_less_threshold
-from toolkit.decoding.sled import SledResult, sled_details, sled_evolve
+from toolkit.decoding.sled import SledResult, sled_details, sled_evolve, sled_step
 from toolkit.decoding.temperature import apply_temperature, sample_tokens, temperature_log_probs
 from toolkit.decoding.top_n_sigma import top_n_sigma
 from toolkit.decoding.typical import typical_filter
@@ -31,6 +31,7 @@ __all__ = [
     "sample_tokens",
     "sled_details",
     "sled_evolve",
+    "sled_step",
     "temperature_log_probs",
     "top_n_sigma",
     "trajectory_weights",

@@ -201,17 +201,23 @@ def _layer_cosines(early, z, z_low, topk) -> torch.Tensor:
     return cos
 
 
-def _latent(cos: torch.Tensor, topk: torch.Tensor, vocab: int):
-    """Latent distribution (B, V) and layer weights (B, N), float32, from cosines (B, N, K)."""
+def _latent_top(cos: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Latent distribution on the top-K (B, K) and layer weights (B, N), float32, from cosines
+    (B, N, K)."""
     m = cos.clamp_min(0.0).square()
     per_layer = m.sum(-1)
     total = per_layer.sum(1, keepdim=True)
     total = torch.where(total != 0, total, 1.0)
     # sum_n s[n] * m[n] / S[n] with s[n] = S[n] / total is sum_n m[n] / total (m[n] = 0 where
     # S[n] = 0), and s = S when total = 0
-    latent_k = (m.sum(1) / total).float()
+    return (m.sum(1) / total).float(), (per_layer / total).float()
+
+
+def _latent(cos: torch.Tensor, topk: torch.Tensor, vocab: int):
+    """Latent distribution (B, V) and layer weights (B, N), float32, from cosines (B, N, K)."""
+    latent_k, weights = _latent_top(cos)
     latent = torch.zeros(topk.shape[0], vocab, dtype=torch.float32, device=topk.device)
-    return latent.scatter_(-1, topk, latent_k), (per_layer / total).float()
+    return latent.scatter_(-1, topk, latent_k), weights
 
 
 def _evolve(z: torch.Tensor, probs: torch.Tensor, latent: torch.Tensor, rate: float,
@@ -223,6 +229,45 @@ def _evolve(z: torch.Tensor, probs: torch.Tensor, latent: torch.Tensor, rate: fl
             probs = torch.softmax(z.clamp_min(_LOWEST), dim=-1)
         z = torch.add(z, probs.sub_(latent), alpha=-rate * (1.0 - t / op_T))
     return z
+
+
+def _top_and_cosines(final_logits, early_logits, k: int):
+    """z (B, V) float32, softmax(z) (B, V) with -inf read as the lowest float, the top-K
+    indices (B, K) of it and the layers' cosines (B, N, K) float64."""
+    z = final_logits.float()
+    z_low = z.clamp_min(_LOWEST)
+    probs = torch.softmax(z_low, dim=-1)
+    topk = probs.topk(k, dim=-1).indices
+    return z, probs, topk, _layer_cosines(early_logits, z, z_low, topk)
+
+
+def sled_step(
+    final_logits: torch.Tensor,
+    early_logits: torch.Tensor,
+    *,
+    evolution_rate: float,
+    evolution_scale: int,
+    evolution_lower_bound: float = -1000.0,
+    op_T: int = 1,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """`sled_details`' logits (B, V) and layer weights (B, N): decoding's per-step call.
+
+    With op_T = 1 the evolution is computed on the top-K only, so no latent or evolved tensor
+    of the whole vocabulary is made (three fewer passes over (B, V)); the values are the same
+    arithmetic on the same numbers.
+    """
+    if op_T != 1:
+        result = sled_details(final_logits, early_logits, evolution_rate=evolution_rate,
+                              evolution_scale=evolution_scale,
+                              evolution_lower_bound=evolution_lower_bound, op_T=op_T)
+        return result.logits, result.layer_weights
+    check_sled_args(final_logits, early_logits, evolution_rate, evolution_scale, op_T)
+    z, probs, topk, cos = _top_and_cosines(final_logits, early_logits, evolution_scale)
+    latent_k, weights = _latent_top(cos)
+    evolved_k = torch.add(z.gather(-1, topk), probs.gather(-1, topk).sub_(latent_k),
+                          alpha=-float(evolution_rate))
+    out = torch.full_like(z, float(evolution_lower_bound)).scatter_(-1, topk, evolved_k)
+    return out.to(final_logits.dtype), weights
 
 
 def sled_details(
@@ -240,11 +285,7 @@ def sled_details(
     final_logits' dtype. See the module docstring for the handling of -inf logits.
     """
     check_sled_args(final_logits, early_logits, evolution_rate, evolution_scale, op_T)
-    z = final_logits.float()
-    z_low = z.clamp_min(_LOWEST)
-    probs = torch.softmax(z_low, dim=-1)
-    topk = probs.topk(evolution_scale, dim=-1).indices
-    cos = _layer_cosines(early_logits, z, z_low, topk)
+    z, probs, topk, cos = _top_and_cosines(final_logits, early_logits, evolution_scale)
     latent, weights = _latent(cos, topk, z.shape[-1])
     evolved = _evolve(z, probs, latent, float(evolution_rate), op_T)
     out = torch.full_like(z, float(evolution_lower_bound))
@@ -266,11 +307,11 @@ def sled_evolve(
     docs/methods.md section 2: the top-K tokens get z - rate * (softmax(z) - P_lat) (op_T steps with a
     decaying rate); every other token gets `evolution_lower_bound`. Returns final_logits' dtype.
     """
-    return sled_details(
+    return sled_step(
         final_logits,
         early_logits,
         evolution_rate=evolution_rate,
         evolution_scale=evolution_scale,
         evolution_lower_bound=evolution_lower_bound,
         op_T=op_T,
-    ).logits
+    )[0]

@@ -41,10 +41,9 @@ def _evolution_settings(options: SledOptions) -> dict[str, Any]:
 
 def step(scores, early, options: SledOptions, layers: list[int]):
     """Evolved logits and the per-layer weights (B, N) of this step."""
-    from toolkit.decoding import sled_details
+    from toolkit.decoding import sled_step
 
-    result = sled_details(scores, early, **_evolution_settings(options))
-    return result.logits, result.layer_weights
+    return sled_step(scores, early, **_evolution_settings(options))
 
 
 def score(final, early, targets, options: SledOptions):
