@@ -69,8 +69,9 @@ def test_cli_run_prints_its_threads(capsys, tmp_path, tiny_llama_dir, keep_threa
 
 
 def test_compile_falls_back_to_eager_with_one_warning(monkeypatch):
-    """A backend that cannot compile: SLED and DoLa still run (eagerly), results unchanged."""
-    from toolkit.decoding import blocks, dola_contrast, sled_evolve
+    """A backend that cannot compile: SLED and DoLa still run (eagerly), with the results of
+    their torch ops (`runtime.compile` turns the C kernels off)."""
+    from toolkit.decoding import blocks, dola_contrast, native, sled_evolve
 
     def broken_compile(fn, **kwargs):
         def run(*args, **kw):
@@ -79,8 +80,12 @@ def test_compile_falls_back_to_eager_with_one_warning(monkeypatch):
 
     gen = torch.Generator().manual_seed(0)
     final, early = torch.randn(3, 40, generator=gen), torch.randn(3, 4, 40, generator=gen)
-    eager = sled_evolve(final, early, evolution_rate=2.0, evolution_scale=5)
-    eager_dola = dola_contrast(final, early)
+    native.use_native(False)
+    try:
+        eager = sled_evolve(final, early, evolution_rate=2.0, evolution_scale=5)
+        eager_dola = dola_contrast(final, early)
+    finally:
+        native.use_native(True)
     monkeypatch.setattr(torch, "compile", broken_compile)
     monkeypatch.setattr(blocks, "_compiled", {})
     blocks.use_compile(True)
