@@ -5,8 +5,9 @@ into a row of scratch that stays in the CPU cache, then every sum the method nee
 pass (and SLED's K cosines from them). So each early logit is read from memory once and
 exponentiated once; the torch ops of `toolkit.decoding.sled` / `dola` take 6 to 11 passes over
 every block of them. DoLa's output, the final log-probabilities minus the chosen layer's with
-the relative-top filter, is one more pass per batch row (`dola_finish`). The sums are in double across blocks of 256 entries, so they are closer to
-exact than the torch ops' float32 reductions.
+the relative-top filter, is one more pass per batch row (`dola_finish`). The sums are in double
+across blocks of 256 entries, so they are closer to exact than the torch ops' float32
+reductions.
 
 The kernels are built with the C compiler (`$CC`, else `cc`) at the first call that needs them
 in a process, into `$SURGERY_CACHE/native/` (default ~/.cache/model-surgery/native/), one file

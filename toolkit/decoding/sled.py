@@ -223,7 +223,8 @@ def _latent(cos: torch.Tensor, topk: torch.Tensor, vocab: int):
 def _evolve(z: torch.Tensor, probs: torch.Tensor, latent: torch.Tensor, rate: float,
             op_T: int) -> torch.Tensor:
     """op_T steps of z <- z - rate * (1 - t/op_T) * (softmax(z) - latent); -inf stays -inf.
-    `probs` is softmax(z) with -inf read as the lowest float (overwritten)."""
+    `probs` is softmax(z) with -inf read as the lowest float (overwritten). With op_T = 1 no
+    softmax is recomputed, so z, probs and latent may be their top-K entries alone (`sled_step`)."""
     for t in range(op_T):
         if t:
             probs = torch.softmax(z.clamp_min(_LOWEST), dim=-1)
@@ -264,8 +265,8 @@ def sled_step(
     check_sled_args(final_logits, early_logits, evolution_rate, evolution_scale, op_T)
     z, probs, topk, cos = _top_and_cosines(final_logits, early_logits, evolution_scale)
     latent_k, weights = _latent_top(cos)
-    evolved_k = torch.add(z.gather(-1, topk), probs.gather(-1, topk).sub_(latent_k),
-                          alpha=-float(evolution_rate))
+    evolved_k = _evolve(z.gather(-1, topk), probs.gather(-1, topk), latent_k,
+                        float(evolution_rate), 1)
     out = torch.full_like(z, float(evolution_lower_bound)).scatter_(-1, topk, evolved_k)
     return out.to(final_logits.dtype), weights
 
