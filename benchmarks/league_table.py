@@ -29,6 +29,7 @@ from typing import Any
 import torch
 
 from toolkit.core.errors import ToolkitError
+from toolkit.io import staging
 from toolkit.methods.options import DecodingConfig, pinned, with_overrides
 
 TEMPERATURES = (1.0, 2.0)
@@ -142,9 +143,8 @@ class Store:
         return self.data["cells"][key]
 
     def save(self) -> None:
-        tmp = self.path.with_suffix(".json.tmp")
-        tmp.write_text(json.dumps(self.data, indent=1))
-        tmp.replace(self.path)
+        with staging.replacing(self.path) as tmp:
+            tmp.write_text(json.dumps(self.data, indent=1))
 
 
 def truthfulqa_cell(am: Any, row: Row, args: argparse.Namespace, out: Path) -> dict:
