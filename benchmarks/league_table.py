@@ -11,6 +11,8 @@ temperature, the quickstart task's held-out reward, decode tokens/s relative to 
 8. One torch thread. Each finished cell goes at once into OUT/league.json and a rerun with the
 same settings skips it (resume); the table goes to OUT/league.md and between the markers
 `<!-- league:MODEL -->` ... `<!-- /league:MODEL -->` of `--figures` (appended when missing).
+The same command with `--worker`, started beside it (another core), shares the cells: each cell
+is computed once, by whichever run claims it first.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import argparse
 import dataclasses
 import json
 import math
+import re
 import statistics
 import sys
 import time
@@ -27,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from filelock import FileLock, Timeout
 
 from toolkit.core.errors import ToolkitError
 from toolkit.io import staging
@@ -117,34 +121,82 @@ class Models:
 
 
 class Store:
-    """OUT/league.json: the settings and every finished cell, rewritten after each cell."""
+    """OUT/league.json: the settings and every finished cell, written as each cell finishes.
+
+    Several runs with the same settings may share it (`--worker`): a run computes a cell only
+    while it holds the cell's claim (OUT/claims/CELL.lock, free again when its holder ends,
+    however it ends), and every write reads the file again under OUT/league.lock and adds the
+    one cell, so no run overwrites another's cells."""
 
     def __init__(self, path: Path, settings: dict):
         self.path, self.settings = path, settings
+        self.claims = path.parent / "claims"
+        self.claims.mkdir(exist_ok=True)
+        self.lock = FileLock(path.parent / "league.lock")
+        self.skipped: list[str] = []  # cells another run held the claim of
         self.data = {"format": FORMAT, "settings": settings, "cells": {}, "seconds": 0.0}
-        if path.exists():
-            saved = json.loads(path.read_text())
-            if saved.get("format") != FORMAT:
-                raise ToolkitError(f"{path} was not written by this script; pass another --out")
-            if saved["settings"] != settings:
-                raise ToolkitError(f"{path} holds a run with other settings ({saved['settings']});"
-                                   " pass another --out to start a new table")
-            self.data = saved
+        self.reload()
+
+    def reload(self) -> None:
+        with self.lock:
+            if not self.path.exists():
+                return
+            saved = json.loads(self.path.read_text())
+        if saved.get("format") != FORMAT:
+            raise ToolkitError(f"{self.path} was not written by this script; pass another --out")
+        if saved["settings"] != self.settings:
+            raise ToolkitError(f"{self.path} holds a run with other settings "
+                               f"({saved['settings']}); pass another --out to start a new table")
+        self.data = saved
 
     def cell(self, key: str, compute, *args: Any) -> Any:
-        """The cell's value: computed as compute(*args) and saved, unless already there."""
-        if key not in self.data["cells"]:
-            began = time.perf_counter()
-            self.data["cells"][key] = compute(*args)
-            took = time.perf_counter() - began
-            self.data["seconds"] += took  # saved with the cell: an interrupted run keeps it
-            print(f"  {key}: {self.data['cells'][key]} ({took:.0f} s)", flush=True)
-            self.save()
-        return self.data["cells"][key]
+        """The cell's value: computed as compute(*args) and saved, unless already there; None
+        when another run is computing it (the key goes to `skipped`)."""
+        self.reload()
+        if key in self.data["cells"]:
+            return self.data["cells"][key]
+        claim = self.claim(key)
+        try:
+            claim.acquire(timeout=0)
+        except Timeout:
+            print(f"  {key}: being computed by another run", flush=True)
+            self.skipped.append(key)
+            return None
+        try:
+            self.reload()  # it may have been finished since the first look
+            if key not in self.data["cells"]:
+                began = time.perf_counter()
+                value = compute(*args)
+                took = time.perf_counter() - began
+                self.update(lambda data: data["cells"].__setitem__(key, value), took)
+                print(f"  {key}: {value} ({took:.0f} s)", flush=True)
+            return self.data["cells"][key]
+        finally:
+            claim.release()
 
-    def save(self) -> None:
-        with staging.replacing(self.path) as tmp:
-            tmp.write_text(json.dumps(self.data, indent=1))
+    def claim(self, key: str) -> FileLock:
+        return FileLock(self.claims / (re.sub(r"[^\w.=@-]", "_", key) + ".lock"))
+
+    def drop(self, key: str) -> None:
+        self.update(lambda data: data["cells"].pop(key, None))
+
+    def update(self, change, seconds: float = 0.0) -> None:
+        """Apply `change` to the store as it is on disk now, add `seconds` (a cell's time,
+        saved with the cell: an interrupted run keeps it) and write it back."""
+        with self.lock:
+            self.reload()
+            change(self.data)
+            self.data["seconds"] += seconds
+            with staging.replacing(self.path) as tmp:
+                tmp.write_text(json.dumps(self.data, indent=1))
+
+    def wait(self) -> None:
+        """Wait until the cells other runs were computing are done (their claims free), then
+        read the store again."""
+        for key in self.skipped:
+            with self.claim(key):
+                pass
+        self.reload()
 
 
 def truthfulqa_cell(am: Any, row: Row, args: argparse.Namespace, out: Path) -> dict:
@@ -223,9 +275,13 @@ def run_rows(models: Models, rows: list[Row], store: Store, args: argparse.Names
             key = f"{row.name}/arithmetic@{'own' if t is None else f'T={t:g}'}"
             store.cell(key, arithmetic_cell, am, row, t or 1.0, args)
         store.cell(f"{row.name}/reward", reward_cell, am, row, args)
+    if args.worker:
+        return  # the run it helps times the rows and writes the table
+    store.reload()
     if any(row.name not in store.data["cells"].get("speed", {}) for row in rows):
-        store.data["cells"].pop("speed", None)  # a new row: time them all again, side by side
+        store.drop("speed")  # a new row: time them all again, side by side
     store.cell("speed", speed_cell, models, rows, args)
+    store.wait()
 
 
 def _number(cells: dict, key: str, fmt: str = "{:.3f}") -> str:
@@ -286,6 +342,10 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--speed-tokens", type=int, default=16)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--batch", type=int, default=32, help="generation batch size")
+    parser.add_argument("--worker", action="store_true",
+                        help="help a run with the same arguments that is under way (on another "
+                             "core or machine sharing --out): compute the cells nobody has "
+                             "claimed, then stop; that run times the rows and writes the table")
     parser.add_argument("--out", default=None, help="default: bench_results/league-MODEL")
     parser.add_argument("--figures", default=str(Path(__file__).parents[1] / "docs" /
                                                   "figures.md"))
@@ -316,6 +376,9 @@ def main(argv: list[str] | None = None) -> int:
     except ToolkitError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    if args.worker:
+        print(f"worker done: {len(store.data['cells'])} cells in {store.path}")
+        return 0
     took = time.perf_counter() - began
     table = markdown(rows, store.data)
     (out / "league.md").write_text(table)

@@ -1,6 +1,7 @@
 """benchmarks/league_table.py: every row and column on the tiny Llama (blank where a column does
 not apply), the table between its markers in the figures page, and resuming: finished cells are
-skipped, a lost cell is computed again, a store with other settings is refused. The real-model
+skipped, a lost cell is computed again, a store with other settings is refused; runs sharing a
+store (`--worker`) compute each cell once and keep each other's cells. The real-model
 path runs a reduced table on SmolLM2 (`real`)."""
 
 from __future__ import annotations
@@ -8,6 +9,8 @@ from __future__ import annotations
 import importlib.util
 import json
 import sys
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -63,6 +66,10 @@ def test_every_row_and_column_then_resume(tmp_path, tiny_llama_dir, capsys):
     assert text.endswith("<!-- /league:tiny:llama -->\nafter\n") and "old" not in text
     assert "| sampling |  |  |  | " in text and "| learned head |" in text
     assert "took " in out and "h of computing cells in all" in out
+    before = figures.read_text()
+    assert league.main([*argv, "--worker"]) == 0  # nothing left to help with
+    assert capsys.readouterr().out.splitlines()[-1].startswith("worker done: ")
+    assert figures.read_text() == before  # a worker writes no table
 
     del data["cells"]["dola/reward"]
     (tmp_path / "out" / "league.json").write_text(json.dumps(data))
@@ -74,6 +81,38 @@ def test_every_row_and_column_then_resume(tmp_path, tiny_llama_dir, capsys):
     assert league.main([*argv, "--replies", "3"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "other settings" in err[0]
+
+
+def test_runs_sharing_a_store_keep_each_others_cells_and_compute_each_once(tmp_path):
+    league = _script()
+    path = tmp_path / "league.json"
+    first, second = (league.Store(path, {"model": "m"}) for _ in range(2))
+    assert first.cell("greedy/reward", lambda: 0.25) == 0.25
+    assert second.cell("dola/reward", lambda: 0.5) == 0.5  # reads the file, adds its cell
+    assert json.loads(path.read_text())["cells"] == {"greedy/reward": 0.25, "dola/reward": 0.5}
+    assert second.cell("greedy/reward", lambda: pytest.fail("computed twice")) == 0.25
+
+    key = "sled/arithmetic@T=1"
+    claimed, done = threading.Event(), []
+
+    def other_run():  # holds the claim while it computes, as another process would
+        with first.claim(key):
+            claimed.set()
+            time.sleep(0.5)
+            first.update(lambda data: data["cells"].__setitem__(key, 0.75), seconds=2.0)
+            done.append(time.perf_counter())
+
+    thread = threading.Thread(target=other_run)
+    thread.start()
+    claimed.wait()
+    assert second.cell(key, lambda: pytest.fail("claimed by the other run")) is None
+    assert second.skipped == [key]
+    second.wait()
+    assert done and second.data["cells"][key] == 0.75
+    thread.join()
+    assert json.loads(path.read_text())["seconds"] == pytest.approx(2.0, abs=0.5)
+    with pytest.raises(league.ToolkitError, match="other settings"):
+        league.Store(path, {"model": "other"})
 
 
 @pytest.mark.real
