@@ -55,3 +55,18 @@ def test_gsm8k_from_a_dataset_id(tmp_path, monkeypatch):
     items = generation.load("gsm8k", "my-org/gsm:test", BadRows())
     assert [(i["question"], i["gold"], i["line"]) for i in items] == [
         ("What is 2 + 3?", "5", 1), ("What is 4 * 4?", "16", 2)]
+
+
+def test_column_names_come_from_the_schema_without_reading_rows(tmp_path, monkeypatch):
+    from toolkit.eval.data import csv_columns
+    from toolkit.io import tables
+
+    pq.write_table(pa.Table.from_pylist(ROWS), tmp_path / "tqa.parquet")
+    pq.write_table(pa.table({"prefix": pa.array([], pa.string()),
+                             "contradiction_0": pa.array([], pa.string())}),
+                   tmp_path / "empty.parquet")
+    monkeypatch.setattr(tables, "_parquet", lambda path: pytest.fail("read every row"))
+    assert csv_columns(tmp_path / "tqa.parquet") == list(ROWS[0])
+    assert csv_columns(tmp_path / "empty.parquet") == ["prefix", "contradiction_0"]
+    with pytest.raises(DataError, match=r"'.*missing\.parquet' \(eval\.data_path\) does not"):
+        csv_columns(tmp_path / "missing.parquet")

@@ -25,7 +25,7 @@ KEY = "eval.data_path"
 def csv_columns(path: str | Path) -> list[str]:
     """The header row of a CSV file (a table's column names)."""
     if tables.is_table(path):
-        return list(next(tables.table_rows(path, KEY), (0, {}))[1])
+        return tables.table_columns(path, KEY)
     p = existing_file(path, KEY)
     with p.open(newline="", encoding="utf-8") as f:
         return next(csv.reader(f), [])

@@ -36,11 +36,23 @@ def is_table(path: str | Path) -> bool:
 def table_rows(path: str | Path, key: str = "") -> Iterator[tuple[int, dict[str, Any]]]:
     """(1-based row number, row as a dict) of a Parquet file or a `datasets` split."""
     text = str(path)
+    rows = _reading(text, key, _parquet if text.endswith(".parquet") else _split)
+    yield from enumerate(rows, start=1)
+
+
+def table_columns(path: str | Path, key: str = "") -> list[str]:
+    """The column names of a Parquet file (read from its schema, no rows) or a `datasets` split."""
+    text = str(path)
+    return _reading(text, key, _parquet_columns if text.endswith(".parquet") else _split_columns)
+
+
+def _reading(text: str, key: str, read) -> Any:
+    """read(text), with every failure but a missing module said in one line naming the source."""
     where = f" ({key})" if key else ""
     if text.endswith(".parquet") and not Path(text).is_file():
         raise DataError(f"data file {text!r}{where} does not exist")
     try:
-        rows = _parquet(text) if text.endswith(".parquet") else _split(text)
+        return read(text)
     except DataError:
         raise
     except Exception as err:  # network, a missing split, a damaged file: one line
@@ -48,7 +60,6 @@ def table_rows(path: str | Path, key: str = "") -> Iterator[tuple[int, dict[str,
         raise DataError(f"cannot read the rows of {text!r}{where} ({type(err).__name__}: "
                         f"{detail}); check the path or dataset id and split (ORG/NAME[:CONFIG]:SPLIT), "
                         "or give a local JSONL or Parquet file") from None
-    yield from enumerate(rows, start=1)
 
 
 def _parquet(path: str) -> list[dict[str, Any]]:
@@ -56,11 +67,23 @@ def _parquet(path: str) -> list[dict[str, Any]]:
     return parquet.read_table(path).to_pylist()
 
 
+def _parquet_columns(path: str) -> list[str]:
+    return list(_optional("pyarrow.parquet", path).read_schema(path).names)
+
+
 def _split(name_and_split: str) -> list[dict[str, Any]]:
+    return [dict(row) for row in _dataset(name_and_split)]
+
+
+def _split_columns(name_and_split: str) -> list[str]:
+    return list(_dataset(name_and_split).column_names)
+
+
+def _dataset(name_and_split: str) -> Any:
     datasets = _optional("datasets", name_and_split)
     name, *rest = name_and_split.split(":")
     config, split = (None, *rest) if len(rest) < 2 else rest
-    return [dict(row) for row in datasets.load_dataset(name, config, split=split or "train")]
+    return datasets.load_dataset(name, config, split=split or "train")
 
 
 def _optional(module: str, path: str) -> Any:
