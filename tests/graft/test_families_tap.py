@@ -185,9 +185,15 @@ def test_positions_last_only_and_project(tiny_model_dir):
     with torch.no_grad():
         picked = tap.early_logits(positions=positions)
         projected = tap.project(torch.stack(out.hidden_states[:3], dim=-2))
+        mask = torch.zeros(early.shape[:2], dtype=torch.bool)
+        mask[0, [1, 5]] = mask[1, 3] = True
+        masked = tap.early_logits(positions=mask)
     assert picked.shape == (2, 2, 3, 300)
     torch.testing.assert_close(picked[0, 1], early[0, 5], atol=ATOL, rtol=0)
     torch.testing.assert_close(picked[1, 0], early[1, 3], atol=ATOL, rtol=0)
+    assert masked.shape == (3, 3, 300)  # the True entries only, row-major
+    torch.testing.assert_close(masked, torch.stack([early[0, 1], early[0, 5], early[1, 3]]),
+                               atol=ATOL, rtol=0)
     torch.testing.assert_close(projected[:, :, 2], early[:, :, 1], atol=ATOL, rtol=0)
     enc = tok(PROMPTS, return_tensors="pt", padding=True)
     with torch.no_grad(), tap.capture(last_only=True):

@@ -50,6 +50,7 @@ from lm_eval.models.huggingface import HFLM, stop_sequences_criteria
 from toolkit import methods
 from toolkit.core.errors import ConfigError, ToolkitError
 from toolkit.eval import harness_args, harness_prefix
+from toolkit.eval.scoring import position_mask
 from toolkit.graft.augmented import AugmentedModel
 from toolkit.io.layout import CONFIG_FILE
 from toolkit.methods.options import DecodingConfig, replacing_saved, with_overrides
@@ -240,7 +241,8 @@ class SurgeryLM(HFLM):
                                                            inps.device)
         with torch.no_grad(), self.am.tap.capture(last_only=False):
             logits = self.model(inps).logits
-            early = self.am.tap.early_logits(positions=positions)
+            early = self.am.tap.early_logits(
+                positions=position_mask(positions, valid, inps.shape[1]))
         rows, scored = harness_prefix.method_values(self, logits, early, positions, valid)
         logits = logits.float()
         logits[rows, positions[valid]] = scored

@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from toolkit.eval.scoring import forward_after_prefix, prefix_cache
+from toolkit.eval.scoring import forward_after_prefix, position_mask, prefix_cache
 
 log = logging.getLogger(__name__)
 
@@ -70,12 +70,12 @@ def method_values(lm: Any, logits: torch.Tensor, early: torch.Tensor | None,
                   ) -> tuple[torch.Tensor, torch.Tensor]:
     """(rows, values): the batch row of each valid position, and (M, V) the final logits there,
     in row order, replaced by the method's log-probabilities over the vocabulary when
-    `lm` scores with a method."""
+    `lm` scores with a method (`early`: the tap's (M,N,V) at those positions)."""
     rows = torch.arange(len(positions), device=logits.device)[:, None].expand_as(positions)[valid]
     final = logits[rows, positions[valid]]
     if lm._method is not None:
         options = lm.decoding.method(lm._method.name)
-        final = lm._method.log_probs(final.float(), early[valid].to(final.device).float(),
+        final = lm._method.log_probs(final.float(), early.to(final.device).float(),
                                      options)
     return rows, final
 
@@ -90,8 +90,9 @@ def _run(lm: Any, cache: Any, prefix: tuple[int, ...], chunk: list[tuple[int, ..
     capture = lm._method is not None
     with torch.autocast(device_type=device.type, dtype=lm.mixed_precision_dtype,
                         enabled=lm.mixed_precision_dtype is not None):
-        logits, early = forward_after_prefix(lm.am, cache, len(prefix), suffixes, capture,
-                                             positions if capture else None)
+        mask = position_mask(positions, valid, max(len(s) for s in suffixes)) if capture \
+            else None
+        logits, early = forward_after_prefix(lm.am, cache, len(prefix), suffixes, capture, mask)
         _, values = method_values(lm, logits, early, positions, valid)
         values = F.log_softmax(values, dim=-1, dtype=lm.softmax_dtype)
     return list(values.split([spans[inp] for inp in chunk]))

@@ -96,8 +96,18 @@ def score_batch(
                    position_ids=b["position_ids"], logits_to_keep=keep, use_cache=False)
         rows = torch.arange(len(encoded), device=device)[:, None]
         final = out.logits[rows, b["positions"] - (width - keep)]
-        early = _early(am.tap, modes, b["positions"])
+        early = _early(am.tap, modes, position_mask(b["positions"], b["valid"], width))
     return _mode_scores(final, early, b["valid"], b["targets"], modes, decoding)
+
+
+def position_mask(positions: torch.Tensor, valid: torch.Tensor, width: int) -> torch.Tensor:
+    """(B,width) bool, True at each valid entry of `positions` (B,P) long: the tap's
+    `early_logits` at the mask lists them in the order of `positions[valid]`, because positions
+    ascend along each row."""
+    mask = torch.zeros((positions.shape[0], width), dtype=torch.bool, device=positions.device)
+    rows, cols = valid.nonzero(as_tuple=True)
+    mask[rows, positions[rows, cols]] = True
+    return mask
 
 
 @torch.no_grad()
@@ -120,8 +130,9 @@ def forward_after_prefix(
     """One forward pass over `suffixes` (right padded) after the first `prefix_len` tokens held
     in `cache` (`prefix_cache`; None for no prefix), the cache copied and repeated per row.
 
-    Returns the logits (B,W,V) and, with `capture`, the tap's early logits at `positions` (B,P)
-    (every suffix position when None), else None.
+    Returns the logits (B,W,V) and, with `capture`, the tap's early logits (M,N,V) at the True
+    entries of `positions` (B,W) bool (`position_mask`), (B,W,N,V) at every suffix position when
+    it is None; without `capture`, None.
     """
     device = am.base.get_input_embeddings().weight.device
     width = max(len(s) for s in suffixes)
@@ -160,7 +171,8 @@ def _score_after_prefix(
     for row, ((ids, start), suffix) in enumerate(zip(encoded, suffixes, strict=True)):
         targets[row, : len(suffix)] = torch.tensor(ids[start:])
         valid[row, : len(suffix)] = True
-    logits, early = forward_after_prefix(am, cache, prefix_len, suffixes, _needs_early(modes))
+    logits, early = forward_after_prefix(am, cache, prefix_len, suffixes, _needs_early(modes),
+                                         valid.to(device))
     return _mode_scores(logits, early, valid.to(device), targets.to(device), modes, decoding)
 
 
@@ -184,24 +196,24 @@ def _early(tap: Any, modes: Sequence[str], positions: torch.Tensor | None) -> to
 def _mode_scores(final: torch.Tensor, early: torch.Tensor | None, valid: torch.Tensor,
                  targets: torch.Tensor, modes: Sequence[str],
                  decoding: DecodingConfig) -> dict[str, list[float]]:
-    """Summed scores per row: final (B,P,V), early (B,P,N,V) or None, valid/targets (B,P)."""
+    """Summed scores per row: final (B,P,V), early (M,N,V) at the M valid entries or None,
+    valid/targets (B,P)."""
     targets = targets[valid]
     lengths = valid.sum(-1).tolist()
     result = {}
     for mode in modes:
-        per_token = _values(mode, final[valid], early, valid, targets, decoding)
+        per_token = _values(mode, final[valid], early, targets, decoding)
         per_token = per_token.double().cpu().split(lengths)
         result[mode] = [float(t.sum()) for t in per_token]
     return result
 
 
-def _values(mode: str, final: torch.Tensor, early: torch.Tensor | None, valid: torch.Tensor,
-            targets: torch.Tensor, decoding: DecodingConfig) -> torch.Tensor:
+def _values(mode: str, final: torch.Tensor, early: torch.Tensor | None, targets: torch.Tensor,
+            decoding: DecodingConfig) -> torch.Tensor:
     if mode == methods.GREEDY:
         return greedy_values(final, targets)
     method = methods.get(mode)
-    early_rows = None if early is None else early[valid]
-    return method.score(final, early_rows, targets, decoding.method(method.name))
+    return method.score(final, early, targets, decoding.method(method.name))
 
 
 def batches(encoded: Sequence[tuple[list[int], int]], batch_size: int,

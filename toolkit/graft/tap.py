@@ -130,8 +130,9 @@ class EarlyExitTap:
     def early_logits(self, positions: Tensor | None = None, reuse: bool = False) -> Tensor:
         """Logits of every candidate layer, in `candidate_layers` order, for the last forward.
 
-        last_only: (B,N,V), all N rows through lm_head in one matmul. Otherwise (B,T,N,V), or
-        (B,P,N,V) for `positions` (B,P) long.
+        last_only: (B,N,V), all N rows through lm_head in one matmul. Otherwise (B,T,N,V),
+        (B,P,N,V) for `positions` (B,P) long, or (M,N,V) for `positions` a (B,T) bool mask with
+        M True entries, in row-major order (only those positions go through lm_head).
 
         `reuse=True` (last_only, no autograd) writes into buffers the tap keeps while the shape
         stays the same, until the capture ends, so a decoding step allocates nothing the size of
@@ -174,9 +175,12 @@ class EarlyExitTap:
 
     @staticmethod
     def _select(hidden: Tensor, positions: Tensor | None) -> Tensor:
-        """(B,T,d) -> (B,P,d) at `positions` (B,P); unchanged when positions is None."""
+        """(B,T,d) -> (B,P,d) at `positions` (B,P) long, or (M,d) at a (B,T) bool mask;
+        unchanged when positions is None."""
         if positions is None:
             return hidden
+        if positions.dtype == torch.bool:
+            return hidden[positions.to(hidden.device)]
         rows = torch.arange(hidden.shape[0], device=hidden.device).unsqueeze(1)
         return hidden[rows, positions.to(hidden.device)]
 
