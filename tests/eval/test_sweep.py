@@ -71,6 +71,25 @@ def test_cells_use_their_sampler_temperature_and_seeds(tmp_path):
     assert (tmp_path / "sweep.png").stat().st_size > 0
 
 
+def test_a_base_model_gets_solved_train_questions_before_each_held_out_one():
+    from toolkit.eval.sweep import SHOTS, questions
+
+    model = FakeModel()
+    config = EvalConfig(task="arithmetic", temperatures=[1.0], limit=32)
+    items = questions(model, config)
+    shots = items[0]["prompt"].split("\n\n")[:-1]
+    assert len(shots) == SHOTS and all(it["prompt"].startswith("\n\n".join(shots)) for it in items)
+    held_out = {it["question"] for it in items}
+    for shot in shots:  # "Q: What is a + b? ...\nA: a+b", none of them a held-out question
+        question, answer = shot.removeprefix("Q: ").split("\nA: ")
+        a, b = map(int, question.removeprefix("What is ").split("?")[0].split(" + "))
+        assert int(answer) == a + b and question not in held_out
+    assert all(it["prompt"].endswith(f"Q: {it['question']}\nA:") for it in items)
+    model.prompt_convention = lambda chat_template: "chat"
+    assert all(not it["prompt"].startswith("Q: ") or it["prompt"].count("Q: ") == 1
+               for it in questions(model, config))
+
+
 def test_sweep_options_are_checked():
     with pytest.raises(ConfigError, match="eval.temperatures"):
         EvalConfig(task="arithmetic")

@@ -11,7 +11,10 @@ scored by exact match of their final number. Writes `sweep.json`, `sweep.md` (th
 
 Questions: a GSM8K-format JSONL (`eval.task: gsm8k`, `eval.data_path`) or, with
 `eval.task: arithmetic`, the held-out arithmetic prompts of the built-in LPO task
-(`toolkit.lpo.arith_writing`), in the model's chat template.
+(`toolkit.lpo.arith_writing`), in the model's chat template. A model without one (a base model)
+gets them as 'Q: ...\nA:' after `SHOTS` solved questions of the task's train split (never a
+held-out one), so it answers in the format the reply is read in: zero-shot, Gemma 3 270M
+restates the sum ('Answer: 17 + 9') instead of answering.
 """
 
 from __future__ import annotations
@@ -27,6 +30,8 @@ from toolkit.core.answers import exact_match
 from toolkit.graft.prompting import CHAT, encode
 from toolkit.io import reports
 from toolkit.methods.options import DecodingConfig, pinned, with_overrides
+
+SHOTS = 3  # solved arithmetic questions before each question, for a model without a chat template
 
 # name -> (decoding overrides, transformers generate() keywords)
 SAMPLERS = {
@@ -45,9 +50,14 @@ def questions(am: Any, config: Any) -> list[dict[str, Any]]:
         from toolkit.lpo.arith_writing import make_prompts
 
         chat = am.prompt_convention(config.chat_template) == CHAT
-        records = [r for r in make_prompts(am.tokenizer, config.limit or 32, "eval", chat=chat)
+        limit = config.limit or 32
+        records = [r for r in make_prompts(am.tokenizer, limit, "eval", chat=chat)
                    if r["kind"] == "arithmetic"]
-        return [{"question": r["question"], "prompt": r["prompt"], "answer": r["answer"]}
+        shots = "" if chat else "".join(
+            f"Q: {r['question']}\nA: {r['answer']}\n\n"
+            for r in make_prompts(am.tokenizer, SHOTS, "train", held_out=limit, chat=False)
+            if r["kind"] == "arithmetic")
+        return [{"question": r["question"], "prompt": shots + r["prompt"], "answer": r["answer"]}
                 for r in records]
     from toolkit.eval.data import BadRows
     from toolkit.eval.generation import load, prompts_of
