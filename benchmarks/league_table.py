@@ -126,7 +126,9 @@ class Store:
     Several runs with the same settings may share it (`--worker`): a run computes a cell only
     while it holds the cell's claim (OUT/claims/CELL.lock, free again when its holder ends,
     however it ends), and every write reads the file again under OUT/league.lock and adds the
-    one cell, so no run overwrites another's cells."""
+    one cell, so no run overwrites another's cells. The lock files are opened without following
+    a link and never truncated or removed (filelock >= 4.3), so a link or file already at
+    their names is refused or left as it is."""
 
     def __init__(self, path: Path, settings: dict):
         self.path, self.settings = path, settings
@@ -373,7 +375,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"league table of {args.model}: {len(rows)} rows, one torch thread; cells in "
               f"{store.path}", flush=True)
         run_rows(Models(args), rows, store, args, out)
-    except ToolkitError as err:
+    except (ToolkitError, OSError) as err:  # OSError: e.g. a link at a lock's name, refused
         print(f"error: {err}", file=sys.stderr)
         return 2
     if args.worker:

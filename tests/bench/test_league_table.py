@@ -115,6 +115,26 @@ def test_runs_sharing_a_store_keep_each_others_cells_and_compute_each_once(tmp_p
         league.Store(path, {"model": "other"})
 
 
+def test_a_link_or_file_at_a_lock_name_is_refused_or_left_as_it_is(tmp_path, capsys):
+    league = _script()
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious")
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "league.lock").symlink_to(victim)
+    argv = ["tiny:llama", "--out", str(out), "--figures", str(tmp_path / "f.md"), *SMALL]
+    assert league.main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "league.lock" in err[0]
+    assert victim.read_text() == "precious" and (out / "league.lock").is_symlink()
+
+    (out / "league.lock").unlink()
+    (out / "league.lock").write_text("someone's file")
+    store = league.Store(out / "league.json", {"model": "m"})
+    assert store.cell("greedy/reward", lambda: 0.5) == 0.5
+    assert (out / "league.lock").read_text() == "someone's file"
+
+
 @pytest.mark.real
 @pytest.mark.slow
 def test_a_reduced_table_on_the_real_model(real_model_dir, tmp_path, capsys):
