@@ -8,7 +8,8 @@ elsewhere: TruthfulQA MC1/MC2/MC3 +- standard error (`cli.py eval`'s paper proto
 `--questions`), arithmetic exact match of the quickstart's task (`--replies` held-out questions,
 one reply each, the same seed for every row) sampled at T = 1 and T = 2 or at the row's own
 temperature, the quickstart task's held-out reward, decode tokens/s relative to greedy at batch
-8. One torch thread. Each finished cell goes at once into OUT/league.json and a rerun with the
+8. One torch thread. The scored rows on one graft share one TruthfulQA pass (its early-layer
+logits are most of the cost); each row's cell is what it gets alone. Each finished cell goes at once into OUT/league.json and a rerun with the
 same settings skips it (resume); the table goes to OUT/league.md and between the markers
 `<!-- league:MODEL -->` ... `<!-- /league:MODEL -->` of `--figures` (appended when missing).
 The same command with `--worker`, started beside it (another core), shares the cells: each cell
@@ -18,6 +19,7 @@ is computed once, by whichever run claims it first.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import json
 import math
@@ -154,27 +156,35 @@ class Store:
     def cell(self, key: str, compute, *args: Any) -> Any:
         """The cell's value: computed as compute(*args) and saved, unless already there; None
         when another run is computing it (the key goes to `skipped`)."""
+        return self.cells([key], lambda todo: {key: compute(*args)}).get(key)
+
+    def cells(self, keys: list[str], compute) -> dict[str, Any]:
+        """Several cells one computation gives: compute(the keys not yet saved) -> {key: value}
+        for each of them, saved together. The cells the store holds, all of `keys` once
+        computed; none when another run is computing one of them (they go to `skipped`)."""
         self.reload()
-        if key in self.data["cells"]:
-            return self.data["cells"][key]
-        claim = self.claim(key)
-        try:
-            claim.acquire(timeout=0)
-        except Timeout:
-            print(f"  {key}: being computed by another run", flush=True)
-            self.skipped.append(key)
-            return None
-        try:
-            self.reload()  # it may have been finished since the first look
-            if key not in self.data["cells"]:
+        todo = [k for k in keys if k not in self.data["cells"]]
+        with contextlib.ExitStack() as held:
+            for key in todo:
+                claim = self.claim(key)
+                try:
+                    claim.acquire(timeout=0)
+                except Timeout:
+                    print(f"  {', '.join(todo)}: being computed by another run", flush=True)
+                    self.skipped += todo
+                    return {}
+                held.callback(claim.release)
+            self.reload()  # they may have been finished since the first look
+            todo = [k for k in todo if k not in self.data["cells"]]
+            if todo:
                 began = time.perf_counter()
-                value = compute(*args)
+                values = compute(todo)
                 took = time.perf_counter() - began
-                self.update(lambda data: data["cells"].__setitem__(key, value), took)
-                print(f"  {key}: {value} ({took:.0f} s)", flush=True)
-            return self.data["cells"][key]
-        finally:
-            claim.release()
+                self.update(lambda data: data["cells"].update(values), took)
+                shared = f", {len(todo)} cells in one pass" if len(todo) > 1 else ""
+                for key in todo:
+                    print(f"  {key}: {values[key]} ({took:.0f} s{shared})", flush=True)
+        return {k: self.data["cells"][k] for k in keys if k in self.data["cells"]}
 
     def claim(self, key: str) -> FileLock:
         return FileLock(self.claims / (re.sub(r"[^\w.=@-]", "_", key) + ".lock"))
@@ -201,21 +211,43 @@ class Store:
         self.reload()
 
 
-def truthfulqa_cell(am: Any, row: Row, args: argparse.Namespace, out: Path) -> dict:
-    """MC1/MC2/MC3 and their standard errors over the questions (cli.py eval's protocol)."""
+def truthfulqa_cells(am: Any, rows: list[Row], args: argparse.Namespace,
+                     out: Path) -> dict[str, dict]:
+    """MC1/MC2/MC3 and their standard errors over the questions (cli.py eval's protocol) of
+    rows on one graft with distinct modes, from one pass: each row's mode scores the same
+    forward and the same early-layer logits (the costly part), with the row's own options."""
     from toolkit.eval import EvalConfig, run_eval
 
+    decoding = row_decoding(rows[0]).with_methods({
+        r.scored: dataclasses.replace(row_decoding(r).method(r.scored), enabled=False)
+        for r in rows if r.scored != "greedy"})
     config = EvalConfig(task="truthfulqa", data_path=args.truthfulqa, limit=args.questions,
-                        modes=[row.scored], output_dir=str(out / "eval" / row.name),
-                        progress=False)
-    result = run_eval(am, config, row_decoding(row))
-    cell = {}
-    for metric in ("MC1", "MC2", "MC3"):
-        values = [item[row.scored][metric] for item in result["items"]]
-        cell[metric] = statistics.fmean(values)
-        cell[f"{metric}_se"] = statistics.stdev(values) / math.sqrt(len(values)) \
-            if len(values) > 1 else 0.0
-    return cell
+                        modes=[r.scored for r in rows], progress=False,
+                        output_dir=str(out / "eval" / "+".join(r.name for r in rows)))
+    items = run_eval(am, config, decoding)["items"]
+    cells = {}
+    for row in rows:
+        cell = cells[f"{row.name}/truthfulqa"] = {}
+        for metric in ("MC1", "MC2", "MC3"):
+            values = [item[row.scored][metric] for item in items]
+            cell[metric] = statistics.fmean(values)
+            cell[f"{metric}_se"] = statistics.stdev(values) / math.sqrt(len(values)) \
+                if len(values) > 1 else 0.0
+    return cells
+
+
+def scoring_groups(rows: list[Row]) -> list[list[Row]]:
+    """The scored rows in their order, grouped so that each group is one TruthfulQA pass: one
+    graft, each mode once."""
+    groups: list[list[Row]] = []
+    for row in (r for r in rows if r.scored):
+        group = next((g for g in groups if g[0].graft == row.graft
+                      and row.scored not in {r.scored for r in g}), None)
+        if group is None:
+            groups.append([row])
+        else:
+            group.append(row)
+    return groups
 
 
 def arithmetic_cell(am: Any, row: Row, temperature: float, args: argparse.Namespace) -> float:
@@ -267,12 +299,21 @@ def speed_cell(models: Models, rows: list[Row], args: argparse.Namespace) -> dic
     return {name: greedy / statistics.median(values) for name, values in ms.items()}
 
 
+def truthfulqa_group(models: Models, group: list[Row], store: Store,
+                     args: argparse.Namespace, out: Path) -> None:
+    """The TruthfulQA cells of a scoring group: its rows not yet in the store, in one pass."""
+    rows = {f"{r.name}/truthfulqa": r for r in group}
+    am = models.get(group[0].graft)
+    store.cells(list(rows), lambda todo: truthfulqa_cells(am, [rows[k] for k in todo], args,
+                                                          out))
+
+
 def run_rows(models: Models, rows: list[Row], store: Store, args: argparse.Namespace,
              out: Path) -> None:
+    for group in scoring_groups(rows) if args.truthfulqa else []:
+        truthfulqa_group(models, group, store, args, out)
     for row in rows:
         am = models.get(row.graft)
-        if row.scored and args.truthfulqa:
-            store.cell(f"{row.name}/truthfulqa", truthfulqa_cell, am, row, args, out)
         for t in TEMPERATURES if row.sampled else (None,):
             key = f"{row.name}/arithmetic@{'own' if t is None else f'T={t:g}'}"
             store.cell(key, arithmetic_cell, am, row, t or 1.0, args)

@@ -76,11 +76,40 @@ def test_every_row_and_column_then_resume(tmp_path, tiny_llama_dir, capsys):
     assert league.main(argv) == 0
     again = [line for line in capsys.readouterr().out.splitlines() if line.startswith("  ")]
     assert len(again) == 1 and again[0].startswith("  dola/reward: ")
+
+    data = json.loads((tmp_path / "out" / "league.json").read_text())
+    gone = ("dola/truthfulqa", "contrastive/truthfulqa")  # scored in one pass, on one graft
+    kept = {k: v for k, v in data["cells"].items() if k not in gone}
+    (tmp_path / "out" / "league.json").write_text(json.dumps(data | {"cells": kept}))
+    assert league.main(argv) == 0
+    again = [line for line in capsys.readouterr().out.splitlines() if line.startswith("  ")]
+    assert [line.split(":")[0] for line in again] == [f"  {k}" for k in gone]
+    assert all(line.endswith("s, 2 cells in one pass)") for line in again)
+    assert json.loads((tmp_path / "out" / "league.json").read_text())["cells"] == data["cells"]
     assert figures.read_text().count("<!-- league:tiny:llama -->") == 1
 
     assert league.main([*argv, "--replies", "3"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "other settings" in err[0]
+
+
+def test_rows_scored_in_one_pass_get_the_cells_each_gets_alone(tmp_path, tiny_llama_dir):
+    from toolkit.recipes.models import load_model
+    from toolkit.recipes.schema import ModelConfig
+
+    league = _script()
+    rows = {r.name: r for r in league.ROWS}
+    groups = league.scoring_groups(list(league.ROWS))
+    assert [[r.name for r in g] for g in groups] == [
+        ["greedy", "sled", "dola", "contrastive"], ["sled_official"], ["delta"], ["delta_late"]]
+    am = load_model(ModelConfig(path=str(tiny_llama_dir)))
+    args = league.parse(["tiny:llama", "--truthfulqa", str(_truthfulqa(tmp_path / "tqa.csv"))])
+    together = league.truthfulqa_cells(am, groups[0], args, tmp_path / "together")
+    for name in ("greedy", "sled", "dola", "contrastive"):
+        alone = league.truthfulqa_cells(am, [rows[name]], args, tmp_path / name)
+        assert together[f"{name}/truthfulqa"] == pytest.approx(alone[f"{name}/truthfulqa"],
+                                                               abs=1e-12)
+    assert together["sled/truthfulqa"] != together["dola/truthfulqa"]
 
 
 def test_runs_sharing_a_store_keep_each_others_cells_and_compute_each_once(tmp_path):
