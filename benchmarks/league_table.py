@@ -130,11 +130,14 @@ class Store:
     however it ends), and every write reads the file again under OUT/league.lock and adds the
     one cell, so no run overwrites another's cells. The lock files are opened without following
     a link and never truncated or removed (filelock >= 4.3), so a link or file already at
-    their names is refused or left as it is."""
+    their names is refused or left as it is; a link or a file at OUT/claims is refused."""
 
     def __init__(self, path: Path, settings: dict):
         self.path, self.settings = path, settings
         self.claims = path.parent / "claims"
+        if self.claims.is_symlink() or self.claims.exists() and not self.claims.is_dir():
+            raise ToolkitError(f"{self.claims} is not a folder this script made (a link or a "
+                               "file); move it away or pass another --out")
         self.claims.mkdir(exist_ok=True)
         self.lock = FileLock(path.parent / "league.lock")
         self.skipped: list[str] = []  # cells another run held the claim of

@@ -163,6 +163,18 @@ def test_a_link_or_file_at_a_lock_name_is_refused_or_left_as_it_is(tmp_path, cap
     assert store.cell("greedy/reward", lambda: 0.5) == 0.5
     assert (out / "league.lock").read_text() == "someone's file"
 
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    for planted in (lambda at: at.symlink_to(elsewhere), lambda at: at.write_text("a file")):
+        other = tmp_path / f"other{len(list(tmp_path.iterdir()))}"
+        other.mkdir()
+        planted(other / "claims")
+        assert league.main(["tiny:llama", "--out", str(other), "--figures",
+                            str(tmp_path / "f.md"), *SMALL]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and "claims is not a folder this script made" in err[0]
+    assert list(elsewhere.iterdir()) == []
+
 
 @pytest.mark.real
 @pytest.mark.slow
