@@ -9,8 +9,9 @@ elsewhere: TruthfulQA MC1/MC2/MC3 +- standard error (`cli.py eval`'s paper proto
 one reply each, the same seed for every row) sampled at T = 1 and T = 2 or at the row's own
 temperature, the quickstart task's held-out reward, decode tokens/s relative to greedy at batch
 8. One torch thread. The scored rows on one graft share one TruthfulQA pass (its early-layer
-logits are most of the cost); each row's cell is what it gets alone. Each finished cell goes at once into OUT/league.json and a rerun with the
-same settings skips it (resume); the table goes to OUT/league.md and between the markers
+logits are most of the cost); each row's cell is what it gets alone. Each finished cell goes at
+once into OUT/league.json and a rerun with the same settings skips it (resume); the table goes
+to OUT/league.md and between the markers
 `<!-- league:MODEL -->` ... `<!-- /league:MODEL -->` of `--figures` (appended when missing).
 The same command with `--worker`, started beside it (another core), shares the cells: each cell
 is computed once, by whichever run claims it first.
@@ -135,7 +136,7 @@ class Store:
     def __init__(self, path: Path, settings: dict):
         self.path, self.settings = path, settings
         self.claims = path.parent / "claims"
-        if self.claims.is_symlink() or self.claims.exists() and not self.claims.is_dir():
+        if self.claims.is_symlink() or (self.claims.exists() and not self.claims.is_dir()):
             raise ToolkitError(f"{self.claims} is not a folder this script made (a link or a "
                                "file); move it away or pass another --out")
         self.claims.mkdir(exist_ok=True)

@@ -165,8 +165,9 @@ def test_a_link_or_file_at_a_lock_name_is_refused_or_left_as_it_is(tmp_path, cap
 
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
-    for planted in (lambda at: at.symlink_to(elsewhere), lambda at: at.write_text("a file")):
-        other = tmp_path / f"other{len(list(tmp_path.iterdir()))}"
+    plants = (lambda at: at.symlink_to(elsewhere), lambda at: at.write_text("a file"))
+    for i, planted in enumerate(plants):
+        other = tmp_path / f"other{i}"
         other.mkdir()
         planted(other / "claims")
         assert league.main(["tiny:llama", "--out", str(other), "--figures",
